@@ -1,0 +1,325 @@
+"""Exchange accounts, orders, the action queue and market data."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+MONEY = {"max_digits": 28, "decimal_places": 10}
+QTY = {"max_digits": 28, "decimal_places": 12}
+
+
+class ExchangeAccount(models.Model):
+    """Where orders go: a ccxt exchange id, or ``paper`` for the built-in simulator.
+
+    Credentials are never stored: the account names the environment variables
+    that hold them, and the adapter reads them at connect time.
+    """
+
+    PAPER = "paper"
+
+    name = models.SlugField(max_length=64, unique=True)
+    exchange_id = models.CharField(
+        max_length=64, help_text="ccxt exchange id (e.g. 'bybit') or 'paper'.")
+    testnet = models.BooleanField(default=False, help_text="Use the exchange's sandbox/testnet.")
+    api_base_url = models.URLField(
+        blank=True, default="",
+        help_text="Replaces every ccxt API base URL (testnets, proxies, local emulators).")
+    api_key_env = models.CharField(
+        max_length=128, blank=True, default="",
+        help_text="Name of the environment variable that holds the API key.")
+    api_secret_env = models.CharField(
+        max_length=128, blank=True, default="",
+        help_text="Name of the environment variable that holds the API secret.")
+    api_password_env = models.CharField(
+        max_length=128, blank=True, default="",
+        help_text="Name of the environment variable that holds the API passphrase, if any.")
+    market_type = models.CharField(
+        max_length=16, default="linear",
+        help_text="ccxt market type to load (linear, spot, inverse).")
+    quote_currency = models.CharField(max_length=16, default="USDT")
+    starting_capital = models.DecimalField(
+        **MONEY, default=Decimal("10000"),
+        help_text="Equity at the start; returns and drawdown % are measured against it plus "
+                  "realised PnL. For paper accounts this is also the opening balance.")
+    paper_config = models.JSONField(
+        default=dict, blank=True,
+        help_text="Paper exchange only: market feed, fees, slippage model and fault injection.")
+    order_queue = models.CharField(
+        max_length=64, blank=True, default="",
+        help_text="Celery queue for this account's order work (empty: the default queue).")
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(starting_capital__gte=0),
+                                   name="account_starting_capital_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        mode = "paper" if self.is_paper else self.exchange_id + (" testnet" if self.testnet else "")
+        return f"{self.name} ({mode})"
+
+    @property
+    def is_paper(self) -> bool:
+        return self.exchange_id == self.PAPER
+
+    def credentials(self) -> dict[str, str]:
+        """Read credentials from the environment; never store or log the result."""
+        creds = {}
+        for key, env_name in (("apiKey", self.api_key_env), ("secret", self.api_secret_env),
+                              ("password", self.api_password_env)):
+            if env_name:
+                value = os.environ.get(env_name, "")
+                if value:
+                    creds[key] = value
+        return creds
+
+    def credentials_status(self) -> str:
+        """What the operator may see: which variables are named and whether they are set."""
+        parts = []
+        for label, env_name in (("key", self.api_key_env), ("secret", self.api_secret_env),
+                                ("password", self.api_password_env)):
+            if env_name:
+                parts.append(f"{label}: ${env_name} ({'set' if os.environ.get(env_name) else 'missing'})")
+        return ", ".join(parts) or "none (public data only)"
+
+    def clean(self) -> None:
+        if not self.is_paper and self.paper_config:
+            raise ValidationError({"paper_config": "Only paper accounts take a paper_config."})
+
+
+class OrderSide(models.TextChoices):
+    BUY = "buy", "Buy"
+    SELL = "sell", "Sell"
+
+
+class OrderType(models.TextChoices):
+    MARKET = "market", "Market"
+    LIMIT = "limit", "Limit"
+
+
+class OrderPurpose(models.TextChoices):
+    ENTRY = "entry", "Entry"
+    CLOSE = "close", "Close"
+    EMERGENCY_CLOSE = "emergency_close", "Emergency close"
+
+
+class OrderStatus(models.TextChoices):
+    CREATED = "created", "Created (not sent)"
+    SUBMITTING = "submitting", "Submitting"
+    UNKNOWN = "unknown", "Unknown outcome"
+    OPEN = "open", "Open"
+    PARTIALLY_FILLED = "partially_filled", "Partially filled"
+    CANCELLING = "cancelling", "Cancelling"
+    FILLED = "filled", "Filled"
+    CANCELLED = "cancelled", "Cancelled"
+    REJECTED = "rejected", "Rejected"
+    FAILED = "failed", "Failed"
+    EXPIRED = "expired", "Expired"
+
+    @classmethod
+    def final(cls) -> list[str]:
+        return [cls.FILLED, cls.CANCELLED, cls.REJECTED, cls.FAILED, cls.EXPIRED]
+
+    @classmethod
+    def active(cls) -> list[str]:
+        return [s for s in cls.values if s not in cls.final()]
+
+
+class Order(models.Model):
+    """One order, identified by a client order id generated before the first attempt."""
+
+    account = models.ForeignKey(ExchangeAccount, on_delete=models.PROTECT, related_name="orders")
+    position = models.ForeignKey("lifecycle.Position", null=True, blank=True,
+                                 on_delete=models.PROTECT, related_name="orders")
+    action = models.ForeignKey("execution.Action", null=True, blank=True,
+                               on_delete=models.SET_NULL, related_name="orders")
+    client_order_id = models.CharField(max_length=64, unique=True)
+    exchange_order_id = models.CharField(max_length=128, blank=True, default="", db_index=True)
+    symbol = models.CharField(max_length=64)
+    side = models.CharField(max_length=4, choices=OrderSide.choices)
+    order_type = models.CharField(max_length=8, choices=OrderType.choices,
+                                  default=OrderType.MARKET)
+    purpose = models.CharField(max_length=16, choices=OrderPurpose.choices,
+                               default=OrderPurpose.ENTRY)
+    reduce_only = models.BooleanField(default=False)
+    quantity = models.DecimalField(**QTY)
+    price = models.DecimalField(**MONEY, null=True, blank=True, help_text="Limit price.")
+    expected_price = models.DecimalField(**MONEY, null=True, blank=True,
+                                         help_text="Reference price when the order was decided.")
+    filled_quantity = models.DecimalField(**QTY, default=Decimal("0"))
+    average_fill_price = models.DecimalField(**MONEY, null=True, blank=True)
+    fee = models.DecimalField(**MONEY, default=Decimal("0"))
+    fee_currency = models.CharField(max_length=16, blank=True, default="")
+    status = models.CharField(max_length=20, choices=OrderStatus.choices,
+                              default=OrderStatus.CREATED)
+    slippage_percent = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True,
+        help_text="Signed slippage of the fill against the expected price; adverse is positive.")
+    estimated_slippage_percent = models.DecimalField(max_digits=12, decimal_places=6,
+                                                     null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    retries = models.PositiveIntegerField(default=0)
+    timed_out = models.BooleanField(default=False)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True,
+                                             help_text="From first send to acknowledgement.")
+    last_error = models.TextField(blank=True, default="")
+    error_code = models.CharField(max_length=64, blank=True, default="")
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    filled_at = models.DateTimeField(null=True, blank=True)
+    finalized_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="order_status_created_idx"),
+            models.Index(fields=["account", "status"], name="order_account_status_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),
+            models.CheckConstraint(condition=Q(filled_quantity__gte=0),
+                                   name="order_filled_non_negative"),
+            models.CheckConstraint(condition=Q(filled_quantity__lte=F("quantity")),
+                                   name="order_filled_within_quantity"),
+            models.CheckConstraint(condition=Q(fee__gte=0), name="order_fee_non_negative"),
+            models.CheckConstraint(condition=Q(status__in=OrderStatus.values),
+                                   name="order_status_valid"),
+            models.CheckConstraint(condition=Q(side__in=OrderSide.values), name="order_side_valid"),
+            models.CheckConstraint(condition=Q(order_type=OrderType.MARKET) | Q(price__gt=0),
+                                   name="order_limit_has_price"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.side} {self.quantity} {self.symbol} [{self.client_order_id}] {self.status}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in OrderStatus.final()
+
+    @property
+    def remaining_quantity(self) -> Decimal:
+        return self.quantity - self.filled_quantity
+
+
+class ActionKind(models.TextChoices):
+    EMERGENCY_CLOSE = "emergency_close", "Emergency close"
+    CLOSE = "close", "Close"
+    CLOSE_ON_SHUTDOWN = "close_on_shutdown", "Close on shutdown"
+    CANCEL_ORDER = "cancel_order", "Cancel order"
+
+    @classmethod
+    def closing(cls) -> list[str]:
+        return [cls.EMERGENCY_CLOSE, cls.CLOSE, cls.CLOSE_ON_SHUTDOWN]
+
+
+class ActionState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+    @classmethod
+    def open(cls) -> list[str]:
+        return [cls.PENDING, cls.RUNNING]
+
+
+class CloseReason(models.TextChoices):
+    """Why a position is closed; also the exit reason of its trade."""
+
+    SIGNAL = "signal", "Signal (normal exit)"
+    TIMEOUT = "timeout", "Timeout"
+    RISK = "risk", "Risk"
+    MANUAL = "manual", "Manual"
+    SHUTDOWN = "shutdown", "Shutdown"
+
+
+class Action(models.Model):
+    """A requested operation in the action queue, processed by a Celery task.
+
+    The idempotency key and the partial unique constraint make a repeated
+    request a no-op: one open close action per position, whoever asks.
+    """
+
+    kind = models.CharField(max_length=24, choices=ActionKind.choices)
+    state = models.CharField(max_length=12, choices=ActionState.choices,
+                             default=ActionState.PENDING)
+    position = models.ForeignKey("lifecycle.Position", null=True, blank=True,
+                                 on_delete=models.PROTECT, related_name="actions")
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.PROTECT,
+                              related_name="cancel_actions",
+                              help_text="The order to cancel (cancel actions).")
+    reason = models.CharField(max_length=16, choices=CloseReason.choices, blank=True, default="")
+    requested_by = models.CharField(max_length=150, default="system",
+                                    help_text="User name or component that asked (timeout, risk…).")
+    idempotency_key = models.CharField(max_length=128, unique=True)
+    attempts = models.PositiveIntegerField(default=0)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["state", "created_at"], name="action_state_created_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["position"],
+                condition=Q(kind__in=ActionKind.closing(), state__in=ActionState.open()),
+                name="one_open_close_action_per_position",
+            ),
+            models.CheckConstraint(condition=Q(state__in=ActionState.values),
+                                   name="action_state_valid"),
+            models.CheckConstraint(
+                condition=~Q(kind__in=ActionKind.closing()) | Q(position__isnull=False),
+                name="close_action_has_position"),
+            models.CheckConstraint(
+                condition=~Q(kind=ActionKind.CANCEL_ORDER) | Q(order__isnull=False),
+                name="cancel_action_has_order"),
+        ]
+
+    def __str__(self) -> str:
+        target = f"position {self.position_id}" if self.position_id else f"order {self.order_id}"
+        return f"{self.get_kind_display()} {target} [{self.state}]"
+
+
+class Candle(models.Model):
+    """Recent OHLCV per symbol and timeframe: the input to the risk monitor."""
+
+    exchange_id = models.CharField(max_length=64, default="paper")
+    symbol = models.CharField(max_length=64)
+    timeframe = models.CharField(max_length=8, default="5m")
+    open_time = models.DateTimeField()
+    open = models.DecimalField(**MONEY)
+    high = models.DecimalField(**MONEY)
+    low = models.DecimalField(**MONEY)
+    close = models.DecimalField(**MONEY)
+    volume = models.DecimalField(max_digits=32, decimal_places=10)
+
+    class Meta:
+        ordering = ["symbol", "timeframe", "-open_time"]
+        constraints = [
+            models.UniqueConstraint(fields=["exchange_id", "symbol", "timeframe", "open_time"],
+                                    name="candle_unique_per_time"),
+            models.CheckConstraint(condition=Q(volume__gte=0), name="candle_volume_non_negative"),
+            models.CheckConstraint(condition=Q(high__gte=F("low")), name="candle_high_above_low"),
+        ]
+        indexes = [models.Index(fields=["symbol", "timeframe", "-open_time"],
+                                name="candle_recent_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.timeframe} {self.open_time:%Y-%m-%d %H:%M} c={self.close}"

@@ -1,0 +1,107 @@
+from django.contrib import admin
+from django.utils.html import format_html
+
+from execution.models import Order
+from lifecycle.models import Position, PositionEvent, Strategy, Trade
+from tradingsite.admin_helpers import AppendOnlyAdmin, ReadOnlyInline, format_age
+
+
+@admin.register(Strategy)
+class StrategyAdmin(admin.ModelAdmin):
+    list_display = ("name", "account", "timeframe", "enabled", "max_holding", "created_at")
+    list_filter = ("enabled", "timeframe", "account")
+    search_fields = ("name", "description")
+    readonly_fields = ("created_at", "effective_config_json")
+
+    @admin.display(description="Max holding")
+    def max_holding(self, obj: Strategy) -> str:
+        try:
+            lc = obj.effective_config().lifecycle
+        except ValueError as exc:
+            return f"invalid config: {exc}"
+        return f"{lc.warning_threshold_minutes}/{lc.max_holding_time_minutes} min"
+
+    @admin.display(description="Effective live-trading config")
+    def effective_config_json(self, obj: Strategy) -> str:
+        import json
+
+        try:
+            text = json.dumps(obj.effective_config().to_json_dict(), indent=2)
+        except ValueError as exc:
+            text = f"invalid: {exc}"
+        return format_html("<pre>{}</pre>", text)
+
+
+class PositionEventInline(ReadOnlyInline):
+    model = PositionEvent
+    fields = ("created_at", "kind", "from_state", "to_state", "reason", "actor")
+    readonly_fields = fields
+    show_change_link = False
+
+
+class PositionOrderInline(ReadOnlyInline):
+    model = Order
+    fk_name = "position"
+    fields = ("client_order_id", "purpose", "side", "quantity", "filled_quantity",
+              "average_fill_price", "status", "slippage_percent", "attempts", "last_error")
+    readonly_fields = fields
+
+
+@admin.register(Position)
+class PositionAdmin(admin.ModelAdmin):
+    list_display = ("id", "symbol", "side", "quantity", "entry_price", "state", "age",
+                    "unrealised_pnl", "health", "strategy")
+    list_filter = ("state", "danger_level", "side", "strategy", "source", "close_reason")
+    search_fields = ("symbol", "external_ref", "strategy__name")
+    list_select_related = ("strategy",)
+    date_hierarchy = "opened_at"
+    inlines = [PositionEventInline, PositionOrderInline]
+    readonly_fields = ("state", "state_changed_at", "warning_at", "critical_at", "closing_at",
+                       "closed_at", "close_reason", "close_requested_by", "peak_price",
+                       "trough_price", "last_price", "last_price_at", "health_score",
+                       "danger_level", "health_checked_at", "created_at", "updated_at")
+
+    @admin.display(description="Age", ordering="opened_at")
+    def age(self, obj: Position) -> str:
+        return format_age(obj.opened_at, obj.closed_at)
+
+    @admin.display(description="Unrealised PnL")
+    def unrealised_pnl(self, obj: Position) -> str:
+        pnl = obj.unrealised_pnl()
+        return "—" if pnl is None or not obj.is_active else f"{pnl:.2f}"
+
+    @admin.display(description="Health", ordering="health_score")
+    def health(self, obj: Position) -> str:
+        if obj.health_score is None:
+            return "—"
+        colour = {"SAFE": "#1a7f37", "WARNING": "#b08800", "CRITICAL": "#cf222e"}.get(
+            obj.danger_level, "#57606a")
+        return format_html('<b style="color:{}">{}</b> {}', colour, obj.health_score,
+                           obj.danger_level)
+
+
+@admin.register(PositionEvent)
+class PositionEventAdmin(AppendOnlyAdmin):
+    list_display = ("created_at", "position", "kind", "from_state", "to_state", "reason", "actor")
+    list_filter = ("kind", "to_state", "actor")
+    search_fields = ("reason", "actor", "position__symbol")
+    list_select_related = ("position",)
+    date_hierarchy = "created_at"
+
+
+@admin.register(Trade)
+class TradeAdmin(admin.ModelAdmin):
+    list_display = ("id", "symbol", "side", "quantity", "entry_price", "exit_price", "pnl",
+                    "pnl_percent", "fees", "holding", "exit_reason", "closed_at", "strategy")
+    list_filter = ("exit_reason", "side", "strategy")
+    search_fields = ("symbol", "external_ref", "strategy__name")
+    list_select_related = ("strategy",)
+    date_hierarchy = "closed_at"
+    readonly_fields = [f.name for f in Trade._meta.fields]
+
+    @admin.display(description="Holding", ordering="holding_seconds")
+    def holding(self, obj: Trade) -> str:
+        return format_age(obj.opened_at, obj.closed_at)
+
+    def has_add_permission(self, request) -> bool:
+        return False  # trades are written by the close path or `import_trades`

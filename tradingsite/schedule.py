@@ -1,0 +1,57 @@
+"""Periodic tasks: each app lists its own in ``tasks.PERIODIC_TASKS``.
+
+They are written to django-celery-beat's tables after ``migrate`` (so the operator
+sees and edits them in the admin); an existing row is never overwritten.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+APPS_WITH_TASKS = ("lifecycle", "risk", "execution", "analytics", "tradingsite")
+
+
+@dataclass(frozen=True)
+class PeriodicSpec:
+    name: str
+    task: str
+    every_seconds: float
+    description: str = ""
+
+
+def all_periodic_specs() -> list[PeriodicSpec]:
+    specs: list[PeriodicSpec] = []
+    for app in APPS_WITH_TASKS:
+        try:
+            module = importlib.import_module(f"{app}.tasks")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{app}.tasks":
+                raise
+            continue
+        specs.extend(getattr(module, "PERIODIC_TASKS", []))
+    return specs
+
+
+def ensure_periodic_tasks(sender: Any = None, **kwargs: Any) -> int:
+    """Create missing beat entries; returns how many were created.
+
+    Connected to ``post_migrate``; acts once per migrate, when beat's own app reports.
+    """
+    if sender is not None and getattr(sender, "label", "") != "django_celery_beat":
+        return 0
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    created = 0
+    for spec in all_periodic_specs():
+        if PeriodicTask.objects.filter(name=spec.name).exists():
+            continue
+        micro = spec.every_seconds < 1
+        every = int(spec.every_seconds * 1_000_000) if micro else int(spec.every_seconds)
+        period = IntervalSchedule.MICROSECONDS if micro else IntervalSchedule.SECONDS
+        interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=period)
+        PeriodicTask.objects.create(name=spec.name, task=spec.task, interval=interval,
+                                    description=spec.description)
+        created += 1
+    return created

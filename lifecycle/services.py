@@ -26,7 +26,7 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Cast, Concat, JSONObject
+from django.db.models.functions import Cast, Coalesce, Concat, JSONObject
 from django.utils import timezone
 
 from execution.models import Action, ActionKind, ActionState, CloseReason
@@ -297,7 +297,7 @@ def dispatch_actions(action_ids: list[int]) -> None:
         from lifecycle.tasks import dispatch_actions as dispatch_task
 
         for batch in chunked(ids, FAN_OUT_BATCH_SIZE):
-            dispatch_task.delay(batch)
+            dispatch_task.apply_async((batch,), argsrepr=f"[{len(batch)} action ids]")
 
     transaction.on_commit(send)
 
@@ -563,7 +563,8 @@ def _queue_timeout_closes(now: datetime, strategy_ids: list[int]) -> list[tuple[
         .annotate(open_closes=Count("actions", filter=closing & Q(
                       actions__state__in=ActionState.open())),
                   previous_closes=Count("actions", filter=closing),
-                  last_close_ended=Max("actions__updated_at", filter=closing))
+                  last_close_ended=Max(Coalesce("actions__finished_at", "actions__updated_at"),
+                                       filter=closing))
         .filter(Q(previous_closes=0) | Q(open_closes=0, last_close_ended__lte=retry_cutoff))
         .order_by("pk"))
     created = insert_select(Action, candidates, {

@@ -74,7 +74,8 @@ def close_retry_delay(previous_closes: int) -> timedelta:
     """How long after the last close attempt ended a new timeout close may be queued."""
     if previous_closes <= 0:
         return timedelta(0)
-    return min(CLOSE_RETRY_BASE * 2 ** (previous_closes - 1), CLOSE_RETRY_MAX)
+    doublings = min(previous_closes - 1, 16)  # 2**16 minutes is long past the cap
+    return min(CLOSE_RETRY_BASE * 2 ** doublings, CLOSE_RETRY_MAX)
 
 
 def close_retry_schedule() -> list[tuple[int, timedelta]]:

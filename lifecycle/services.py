@@ -179,7 +179,7 @@ def _open_position(*, strategy: Strategy, symbol: str, side: str, quantity: Deci
                 raise
             return existing, False
         _record_event(position, kind="opened", to_state=S.OPEN, actor=actor,
-                      reason=f"opened from {PositionSource(source).label.lower()}",
+                      reason=f"opened ({PositionSource(source).label})",
                       details={"quantity": str(quantity), "entry_price": str(entry_price)})
         position_opened.send(sender=Position, position=position)
         broadcast("position.opened", position_payload(position))

@@ -93,6 +93,9 @@ def insert_select(model: type[Model], source: QuerySet, columns: Mapping[str, An
         if not hasattr(value, "resolve_expression"):
             value = Value(value, output_field=field)
         selected[field.column] = value
+    if ignore_conflicts:
+        # SQLite parses "INSERT … SELECT … ON CONFLICT" only when the SELECT has a WHERE.
+        source = source.filter(pk__isnull=False)
     aliases = {f"_insert_{i}": expr for i, expr in enumerate(selected.values())}
     select_sql, params = (source.annotate(**aliases).values(*aliases).query
                           .get_compiler(source.db).as_sql())

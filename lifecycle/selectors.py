@@ -58,14 +58,9 @@ def limits_of(strategy: Strategy) -> HoldingLimits:
         return site_limits()
 
 
-def strategies_with_limits() -> tuple[dict[int, Strategy], dict[int, HoldingLimits]]:
-    """Every strategy (one query) and its holding limits, keyed by id."""
-    strategies = {s.pk: s for s in Strategy.objects.only("id", "name", "live_trading")}
-    return strategies, {pk: limits_of(s) for pk, s in strategies.items()}
-
-
 def strategy_limits() -> dict[int, HoldingLimits]:
-    return strategies_with_limits()[1]
+    """The holding limits of every strategy, keyed by id (one query)."""
+    return {s.pk: limits_of(s) for s in Strategy.objects.only("id", "name", "live_trading")}
 
 
 def _deadline(groups: dict[HoldingLimits, list[int]], attr: str, default: HoldingLimits):

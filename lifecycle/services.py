@@ -1,9 +1,10 @@
-"""The single write path for positions: open, transition, close.
+"""The single write path for positions: open, transition, close, time out.
 
 Every transition is a compare-and-set on the row (``filter(id, state=old).update``),
 writes a ``PositionEvent``, fires a signal and pushes a live event after commit.
 Two workers racing on the same position therefore produce exactly one transition;
-the loser gets ``InvalidStateTransition``.
+the loser gets ``InvalidStateTransition``. The timeout pass (``check_timeouts``)
+applies the same rules set-based, in a constant number of queries.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from lifecycle.models import (
     Strategy,
     Trade,
 )
-from lifecycle.selectors import strategies_with_limits
+from lifecycle.selectors import limits_of, strategy_limits
 from lifecycle.signals import position_closed, position_opened, position_state_changed
 from lifecycle.timeouts import (
     CLOSE_RETRY_MAX,
@@ -334,11 +335,11 @@ def position_begin_close(position: Position, *, reason: str, actor: str) -> Posi
 
 def state_for_holding_time(position: Position, now: datetime | None = None) -> str:
     """Where the timeout rules put a position that is not closing."""
-    limits = position.strategy.effective_config().lifecycle
+    limits = limits_of(position.strategy)
     minutes = position.holding_seconds(now) / 60
-    if minutes >= limits.max_holding_time_minutes:
+    if minutes >= limits.max_minutes:
         return S.CRITICAL
-    if minutes >= limits.warning_threshold_minutes:
+    if minutes >= limits.warning_minutes:
         return S.WARNING
     return S.OPEN
 
@@ -469,8 +470,8 @@ def check_timeouts(now: datetime | None = None) -> TimeoutPassResult:
     and a deterministic idempotency key.
     """
     now = now or timezone.now()
-    strategies, limits = strategies_with_limits()
-    if not strategies:
+    limits = strategy_limits()
+    if not limits:
         return TimeoutPassResult(now, 0, 0, 0)
     with transaction.atomic():
         warned = _advance_held_positions(now, S.OPEN, S.WARNING, limits)

@@ -48,3 +48,11 @@ def test_insert_select_without_returning_inserts_every_row(strategy):
         "position_id": F("pk"), "kind": "note", "reason": "bulk note"}) == []
     assert sorted(PositionEvent.objects.values_list("position_id", "kind", "actor")) == sorted(
         (p.pk, "note", "system") for p in positions)
+
+
+def test_insert_select_ignoring_conflicts_works_on_an_unfiltered_unordered_source(strategy):
+    position = PositionFactory(strategy=strategy)
+    rows = insert_select(Action, Position.objects.order_by(), {
+        "kind": ActionKind.CLOSE, "position_id": F("pk"), "idempotency_key": "only-one"},
+        ignore_conflicts=True, returning=("position_id",))
+    assert rows == [(position.pk,)]

@@ -173,7 +173,7 @@ def run_risk_check(*, now: datetime | None = None, force: bool = False,
         result.strategies = [m.strategy.name for m, _ in claimed]
         result.positions = tick.size
         levels = tick.scores.level_names()
-        result.levels = {name: int((levels == name).sum()) for name in scoring.LEVEL_NAMES}
+        result.levels = {str(name): int((levels == name).sum()) for name in scoring.LEVEL_NAMES}
         result.incomplete_data = int((~tick.scores.data_complete).sum())
         result.alerts_raised, result.alerts_resolved = len(raised), len(resolved)
         result.duration_ms = int((time.perf_counter() - started) * 1000)

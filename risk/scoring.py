@@ -191,6 +191,13 @@ class HealthScores:
     def missing_names(self, i: int) -> list[str]:
         return [name for name, gone in zip(COMPONENTS, self.missing[i], strict=True) if gone]
 
+    def missing_lists(self) -> list[list[str]]:
+        """``missing_names`` of every position (one lookup per position, not a loop over 5)."""
+        codes = (self.missing * (1 << np.arange(len(COMPONENTS)))).sum(axis=1).tolist()
+        names = [[name for bit, name in enumerate(COMPONENTS) if code >> bit & 1]
+                 for code in range(1 << len(COMPONENTS))]
+        return [list(names[code]) for code in codes]
+
 
 # --- market matrix ------------------------------------------------------------------
 

@@ -116,9 +116,13 @@ def position_health_queryset() -> QuerySet[Position]:
 def health_item(*, position_id: int, strategy: str, symbol: str, side: str, state: str,
                 score: float | None, components: dict[str, float] | None, danger_level: str,
                 minutes_to_timeout: float, last_price: Any, unrealised_pnl: float | None,
-                data_complete: bool, missing: list[str], checked_at: datetime | None
+                data_complete: bool, missing: list[str], checked_at: datetime | str | None
                 ) -> dict[str, Any]:
-    """One position's health, as the live push, the API and the report show it."""
+    """One position's health, as the live push, the API and the report show it.
+
+    The live push passes JSON-ready values (strings for prices and times): it sends
+    10,000 of these per tick.
+    """
     return {"id": position_id, "strategy": strategy, "symbol": symbol, "side": side,
             "state": state, "score": score, "components": components,
             "danger_level": danger_level, "minutes_to_timeout": minutes_to_timeout,

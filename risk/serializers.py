@@ -33,6 +33,11 @@ def alert_payload(alert: RiskAlert) -> dict[str, Any]:
     return dict(RiskAlertSerializer(alert).data)
 
 
+def alert_payloads(alerts: list[RiskAlert]) -> list[dict[str, Any]]:
+    """Payloads of many alerts (the serializer's fields are built once)."""
+    return [dict(item) for item in RiskAlertSerializer(alerts, many=True).data]
+
+
 class ComponentsSerializer(serializers.Serializer):
     time_at_risk = serializers.FloatField()
     drawdown = serializers.FloatField()

@@ -25,10 +25,10 @@ from execution.models import ActionKind, CloseReason
 from lifecycle.models import Position, PositionSide, PositionState, Strategy
 from lifecycle.services import position_request_close
 from risk import scoring, selectors
-from risk.bulk import update_rows
+from risk.bulk import insert_rows, update_rows
 from risk.models import AlertSeverity, HealthSnapshot, RiskAlert, StrategyRiskCheck
 from risk.selectors import MonitoredStrategy
-from risk.serializers import alert_payload
+from risk.serializers import alert_payload, alert_payloads
 from tradingsite.errors import InvalidStateTransition
 from tradingsite.live import broadcast
 
@@ -118,7 +118,8 @@ def resolve_alerts(alerts: list[RiskAlert], *, now: datetime | None = None) -> i
         resolved_at=now)
     for alert in alerts:
         alert.resolved_at = now
-        broadcast("alert.resolved", alert_payload(alert))
+    for payload in alert_payloads(alerts):
+        broadcast("alert.resolved", payload)
     return len(alerts)
 
 
@@ -139,7 +140,8 @@ def acknowledge_alerts(*, alert_ids: list[int], by: str, now: datetime | None = 
             acknowledged=True, acknowledged_at=now, acknowledged_by=by[:150])
         for alert in pending:
             alert.acknowledged, alert.acknowledged_at, alert.acknowledged_by = True, now, by[:150]
-            broadcast("alert.acknowledged", alert_payload(alert))
+        for payload in alert_payloads(pending):
+            broadcast("alert.acknowledged", payload)
     return len(pending)
 
 
@@ -179,8 +181,8 @@ def run_risk_check(*, now: datetime | None = None, force: bool = False,
         result.duration_ms = int((time.perf_counter() - started) * 1000)
         _mark_checked(claimed, tick, now, result.duration_ms)
         broadcast("health.updated", {"checked_at": now, "positions": _health_items(tick)})
-        for alert in raised:
-            broadcast("alert.raised", alert_payload(alert))
+        for payload in alert_payloads(raised):
+            broadcast("alert.raised", payload)
     if result.closes_requested:
         log.warning("risk check: emergency close requested for positions %s",
                     result.closes_requested)
@@ -214,6 +216,7 @@ class _Tick:
     last_price: list[Decimal | None]
     last_price_at: list[datetime | None]
     price_used: list[Decimal | None]
+    missing: list[list[str]]
 
     @property
     def size(self) -> int:
@@ -321,7 +324,7 @@ def _score_tick(monitored: list[MonitoredStrategy], now: datetime) -> _Tick:
     return _Tick(now=now, rows=rows, strategies=by_id, scores=scores, minutes_open=minutes_open,
                  max_holding=max_holding, quantity=quantity, entry=entry, peak=peak,
                  trough=trough, last_price=last_price, last_price_at=last_price_at,
-                 price_used=price_used)
+                 price_used=price_used, missing=scores.missing_lists())
 
 
 def _load_candles(row_keys: list[tuple], series_rows: dict[tuple[str, str, str], list[int]],
@@ -368,33 +371,32 @@ def _moved(stored: Decimal, candidate: float, *, up: bool) -> Decimal:
     return Decimal(str(float(candidate))) if beyond else stored
 
 
-def _score_decimal(value: float) -> Decimal:
-    return Decimal(f"{value:.2f}")
+def _decimals(scores: np.ndarray) -> list:
+    """Scores (any shape) as nested lists of 2-decimal ``Decimal``s, for the database."""
+    return np.vectorize(lambda x: Decimal(f"{x:.2f}"), otypes=[object])(scores).tolist()
 
 
 def _write_positions(tick: _Tick) -> None:
-    levels = tick.scores.level_names()
     update_rows(Position, ("health_score", "danger_level", "health_checked_at", "peak_price",
                            "trough_price", "last_price", "last_price_at", "updated_at"),
-                [(row[P["id"]], _score_decimal(tick.scores.score[i]), str(levels[i]), tick.now,
-                  tick.peak[i], tick.trough[i], tick.last_price[i], tick.last_price_at[i],
-                  tick.now) for i, row in enumerate(tick.rows)])
+                [(row[P["id"]], score, level, tick.now, peak, trough, price, price_at, tick.now)
+                 for row, score, level, peak, trough, price, price_at in zip(
+                     tick.rows, _decimals(tick.scores.score), tick.scores.level_names().tolist(),
+                     tick.peak, tick.trough, tick.last_price, tick.last_price_at, strict=True)])
+
+
+SNAPSHOT_FIELDS = ("position", "taken_at", "score", "time_score", "drawdown_score",
+                   "volume_score", "volatility_score", "profitability_score", "danger_level",
+                   "price", "data_complete", "missing")
 
 
 def _write_snapshots(tick: _Tick) -> None:
     s = tick.scores
-    levels = s.level_names()
-    HealthSnapshot.objects.bulk_create([
-        HealthSnapshot(
-            position_id=row[P["id"]], taken_at=tick.now, score=_score_decimal(s.score[i]),
-            time_score=_score_decimal(s.components[i, scoring.TIME]),
-            drawdown_score=_score_decimal(s.components[i, scoring.DRAWDOWN]),
-            volume_score=_score_decimal(s.components[i, scoring.VOLUME]),
-            volatility_score=_score_decimal(s.components[i, scoring.VOLATILITY]),
-            profitability_score=_score_decimal(s.components[i, scoring.PROFITABILITY]),
-            danger_level=str(levels[i]), price=tick.price_used[i],
-            data_complete=not s.missing[i].any(), missing=s.missing_names(i))
-        for i, row in enumerate(tick.rows)], batch_size=5000)
+    insert_rows(HealthSnapshot, SNAPSHOT_FIELDS, [
+        (row[P["id"]], tick.now, score, *components, level, price, complete, missing)
+        for row, score, components, level, price, complete, missing in zip(
+            tick.rows, _decimals(s.score), _decimals(s.components), s.level_names().tolist(),
+            tick.price_used, s.data_complete.tolist(), tick.missing, strict=True)])
 
 
 def _wanted_alerts(tick: _Tick) -> dict[tuple[int, str], tuple[str, str]]:
@@ -506,23 +508,25 @@ def _mark_checked(claimed: list[tuple[MonitoredStrategy, StrategyRiskCheck]], ti
 
 
 def _health_items(tick: _Tick) -> list[dict[str, Any]]:
+    """The ``health.updated`` entries, built from whole columns (10,000 positions per tick)."""
     s = tick.scores
-    levels = s.level_names()
-    pnl_value = s.pnl_percent * tick.entry * tick.quantity / 100.0
-    items = []
-    for i, row in enumerate(tick.rows):
-        components = dict(zip(scoring.COMPONENTS, s.components[i].tolist(), strict=True))
-        items.append(selectors.health_item(
-            position_id=row[P["id"]], strategy=tick.strategies[row[P["strategy_id"]]].strategy.name,
-            symbol=row[P["symbol"]], side=row[P["side"]], state=row[P["state"]],
-            score=float(s.score[i]), components=components, danger_level=str(levels[i]),
-            minutes_to_timeout=selectors.minutes_to_timeout(tick.minutes_open[i],
-                                                            tick.max_holding[i]),
-            last_price=tick.last_price[i],
-            unrealised_pnl=round(float(pnl_value[i]), 8) if np.isfinite(pnl_value[i]) else None,
-            data_complete=not s.missing[i].any(), missing=s.missing_names(i),
-            checked_at=tick.now))
-    return items
+    pnl = s.pnl_percent * tick.entry * tick.quantity / 100.0
+    pnl_values = [None if v != v else v for v in np.round(pnl, 8).tolist()]  # NaN → None
+    to_timeout = np.round(np.maximum(0.0, tick.max_holding - tick.minutes_open), 1).tolist()
+    names = {pk: m.strategy.name for pk, m in tick.strategies.items()}
+    checked_at = tick.now.isoformat().replace("+00:00", "Z")
+    return [
+        selectors.health_item(
+            position_id=row[P["id"]], strategy=names[row[P["strategy_id"]]],
+            symbol=row[P["symbol"]], side=row[P["side"]], state=row[P["state"]], score=score,
+            components=dict(zip(scoring.COMPONENTS, components, strict=True)),
+            danger_level=level, minutes_to_timeout=minutes, last_price=price,
+            unrealised_pnl=value, data_complete=complete, missing=missing,
+            checked_at=checked_at)
+        for row, score, components, level, minutes, price, value, complete, missing in zip(
+            tick.rows, s.score.tolist(), s.components.tolist(), s.level_names().tolist(),
+            to_timeout, [None if p is None else str(p) for p in tick.last_price], pnl_values,
+            s.data_complete.tolist(), tick.missing, strict=True)]
 
 
 # --- retention --------------------------------------------------------------------------

@@ -60,9 +60,11 @@ def test_a_check_scores_the_position_and_writes_snapshot_score_and_prices(
         "state": "OPEN", "score": 59.65,
         "components": {"time_at_risk": 75.0, "drawdown": 60.0, "volume": 60.0,
                        "volatility": 50.0, "profitability": 47.67},
-        "danger_level": "WARNING", "minutes_to_timeout": 180.0, "last_price": Decimal("99.96"),
+        "danger_level": "WARNING", "minutes_to_timeout": 180.0,
+        "last_price": str(position.last_price),
         # 2 × 100 × (−0.14 %)
-        "unrealised_pnl": -0.28, "data_complete": True, "missing": [], "checked_at": NOW}]}]
+        "unrealised_pnl": -0.28, "data_complete": True, "missing": [],
+        "checked_at": "2026-01-05T12:00:00Z"}]}]
 
 
 def test_each_strategy_is_checked_once_per_check_interval(frozen, risk_strategy):

@@ -6,6 +6,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
+from risk.models import RiskAlert
 from risk.services import run_risk_check
 from risk.tests.conftest import CLOSES, VOLUMES, add_candles, open_position
 
@@ -38,7 +39,8 @@ def test_the_report_prints_counts_positions_worst_first_and_open_alerts(checked)
                                 "73.92", "95.83", "100.00", "50.00", "50.00", "48.33",
                                 "100.0000000000", "-0.20", "230.0", "missing:", "volume,volatility"]
     assert lines[7] == "Open alerts: 1"
-    assert lines[9].split()[:5] == ["1", "WARNING", "danger_warning", str(warning.pk),
+    alert = RiskAlert.objects.get()
+    assert lines[9].split()[:5] == [str(alert.pk), "WARNING", "danger_warning", str(warning.pk),
                                     "ETH/USDT:USDT"]
     assert lines[9].endswith("Health score 59.65 is below the warning threshold 60.")
 

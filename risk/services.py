@@ -229,114 +229,135 @@ class _Tick:
         return self.strategies[self.rows[i][P["strategy_id"]]].config
 
 
-def _strategy_market_key(m: MonitoredStrategy) -> tuple[str, str, tuple[int, ...], int]:
-    risk = m.config.risk_monitoring
-    return (m.strategy.account.exchange_id, m.strategy.timeframe, scoring.windows_of(risk),
-            risk.stale_data_candles)
+@dataclass
+class _MarketLayout:
+    """Which market row (exchange × symbol × timeframe × windows × staleness) each position reads."""
+
+    position_row: np.ndarray                         # (N,) row of each position
+    position_group: np.ndarray                       # (N,) index of its strategy in the tick
+    keys: list[tuple[str, str, str, tuple[int, ...], int]]
+    by_series: dict[tuple[str, str, str], list[int]]  # candle series → rows fed by it
+
+    @property
+    def timeframe_seconds(self) -> np.ndarray:
+        return np.array([selectors.timeframe_seconds(k[2]) for k in self.keys], dtype=float)
+
+    @property
+    def stale_candles(self) -> np.ndarray:
+        return np.array([k[4] for k in self.keys], dtype=float)
+
+    @property
+    def windows(self) -> scoring.MarketWindows:
+        return scoring.MarketWindows.of([k[3] for k in self.keys])
+
+
+def _market_layout(rows: list[tuple], strategies: dict[int, MonitoredStrategy]) -> _MarketLayout:
+    per_strategy = {}
+    for group, (pk, m) in enumerate(strategies.items()):
+        risk = m.config.risk_monitoring
+        per_strategy[pk] = (group, m.strategy.account.exchange_id, m.strategy.timeframe,
+                            scoring.windows_of(risk), risk.stale_data_candles)
+    index: dict[tuple, int] = {}
+    by_series: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+    position_row = np.empty(len(rows), dtype=np.int64)
+    position_group = np.empty(len(rows), dtype=np.int64)
+    for i, row in enumerate(rows):
+        group, exchange_id, timeframe, windows, stale = per_strategy[row[P["strategy_id"]]]
+        key = (exchange_id, row[P["symbol"]], timeframe, windows, stale)
+        if key not in index:
+            index[key] = len(index)
+            by_series[key[:3]].append(index[key])
+        position_row[i], position_group[i] = index[key], group
+    return _MarketLayout(position_row, position_group, list(index), by_series)
+
+
+def _load_market(layout: _MarketLayout, now: datetime
+                 ) -> tuple[scoring.MarketMatrix, dict[int, Decimal], np.ndarray]:
+    """The candle matrix (stale rows blanked), each row's latest close as stored, and the
+    time of that close (epoch seconds)."""
+    tf, stale = layout.timeframe_seconds, layout.stale_candles
+    windows = layout.windows
+    candles, latest_close = _load_candles(layout, windows, now)
+    market = scoring.build_market_matrix(
+        row=candles[0], open_time=candles[1], close=candles[2], volume=candles[3],
+        timeframe_seconds=tf, windows=windows)
+    now_ts = now.timestamp()
+    close_time = np.minimum(market.latest_open + tf, now_ts)
+    with np.errstate(invalid="ignore"):
+        too_old = close_time < now_ts - stale * tf
+    return market.without_rows(too_old), latest_close, close_time
 
 
 def _score_tick(monitored: list[MonitoredStrategy], now: datetime) -> _Tick:
-    """Load positions and candles (two queries), update prices, score in one call."""
+    """Load positions and candles (two queries), move prices, score in one call."""
     by_id = {m.strategy.pk: m for m in monitored}
     rows = selectors.tick_positions(list(by_id))
-    n = len(rows)
+    layout = _market_layout(rows, by_id)
+    market, latest_close, close_time = _load_market(layout, now)
+    row = layout.position_row
     now_ts = now.timestamp()
 
-    # One market row per (exchange, symbol, timeframe, windows, staleness); one params group
-    # per strategy.
-    market_keys = {pk: _strategy_market_key(m) for pk, m in by_id.items()}
-    group_of = {pk: g for g, pk in enumerate(by_id)}
-    row_index: dict[tuple, int] = {}
-    series_rows: dict[tuple[str, str, str], list[int]] = defaultdict(list)
-    market_row = np.empty(n, dtype=np.int64)
-    group = np.empty(n, dtype=np.int64)
-    for i, row in enumerate(rows):
-        exchange_id, timeframe, windows, stale = market_keys[row[P["strategy_id"]]]
-        key = (exchange_id, row[P["symbol"]], timeframe, windows, stale)
-        if key not in row_index:
-            row_index[key] = len(row_index)
-            series_rows[key[:3]].append(row_index[key])
-        market_row[i] = row_index[key]
-        group[i] = group_of[row[P["strategy_id"]]]
-    row_keys = list(row_index)
-    row_tf = np.array([selectors.timeframe_seconds(k[2]) for k in row_keys], dtype=float)
-    row_stale = np.array([k[4] for k in row_keys], dtype=float)
-    windows = scoring.MarketWindows.of([k[3] for k in row_keys])
-
-    candles, latest_close = _load_candles(row_keys, series_rows, windows, row_tf, row_stale, now)
-    market = scoring.build_market_matrix(
-        row=candles[0], open_time=candles[1], close=candles[2], volume=candles[3],
-        timeframe_seconds=row_tf, windows=windows)
-    candle_close_time = np.minimum(market.latest_open + row_tf, now_ts)
-    with np.errstate(invalid="ignore"):
-        stale_rows = candle_close_time < now_ts - row_stale * row_tf
-    market = market.without_rows(stale_rows)
-
-    # Prices: the latest candle close unless the position knows a newer price; a price
+    # The price: the latest candle close unless the position knows a newer one; a price
     # older than the staleness limit counts as missing.
-    side = np.array([1.0 if r[P["side"]] == PositionSide.LONG else -1.0 for r in rows])
-    entry = _floats(r[P["entry_price"]] for r in rows)
+    tf = layout.timeframe_seconds[row]
     own_price = _floats(r[P["last_price"]] for r in rows)
     own_time = _floats(r[P["last_price_at"]].timestamp() if r[P["last_price_at"]] else None
                        for r in rows)
-    opened = _floats(r[P["opened_at"]].timestamp() for r in rows)
-    tf = row_tf[market_row] if n else np.zeros(0)
-    stale_limit = now_ts - row_stale[market_row] * tf if n else np.zeros(0)
-    candle_price = market.closes[market_row, -1] if n else np.zeros(0)
-    candle_time = candle_close_time[market_row] if n else np.zeros(0)
+    candle_price, candle_time = market.closes[row, -1], close_time[row]
     with np.errstate(invalid="ignore"):
         use_candle = np.isfinite(candle_price) & ~(own_time > candle_time)
-        own_fresh = np.isfinite(own_price) & (own_time >= stale_limit)
+        own_fresh = np.isfinite(own_price) & (own_time >= now_ts - layout.stale_candles[row] * tf)
     price = np.where(use_candle, candle_price, np.where(own_fresh, own_price, np.nan))
 
-    since_open = scoring.candles_closed_since(opened, market.latest_open[market_row] if n
-                                              else np.zeros(0), tf)
-    highest, lowest = scoring.price_extremes(market, market_row, since_open)
-    old_peak = _floats(r[P["peak_price"]] for r in rows)
-    old_trough = _floats(r[P["trough_price"]] for r in rows)
-    new_peak = np.fmax(np.fmax(old_peak, highest), price)
-    new_trough = np.fmin(np.fmin(old_trough, lowest), price)
+    # Best and worst prices since open: every candle closed since, not only the last one.
+    opened = _floats(r[P["opened_at"]].timestamp() for r in rows)
+    highest, lowest = scoring.price_extremes(
+        market, row, scoring.candles_closed_since(opened, market.latest_open[row], tf))
+    new_peak = np.fmax(np.fmax(_floats(r[P["peak_price"]] for r in rows), highest), price)
+    new_trough = np.fmin(np.fmin(_floats(r[P["trough_price"]] for r in rows), lowest), price)
 
     configs = [m.config for m in by_id.values()]
-    max_holding = np.array([configs[g].lifecycle.max_holding_time_minutes for g in group],
-                           dtype=float)
+    group = layout.position_group
+    max_holding = np.array([c.lifecycle.max_holding_time_minutes for c in configs],
+                           dtype=float)[group]
     minutes_open = (now_ts - opened) / 60.0
-    params = scoring.ScoringParams.stack(
-        [scoring.params_from_config(c.risk_monitoring) for c in configs], group)
+    entry = _floats(r[P["entry_price"]] for r in rows)
+    side = np.array([1.0 if r[P["side"]] == PositionSide.LONG else -1.0 for r in rows])
     scores = scoring.score_positions(
         scoring.PositionArrays(side=side, entry_price=entry, peak_price=new_peak,
                                trough_price=new_trough, price=price, minutes_open=minutes_open,
-                               max_holding_minutes=max_holding, market_row=market_row),
-        market, params)
+                               max_holding_minutes=max_holding, market_row=row),
+        market,
+        scoring.ScoringParams.stack([scoring.params_from_config(c.risk_monitoring)
+                                     for c in configs], group))
 
-    peak = [_moved(rows[i][P["peak_price"]], new_peak[i], up=True) for i in range(n)]
-    trough = [_moved(rows[i][P["trough_price"]], new_trough[i], up=False) for i in range(n)]
-    last_price, last_price_at, price_used = [], [], []
-    for i in range(n):
-        if use_candle[i]:
-            last_price.append(latest_close[market_row[i]])
-            last_price_at.append(datetime.fromtimestamp(float(candle_time[i]), tz=UTC))
-        else:
-            last_price.append(rows[i][P["last_price"]])
-            last_price_at.append(rows[i][P["last_price_at"]])
-        price_used.append(last_price[i] if np.isfinite(price[i]) else None)
-    quantity = _floats(r[P["quantity"]] for r in rows)
-    return _Tick(now=now, rows=rows, strategies=by_id, scores=scores, minutes_open=minutes_open,
-                 max_holding=max_holding, quantity=quantity, entry=entry, peak=peak,
-                 trough=trough, last_price=last_price, last_price_at=last_price_at,
-                 price_used=price_used, missing=scores.missing_lists())
+    last_price = [latest_close[r] if fresh else stored[P["last_price"]]
+                  for r, fresh, stored in zip(row.tolist(), use_candle.tolist(), rows, strict=True)]
+    last_price_at = [datetime.fromtimestamp(t, tz=UTC) if fresh else stored[P["last_price_at"]]
+                     for t, fresh, stored in zip(candle_time.tolist(), use_candle.tolist(), rows,
+                                                 strict=True)]
+    return _Tick(
+        now=now, rows=rows, strategies=by_id, scores=scores, minutes_open=minutes_open,
+        max_holding=max_holding, quantity=_floats(r[P["quantity"]] for r in rows), entry=entry,
+        peak=[_moved(r[P["peak_price"]], v, up=True) for r, v in zip(rows, new_peak, strict=True)],
+        trough=[_moved(r[P["trough_price"]], v, up=False)
+                for r, v in zip(rows, new_trough, strict=True)],
+        last_price=last_price, last_price_at=last_price_at,
+        price_used=[p if known else None for p, known in
+                    zip(last_price, np.isfinite(price).tolist(), strict=True)],
+        missing=scores.missing_lists())
 
 
-def _load_candles(row_keys: list[tuple], series_rows: dict[tuple[str, str, str], list[int]],
-                  windows: scoring.MarketWindows, row_tf: np.ndarray, row_stale: np.ndarray,
-                  now: datetime) -> tuple[tuple[np.ndarray, ...], dict[int, Decimal]]:
+def _load_candles(layout: _MarketLayout, windows: scoring.MarketWindows, now: datetime
+                  ) -> tuple[tuple[np.ndarray, ...], dict[int, Decimal]]:
     """The candles every market row needs, in one query, as flat arrays; and each row's
     latest close as stored (Decimal)."""
     need = np.maximum(windows.volume_recent + windows.volume_lookback,
                       windows.volatility_long + 1)
+    tf, stale = layout.timeframe_seconds, layout.stale_candles
     wanted: dict[tuple[str, str], tuple[set[str], datetime]] = {}
-    for r, (exchange_id, symbol, timeframe, _, _) in enumerate(row_keys):
-        since = now - timedelta(seconds=float((need[r] + row_stale[r] + 1) * row_tf[r]))
+    for r, (exchange_id, symbol, timeframe, _, _) in enumerate(layout.keys):
+        since = now - timedelta(seconds=float((need[r] + stale[r] + 1) * tf[r]))
         symbols, earliest = wanted.get((exchange_id, timeframe), (set(), since))
         symbols.add(symbol)
         wanted[(exchange_id, timeframe)] = (symbols, min(earliest, since))
@@ -344,7 +365,7 @@ def _load_candles(row_keys: list[tuple], series_rows: dict[tuple[str, str, str],
     latest: dict[int, tuple[datetime, Decimal]] = {}
     for exchange_id, symbol, timeframe, open_time, close_price, vol in \
             selectors.recent_candles(wanted):
-        for r in series_rows.get((exchange_id, symbol, timeframe), ()):
+        for r in layout.by_series.get((exchange_id, symbol, timeframe), ()):
             row_of.append(r)
             open_ts.append(open_time.timestamp())
             close.append(float(close_price))

@@ -12,10 +12,10 @@ import time_machine
 from execution.models import Candle
 from lifecycle.models import Position
 from lifecycle.services import position_open
+from risk.selectors import timeframe_seconds
 from tradingsite.testing.factories import StrategyFactory
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
-FIVE_MINUTES = timedelta(minutes=5)
 
 # 2 recent volumes against the 4 before; the last 2 returns against the last 8 (9 candles).
 SMALL_WINDOWS = {"riskMonitoring": {"volumeRecentCandles": 2, "volumeLookbackCandles": 4,
@@ -42,7 +42,7 @@ def risk_strategy(db, account):
 def add_candles(symbol: str, closes: list[str], volumes: list[str] | None = None, *,
                 end: datetime = NOW, timeframe: str = "5m", exchange_id: str = "paper") -> None:
     """Candles whose last one closes at ``end``, oldest first."""
-    step = FIVE_MINUTES if timeframe == "5m" else timedelta(minutes=int(timeframe[:-1]))
+    step = timedelta(seconds=timeframe_seconds(timeframe))
     volumes = volumes or ["100"] * len(closes)
     count = len(closes)
     Candle.objects.bulk_create([

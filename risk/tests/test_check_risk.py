@@ -310,3 +310,27 @@ def test_the_beat_task_runs_the_check(frozen, risk_strategy):
     assert summary["positions"] == 1
     assert summary["levels"] == {"SAFE": 0, "WARNING": 1, "CRITICAL": 0}
     assert summary["checked_at"] == NOW.isoformat()
+
+
+def test_a_due_strategy_without_held_positions_is_marked_checked(frozen, risk_strategy):
+    result = run_risk_check()
+    assert (result.strategies, result.positions) == (["scalper"], 0)
+    assert StrategyRiskCheck.objects.get(strategy=risk_strategy).last_checked_at == NOW
+
+
+def test_each_strategy_reads_the_candles_of_its_own_timeframe(frozen, account, risk_strategy):
+    hourly = StrategyFactory(account=account, timeframe="1h", live_trading=SMALL_WINDOWS)
+    fast = open_position(risk_strategy)
+    slow = open_position(hourly, minutes_ago=600)
+    add_candles("ETH/USDT:USDT", CLOSES, VOLUMES)
+    add_candles("ETH/USDT:USDT", ["100"] * 8 + ["101"], timeframe="1h")
+    result = run_risk_check()
+    assert result.positions == 2
+    assert refetch(fast).last_price == Decimal("99.96")
+    assert refetch(slow).last_price == Decimal("101")
+    assert refetch(slow).peak_price == Decimal("101")
+    # the hourly series: even volume → 100; flat then +1 %: σ_2 = 0.005, σ_8 = 0.0033072
+    # → ratio 1.511858 → 74.41
+    slow_snapshot = HealthSnapshot.objects.get(position=slow)
+    assert (slow_snapshot.volume_score, slow_snapshot.volatility_score) == (
+        Decimal("100.00"), Decimal("74.41"))

@@ -27,7 +27,7 @@ def test_the_report_prints_counts_positions_worst_first_and_open_alerts(checked)
     out = StringIO()
     call_command("risk_report", stdout=out)
     lines = out.getvalue().splitlines()
-    assert lines[0] == "Risk report 2026-01-05T12:00:00Z — 2 position(s) held"
+    assert lines[0] == "Risk report 2026-01-05 12:00:00 UTC — 2 position(s) held"
     assert lines[1] == "SAFE 1  WARNING 1  CRITICAL 0  UNSCORED 0"
     assert lines[3].split() == ["ID", "STRATEGY", "SYMBOL", "SIDE", "STATE", "LEVEL", "SCORE",
                                 "TIME", "DRAWDOWN", "VOLUME", "VOLATILITY", "PROFIT", "PRICE",

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
 
 from risk.selectors import health_report
 from risk.serializers import HealthReportSerializer
@@ -37,13 +38,14 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        report = HealthReportSerializer(health_report(worst=max(1, options["worst"]))).data
+        raw = health_report(worst=max(1, options["worst"]))
+        report = HealthReportSerializer(raw).data
         if options["json"]:
             self.stdout.write(json.dumps(report, cls=DjangoJSONEncoder, indent=2))
             return
         counts = report["counts"]
-        self.stdout.write(f"Risk report {report['generated_at']} — {report['positions']} "
-                          f"position(s) held")
+        generated = timezone.localtime(raw["generated_at"]).strftime("%Y-%m-%d %H:%M:%S %Z")
+        self.stdout.write(f"Risk report {generated} — {report['positions']} position(s) held")
         self.stdout.write("  ".join(f"{level} {counts[level]}" for level in counts))
         self.stdout.write("")
         rows = []

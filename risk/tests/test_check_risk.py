@@ -334,3 +334,21 @@ def test_each_strategy_reads_the_candles_of_its_own_timeframe(frozen, account, r
     slow_snapshot = HealthSnapshot.objects.get(position=slow)
     assert (slow_snapshot.volume_score, slow_snapshot.volatility_score) == (
         Decimal("100.00"), Decimal("74.41"))
+
+
+def test_snapshots_older_than_each_strategys_retention_are_pruned(frozen, account, risk_strategy):
+    from risk.tasks import prune_snapshots
+    from tradingsite.testing.factories import HealthSnapshotFactory
+
+    short = StrategyFactory(account=account,
+                            live_trading={"riskMonitoring": {"snapshotRetentionDays": 1}})
+    kept_default, pruned_default = (HealthSnapshotFactory(
+        position=open_position(risk_strategy), taken_at=NOW - timedelta(days=days))
+        for days in (6.9, 7.1))
+    kept_short, pruned_short = (HealthSnapshotFactory(
+        position=open_position(short), taken_at=NOW - timedelta(hours=hours))
+        for hours in (23, 25))
+    assert prune_snapshots() == 2
+    assert set(HealthSnapshot.objects.values_list("pk", flat=True)) == {kept_default.pk,
+                                                                         kept_short.pk}
+    assert not HealthSnapshot.objects.filter(pk__in=[pruned_default.pk, pruned_short.pk]).exists()

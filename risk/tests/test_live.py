@@ -11,7 +11,7 @@ from django.db import connections
 from django.test import Client
 
 from conftest import redis_url
-from risk.services import run_risk_check
+from risk.tasks import check_risk
 from risk.tests.conftest import CLOSES, VOLUMES, add_candles, open_position
 from tradingsite.asgi import application
 
@@ -64,7 +64,7 @@ async def _events_after_check(session_cookie: bytes, count: int) -> list[dict]:
     assert connected
     assert await communicator.receive_json_from(timeout=5) == {
         "event": "hello", "payload": {"user": "viewer"}}
-    await database_sync_to_async(run_risk_check)()
+    await database_sync_to_async(check_risk)()  # the beat task, run in-process
     events = [await communicator.receive_json_from(timeout=5) for _ in range(count)]
     assert await communicator.receive_nothing(timeout=0.05)
     await communicator.disconnect()

@@ -41,9 +41,9 @@ Missing data
 ------------
 A component whose inputs are missing or not finite scores ``missing_data_score``
 (neutral, 50 by default) and is listed in ``missing``: no price or a non-positive one
-(drawdown, profitability), fewer than half of a window's candles (volume; min 1),
-fewer than half of a window's returns or fewer than 2 (volatility), no holding limit
-(time at risk). ``data_complete`` is then False and ``confidence`` is the weight share
+(drawdown, profitability), fewer than half (rounded up, at least 1) of a volume
+window's candles (volume), fewer than half (rounded up, at least 2) of a volatility
+window's returns (volatility), no holding limit (time at risk). ``data_complete`` is then False and ``confidence`` is the weight share
 of the components computed from data. NaN and inf never raise.
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,7 +16,9 @@ from execution.models import Candle
 from lifecycle.models import Position, PositionState, Strategy
 from risk import scoring
 from risk.models import HealthSnapshot, RiskAlert, StrategyRiskCheck
-from tradingsite.live_config import LiveTradingConfig
+from tradingsite.live_config import LiveConfigError, LiveTradingConfig, site_config
+
+log = logging.getLogger(__name__)
 
 TIMEFRAME_SECONDS = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600,
                      "2h": 7200, "4h": 14400, "6h": 21600, "12h": 43200, "1d": 86400}
@@ -54,8 +57,18 @@ def monitored_strategies(strategy_ids: Iterable[int] | None = None) -> list[Moni
     strategies = Strategy.objects.select_related("account").order_by("pk")
     if strategy_ids is not None:
         strategies = strategies.filter(pk__in=list(strategy_ids))
-    monitored = [MonitoredStrategy(s, s.effective_config()) for s in strategies]
+    monitored = [MonitoredStrategy(s, _config_or_site_defaults(s)) for s in strategies]
     return [m for m in monitored if m.config.risk_monitoring.enabled]
+
+
+def _config_or_site_defaults(strategy: Strategy) -> LiveTradingConfig:
+    """A strategy whose stored overrides became invalid is still watched, with the site config."""
+    try:
+        return strategy.effective_config()
+    except LiveConfigError as exc:
+        log.error("strategy %s: invalid live-trading overrides (%s); risk monitoring uses the "
+                  "site config", strategy.name, exc)
+        return site_config()
 
 
 def lock_strategy_checks(strategy_ids: list[int]) -> dict[int, StrategyRiskCheck]:

@@ -352,3 +352,14 @@ def test_snapshots_older_than_each_strategys_retention_are_pruned(frozen, accoun
     assert set(HealthSnapshot.objects.values_list("pk", flat=True)) == {kept_default.pk,
                                                                          kept_short.pk}
     assert not HealthSnapshot.objects.filter(pk__in=[pruned_default.pk, pruned_short.pk]).exists()
+
+
+def test_a_strategy_with_broken_overrides_is_still_watched_with_the_site_config(frozen, account,
+                                                                                caplog):
+    broken = StrategyFactory(account=account)
+    Strategy = type(broken)
+    Strategy.objects.filter(pk=broken.pk).update(
+        live_trading={"riskMonitoring": {"healthScoreThreshold": 500}})
+    open_position(broken)
+    assert run_risk_check().positions == 1
+    assert "invalid live-trading overrides" in caplog.text

@@ -55,7 +55,7 @@ BAR = timedelta(minutes=5)
 HISTORY = timedelta(hours=24)
 TRADE_SPAN = timedelta(days=21)
 TAKER_FEE = Decimal("0.00055")
-PRICE_STEP = Decimal("0.0001")
+FILE_STEP = Decimal("1e-10")  # the database keeps 10 decimals of prices and volumes
 MONEY_STEP = Decimal("0.00000001")
 ACTOR = "seed_demo"
 DEMO_REF = "demo-"
@@ -100,9 +100,14 @@ class Bar:
 
 
 def read_candle_file(path: Path) -> list[Bar]:
-    """Bars of a ``timestamp_ms,open,high,low,close,volume`` CSV, oldest first."""
+    """Bars of a ``timestamp_ms,open,high,low,close,volume`` CSV, oldest first.
+
+    Values are rounded to what the database stores (the files carry float artefacts
+    such as ``1.1804000000000001``), so stored and computed prices agree exactly.
+    """
+    columns = ("open", "high", "low", "close", "volume")
     with path.open(newline="", encoding="utf-8") as fh:
-        return [Bar(*(Decimal(row[key]) for key in ("open", "high", "low", "close", "volume")))
+        return [Bar(*(Decimal(row[key]).quantize(FILE_STEP) for key in columns))
                 for row in csv.DictReader(fh)]
 
 

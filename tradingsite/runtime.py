@@ -229,6 +229,17 @@ class WebServer:
         )
         self._thread = _thread("asgi-server", self._server.run)
 
+    def check_address(self) -> None:
+        """Fail before anything starts when the address is taken (the usual start-up error)."""
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((self.host, self.port))
+            except OSError as exc:
+                raise PlatformError(f"web: cannot listen on {self.host}:{self.port}: "
+                                    f"{exc.strerror}") from exc
+
     def start(self) -> str:
         self._thread.start()
         if not self._listening.wait(START_TIMEOUT_SECONDS):
@@ -310,6 +321,9 @@ class Platform:
     # -- steps ----------------------------------------------------------------------
     def start(self) -> None:
         """Run the startup hooks and start the parts; raises PlatformError."""
+        web = WebServer(host=self.options.host, port=self.options.port,
+                        access_log=self.options.access_log)
+        web.check_address()
         for hook in self.startup_hooks:
             self.out(f"  startup hook:  {_hook_name(hook)}")
             try:
@@ -328,9 +342,8 @@ class Platform:
             self.beat = CeleryBeat(app, max_interval=self.options.beat_max_interval)
             self._start_part(self.beat)
         if not self.stop_requested.is_set():
-            self.web = WebServer(host=self.options.host, port=self.options.port,
-                                 access_log=self.options.access_log)
-            self._start_part(self.web)
+            self.web = web
+            self._start_part(web)
 
     def _start_part(self, part: Component) -> None:
         self.out(f"  {part.name + ':':<14} {part.start()}")

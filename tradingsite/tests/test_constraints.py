@@ -4,10 +4,11 @@ Rows are written with ``objects.create`` / ``update`` (no model validation), so 
 refusal here comes from a constraint in the schema.
 """
 
+import threading
 from decimal import Decimal
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from execution.models import ActionKind, ActionState, Order
@@ -142,3 +143,31 @@ def test_one_candle_per_symbol_timeframe_and_time():
     candle = CandleFactory()
     _refused(lambda: CandleFactory(open_time=candle.open_time))
     assert CandleFactory(open_time=candle.open_time, timeframe="1h").pk is not None
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_racing_close_requests_leave_exactly_one_open_action():
+    """Ten connections insert a close action for one position at once: the index admits one."""
+    position = PositionFactory()
+    start = threading.Barrier(10)
+    outcomes: list[str] = []
+
+    def request_close(n: int) -> None:
+        try:
+            start.wait(timeout=10)
+            ActionFactory(position=position, idempotency_key=f"race-{n}",
+                          kind=ActionKind.closing()[n % 3])
+            outcomes.append("created")
+        except IntegrityError:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=request_close, args=(n,)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["created"] + ["refused"] * 9
+    assert position.actions.filter(state__in=ActionState.open()).count() == 1

@@ -39,13 +39,13 @@ from execution.models import (
 )
 from lifecycle.models import (
     Position,
-    PositionEvent,
     PositionSide,
     PositionSource,
     PositionState,
     Strategy,
     Trade,
 )
+from lifecycle.services import position_open, position_transition
 
 ACCOUNT_NAME = "paper-demo"
 SYMBOL = "XRP/USDT:USDT"
@@ -232,41 +232,35 @@ def _open_positions(account: ExchangeAccount, strategies: dict[str, Strategy], r
 
 def _open_position(account: ExchangeAccount, strategy: Strategy, replay: Replay, now: datetime, *,
                    number: int, side: str, quantity: Decimal, opened_at: datetime) -> Position:
-    """An open position as an entry fill leaves it, moved to WARNING if it is that old."""
+    """An entry fill handed to the lifecycle, marked to the replay, in WARNING if that old."""
     entry = replay.price_at(opened_at)
     since_open = replay.closed_bars(opened_at, now)
-    highs = [bar.high for _, bar in since_open]
-    lows = [bar.low for _, bar in since_open]
-    last_close_at, last_price = (since_open[-1][0] + BAR, since_open[-1][1].close) if since_open \
-        else (opened_at, entry)
     ref = f"{DEMO_REF}{strategy.name}-{number}"
-    position = Position.objects.create(
-        strategy=strategy, symbol=SYMBOL, side=side, quantity=quantity, initial_quantity=quantity,
-        entry_price=entry, entry_fee=_money(entry * quantity * TAKER_FEE), opened_at=opened_at,
-        state=PositionState.OPEN, state_changed_at=opened_at,
-        peak_price=max([*highs, entry]), trough_price=min([*lows, entry]),
-        last_price=last_price, last_price_at=last_close_at, source=PositionSource.FILL,
-        external_ref=ref, created_at=opened_at)
+    client_order_id = f"{ref}-entry"
+    position = position_open(
+        strategy=strategy, symbol=SYMBOL, side=side, quantity=quantity, entry_price=entry,
+        opened_at=opened_at, entry_fee=_money(entry * quantity * TAKER_FEE),
+        source=PositionSource.FILL, external_ref=ref, actor=ACTOR,
+        fill_key=f"{client_order_id}:{quantity}")
+    if since_open:
+        Position.objects.filter(pk=position.pk).update(
+            peak_price=max([entry, *(bar.high for _, bar in since_open)]),
+            trough_price=min([entry, *(bar.low for _, bar in since_open)]),
+            last_price=since_open[-1][1].close, last_price_at=since_open[-1][0] + BAR)
     Order.objects.create(
-        account=account, position=position, client_order_id=f"{ref}-entry", symbol=SYMBOL,
+        account=account, position=position, client_order_id=client_order_id, symbol=SYMBOL,
         side=OrderSide.BUY if side == PositionSide.LONG else OrderSide.SELL,
         order_type=OrderType.MARKET, purpose=OrderPurpose.ENTRY, quantity=quantity,
         expected_price=entry, filled_quantity=quantity, average_fill_price=entry,
         fee=position.entry_fee, fee_currency="USDT", status=OrderStatus.FILLED,
         slippage_percent=Decimal("0"), attempts=1, created_at=opened_at, submitted_at=opened_at,
         acknowledged_at=opened_at, filled_at=opened_at, finalized_at=opened_at)
-    PositionEvent.objects.create(position=position, kind="opened", to_state=PositionState.OPEN,
-                                 reason="entry order filled", actor=ACTOR, created_at=opened_at,
-                                 details={"entry_price": str(entry), "quantity": str(quantity)})
     warning_minutes = strategy.effective_config().lifecycle.warning_threshold_minutes
     warning_at = opened_at + timedelta(minutes=warning_minutes)
     if warning_at <= now:
-        Position.objects.filter(pk=position.pk).update(
-            state=PositionState.WARNING, state_changed_at=warning_at, warning_at=warning_at)
-        PositionEvent.objects.create(
-            position=position, from_state=PositionState.OPEN, to_state=PositionState.WARNING,
-            reason=f"holding time reached the warning threshold ({warning_minutes} min)",
-            actor=ACTOR, created_at=warning_at)
+        position_transition(
+            position, to_state=PositionState.WARNING, actor=ACTOR, warning_at=warning_at,
+            reason=f"holding time reached the warning threshold ({warning_minutes} min)")
     return position
 
 

@@ -15,8 +15,11 @@ Lifecycle
     4. the daphne ASGI server (HTTP, ``/ws/health/``, static files through whitenoise).
     The web server comes last, so an answering ``/admin/`` means everything is up.
 ``wait()``
-    Blocks until a stop is requested (SIGINT/SIGTERM, :meth:`Platform.request_stop`)
-    or a part stops on its own (exit code 1).
+    Blocks until a stop is requested (SIGINT/SIGTERM, :meth:`Platform.request_stop`),
+    a stop check asks for one, or a part stops on its own (exit code 1). Stop checks
+    (``settings.PLATFORM_STOP_CHECKS``, ``def check(platform) -> str``) are polled twice
+    a second; a non-empty answer is the stop reason (e.g. "shutdown requested by
+    shutdown_platform", read from the database).
 ``stop()``
     1. shutdown hooks (``settings.PLATFORM_SHUTDOWN_HOOKS``) in order, together bounded
        by ``liveTrading.shutdown.shutdownTimeoutSeconds``;
@@ -42,6 +45,7 @@ The daphne reactor is process-global: one ``Platform`` runs per process.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -58,6 +62,7 @@ from django.db import connections
 from django.utils.module_loading import import_string
 
 Hook = Callable[["Platform"], None]
+StopCheck = Callable[["Platform"], str]
 Output = Callable[[str], None]
 
 START_TIMEOUT_SECONDS = 30.0
@@ -65,6 +70,8 @@ STOP_TIMEOUT_SECONDS = 10.0
 FORCED_STOP_TIMEOUT_SECONDS = 1.0
 PING_TIMEOUT_SECONDS = 15.0
 WAIT_POLL_SECONDS = 0.5
+
+log = logging.getLogger(__name__)
 
 
 class PlatformError(RuntimeError):
@@ -266,7 +273,7 @@ def _broker_label() -> str:
     return "Redis" if settings.REDIS_URL else "in-memory (this process)"
 
 
-def _load_hooks(paths: list[str] | tuple[str, ...]) -> list[Hook]:
+def _load_hooks(paths: list[str] | tuple[str, ...]) -> list[Any]:
     return [import_string(path) for path in paths]
 
 
@@ -287,6 +294,7 @@ class Platform:
         self.stop_reason = ""
         self.startup_hooks: list[Hook] = _load_hooks(settings.PLATFORM_STARTUP_HOOKS)
         self.shutdown_hooks: list[Hook] = _load_hooks(settings.PLATFORM_SHUTDOWN_HOOKS)
+        self.stop_checks: list[StopCheck] = _load_hooks(settings.PLATFORM_STOP_CHECKS)
         self.worker: CeleryWorker | None = None
         self.beat: CeleryBeat | None = None
         self.web: WebServer | None = None
@@ -378,13 +386,25 @@ class Platform:
         return [part for part in (self.worker, self.beat, self.web) if part is not None]
 
     def wait(self) -> None:
-        """Block until a stop is requested or a part ends on its own."""
+        """Block until a stop is requested, a stop check asks for one, or a part ends."""
         while not self.stop_requested.wait(WAIT_POLL_SECONDS):
-            for part in self.parts():
-                if not part.is_alive():
-                    self.exit_code = 1
-                    self.request_stop(f"{part.name} stopped unexpectedly")
-                    break
+            dead = [part.name for part in self.parts() if not part.is_alive()]
+            if dead:
+                self.exit_code = 1
+                self.request_stop(f"{dead[0]} stopped unexpectedly")
+            elif reason := self._stop_check_reason():
+                self.request_stop(reason)
+
+    def _stop_check_reason(self) -> str:
+        for check in self.stop_checks:
+            try:
+                reason = check(self)
+            except Exception:  # a failing check (database hiccup) must not stop trading
+                log.exception("stop check %s failed", _hook_name(check))
+                continue
+            if reason:
+                return reason
+        return ""
 
     def stop(self) -> int:
         """Run the shutdown hooks (bounded), stop beat, web and worker; the exit code."""

@@ -14,6 +14,8 @@ from analytics.models import MetricSnapshot
 from execution.models import ExchangeAccount
 from lifecycle.models import Position
 from tradingsite.demo import seed_demo
+from tradingsite.models import ReconciliationReport, StateSnapshot
+from tradingsite.services import trading_halt
 from tradingsite.testing.factories import ActionFactory, HealthSnapshotFactory, RiskAlertFactory
 
 API_KEY = "sk-live-7f3a9c1e-never-show-me"
@@ -23,7 +25,10 @@ REGISTERED = sorted(admin.site._registry, key=lambda model: model._meta.label)
 
 @pytest.fixture
 def every_model(db, monkeypatch, staff_user):
-    """The demo data plus one row of each registered model the demo does not create."""
+    """The demo data plus one row of each registered model the demo does not create.
+
+    A newly registered model needs a row here: its change page must render with data.
+    """
     monkeypatch.setenv("TEST_EXCHANGE_KEY", API_KEY)
     monkeypatch.setenv("TEST_EXCHANGE_SECRET", API_SECRET)
     seed_demo(username="demo-admin")
@@ -41,6 +46,9 @@ def every_model(db, monkeypatch, staff_user):
     ClockedSchedule.objects.create(clocked_time=timezone.now())
     CrontabSchedule.objects.create(minute="0", hour="*/4")
     SolarSchedule.objects.create(event="sunrise", latitude=Decimal("51.5"), longitude=Decimal("0.1"))
+    trading_halt(reason="maintenance window", actor="operator")
+    StateSnapshot.objects.create(reason="shutdown", data={"open_positions": [position.pk]})
+    ReconciliationReport.objects.create(differences=0, summary="database and exchange agree")
 
 
 @pytest.fixture
@@ -98,7 +106,7 @@ def test_the_account_page_names_the_variables_and_whether_they_are_set(operator_
 def test_a_position_page_shows_its_events_and_orders(operator_client):
     position = Position.objects.get(external_ref="demo-xrp-trend-5m-3")
     html = _html(operator_client.get(_url(Position, "change", position.pk)))
-    assert "entry order filled" in html
+    assert "opened from entry fill" in html
     assert "holding time reached the warning threshold (180 min)" in html
     assert "demo-xrp-trend-5m-3-entry" in html
 

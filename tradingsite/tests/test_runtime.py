@@ -6,15 +6,17 @@ import pytest
 
 from tradingsite.runtime import Platform, PlatformError, PlatformOptions
 
-CALLS: list[str] = []
-
 
 def record_startup(platform: Platform) -> None:
-    CALLS.append("startup")
+    """Referenced by dotted path from settings in a test."""
 
 
 def record_shutdown(platform: Platform) -> None:
-    CALLS.append(f"shutdown ({platform.stop_reason})")
+    """Referenced by dotted path from settings in a test."""
+
+
+def never_stop(platform: Platform) -> str:
+    return ""
 
 
 class FakePart:
@@ -48,19 +50,14 @@ def make_platform(lines):
     return make
 
 
-@pytest.fixture(autouse=True)
-def _clear_calls():
-    CALLS.clear()
-    yield
-    CALLS.clear()
-
-
-def test_hooks_are_read_from_settings(settings, make_platform):
+def test_hooks_and_stop_checks_are_read_from_settings(settings, make_platform):
     settings.PLATFORM_STARTUP_HOOKS = ["tradingsite.tests.test_runtime.record_startup"]
     settings.PLATFORM_SHUTDOWN_HOOKS = ["tradingsite.tests.test_runtime.record_shutdown"]
+    settings.PLATFORM_STOP_CHECKS = ["tradingsite.tests.test_runtime.never_stop"]
     platform = make_platform()
     assert platform.startup_hooks == [record_startup]
     assert platform.shutdown_hooks == [record_shutdown]
+    assert platform.stop_checks == [never_stop]
 
 
 def test_shutdown_hooks_run_in_order_before_the_parts_stop(make_platform, lines):
@@ -157,3 +154,28 @@ def test_a_failing_startup_hook_stops_the_start(make_platform):
     with pytest.raises(PlatformError, match="reconcile failed: RuntimeError"):
         platform.start()
     assert platform.parts() == []
+
+
+def test_a_stop_check_answering_a_reason_stops_the_platform(make_platform):
+    platform = make_platform()
+    answers = iter(["", "", "shutdown requested by shutdown_platform"])
+    platform.stop_checks = [lambda p: next(answers)]
+    platform.wait()
+    assert platform.stop_reason == "shutdown requested by shutdown_platform"
+    assert platform.stop() == 0
+
+
+def test_a_failing_stop_check_does_not_stop_the_platform(make_platform):
+    platform = make_platform()
+    calls: list[int] = []
+
+    def flaky(p: Platform) -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("database restarting")
+        return "operator asked"
+
+    platform.stop_checks = [flaky]
+    platform.wait()
+    assert len(calls) == 2
+    assert platform.stop_reason == "operator asked"

@@ -49,6 +49,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -206,8 +207,6 @@ class WebServer:
     name = "web"
 
     def __init__(self, *, host: str, port: int, access_log: bool) -> None:
-        import sys
-
         from channels.routing import get_default_application
         from daphne.access import AccessLogGenerator
         from daphne.server import Server
@@ -292,6 +291,7 @@ class Platform:
         self.stop_requested = threading.Event()
         self.force_requested = threading.Event()
         self.stop_reason = ""
+        self.force_reason = ""
         self.startup_hooks: list[Hook] = _load_hooks(settings.PLATFORM_STARTUP_HOOKS)
         self.shutdown_hooks: list[Hook] = _load_hooks(settings.PLATFORM_SHUTDOWN_HOOKS)
         self.stop_checks: list[StopCheck] = _load_hooks(settings.PLATFORM_STOP_CHECKS)
@@ -304,9 +304,9 @@ class Platform:
     # -- control --------------------------------------------------------------------
     def request_stop(self, reason: str) -> None:
         """The first request starts a graceful stop; a second one forces it."""
-        if self.stop_requested.is_set():
+        if self.stop_requested.is_set():  # no output here: this may run in a signal handler
+            self.force_reason = reason
             self.force_requested.set()
-            self.out(f"{reason} again: forcing the stop")
             return
         self.stop_reason = reason
         self.stop_requested.set()
@@ -412,8 +412,10 @@ class Platform:
         self.out(f"stopping ({self.stop_reason or 'requested'}) ...")
         self._deadline = time.monotonic() + self.options.shutdown_timeout
         self._run_shutdown_hooks()
-        timeout = FORCED_STOP_TIMEOUT_SECONDS if self.force_requested.is_set() \
-            else STOP_TIMEOUT_SECONDS
+        timeout = STOP_TIMEOUT_SECONDS
+        if self.force_requested.is_set():
+            self.out(f"  {self.force_reason} again: forcing the stop")
+            timeout = FORCED_STOP_TIMEOUT_SECONDS
         for part in (self.beat, self.web, self.worker):
             if part is None or not part.is_alive():
                 continue

@@ -125,7 +125,7 @@ def test_a_second_signal_forces_the_stop(make_platform, lines):
         release.set()
     assert platform.force_requested.is_set()
     assert platform.stop_reason == "SIGTERM"
-    assert "SIGINT again: forcing the stop" in lines
+    assert "  SIGINT again: forcing the stop" in lines
     assert any(line.startswith("  shutdown hooks abandoned (forced): ") for line in lines)
 
 

@@ -43,8 +43,9 @@ A component whose inputs are missing or not finite scores ``missing_data_score``
 (neutral, 50 by default) and is listed in ``missing``: no price or a non-positive one
 (drawdown, profitability), fewer than half (rounded up, at least 1) of a volume
 window's candles (volume), fewer than half (rounded up, at least 2) of a volatility
-window's returns (volatility), no holding limit (time at risk). ``data_complete`` is then False and ``confidence`` is the weight share
-of the components computed from data. NaN and inf never raise.
+window's returns (volatility), no holding limit (time at risk). ``data_complete`` is
+then False and ``confidence`` is the weight share of the components computed from
+data. NaN and inf never raise.
 """
 
 from __future__ import annotations

@@ -153,6 +153,11 @@ def acknowledge_alert(*, alert_id: int, by: str) -> RiskAlert:
 
 # --- the periodic check ---------------------------------------------------------------
 
+def strategy_check_row(*, strategy_id: int) -> StrategyRiskCheck:
+    """The strategy's check row (never checked yet when new)."""
+    return StrategyRiskCheck.objects.get_or_create(strategy_id=strategy_id)[0]
+
+
 def run_risk_check(*, now: datetime | None = None, force: bool = False,
                    strategy_ids: list[int] | None = None) -> RiskCheckResult:
     """Score the held positions of every strategy whose check interval has elapsed.

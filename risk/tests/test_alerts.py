@@ -97,7 +97,7 @@ def test_the_admin_action_runs_a_risk_check_now(client, staff_user, frozen, risk
     from risk.models import StrategyRiskCheck
 
     open_position(risk_strategy)
-    StrategyRiskCheck.objects.create(strategy=risk_strategy, last_checked_at=NOW)
+    StrategyRiskCheck.objects.filter(strategy=risk_strategy).update(last_checked_at=NOW)
     client.force_login(staff_user)
     response = client.post(reverse("admin:risk_strategyriskcheck_changelist"),
                            {"action": "check_now", "_selected_action": [risk_strategy.pk]},
@@ -110,7 +110,7 @@ def test_the_admin_pages_render(client, staff_user, frozen, risk_strategy):
     from risk.models import StrategyRiskCheck
 
     RiskAlertFactory(position=open_position(risk_strategy))
-    StrategyRiskCheck.objects.create(strategy=risk_strategy, last_checked_at=NOW)
+    StrategyRiskCheck.objects.filter(strategy=risk_strategy).update(last_checked_at=NOW)
     client.force_login(staff_user)
     for name in ("riskalert", "healthsnapshot", "strategyriskcheck"):
         assert client.get(reverse(f"admin:risk_{name}_changelist")).status_code == 200

@@ -363,3 +363,9 @@ def test_a_strategy_with_broken_overrides_is_still_watched_with_the_site_config(
     open_position(broken)
     assert run_risk_check().positions == 1
     assert "invalid live-trading overrides" in caplog.text
+
+
+def test_a_new_strategy_starts_with_a_never_checked_row(account):
+    strategy = StrategyFactory(account=account)
+    check = StrategyRiskCheck.objects.get(strategy=strategy)
+    assert (check.last_checked_at, check.positions_checked) == (None, 0)

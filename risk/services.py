@@ -30,7 +30,7 @@ from risk.models import AlertSeverity, HealthSnapshot, RiskAlert, StrategyRiskCh
 from risk.selectors import MonitoredStrategy
 from risk.serializers import alert_payload, alert_payloads
 from tradingsite.errors import InvalidStateTransition
-from tradingsite.live import broadcast
+from tradingsite.live import broadcast, broadcast_many
 
 log = logging.getLogger(__name__)
 
@@ -185,9 +185,8 @@ def run_risk_check(*, now: datetime | None = None, force: bool = False,
         result.alerts_raised, result.alerts_resolved = len(raised), len(resolved)
         result.duration_ms = int((time.perf_counter() - started) * 1000)
         _mark_checked(claimed, tick, now, result.duration_ms)
-        broadcast("health.updated", {"checked_at": now, "positions": _health_items(tick)})
-        for payload in alert_payloads(raised):
-            broadcast("alert.raised", payload)
+        broadcast_many([("health.updated", {"checked_at": now, "positions": _health_items(tick)}),
+                        *(("alert.raised", payload) for payload in alert_payloads(raised))])
     if result.closes_requested:
         log.warning("risk check: emergency close requested for positions %s",
                     result.closes_requested)

@@ -70,4 +70,5 @@ def live_events(monkeypatch) -> list[tuple[str, dict]]:
     sent: list[tuple[str, dict]] = []
     monkeypatch.setattr("risk.services.broadcast", lambda event, payload: sent.append(
         (event, payload)))
+    monkeypatch.setattr("risk.services.broadcast_many", sent.extend)
     return sent

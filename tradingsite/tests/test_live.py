@@ -1,22 +1,17 @@
-import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from django.db import transaction
 
-from tradingsite.live import LIVE_GROUP, broadcast_many
+from tradingsite.live import LIVE_GROUP, send_many
 
 
-@pytest.mark.django_db(transaction=True)
-def test_broadcast_many_sends_in_order_after_commit():
+async def test_send_many_delivers_every_event_in_order():
     layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(LIVE_GROUP, channel)
+    channel = await layer.new_channel()
+    await layer.group_add(LIVE_GROUP, channel)
     try:
-        with transaction.atomic():
-            broadcast_many([("health.updated", {"n": 1}), ("alert.raised", {"n": 2})])
-        first = async_to_sync(layer.receive)(channel)
-        second = async_to_sync(layer.receive)(channel)
+        await sync_to_async(send_many)([("health.updated", {"n": 1}), ("alert.raised", {"n": 2})])
+        received = [await layer.receive(channel), await layer.receive(channel)]
     finally:
-        async_to_sync(layer.group_discard)(LIVE_GROUP, channel)
-    assert [(m["event"], m["payload"]) for m in (first, second)] == [
+        await layer.group_discard(LIVE_GROUP, channel)
+    assert [(m["event"], m["payload"]) for m in received] == [
         ("health.updated", {"n": 1}), ("alert.raised", {"n": 2})]

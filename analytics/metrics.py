@@ -156,10 +156,9 @@ class TradeSeries:
 def _in_close_order(closed_at_us: np.ndarray, trade_ids: np.ndarray) -> bool:
     if len(closed_at_us) < 2:
         return True
-    step = closed_at_us[1:] - closed_at_us[:-1]
-    if bool(np.any(step < 0)):
+    if not bool(np.all(closed_at_us[1:] >= closed_at_us[:-1])):
         return False
-    ties = np.flatnonzero(step == 0)
+    ties = np.flatnonzero(closed_at_us[1:] == closed_at_us[:-1])
     return bool(np.all(trade_ids[ties + 1] > trade_ids[ties]))
 
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import numpy as np
+import psycopg
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Max, QuerySet, Sum
 from psycopg.adapt import Loader
@@ -102,9 +103,12 @@ def realised_pnl_before(filters: TradeFilters, before: datetime, *, checkpoint: 
     return total
 
 
-def forget_checkpoints_after(moment: datetime, using: str = DEFAULT_DB_ALIAS) -> int:
-    """Drop checkpoints that a trade closed at ``moment`` would change."""
-    deleted, _ = RealisedPnlCheckpoint.objects.using(using).filter(before__gt=moment).delete()
+def forget_checkpoints_after(moment: datetime | None, using: str = DEFAULT_DB_ALIAS) -> int:
+    """Drop the checkpoints that a trade closed at ``moment`` changes (``None``: all)."""
+    checkpoints = RealisedPnlCheckpoint.objects.using(using).all()
+    if moment is not None:
+        checkpoints = checkpoints.filter(before__gt=moment)
+    deleted, _ = checkpoints.delete()
     return deleted
 
 
@@ -162,10 +166,11 @@ def _trade_series_postgres(queryset: QuerySet, using: str) -> TradeSeries:
            f"FROM ({inner}) AS t")
     connection = connections[using]
     connection.ensure_connection()
-    with connection.connection.cursor(binary=True) as cursor:
+    # Django's own cursors bind client-side, which rules out binary results.
+    with psycopg.Cursor(connection.connection) as cursor:
         for oid, loader in _ARRAY_LOADERS.items():
             cursor.adapters.register_loader(oid, loader)
-        cursor.execute(sql, params)
+        cursor.execute(sql, params, binary=True)
         ids, closed, pnl, holding, fees, pnl_percent = cursor.fetchone()
     if ids is None:
         return TradeSeries.empty()

@@ -228,7 +228,10 @@ def refresh_reports(*, now: datetime | None = None, force: bool = False,
     its scope since it was computed.
     """
     now = now or timezone.now()
-    interval = site_config().performance_analytics.metrics_interval
+    cfg = site_config().performance_analytics
+    if not cfg.enabled:
+        return 0
+    interval = cfg.metrics_interval
     tz = timezone.get_default_timezone()
     written = 0
     for filters in snapshot_scopes(using):
@@ -263,8 +266,3 @@ def _snapshot_due(snapshot: MetricSnapshot | None, window_start: datetime | None
 
 def _jsonable(report: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(report, cls=DjangoJSONEncoder))
-
-
-def trades_changed(closed_at: datetime, using: str = DEFAULT_DB_ALIAS) -> None:
-    """A trade closed at ``closed_at`` was created, changed or deleted."""
-    selectors.forget_checkpoints_after(closed_at, using)

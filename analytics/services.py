@@ -12,14 +12,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DEFAULT_DB_ALIAS
+from django.core.validators import validate_slug
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from analytics import selectors
+from analytics.importers import ImportedTrade, Progress, TradeImportError, read_trade_file
 from analytics.metrics import (
     PerformanceInputs,
     TradeSeries,
@@ -38,7 +42,8 @@ from analytics.periods import (
     period_window,
 )
 from analytics.selectors import TradeFilters
-from lifecycle.models import Strategy
+from execution.models import ExchangeAccount
+from lifecycle.models import Strategy, Trade
 from tradingsite.live_config import site_config
 
 DEFAULT_TOP_N = 5
@@ -266,3 +271,97 @@ def _snapshot_due(snapshot: MetricSnapshot | None, window_start: datetime | None
 
 def _jsonable(report: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(report, cls=DjangoJSONEncoder))
+
+
+# --- import -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    created: int
+    skipped_duplicates: int
+    strategies_created: list[str]
+
+
+IMPORT_BATCH = 5000
+
+
+def import_trade_file(path: Path, *, strategy: str | None = None, fmt: str = "auto",
+                      progress: Progress | None = None,
+                      using: str = DEFAULT_DB_ALIAS) -> ImportResult:
+    """Import the closed trades of a CSV or freqtrade file: all of them or, on error, none.
+
+    ``strategy`` puts every trade on that strategy; otherwise each trade names its
+    own. A strategy that does not exist yet is created on the first paper account
+    (by id), so imported history never mixes with a live account's by accident.
+    Trades whose (strategy, external_ref) is already stored are skipped, so
+    importing the same file twice is harmless.
+    """
+    trades = read_trade_file(path, fmt=fmt, progress=progress)
+    with transaction.atomic(using=using):
+        strategies, created_names = _import_strategies(trades, strategy, using)
+        seen: set[tuple[int, str]] = set()
+        rows, skipped = [], 0
+        for start in range(0, len(trades), IMPORT_BATCH):
+            batch = trades[start: start + IMPORT_BATCH]
+            refs = {t.external_ref for t in batch if t.external_ref}
+            if refs:
+                seen.update(Trade.objects.using(using)
+                            .filter(strategy__in=strategies.values(), external_ref__in=refs)
+                            .values_list("strategy_id", "external_ref"))
+            for trade in batch:
+                owner = strategies[strategy or trade.strategy]
+                if trade.external_ref:
+                    key = (owner.pk, trade.external_ref)
+                    if key in seen:
+                        skipped += 1
+                        continue
+                    seen.add(key)
+                rows.append(_trade_model(trade, owner))
+        for start in range(0, len(rows), IMPORT_BATCH):
+            Trade.objects.using(using).bulk_create(rows[start: start + IMPORT_BATCH])
+            if progress:
+                progress(f"inserted {min(start + IMPORT_BATCH, len(rows))}/{len(rows)} trades")
+        if rows:
+            selectors.forget_checkpoints_after(min(row.closed_at for row in rows), using)
+    return ImportResult(len(rows), skipped, created_names)
+
+
+def _import_strategies(trades: list[ImportedTrade], override: str | None, using: str
+                       ) -> tuple[dict[str, Strategy], list[str]]:
+    wanted: dict[str, str] = {}  # name -> where it is first used
+    for trade in trades:
+        name = override or trade.strategy
+        if not name:
+            raise TradeImportError(trade.where, "strategy",
+                                   "required (add a strategy column or pass --strategy)")
+        wanted.setdefault(name, trade.where)
+    found = {s.name: s for s in Strategy.objects.using(using).filter(name__in=wanted)}
+    missing = [name for name in wanted if name not in found]
+    if not missing:
+        return found, []
+    account = (ExchangeAccount.objects.using(using).filter(exchange_id=ExchangeAccount.PAPER)
+               .order_by("id").first())
+    if account is None:
+        raise TradeImportError(wanted[missing[0]], "strategy",
+                               f"unknown strategy {missing[0]!r} and no paper exchange account "
+                               "to create it on: create one, or the strategy, first")
+    for name in missing:
+        try:
+            validate_slug(name)
+        except ValidationError:
+            raise TradeImportError(wanted[name], "strategy",
+                                   f"{name!r} is not a valid strategy name (letters, digits, "
+                                   "- and _)")
+        found[name] = Strategy.objects.using(using).create(
+            name=name, account=account, description="Created by import_trades.")
+    return found, missing
+
+
+def _trade_model(trade: ImportedTrade, strategy: Strategy) -> Trade:
+    return Trade(strategy=strategy, symbol=trade.symbol, side=trade.side,
+                 quantity=trade.quantity, entry_price=trade.entry_price,
+                 exit_price=trade.exit_price, opened_at=trade.opened_at,
+                 closed_at=trade.closed_at, fees=trade.fees, pnl=trade.pnl,
+                 pnl_percent=trade.pnl_percent, holding_seconds=trade.holding_seconds,
+                 exit_reason=trade.exit_reason, external_ref=trade.external_ref)

@@ -215,7 +215,7 @@ def test_a_bad_freqtrade_trade_imports_nothing(tmp_path, paper_account, mutate, 
 
 
 def test_not_a_freqtrade_result(tmp_path, paper_account):
-    with pytest.raises(CommandError, match="result.json line 1: not valid JSON"):
+    with pytest.raises(CommandError, match=r"result\.json line 1: not valid JSON"):
         run("import_trades", str(write(tmp_path, "{oops", "result.json")))
     with pytest.raises(CommandError, match="field 'strategy': expected"):
         run("import_trades", str(write(tmp_path, '{"trades": []}', "result.json")))

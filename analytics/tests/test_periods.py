@@ -1,5 +1,6 @@
 """Calendar periods and local days (pure)."""
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -62,7 +63,7 @@ def test_explicit_start_and_end_narrow_the_period():
 def test_day_bounds_follow_daylight_saving_time():
     # Berlin moves to summer time on 2026-03-29: that day has 23 hours.
     bounds = day_bounds(berlin(2026, 3, 28), berlin(2026, 3, 31), BERLIN)
-    hours = [(b - a) / 3_600_000_000 for a, b in zip(bounds, bounds[1:], strict=False)]
+    hours = [(b - a) / 3_600_000_000 for a, b in itertools.pairwise(bounds)]
     assert hours == [24, 23, 24]
 
 

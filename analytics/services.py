@@ -69,7 +69,9 @@ class ReportRequest:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class PreparedReport:
+    """A report's inputs read from the database."""
+
     window: Window
     trades: TradeSeries
     starting_capital: float
@@ -81,8 +83,9 @@ class _Prepared:
         return self.starting_capital + self.realised_before
 
 
-def _prepare(request: ReportRequest, now: datetime, using: str) -> _Prepared:
-    """Window, trades, base equity and day boundaries of a report."""
+def prepare_report(request: ReportRequest, now: datetime, using: str = DEFAULT_DB_ALIAS
+                   ) -> PreparedReport:
+    """Window, trades, base equity and day boundaries of a report: the metrics' inputs."""
     tz = timezone.get_default_timezone()
     calendar = period_window(request.period, now, tz)
     window = intersect(calendar, request.start, request.end)
@@ -93,7 +96,7 @@ def _prepare(request: ReportRequest, now: datetime, using: str) -> _Prepared:
         recurring = window.start == calendar.start
         before = float(selectors.realised_pnl_before(request.filters, window.start,
                                                      checkpoint=recurring, using=using))
-    return _Prepared(window, trades, capital, before, _daily_bounds(window, trades, now, tz))
+    return PreparedReport(window, trades, capital, before, _daily_bounds(window, trades, now, tz))
 
 
 def _daily_bounds(window: Window, trades: TradeSeries, now: datetime, tz: tzinfo) -> np.ndarray:
@@ -112,7 +115,7 @@ def _daily_bounds(window: Window, trades: TradeSeries, now: datetime, tz: tzinfo
     return day_bounds(first, last, tz)
 
 
-def _window_dict(window: Window, prepared: _Prepared) -> dict[str, Any]:
+def _window_dict(window: Window, prepared: PreparedReport) -> dict[str, Any]:
     return {"start": window.start, "end": window.end,
             "days": max(len(prepared.bounds_us) - 1, 0)}
 
@@ -122,7 +125,7 @@ def performance_report(request: ReportRequest, *, now: datetime | None = None,
     """Compute the full report now (never from a snapshot)."""
     now = now or timezone.now()
     cfg = site_config().performance_analytics
-    prepared = _prepare(request, now, using)
+    prepared = prepare_report(request, now, using)
     result = performance(prepared.trades, PerformanceInputs(
         start_equity=prepared.start_equity, bounds_us=prepared.bounds_us,
         annualization=cfg.annualization_days,
@@ -190,7 +193,7 @@ def equity_curve(request: ReportRequest, *, resolution: str = "trade",
                  using: str = DEFAULT_DB_ALIAS) -> dict[str, Any]:
     """Realised equity over the window: after every trade (downsampled) or per local day."""
     now = now or timezone.now()
-    prepared = _prepare(request, now, using)
+    prepared = prepare_report(request, now, using)
     trades, start_equity = prepared.trades, prepared.start_equity
     start_us = int(prepared.bounds_us[0]) if len(prepared.bounds_us) else None
     if resolution == "day":

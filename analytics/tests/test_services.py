@@ -245,3 +245,16 @@ def test_disabled_analytics_refresh_nothing(live_trading, make_trade):
     make_trade(1, datetime.now(UTC))
     assert services.refresh_reports() == 0
     assert not MetricSnapshot.objects.exists()
+
+
+@time_machine.travel(at(5, 18), tick=False)
+def test_editing_a_trade_forgets_checkpoints_unless_only_other_fields_change(make_trade):
+    trade = make_trade(300, DAY1 - timedelta(days=2))
+    report(Period.WEEK)
+    trade.external_ref = "bot-7"
+    trade.save(update_fields=["external_ref"])
+    assert RealisedPnlCheckpoint.objects.count() == 1
+    trade.pnl = Decimal("100")
+    trade.save()
+    assert not RealisedPnlCheckpoint.objects.exists()
+    assert report(Period.WEEK)["realised_before_window"] == 100

@@ -26,3 +26,8 @@ def sweep_actions() -> None:
 @shared_task(acks_late=True)
 def sweep_order_timeouts() -> None:
     log.info("sweep_order_timeouts: order timeouts land with the execution issue")
+
+
+@shared_task(acks_late=True)
+def process_action(action_id: int) -> None:
+    log.info("process_action %s: action processing lands with the execution issue", action_id)

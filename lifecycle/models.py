@@ -115,6 +115,11 @@ class Position(models.Model):
     danger_level = models.CharField(max_length=8, choices=DangerLevel.choices, blank=True,
                                     default="")
     health_checked_at = models.DateTimeField(null=True, blank=True)
+    closed_quantity = models.DecimalField(**QTY, default=Decimal("0"),
+                                          help_text="Quantity closed so far by exit fills.")
+    exit_value = models.DecimalField(**MONEY, default=Decimal("0"),
+                                     help_text="Sum of quantity × price of the exit fills.")
+    exit_fees = models.DecimalField(**MONEY, default=Decimal("0"))
     source = models.CharField(max_length=10, choices=PositionSource.choices,
                               default=PositionSource.FILL)
     external_ref = models.CharField(max_length=128, blank=True, default="",
@@ -171,6 +176,35 @@ class Position(models.Model):
             return None
         direction = 1 if self.side == PositionSide.LONG else -1
         return (mark - self.entry_price) * self.quantity * direction
+
+
+class PositionFill(models.Model):
+    """A fill applied to a position, once: ``fill_key`` makes a redelivered fill a no-op."""
+
+    class Kind(models.TextChoices):
+        ENTRY = "entry", "Entry"
+        EXIT = "exit", "Exit"
+
+    position = models.ForeignKey(Position, on_delete=models.CASCADE, related_name="fills")
+    kind = models.CharField(max_length=5, choices=Kind.choices)
+    fill_key = models.CharField(max_length=160, unique=True,
+                                help_text="Unique per fill, e.g. '<client order id>:<cumulative qty>'.")
+    quantity = models.DecimalField(**QTY)
+    price = models.DecimalField(**MONEY)
+    fee = models.DecimalField(**MONEY, default=Decimal("0"))
+    filled_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["filled_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="fill_quantity_positive"),
+            models.CheckConstraint(condition=Q(price__gt=0), name="fill_price_positive"),
+            models.CheckConstraint(condition=Q(fee__gte=0), name="fill_fee_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.quantity} @ {self.price} ({self.fill_key})"
 
 
 class PositionEvent(models.Model):

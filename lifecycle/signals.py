@@ -1,0 +1,10 @@
+"""Signals fired after a position changes (sent inside the transaction; use on_commit for I/O)."""
+
+from django.dispatch import Signal
+
+# kwargs: position
+position_opened = Signal()
+# kwargs: position, from_state, to_state, reason, actor
+position_state_changed = Signal()
+# kwargs: position, trade
+position_closed = Signal()

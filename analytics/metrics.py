@@ -399,7 +399,15 @@ class DrawdownTracker:
     The path starts at ``start_equity`` at ``start_us``, which counts as the first
     peak. Keeps the deepest drawdown as a fraction of the peak and as an amount,
     each with the time and equity of its peak (first reached) and trough (first hit).
+
+    Long pieces are cut into blocks: each block's highest and lowest equity bound the
+    drawdowns it can hold, so only the few blocks that could beat the deepest one so
+    far are scanned element by element (the same arithmetic, so the same result as
+    scanning everything). A piece where too many blocks qualify is scanned whole.
     """
+
+    BLOCK = 512
+    MAX_CANDIDATES = 16
 
     def __init__(self, start_equity: float, start_us: int | None):
         self.start_equity = float(start_equity)
@@ -409,12 +417,59 @@ class DrawdownTracker:
         self.amount = Drawdown(0.0, 0)
         self._buffers: tuple[np.ndarray, np.ndarray] | None = None
 
+    def update(self, equity: np.ndarray, times_us: np.ndarray) -> None:
+        n = len(equity)
+        blocks = n // self.BLOCK
+        if blocks < 4 or not self._update_by_blocks(equity, times_us, blocks):
+            self._update_exact(equity, times_us)
+        self.count += n
+
+    def _update_by_blocks(self, equity: np.ndarray, times_us: np.ndarray, blocks: int) -> bool:
+        size = blocks * self.BLOCK
+        body = equity[:size].reshape(blocks, self.BLOCK)
+        highs, lows = body.max(axis=1), body.min(axis=1)
+        # The running peak inside block k lies between ``before[k]`` and ``after[k]``.
+        before = np.empty(blocks)
+        before[0] = self.peak
+        np.maximum.accumulate(highs[:-1], out=before[1:])
+        np.maximum(before[1:], self.peak, out=before[1:])
+        after = np.maximum(before, highs)
+        # Block k's deepest amount lies in [lows − after, lows − before].
+        deepest = min(self.amount.value, float((lows - before).min()))
+        shallow = lows - after
+        maybe = (shallow < self.amount.value) & (shallow <= deepest)
+        if self.start_equity > 0:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio_a, ratio_b = lows / before - 1.0, lows / after - 1.0
+            low, high = np.minimum(ratio_a, ratio_b), np.maximum(ratio_a, ratio_b)
+            deepest = min(self.fraction.value, float(high.min()))
+            maybe |= (low < self.fraction.value) & (low <= deepest)
+        candidates = np.flatnonzero(maybe)
+        if len(candidates) > self.MAX_CANDIDATES:
+            return False
+        start_peak, start_at = self.peak, self.peak_at
+        for k in candidates:
+            self.peak, self.peak_at = float(before[k]), start_at
+            if before[k] > start_peak:  # first reached in block j of this piece
+                j = int(np.argmax(highs[:k]))
+                self.peak_at = int(times_us[j * self.BLOCK + int(np.argmax(body[j]))])
+            lo = int(k) * self.BLOCK
+            self._update_exact(body[k], times_us[lo: lo + self.BLOCK])
+        top = int(np.argmax(highs))
+        if highs[top] > start_peak:
+            self.peak = float(highs[top])
+            self.peak_at = int(times_us[top * self.BLOCK + int(np.argmax(body[top]))])
+        else:
+            self.peak, self.peak_at = start_peak, start_at
+        self._update_exact(equity[size:], times_us[size:])
+        return True
+
     def _scratch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         if self._buffers is None or len(self._buffers[0]) < n:
             self._buffers = (np.empty(n), np.empty(n))
         return self._buffers[0][:n], self._buffers[1][:n]
 
-    def update(self, equity: np.ndarray, times_us: np.ndarray) -> None:
+    def _update_exact(self, equity: np.ndarray, times_us: np.ndarray) -> None:
         n = len(equity)
         if n == 0:
             return
@@ -434,7 +489,6 @@ class DrawdownTracker:
         if peak[-1] > self.peak:
             first = int(np.argmax(equity))
             self.peak, self.peak_at = float(equity[first]), int(times_us[first])
-        self.count += n
 
     def _drawdown(self, value: float, trough: int, peak: np.ndarray, equity: np.ndarray,
                   times_us: np.ndarray) -> Drawdown:

@@ -332,3 +332,44 @@ def test_equity_points_below_the_limit_are_all_kept():
 
 def test_every_metric_has_a_definition(hand):
     assert set(hand["metrics"]) == set(m.METRIC_DEFINITIONS)
+
+
+class _ScanEverything(m.DrawdownTracker):
+    MAX_CANDIDATES = -1  # every piece falls back to the element-by-element scan
+
+
+def _reference_drawdowns(equity, start):
+    path = np.concatenate(([start], equity))
+    peak = np.maximum.accumulate(path)
+    amount_at = int(np.argmin(path - peak))
+    fraction_at = int(np.argmin((path - peak) / peak))
+    return (path - peak)[amount_at], amount_at - 1, ((path - peak) / peak)[fraction_at], \
+        fraction_at - 1
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_block_pruned_drawdown_equals_the_full_scan(case):
+    rng = np.random.default_rng(case)
+    n = int(rng.integers(2_000, 40_000))
+    kind = case % 4
+    if kind == 0:
+        steps = rng.normal(0.05, 1.0, n)  # a random walk
+    elif kind == 1:
+        steps = rng.integers(-3, 4, n).astype(float)  # integer steps: many ties
+    elif kind == 2:
+        steps = -np.abs(rng.normal(0, 1, n))  # only losses: every block qualifies
+    else:
+        steps = rng.normal(-0.02, 3.0, n)  # equity goes below zero
+    start = 100.0
+    equity = start + np.cumsum(steps)
+    times = np.arange(n, dtype=np.int64) * 1_000
+    pieces = [(0, n)] if case < 6 else [(lo, min(lo + 4_099, n)) for lo in range(0, n, 4_099)]
+    fast, full = m.DrawdownTracker(start, -1), _ScanEverything(start, -1)
+    for lo, hi in pieces:
+        fast.update(equity[lo:hi], times[lo:hi])
+        full.update(equity[lo:hi], times[lo:hi])
+    assert fast.result() == full.result()
+    amount, amount_at, fraction, fraction_at = _reference_drawdowns(equity, start)
+    fraction_dd, amount_dd = fast.result()
+    assert amount_dd.value == amount and amount_dd.trough_at_us == times[amount_at]
+    assert fraction_dd.value == fraction and fraction_dd.trough_at_us == times[fraction_at]

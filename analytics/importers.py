@@ -41,7 +41,7 @@ import csv
 import io
 import json
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
@@ -65,7 +65,6 @@ _MONEY = (10, Decimal("1e18"))
 _QTY = (12, Decimal("1e16"))
 _PERCENT = (6, Decimal("1e8"))
 _MAX_HOLDING_SECONDS = 2**31 - 1
-PROGRESS_EVERY = 10_000
 
 
 class TradeImportError(DomainError):
@@ -100,34 +99,20 @@ class ImportedTrade:
         return int((self.closed_at - self.opened_at).total_seconds())
 
 
-Progress = Callable[[str], None]
-
-
-def read_trade_file(path: Path, *, fmt: str = "auto", progress: Progress | None = None
-                    ) -> list[ImportedTrade]:
-    """Parse and validate every trade of ``path`` (``fmt``: auto, csv or freqtrade)."""
+def read_trade_file(path: Path, *, fmt: str = "auto") -> Iterator[ImportedTrade]:
+    """Parse and validate the trades of ``path`` one by one (``fmt``: auto, csv, freqtrade)."""
     if fmt == "auto":
         fmt = "csv" if path.suffix.lower() == ".csv" else "freqtrade"
     try:
         if fmt == "csv":
             with path.open(encoding="utf-8-sig", newline="") as stream:
-                return _collect(parse_csv(stream), progress)
-        return _collect(parse_freqtrade(_load_freqtrade_json(path), str(path.name)), progress)
+                yield from parse_csv(stream)
+        else:
+            yield from parse_freqtrade(_load_freqtrade_json(path), str(path.name))
     except OSError as exc:
         raise TradeImportError(str(path), None, f"cannot read: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise TradeImportError(str(path), None, f"not UTF-8 text: {exc.reason}") from exc
-
-
-def _collect(trades: Iterable[ImportedTrade], progress: Progress | None) -> list[ImportedTrade]:
-    collected = []
-    for trade in trades:
-        collected.append(trade)
-        if progress and len(collected) % PROGRESS_EVERY == 0:
-            progress(f"parsed {len(collected)} trades")
-    if progress:
-        progress(f"parsed {len(collected)} trades")
-    return collected
 
 
 # --- CSV ------------------------------------------------------------------------------------

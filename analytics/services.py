@@ -9,7 +9,9 @@ against the account's real equity, not against zero.
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
@@ -23,7 +25,7 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from analytics import selectors
-from analytics.importers import ImportedTrade, Progress, TradeImportError, read_trade_file
+from analytics.importers import ImportedTrade, TradeImportError, read_trade_file
 from analytics.metrics import (
     PerformanceInputs,
     TradeSeries,
@@ -286,7 +288,8 @@ class ImportResult:
     strategies_created: list[str]
 
 
-IMPORT_BATCH = 5000
+IMPORT_BATCH = 10_000
+Progress = Callable[[str], None]
 
 
 def import_trade_file(path: Path, *, strategy: str | None = None, fmt: str = "auto",
@@ -294,71 +297,83 @@ def import_trade_file(path: Path, *, strategy: str | None = None, fmt: str = "au
                       using: str = DEFAULT_DB_ALIAS) -> ImportResult:
     """Import the closed trades of a CSV or freqtrade file: all of them or, on error, none.
 
-    ``strategy`` puts every trade on that strategy; otherwise each trade names its
-    own. A strategy that does not exist yet is created on the first paper account
-    (by id), so imported history never mixes with a live account's by accident.
-    Trades whose (strategy, external_ref) is already stored are skipped, so
-    importing the same file twice is harmless.
+    The file is parsed and inserted in batches inside one transaction, so a bad
+    line found late rolls back everything before it. ``strategy`` puts every trade
+    on that strategy; otherwise each trade names its own. A strategy that does not
+    exist yet is created on the first paper account (by id), so imported history
+    never lands on a live account by accident. Trades whose (strategy, external_ref)
+    is already stored, or repeated in the file, are skipped: importing the same file
+    twice is harmless.
     """
-    trades = read_trade_file(path, fmt=fmt, progress=progress)
+    strategies = _ImportStrategies(strategy, using)
+    seen: set[tuple[int, str]] = set()
+    created = skipped = 0
+    earliest: datetime | None = None
     with transaction.atomic(using=using):
-        strategies, created_names = _import_strategies(trades, strategy, using)
-        seen: set[tuple[int, str]] = set()
-        rows, skipped = [], 0
-        for start in range(0, len(trades), IMPORT_BATCH):
-            batch = trades[start: start + IMPORT_BATCH]
+        for batch in _batches(read_trade_file(path, fmt=fmt), IMPORT_BATCH):
             refs = {t.external_ref for t in batch if t.external_ref}
+            owners = [strategies.get(t) for t in batch]
             if refs:
                 seen.update(Trade.objects.using(using)
-                            .filter(strategy__in=strategies.values(), external_ref__in=refs)
+                            .filter(strategy__in={o.pk for o in owners}, external_ref__in=refs)
                             .values_list("strategy_id", "external_ref"))
-            for trade in batch:
-                owner = strategies[strategy or trade.strategy]
-                if trade.external_ref:
-                    key = (owner.pk, trade.external_ref)
-                    if key in seen:
-                        skipped += 1
-                        continue
-                    seen.add(key)
+            rows = []
+            for trade, owner in zip(batch, owners, strict=True):
+                key = (owner.pk, trade.external_ref)
+                if trade.external_ref and key in seen:
+                    skipped += 1
+                    continue
+                seen.add(key)
                 rows.append(_trade_model(trade, owner))
-        for start in range(0, len(rows), IMPORT_BATCH):
-            Trade.objects.using(using).bulk_create(rows[start: start + IMPORT_BATCH])
+                earliest = min(earliest or trade.closed_at, trade.closed_at)
+            Trade.objects.using(using).bulk_create(rows)
+            created += len(rows)
             if progress:
-                progress(f"inserted {min(start + IMPORT_BATCH, len(rows))}/{len(rows)} trades")
-        if rows:
-            selectors.forget_checkpoints_after(min(row.closed_at for row in rows), using)
-    return ImportResult(len(rows), skipped, created_names)
+                progress(f"imported {created} trades" + (f", skipped {skipped}" if skipped else ""))
+        if earliest is not None:
+            selectors.forget_checkpoints_after(earliest, using)
+    return ImportResult(created, skipped, strategies.created)
 
 
-def _import_strategies(trades: list[ImportedTrade], override: str | None, using: str
-                       ) -> tuple[dict[str, Strategy], list[str]]:
-    wanted: dict[str, str] = {}  # name -> where it is first used
-    for trade in trades:
-        name = override or trade.strategy
+def _batches(items: Iterable[ImportedTrade], size: int) -> Iterator[list[ImportedTrade]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+class _ImportStrategies:
+    """The strategy of each imported trade, created on the first paper account if missing."""
+
+    def __init__(self, override: str | None, using: str):
+        self.override, self.using = override, using
+        self.by_name: dict[str, Strategy] = {}
+        self.created: list[str] = []
+
+    def get(self, trade: ImportedTrade) -> Strategy:
+        name = self.override or trade.strategy
         if not name:
             raise TradeImportError(trade.where, "strategy",
                                    "required (add a strategy column or pass --strategy)")
-        wanted.setdefault(name, trade.where)
-    found = {s.name: s for s in Strategy.objects.using(using).filter(name__in=wanted)}
-    missing = [name for name in wanted if name not in found]
-    if not missing:
-        return found, []
-    account = (ExchangeAccount.objects.using(using).filter(exchange_id=ExchangeAccount.PAPER)
-               .order_by("id").first())
-    if account is None:
-        raise TradeImportError(wanted[missing[0]], "strategy",
-                               f"unknown strategy {missing[0]!r} and no paper exchange account "
-                               "to create it on: create one, or the strategy, first")
-    for name in missing:
+        if name not in self.by_name:
+            found = Strategy.objects.using(self.using).filter(name=name).first()
+            self.by_name[name] = found or self._create(name, trade.where)
+        return self.by_name[name]
+
+    def _create(self, name: str, where: str) -> Strategy:
+        account = (ExchangeAccount.objects.using(self.using)
+                   .filter(exchange_id=ExchangeAccount.PAPER).order_by("id").first())
+        if account is None:
+            raise TradeImportError(where, "strategy",
+                                   f"unknown strategy {name!r} and no paper exchange account "
+                                   "to create it on: create one, or the strategy, first")
         try:
             validate_slug(name)
         except ValidationError:
-            raise TradeImportError(wanted[name], "strategy",
-                                   f"{name!r} is not a valid strategy name (letters, digits, "
-                                   "- and _)")
-        found[name] = Strategy.objects.using(using).create(
+            raise TradeImportError(where, "strategy", f"{name!r} is not a valid strategy name "
+                                                      "(letters, digits, - and _)")
+        self.created.append(name)
+        return Strategy.objects.using(self.using).create(
             name=name, account=account, description="Created by import_trades.")
-    return found, missing
 
 
 def _trade_model(trade: ImportedTrade, strategy: Strategy) -> Trade:

@@ -12,7 +12,7 @@ import time_machine
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from analytics import importers
+from analytics import services
 from lifecycle.models import Strategy, Trade
 from tradingsite.testing.factories import ExchangeAccountFactory
 
@@ -78,7 +78,7 @@ def test_import_csv_creates_the_strategy_on_the_first_paper_account(tmp_path, pa
                  + "BTC/USDT,long,0.5,100,110,2026-01-05T10:00:00Z,2026-01-05T12:00:00Z,1,signal\n"
                  + "ETH/USDT,short,2,50,55,2026-01-05 13:00,2026-01-05 13:30,0.5,risk\n")
     out = run("import_trades", str(path), "--strategy", "backfill")
-    assert "parsed 2 trades" in out and "inserted 2/2 trades" in out
+    assert "imported 2 trades\n" in out
     assert "created strategies: backfill" in out and "imported 2 trades" in out
     strategy = Strategy.objects.get(name="backfill")
     assert strategy.account == paper_account
@@ -158,12 +158,12 @@ def test_a_missing_file_is_reported(tmp_path, db):
 
 
 def test_progress_is_reported_every_ten_thousand_trades(tmp_path, paper_account, monkeypatch):
-    monkeypatch.setattr(importers, "PROGRESS_EVERY", 2)
+    monkeypatch.setattr(services, "IMPORT_BATCH", 2)
     rows = "".join(f"BTC/USDT,long,1,100,101,2026-01-05T10:00:{s:02d}Z,2026-01-05T11:00:00Z,0,"
                    "signal\n" for s in range(5))
     out = run("import_trades", str(write(tmp_path, HEADER + rows)), "--strategy", "backfill")
-    assert [line for line in out.splitlines() if line.startswith("parsed")] == [
-        "parsed 2 trades", "parsed 4 trades", "parsed 5 trades"]
+    assert out.splitlines()[:3] == [
+        "imported 2 trades", "imported 4 trades", "imported 5 trades"]
     assert Trade.objects.count() == 5
 
 
@@ -219,3 +219,13 @@ def test_not_a_freqtrade_result(tmp_path, paper_account):
         run("import_trades", str(write(tmp_path, "{oops", "result.json")))
     with pytest.raises(CommandError, match="field 'strategy': expected"):
         run("import_trades", str(write(tmp_path, '{"trades": []}', "result.json")))
+
+
+def test_an_error_after_earlier_batches_were_inserted_rolls_them_back(tmp_path, paper_account,
+                                                                      monkeypatch):
+    monkeypatch.setattr(services, "IMPORT_BATCH", 1)
+    good = "BTC/USDT,long,1,100,101,2026-01-05T10:00:00Z,2026-01-05T11:00:00Z,0,signal\n"
+    path = write(tmp_path, HEADER + good * 3 + good.replace(",101,", ",-1,"))
+    with pytest.raises(CommandError, match="line 5, field 'exit_price': must be > 0"):
+        run("import_trades", str(path), "--strategy", "backfill")
+    assert not Trade.objects.exists() and not Strategy.objects.filter(name="backfill").exists()

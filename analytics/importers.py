@@ -1,7 +1,8 @@
 """Reading closed trades from CSV or from a freqtrade backtest result.
 
-Everything is parsed and validated before anything is written: an error names
-the line (CSV) or trade (freqtrade) and the field, and nothing is imported.
+Trades are parsed and validated one at a time while ``services.import_trade_file``
+inserts them in batches inside one transaction: an error names the line (CSV) or
+trade (freqtrade) and the field, and rolls back everything, so nothing is imported.
 
 **CSV** (UTF-8, header row, comma-separated). Columns:
 

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from analytics.models import MetricSnapshot, RealisedPnlCheckpoint
+from analytics.models import MetricSnapshot
 from tradingsite.admin_helpers import AppendOnlyAdmin
 
 
@@ -10,12 +10,3 @@ class MetricSnapshotAdmin(AppendOnlyAdmin):
                     "computed_at")
     list_filter = ("period",)
     search_fields = ("scope",)
-
-
-@admin.register(RealisedPnlCheckpoint)
-class RealisedPnlCheckpointAdmin(AppendOnlyAdmin):
-    list_display = ("scope", "before", "realised_pnl", "computed_at")
-    search_fields = ("scope",)
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return bool(request.user.is_staff)  # a cache: deleting it is always safe

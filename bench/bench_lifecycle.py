@@ -2,17 +2,20 @@
 
 Runs on its own PostgreSQL database (``BENCH_LIFECYCLE_DATABASE_URL``, default
 ``postgres://postgres@127.0.0.1:5432/trading_bench_lifecycle``; created and migrated
-when missing, its position tables emptied before each run). Celery and Channels use
+when missing, its position tables emptied before each run; when a runner has already
+configured Django on another database, the passes run in a subprocess). Celery and Channels use
 the in-memory broker and layer, so the figures are the database pass plus the
 after-commit dispatch and live push, not a broker round trip.
 
-    .venv/bin/python -m bench.bench_lifecycle [--quick]
+    .venv/bin/python -m bench.bench_lifecycle [--quick] [--json]
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -23,22 +26,33 @@ TARGET_SECONDS = 0.5
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
 
-def _setup_django() -> None:
-    """Point Django at the bench database unless a runner configured it already."""
+def _database_name(url: str) -> str:
+    from urllib.parse import urlparse
+
+    return urlparse(url).path.lstrip("/")
+
+
+def _bench_url() -> str:
+    return os.environ.get("BENCH_LIFECYCLE_DATABASE_URL", DEFAULT_URL)
+
+
+def _django_on_bench_database() -> bool:
+    """Configure Django on the bench database; False if a runner configured another one."""
     from django.conf import settings
 
-    if not settings.configured:
-        url = os.environ.get("BENCH_LIFECYCLE_DATABASE_URL", DEFAULT_URL)
-        os.environ["DATABASE_URL"] = url
-        os.environ.pop("REDIS_URL", None)
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingsite.settings")
-        _create_database(url)
+    url = _bench_url()
+    if settings.configured:
+        db = settings.DATABASES["default"]
+        return db["ENGINE"].endswith("postgresql") and db["NAME"] == _database_name(url)
+    os.environ["DATABASE_URL"] = url
+    os.environ.pop("REDIS_URL", None)
+    os.environ.setdefault("LIVE_TRADING_FILE", "/nonexistent/bench-live-trading.json")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingsite.settings")
+    _create_database(url)
     import django
 
     django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0, interactive=False)
+    return True
 
 
 def _create_database(url: str) -> None:
@@ -46,12 +60,10 @@ def _create_database(url: str) -> None:
 
     import psycopg
 
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    admin_url = parsed._replace(path="/postgres").geturl()
+    admin_url = urlparse(url)._replace(path="/postgres").geturl()
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
+        name = _database_name(url)
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
@@ -93,12 +105,13 @@ def _timed_pass(at: datetime) -> tuple[float, int, object]:
     return elapsed, len(queries), result
 
 
-def run(quick: bool = False) -> list[dict]:
-    _setup_django()
+def bench_passes(quick: bool) -> list[dict]:
+    from django.core.management import call_command
     from django.db import connection
 
     from tradingsite.celery import app
 
+    call_command("migrate", verbosity=0, interactive=False)
     app.finalize()  # a worker has its task registry built before the first pass
     size, repeats = (1000, 1) if quick else (10_000, 3)
     steps = [
@@ -132,14 +145,31 @@ def run(quick: bool = False) -> list[dict]:
     return rows
 
 
-def _print_table(rows: list[dict]) -> None:
-    headers = ["workload", "size", "figure", "target", "met"]
-    cells = [[str(row[h]) for h in headers] for row in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-    for c in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)))
+def _in_subprocess(quick: bool) -> list[dict]:
+    command = [sys.executable, "-m", "bench.bench_lifecycle", "--json"]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+    out = subprocess.run(command + (["--quick"] if quick else []), check=True,
+                         capture_output=True, text=True, env=env,
+                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return json.loads(out.stdout)
+
+
+def run(quick: bool = False) -> list[dict]:
+    if _django_on_bench_database():
+        return bench_passes(quick)
+    return _in_subprocess(quick)
+
+
+def main(argv: list[str]) -> None:
+    rows = run(quick="--quick" in argv)
+    if "--json" in argv:
+        print(json.dumps(rows))
+        return
+    from bench.__main__ import render
+
+    print(render(rows))
 
 
 if __name__ == "__main__":
-    _print_table(run(quick="--quick" in sys.argv))
+    main(sys.argv[1:])

@@ -52,7 +52,7 @@ from lifecycle.timeouts import (
     group_strategies,
 )
 from tradingsite.errors import InvalidStateTransition
-from tradingsite.live import broadcast
+from tradingsite.live import broadcast, broadcast_many
 
 S = PositionState
 
@@ -540,10 +540,9 @@ def _announce_bulk_transition(position_ids: list[int], now: datetime, from_state
                                         reason=_timeout_reason(to_state,
                                                                limits[position.strategy_id]),
                                         actor=TIMEOUT_ACTOR)
-    for batch in chunked(position_ids, LIVE_BATCH_SIZE):
-        broadcast("positions.state_changed", {"ids": batch, "from_state": from_state,
-                                              "to_state": to_state, "actor": TIMEOUT_ACTOR,
-                                              "state_changed_at": now})
+    broadcast_many([("positions.state_changed", {
+        "ids": batch, "from_state": from_state, "to_state": to_state, "actor": TIMEOUT_ACTOR,
+        "state_changed_at": now}) for batch in chunked(position_ids, LIVE_BATCH_SIZE)])
 
 
 def _queue_timeout_closes(now: datetime, strategy_ids: list[int]) -> list[tuple[int, int]]:

@@ -198,8 +198,7 @@ def test_bulk_transitions_fire_the_signal_per_position_and_one_live_event_per_ba
 
     position_state_changed.connect(receiver)
     pushed = []
-    monkeypatch.setattr(services, "broadcast", lambda event, payload: pushed.append(
-        (event, payload)))
+    monkeypatch.setattr(services, "broadcast_many", pushed.extend)
     try:
         _pass_at(180)
     finally:
@@ -217,9 +216,9 @@ def test_live_events_are_batched(strategy, monkeypatch):
     monkeypatch.setattr(services, "LIVE_BATCH_SIZE", 2)
     PositionFactory.create_batch(5, strategy=strategy, opened_at=T0)
     pushed = []
-    monkeypatch.setattr(services, "broadcast", lambda event, payload: pushed.append(payload))
+    monkeypatch.setattr(services, "broadcast_many", pushed.append)
     _pass_at(180)
-    assert [len(p["ids"]) for p in pushed] == [2, 2, 1]
+    assert [[len(payload["ids"]) for _, payload in events] for events in pushed] == [[2, 2, 1]]
 
 
 def test_many_created_actions_are_dispatched_through_fan_out_batches(

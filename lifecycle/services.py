@@ -70,6 +70,11 @@ STATE_TIMESTAMP = {S.WARNING: "warning_at", S.CRITICAL: "critical_at", S.CLOSING
                    S.CLOSED: "closed_at"}
 
 
+# How the "opened" event names where a position came from.
+OPENED_FROM = {PositionSource.FILL: "entry fill", PositionSource.API: "API hand-over",
+               PositionSource.RECONCILE: "reconciliation", PositionSource.MANUAL: "operator"}
+
+
 def is_allowed(from_state: str, to_state: str) -> bool:
     return to_state in ALLOWED_TRANSITIONS.get(from_state, frozenset())
 
@@ -151,6 +156,8 @@ def _open_position(*, strategy: Strategy, symbol: str, side: str, quantity: Deci
                    fill_key: str | None) -> tuple[Position, bool]:
     if side not in PositionSide.values:
         raise ValueError(f"side must be one of {PositionSide.values}, got {side!r}")
+    if source not in PositionSource.values:
+        raise ValueError(f"source must be one of {PositionSource.values}, got {source!r}")
     quantity, entry_price, entry_fee = Decimal(quantity), Decimal(entry_price), Decimal(entry_fee)
     if quantity <= 0 or entry_price <= 0:
         raise ValueError("quantity and entry_price must be positive")
@@ -180,7 +187,7 @@ def _open_position(*, strategy: Strategy, symbol: str, side: str, quantity: Deci
                 raise
             return existing, False
         _record_event(position, kind="opened", to_state=S.OPEN, actor=actor,
-                      reason=f"opened ({PositionSource(source).label})",
+                      reason=f"opened from {OPENED_FROM[source]}",
                       details={"quantity": str(quantity), "entry_price": str(entry_price)})
         position_opened.send(sender=Position, position=position)
         broadcast("position.opened", position_payload(position))

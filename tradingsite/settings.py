@@ -191,6 +191,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # One name for a choice set that several fields share (close_reason, exit_reason).
+    "ENUM_NAME_OVERRIDES": {"CloseReasonEnum": "execution.models.CloseReason"},
 }
 
 # --- Security ----------------------------------------------------------------

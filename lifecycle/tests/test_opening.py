@@ -25,11 +25,12 @@ def test_a_hand_over_is_idempotent_on_strategy_and_external_ref(strategy):
     assert (first.source, first.external_ref, first.opened_at) == ("api", "bot-7", T0)
     assert PositionFill.objects.get().fill_key == f"handover:{strategy.pk}:bot-7"
     assert list(PositionEvent.objects.values_list("kind", "actor", "reason")) == [
-        ("opened", "bot", "opened (Handed over by API)")]
+        ("opened", "bot", "opened from API hand-over")]
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("side", "up", "side must be one of"),
+    ("source", "telepathy", "source must be one of"),
     ("quantity", Decimal("0"), "must be positive"),
     ("entry_price", Decimal("-1"), "must be positive"),
     ("entry_fee", Decimal("-0.1"), "must not be negative"),

@@ -37,7 +37,7 @@ from execution.models import (
     OrderStatus,
     OrderType,
 )
-from execution.pipeline import Next, order_begin_cancel, order_step, order_submit
+from execution.pipeline import Next, order_begin_cancel, order_step, order_submit, plain
 from lifecycle.models import Position, PositionSide, PositionState
 from lifecycle.services import position_begin_close, position_close_failed
 from tradingsite.errors import DomainError, InvalidStateTransition
@@ -226,12 +226,12 @@ def action_settle(order: Order) -> Action | None:
     if position is None or position.state == PositionState.CLOSED:
         trade = getattr(position, "trade", None) if position else None
         if trade is not None:
-            result.update(trade=trade.pk, pnl=str(trade.pnl), exit_price=str(trade.exit_price))
+            result.update(trade=trade.pk, pnl=plain(trade.pnl), exit_price=plain(trade.exit_price))
         _action_finish(action, ActionState.DONE, result=result)
         return action
     error = order.last_error or f"close order {order.client_order_id} ended {order.status}"
     if order.filled_quantity:
-        error = f"{error} ({order.filled_quantity} of {order.quantity} filled)"
+        error = f"{error} ({plain(order.filled_quantity)} of {plain(order.quantity)} filled)"
     with transaction.atomic():
         if _action_finish(action, ActionState.FAILED, result=result, error=error) and (
                 position.state == PositionState.CLOSING):
@@ -252,11 +252,13 @@ def _action_finish(action: Action, state: str, *, result: dict | None = None,
 
 
 def _order_result(order: Order) -> dict[str, Any]:
+    def text(value):
+        return plain(value) if value is not None else None
+
     return {"order": order.client_order_id, "status": order.status,
-            "filled": str(order.filled_quantity),
-            "average_price": str(order.average_fill_price) if order.average_fill_price else None,
-            "slippage_percent": (str(order.slippage_percent)
-                                 if order.slippage_percent is not None else None)}
+            "filled": plain(order.filled_quantity),
+            "average_price": text(order.average_fill_price),
+            "slippage_percent": text(order.slippage_percent)}
 
 
 # --- sweeps ------------------------------------------------------------------------

@@ -65,6 +65,8 @@ class ExchangeProfile:
     client_id_params: Callable[[str], dict[str, Any]] = (
         lambda cid: {"clientOrderId": cid})
     fetch_order_params: dict[str, Any] = field(default_factory=dict)
+    # Listings searched for a client order id, in order (open orders first).
+    lookup_methods: tuple[str, ...] = ("fetch_open_orders", "fetch_closed_orders")
     # Exchange error codes whose ccxt class misleads: code → our class.
     error_codes: dict[str, type[ExchangeError]] = field(default_factory=dict)
 
@@ -78,6 +80,9 @@ PROFILES: dict[str, ExchangeProfile] = {
                                                  else market_type},
         client_id_params=lambda cid: {"orderLinkId": cid},
         fetch_order_params={"acknowledged": True},
+        # fetch_closed_orders asks Bybit for orderStatus=Filled only; a cancelled or
+        # partially filled order must be found too.
+        lookup_methods=("fetch_open_orders", "fetch_canceled_and_closed_orders"),
         error_codes={
             "110072": DuplicateOrderError,  # "OrderLinkedID is duplicate" (ccxt: InvalidOrder)
             "10016": TransientError,  # "System error. Please try again later." (ccxt: ExchangeError)
@@ -302,7 +307,7 @@ class CcxtExchange(Exchange):
 
     def find_order(self, client_order_id: str, symbol: str) -> OrderSnapshot | None:
         params = self.profile.client_id_params(client_order_id)
-        for method in ("fetch_open_orders", "fetch_closed_orders"):
+        for method in self.profile.lookup_methods:
             for raw in self._call(method, symbol, None, None, dict(params)):
                 if raw.get("clientOrderId") == client_order_id:
                     return self._snapshot(raw)

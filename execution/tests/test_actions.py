@@ -230,7 +230,7 @@ def test_twenty_concurrent_emergency_close_requests_place_one_close_order(
                 return
             action = action_process(action.pk, drive=run_inline(sleep=lambda s: None))
             outcomes.append(action.state)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connection.close()

@@ -14,6 +14,7 @@ import logging
 from celery import shared_task
 from django.conf import settings
 
+from execution.market_data import candles_refresh_in_use
 from execution.models import Action, ExchangeAccount, Order
 from execution.pipeline import Next
 from execution.services import (
@@ -31,6 +32,8 @@ PERIODIC_TASKS = [
                  "Run pending actions that no on-commit task picked up."),
     PeriodicSpec("execution: order timeouts", "execution.tasks.sweep_order_timeouts", 5,
                  "Cancel, verify and replace orders not final after orderTimeoutSeconds."),
+    PeriodicSpec("execution: refresh candles", "execution.tasks.refresh_candles", 60,
+                 "Store the latest closed candles of every market a position is held in."),
 ]
 
 
@@ -89,3 +92,8 @@ def sweep_actions() -> int:
 @shared_task(acks_late=True)
 def sweep_order_timeouts() -> int:
     return orders_expire_overdue(schedule=schedule_next)
+
+
+@shared_task(acks_late=True)
+def refresh_candles() -> dict:
+    return candles_refresh_in_use()

@@ -1,0 +1,1 @@
+"""Benchmarks: each ``bench_<area>.py`` exposes ``run(quick=False) -> list[dict]``."""

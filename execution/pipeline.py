@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -73,6 +75,12 @@ PRICE_PLACES = Decimal("1e-10")
 UNACKNOWLEDGED = (S.CREATED, S.SUBMITTING, S.UNKNOWN)
 LIVE_ON_EXCHANGE = (S.OPEN, S.PARTIALLY_FILLED)
 BOOK_DEPTH = 25
+# Everything a step may change; the final write sends these and nothing else.
+FINAL_FIELDS = ["status", "quantity", "price", "expected_price", "exchange_order_id",
+                "filled_quantity", "average_fill_price", "fee", "fee_currency",
+                "slippage_percent", "estimated_slippage_percent", "attempts", "retries",
+                "timed_out", "latency_ms", "last_error", "error_code", "next_attempt_at",
+                "submitted_at", "acknowledged_at", "filled_at", "finalized_at", "updated_at"]
 
 
 @dataclass(frozen=True)
@@ -155,9 +163,12 @@ def order_step(order: Order, *, exchange: Exchange | None = None) -> Next:
     """Advance ``order`` by one step and say when to come back."""
     if order.is_final:
         return Next(order, None, "final")
-    exchange = exchange or exchange_for(order.account)
-    cfg = order_config(order)
     now = timezone.now()
+    try:
+        exchange = exchange or exchange_for(order.account)
+    except ExchangeError as exc:  # e.g. an unknown ccxt exchange id on the account
+        return _refused(order, exc, now)
+    cfg = order_config(order)
     if order.status == S.CANCELLING:
         return _cancel_and_verify(order, exchange, cfg)
     if order.status == S.SUBMITTING and _in_flight(order, now):
@@ -188,8 +199,28 @@ def _in_flight_left(order: Order, now: datetime) -> float:
     return max((order.updated_at + _in_flight_window() - now).total_seconds(), 0.0)
 
 
+@contextmanager
+def recoverable_write() -> Iterator[None]:
+    """A transaction whose loss in a database crash the exchange can repair.
+
+    The order row is committed durably before anything is sent. What is written
+    afterwards — attempt claims, fills, final states, the positions they move — can be
+    read again from the exchange by client order id and re-applied (fills are keyed),
+    so PostgreSQL may acknowledge these commits before flushing them to disk
+    (``synchronous_commit = off``: never corruption, at worst the last moments before
+    a server crash are replayed from the exchange). This keeps one disk flush per order.
+    """
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        yield
+
+
 def _save(order: Order, *fields: str) -> None:
-    order.save(update_fields=[*fields, "updated_at"])
+    with recoverable_write():
+        order.save(update_fields=[*fields, "updated_at"])
 
 
 # --- placement -----------------------------------------------------------------------
@@ -212,12 +243,14 @@ def _attempt(order: Order, exchange: Exchange, cfg: OrderExecutionConfig, now: d
         if refused:
             return refused
     previous = order.status
-    claimed = Order.objects.filter(pk=order.pk, status=previous, attempts=order.attempts).update(
-        status=S.SUBMITTING, attempts=F("attempts") + 1, next_attempt_at=None,
-        submitted_at=Coalesce("submitted_at", now), updated_at=now,
-        # what _prepare decided travels with the claim (one write per attempt)
-        quantity=order.quantity, price=order.price, expected_price=order.expected_price,
-        estimated_slippage_percent=order.estimated_slippage_percent)
+    with recoverable_write():  # lost in a crash: the resend is refused as a duplicate
+        claimed = Order.objects.filter(pk=order.pk, status=previous,
+                                       attempts=order.attempts).update(
+            status=S.SUBMITTING, attempts=F("attempts") + 1, next_attempt_at=None,
+            submitted_at=Coalesce("submitted_at", now), updated_at=now,
+            # what _prepare decided travels with the claim (one write per attempt)
+            quantity=order.quantity, price=order.price, expected_price=order.expected_price,
+            estimated_slippage_percent=order.estimated_slippage_percent)
     if not claimed:
         return Next(order, None, "attempt claimed by another worker")
     order.status, order.attempts, order.next_attempt_at = S.SUBMITTING, order.attempts + 1, None
@@ -323,8 +356,9 @@ def _transient_failure(order: Order, exc: TransientError, exchange: Exchange,
         except ExchangeError as lookup_exc:
             order.last_error = (f"{gave_up}; lookup failed ({lookup_exc}): outcome unknown, "
                                 "verified at the order timeout")
-            _save(order, "status", "last_error", "error_code")
-            wait = (order_deadline(order, cfg) - timezone.now()).total_seconds()
+            order.next_attempt_at = order_deadline(order, cfg)  # no attempt before that
+            _save(order, "status", "last_error", "error_code", "next_attempt_at")
+            wait = (order.next_attempt_at - timezone.now()).total_seconds()
             return Next(order, max(wait, 0.0), "verify at timeout")
         if snapshot is not None:
             return _acknowledged(order, snapshot, exchange, cfg)
@@ -390,7 +424,7 @@ def _status_from(snapshot: OrderSnapshot, order: Order) -> str:
 def _apply_snapshot(order: Order, snapshot: OrderSnapshot, cfg: OrderExecutionConfig,
                     now: datetime, *, extra: tuple[str, ...] = ()) -> Next:
     """Record fills and status from the exchange; finalise when the order is over."""
-    with transaction.atomic():
+    with recoverable_write():
         _record_fill(order, snapshot, now)
         order.status = _status_from(snapshot, order)
         if order.is_final:
@@ -437,21 +471,29 @@ def _record_fill(order: Order, snapshot: OrderSnapshot, now: datetime) -> None:
 
 
 def _finalize(order: Order, now: datetime) -> Next:
-    """Write the final state; an entry fill opens its position."""
+    """Write the final state; an entry fill opens its position.
+
+    An order that ends without its full fill (refused, failed, cancelled, timed
+    out) is pushed live: that is what the operator must see. Fills show up as
+    position events.
+    """
     order.finalized_at = now
     if order.status == S.FILLED:
         order.filled_at = order.filled_at or now
-    order.save()
-    if (order.purpose == OrderPurpose.ENTRY and order.filled_quantity > 0 and order.strategy_id
-            and not order.position_id):
-        order.position = position_open(
-            strategy=order.strategy, symbol=order.symbol,
-            side=PositionSide.LONG if order.side == OrderSide.BUY else PositionSide.SHORT,
-            quantity=order.filled_quantity, entry_price=order.average_fill_price,
-            opened_at=order.filled_at or now, entry_fee=order.fee, actor="execution",
-            fill_key=f"{order.client_order_id}:{order.filled_quantity.normalize()}")
-        Order.objects.filter(pk=order.pk).update(position=order.position)
-    broadcast("order.finished", order_payload(order))
+    with recoverable_write():
+        fields = FINAL_FIELDS
+        if (order.purpose == OrderPurpose.ENTRY and order.filled_quantity > 0
+                and order.strategy_id and not order.position_id):
+            order.position = position_open(
+                strategy=order.strategy, symbol=order.symbol,
+                side=PositionSide.LONG if order.side == OrderSide.BUY else PositionSide.SHORT,
+                quantity=order.filled_quantity, entry_price=order.average_fill_price,
+                opened_at=order.filled_at or now, entry_fee=order.fee, actor="execution",
+                fill_key=f"{order.client_order_id}:{order.filled_quantity.normalize()}")
+            fields = [*FINAL_FIELDS, "position"]
+        order.save(update_fields=fields)
+        if order.status != S.FILLED:
+            broadcast("order.unfilled", order_payload(order))
     return Next(order, None, "final")
 
 
@@ -527,7 +569,7 @@ def _cancel_and_verify(order: Order, exchange: Exchange, cfg: OrderExecutionConf
     except (TransientError, OrderNotFound) as exc:
         log.warning("order %s: cancel/verify incomplete (%s)", order.client_order_id, exc)
         return retry
-    with transaction.atomic():
+    with recoverable_write():
         _record_fill(order, snapshot, now)
         order.status = _status_from(snapshot, order)
         if not order.is_final:

@@ -192,13 +192,19 @@ def _run_close(action: Action, drive: Driver) -> None:
                     return
                 if position.state != PositionState.CLOSING:
                     raise
-        order = order_submit(
-            account=position.strategy.account, strategy=position.strategy, position=position,
-            action=action, symbol=position.symbol,
-            side=OrderSide.SELL if position.side == PositionSide.LONG else OrderSide.BUY,
-            quantity=position.quantity, order_type=OrderType.MARKET,
-            purpose=close_purpose(action.kind), reduce_only=True,
-            client_order_id=f"close-{action.pk}")
+        try:
+            order = order_submit(
+                account=position.strategy.account, strategy=position.strategy,
+                position=position, action=action, symbol=position.symbol,
+                side=OrderSide.SELL if position.side == PositionSide.LONG else OrderSide.BUY,
+                quantity=position.quantity, order_type=OrderType.MARKET,
+                purpose=close_purpose(action.kind), reduce_only=True,
+                client_order_id=f"close-{action.pk}")
+        except DomainError as exc:  # no order could be recorded: the close is over
+            with transaction.atomic():
+                if _action_finish(action, ActionState.FAILED, error=str(exc)):
+                    position_close_failed(position, reason=str(exc)[:200], actor="execution")
+            return
     if order.is_final:
         action_settle(order)
         return

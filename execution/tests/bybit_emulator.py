@@ -80,8 +80,9 @@ class BybitEmulator:
 
     def __init__(self, *, api_key: str = "emulator-key", api_secret: str = "emulator-secret",
                  host: str = "127.0.0.1", port: int = 0, record_requests: bool = True,
-                 hold_seconds: float = 1.0):
+                 hold_seconds: float = 1.0, latency_ms: float = 0.0):
         self.api_key, self.api_secret = api_key, api_secret
+        self.latency_ms = latency_ms  # added to every answer, like a network round trip
         self.hold_seconds = hold_seconds  # a held-back ("timeout") answer is dropped after this
         self.state = EmulatorState()
         self.record_requests = record_requests
@@ -169,6 +170,8 @@ class BybitEmulator:
                 self._serve("POST")
 
             def _serve(self, method: str) -> None:
+                if emulator.latency_ms:
+                    time.sleep(emulator.latency_ms / 1000)
                 parts = urlsplit(self.path)
                 path = parts.path.lstrip("/")
                 length = int(self.headers.get("Content-Length") or 0)

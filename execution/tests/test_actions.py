@@ -251,3 +251,37 @@ def test_twenty_concurrent_emergency_close_requests_place_one_close_order(
     assert position.state == PositionState.CLOSED
     assert Trade.objects.filter(position=position).count() == 1
     assert timedelta(0) <= position.closed_at - position.opened_at
+
+
+@pytest.mark.django_db
+def test_a_close_that_cannot_be_recorded_returns_the_position(paper_account, paper_strategy,
+                                                              sleep):
+    position = _position(paper_strategy)
+    action, _ = position_request_close(position=position, reason="risk", actor="risk")
+    paper_account.enabled = False
+    paper_account.save()
+
+    action = action_process(action.pk, drive=run_inline(sleep=sleep))
+
+    assert action.state == ActionState.FAILED
+    assert action.error == "exchange account paper-test is disabled"
+    position.refresh_from_db()
+    assert position.state == PositionState.OPEN
+
+
+@pytest.mark.django_db
+def test_an_unknown_exchange_id_fails_the_close_order_at_once(paper_strategy, sleep):
+    from tradingsite.testing.factories import ExchangeAccountFactory, StrategyFactory
+
+    account = ExchangeAccountFactory(name="typo", exchange_id="bybitt")
+    position = _position(StrategyFactory(account=account))
+    action, _ = position_request_close(position=position, reason="risk", actor="risk")
+
+    action = action_process(action.pk, drive=run_inline(sleep=sleep))
+
+    order = Order.objects.get(action=action)
+    assert (order.status, order.error_code) == (OrderStatus.FAILED, "config")
+    assert order.last_error == "unknown ccxt exchange id 'bybitt'"
+    assert action.state == ActionState.FAILED
+    position.refresh_from_db()
+    assert position.state == PositionState.OPEN

@@ -272,3 +272,31 @@ def test_a_limit_order_rests_until_the_price_crosses_it(paper_account, paper_str
     assert order.fee == Decimal("4.99")  # maker 0.02 % of 24 950
     assert order.slippage_percent == Decimal("0")
     assert order.purpose == OrderPurpose.ENTRY
+
+
+def test_when_even_the_last_lookup_fails_the_order_waits_for_the_timeout_check(
+        paper_account, paper_strategy, clock):
+    from execution.services import order_advance
+
+    paper = configure(paper_account, faults=[{"kind": "timeout_after_accept"},
+                                             {"kind": "timeout", "on": "find", "times": 4}])
+    order = order_submit(account=paper_account, strategy=paper_strategy, symbol=SYMBOL,
+                         side="buy", quantity=Decimal("0.5"))
+    delays = []
+    step = order_advance(order)
+    while step.delay and step.why == "retry":
+        delays.append(step.delay)
+        clock.shift(step.delay)
+        step = order_advance(Order.objects.get(pk=order.pk))
+
+    assert delays == [1.0, 2.0, 4.0]
+    assert (step.why, step.delay) == ("verify at timeout", 23.0)
+    assert step.order.status == OrderStatus.UNKNOWN
+    clock.shift(10)
+    early = order_advance(Order.objects.get(pk=order.pk))  # a stray redelivery
+    assert (early.why, early.delay) == ("retry scheduled", 13.0)
+    clock.shift(13)
+    final = order_advance(Order.objects.get(pk=order.pk))
+    assert final.order.status == OrderStatus.FILLED  # found at the timeout: it had filled
+    assert final.order.timed_out is True
+    assert len(paper.orders) == 1

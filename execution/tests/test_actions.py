@@ -285,3 +285,15 @@ def test_an_unknown_exchange_id_fails_the_close_order_at_once(paper_strategy, sl
     assert action.state == ActionState.FAILED
     position.refresh_from_db()
     assert position.state == PositionState.OPEN
+
+
+def test_the_execution_tasks_are_registered_and_acknowledged_late():
+    from tradingsite.celery import app
+
+    names = {"execution.tasks.process_action", "execution.tasks.drive_order",
+             "execution.tasks.sweep_actions", "execution.tasks.sweep_order_timeouts",
+             "execution.tasks.refresh_candles"}
+    assert {name for name in app.tasks if name.startswith("execution.")} == names
+    assert all(app.tasks[name].acks_late for name in names)
+    assert {spec.task for spec in tasks.PERIODIC_TASKS} == names - {
+        "execution.tasks.process_action", "execution.tasks.drive_order"}

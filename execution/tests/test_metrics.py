@@ -28,10 +28,12 @@ COLUMNS = dict(
 def test_metrics_of_a_set_of_orders():
     metrics = execution_metrics(**COLUMNS)
     assert metrics.as_dict() == {
-        "orders": 6, "finished": 5, "filled": 2, "success_rate": 40.0, "retries": 5,
-        "timeouts": 1, "rejects": 1, "failures": 1,
+        "orders": 6, "finished": 4, "filled": 2, "rejects": 1, "failures": 1, "expired": 0,
+        "cancelled": 1, "open": 1,
+        "success_rate": 50.0,  # 2 filled of 4 that ended on their own (cancelled left out)
+        "retries": 5, "orders_retried": 2, "timeouts": 1,
         "latency_avg_ms": 25.0,
-        "latency_p95_ms": 38.5,  # ranks 10, 20, 30, 40: 30 + 0.85 × 10
+        "latency_p95_ms": 40.0,  # nearest rank: ⌈0.95 × 4⌉ = 4th of 10, 20, 30, 40
         "slippage_avg_percent": 0.025,  # filled orders only: (0.1 − 0.05) / 2
         "slippage_worst_percent": 0.1,
     }
@@ -41,9 +43,10 @@ def test_metrics_of_no_orders_are_zero_or_unknown():
     metrics = execution_metrics(status=[], retries=[], timed_out=[], latency_ms=[],
                                 slippage_percent=[])
     assert metrics.as_dict() == {
-        "orders": 0, "finished": 0, "filled": 0, "success_rate": None, "retries": 0,
-        "timeouts": 0, "rejects": 0, "failures": 0, "latency_avg_ms": None,
-        "latency_p95_ms": None, "slippage_avg_percent": None, "slippage_worst_percent": None}
+        "orders": 0, "finished": 0, "filled": 0, "rejects": 0, "failures": 0, "expired": 0,
+        "cancelled": 0, "open": 0, "success_rate": None, "retries": 0, "orders_retried": 0,
+        "timeouts": 0, "latency_avg_ms": None, "latency_p95_ms": None,
+        "slippage_avg_percent": None, "slippage_worst_percent": None}
 
 
 def test_columns_of_different_lengths_are_refused():
@@ -90,7 +93,7 @@ def test_the_command_prints_a_table_and_json(two_accounts):
     lines = out.getvalue().splitlines()
     assert lines[0].split() == ["overall", "bybit-main", "paper-main"]
     assert lines[1].split() == ["Orders", "4", "2", "2"]
-    assert lines[4].split() == ["Success", "rate", "%", "75.0", "50.0", "100.0"]
+    assert lines[9].split() == ["Success", "rate", "%", "75.0", "50.0", "100.0"]
     assert lines[-1].split() == ["Slippage", "worst", "%", "0.2", "0.2", "-0.1"]
 
     out = StringIO()

@@ -14,8 +14,10 @@ from django.utils.dateparse import parse_datetime
 from execution.selectors import execution_metrics_report
 
 ROWS = [("orders", "Orders"), ("finished", "Finished"), ("filled", "Filled"),
-        ("success_rate", "Success rate %"), ("retries", "Retries"), ("timeouts", "Timeouts"),
-        ("rejects", "Rejects"), ("failures", "Failures"), ("latency_avg_ms", "Latency avg ms"),
+        ("rejects", "Rejects"), ("failures", "Failures"), ("expired", "Expired"),
+        ("cancelled", "Cancelled"), ("open", "Open"), ("success_rate", "Success rate %"),
+        ("retries", "Retries"), ("orders_retried", "Orders retried"),
+        ("timeouts", "Timeouts"), ("latency_avg_ms", "Latency avg ms"),
         ("latency_p95_ms", "Latency p95 ms"), ("slippage_avg_percent", "Slippage avg %"),
         ("slippage_worst_percent", "Slippage worst %")]
 RELATIVE = re.compile(r"^(\d+)([mhd])$")

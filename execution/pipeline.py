@@ -188,7 +188,7 @@ def order_deadline(order: Order, cfg: OrderExecutionConfig) -> datetime:
 
 def _in_flight_window() -> timedelta:
     """How long a claimed attempt may be waiting on the exchange (request timeout + margin)."""
-    return timedelta(milliseconds=getattr(settings, "EXCHANGE_TIMEOUT_MS", 10000) + 5000)
+    return timedelta(milliseconds=settings.EXCHANGE_TIMEOUT_MS + 5000)
 
 
 def _in_flight(order: Order, now: datetime) -> bool:

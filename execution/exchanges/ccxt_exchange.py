@@ -7,8 +7,9 @@ options and the retCodes whose ccxt class is misleading (110072 "OrderLinkedID i
 duplicate" comes as ``InvalidOrder`` but means the order exists; 10016 "System
 error" comes as a plain ``ExchangeError`` but is transient).
 
-One ccxt client per account configuration per process; markets are loaded once
-per exchange/URL/market type and shared. Credentials come only from the
+One ccxt client per account configuration and thread (a sync ccxt client and its
+HTTP session are not meant to be shared between threads); markets are loaded once
+per process for each exchange/URL/market type and handed to every new client. Credentials come only from the
 environment variables named on the account and are never logged.
 """
 
@@ -173,8 +174,8 @@ class CcxtSettings:
             account_id=account.pk, exchange_id=account.exchange_id, testnet=account.testnet,
             api_base_url=account.api_base_url.rstrip("/"), market_type=account.market_type,
             credentials=account.credentials(),
-            timeout_ms=timeout_ms or getattr(settings, "EXCHANGE_TIMEOUT_MS", 10000),
-            enable_rate_limit=(getattr(settings, "EXCHANGE_ENABLE_RATE_LIMIT", True)
+            timeout_ms=timeout_ms or settings.EXCHANGE_TIMEOUT_MS,
+            enable_rate_limit=(settings.EXCHANGE_ENABLE_RATE_LIMIT
                                if enable_rate_limit is None else enable_rate_limit))
 
     @property
@@ -235,7 +236,7 @@ class CcxtExchange(Exchange):
         return cls(CcxtSettings.from_account(account, **kwargs))
 
     def _cached_client(self) -> Any:
-        key = self.cfg.client_key
+        key = (*self.cfg.client_key, threading.get_ident())
         with _cache_lock:
             client = _clients.get(key)
             if client is None:

@@ -6,6 +6,7 @@ every private request's HMAC signature; faults are scripted per endpoint.
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 
 import ccxt
@@ -77,6 +78,20 @@ def test_markets_load_once_linear_only_and_skip_the_account_probes(bybit_account
     assert emulator.state.requests[1][2] == {"category": "linear", "limit": "1000"}
     assert isinstance(first, CcxtExchange)
     assert first.client.urls["api"] == {key: emulator.base_url for key in first.client.urls["api"]}
+
+
+def test_each_thread_gets_its_own_client_with_the_markets_already_loaded(bybit_account,
+                                                                        emulator):
+    here = exchange_for(bybit_account)
+    here.market_rules(BTC)
+    there = []
+    thread = threading.Thread(target=lambda: there.append(exchange_for(bybit_account)))
+    thread.start()
+    thread.join(timeout=10)
+
+    assert there[0].client is not here.client
+    assert there[0].market_rules(BTC) == here.market_rules(BTC)
+    assert emulator.calls("v5/market/instruments-info") == 2  # linear + pre-launch, once
 
 
 def test_create_fetch_lookup_and_cancel_round_trip(bybit, emulator):

@@ -222,13 +222,11 @@ def run(quick: bool = False) -> list[dict]:
                              "4 workers", "size": count // 2, "figure": f"{rate:.0f} orders/s",
                  "target": f">= {TARGET_ORDERS_PER_SECOND} orders/s",
                  "met": rate >= TARGET_ORDERS_PER_SECOND})
-    ccxt_count = 100 if quick else 400
-    for latency in (0.0, 20.0):
-        per_pipeline, per_raw, ratio = bench_ccxt_overhead(
-            ccxt_count if not latency else ccxt_count // 4, latency_ms=latency)
+    # The local emulator answers in ~1 ms; a real exchange call takes tens of ms.
+    for latency, size in ((0.0, 100 if quick else 400), (50.0, 20 if quick else 60)):
+        per_pipeline, per_raw, ratio = bench_ccxt_overhead(size, latency_ms=latency)
         rows.append({"workload": f"execution: pipeline / raw ccxt, Bybit emulator "
-                                 f"+{latency:g} ms per call",
-                     "size": ccxt_count if not latency else ccxt_count // 4,
+                                 f"+{latency:g} ms per call", "size": size,
                      "figure": f"{ratio:.2f}x ({per_pipeline:.2f} vs {per_raw:.2f} ms/order)",
                      "target": f"<= {TARGET_OVERHEAD}x", "met": ratio <= TARGET_OVERHEAD})
     return rows

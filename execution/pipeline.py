@@ -167,7 +167,9 @@ def order_step(order: Order, *, exchange: Exchange | None = None) -> Next:
     try:
         exchange = exchange or exchange_for(order.account)
     except ExchangeError as exc:  # e.g. an unknown ccxt exchange id on the account
-        return _refused(order, exc, now)
+        if order.status == S.CREATED and order.attempts == 0:
+            return _refused(order, exc, now)  # never sent: it can fail for good
+        raise
     cfg = order_config(order)
     if order.status == S.CANCELLING:
         return _cancel_and_verify(order, exchange, cfg)
@@ -551,11 +553,8 @@ def _cancel_and_verify(order: Order, exchange: Exchange, cfg: OrderExecutionConf
     try:
         if not order.exchange_order_id:
             snapshot = exchange.find_order(order.client_order_id, order.symbol)
-            if snapshot is None:  # never reached the exchange
-                order.status = S.EXPIRED if order.timed_out else S.CANCELLED
-                order.last_error = (f"{order.last_error}; the exchange never had it"
-                                    if order.last_error else "the exchange never had it")
-                return _after_cancel(order, exchange, cfg, now)
+            if snapshot is None:
+                return _unknown_to_exchange(order, exchange, cfg, now, "the exchange never had it")
             order.exchange_order_id = snapshot.id
             order.acknowledged_at = order.acknowledged_at or now
             _save(order, "exchange_order_id", "acknowledged_at")
@@ -565,7 +564,13 @@ def _cancel_and_verify(order: Order, exchange: Exchange, cfg: OrderExecutionConf
             pass  # already final, or unknown: the read-back below decides
         except RejectedError as exc:
             order.last_error = f"{order.last_error}; cancel refused: {exc}"
-        snapshot = exchange.fetch_order(order.exchange_order_id, order.symbol)
+        try:
+            snapshot = exchange.fetch_order(order.exchange_order_id, order.symbol)
+        except OrderNotFound:  # out of the exchange's recent orders: search its history
+            snapshot = exchange.find_order(order.client_order_id, order.symbol)
+            if snapshot is None:
+                return _unknown_to_exchange(order, exchange, cfg, now,
+                                            "the exchange no longer knows it")
     except (TransientError, OrderNotFound) as exc:
         log.warning("order %s: cancel/verify incomplete (%s)", order.client_order_id, exc)
         return retry
@@ -576,6 +581,14 @@ def _cancel_and_verify(order: Order, exchange: Exchange, cfg: OrderExecutionConf
             _save(order, "status", "filled_quantity", "average_fill_price", "fee",
                   "fee_currency", "slippage_percent", "last_error", "exchange_order_id")
             return retry
+    return _after_cancel(order, exchange, cfg, now)
+
+
+def _unknown_to_exchange(order: Order, exchange: Exchange, cfg: OrderExecutionConfig,
+                         now: datetime, why: str) -> Next:
+    """Nothing to cancel: the order ends with what was filled (expired if it timed out)."""
+    order.status = S.EXPIRED if order.timed_out else S.CANCELLED
+    order.last_error = f"{order.last_error}; {why}" if order.last_error else why
     return _after_cancel(order, exchange, cfg, now)
 
 

@@ -191,3 +191,21 @@ def test_a_timed_out_normal_close_fails_and_returns_the_position(paper_account, 
     assert position.state == PositionState.OPEN
     assert position.quantity == Decimal("0.3")
     assert Action.objects.filter(position=position, state__in=ActionState.open()).count() == 0
+
+
+def test_an_order_the_exchange_forgot_ends_expired_at_the_timeout(paper_account, paper_strategy,
+                                                                 clock):
+    paper = configure(paper_account, faults=[{"kind": "stay_open"}])
+    order = order_submit(account=paper_account, strategy=paper_strategy, symbol=SYMBOL,
+                         side="buy", quantity=Decimal("0.5"))
+    order_advance(order)
+    del paper.orders["paper-1"]  # e.g. purged from the exchange's recent orders
+    paper._by_client_id.clear()
+    clock.shift(30)
+
+    order_advance(Order.objects.get(pk=order.pk))
+
+    order.refresh_from_db()
+    assert order.status == OrderStatus.EXPIRED
+    assert order.last_error == ("not final after 30 s: cancelled; the exchange no longer "
+                                "knows it")

@@ -48,8 +48,9 @@ Driver = Callable[[Order], Order]
 
 # A pending action no on-commit task picked up within this is run by the sweep.
 ACTION_PICKUP_SECONDS = 5
-# A running action whose worker has not touched it for this long is taken over.
-ACTION_STALE_SECONDS = 120
+# A running action started this long ago is taken over: its worker died. Longer than
+# the longest close (timeout 30 s, then up to maxRetries market replacements).
+ACTION_STALE_SECONDS = 300
 
 
 # --- driving orders --------------------------------------------------------------

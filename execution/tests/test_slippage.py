@@ -104,3 +104,19 @@ def test_an_emergency_close_goes_ahead_and_raises_a_risk_alert(paper_account, pa
         f"Emergency close close-{action.pk} (BTC/USDT:USDT) sent anyway: estimated slippage "
         "1.0100% exceeds maxSlippagePercent 0.5% (expected price 50000, estimated fill 49495)")
     assert alert.occurrences == 1
+
+
+@pytest.mark.django_db
+def test_a_repeated_override_refreshes_the_one_open_alert(paper_account, paper_strategy, sleep):
+    from execution.alerts import raise_slippage_alert
+    from execution.pipeline import order_submit
+
+    position = PositionFactory(strategy=paper_strategy, symbol=SYMBOL)
+    order = order_submit(account=paper_account, position=position, symbol=SYMBOL, side="sell",
+                         quantity=Decimal("0.5"), purpose="emergency_close")
+    raise_slippage_alert(order, detail="estimated slippage 1.0100% exceeds …")
+    alert = raise_slippage_alert(order, detail="estimated slippage 1.2000% exceeds …")
+
+    assert RiskAlert.objects.filter(position=position, kind="slippage").count() == 1
+    assert alert.occurrences == 2
+    assert alert.message.endswith("sent anyway: estimated slippage 1.2000% exceeds …")

@@ -212,7 +212,10 @@ class Order(models.Model):
             models.CheckConstraint(condition=Q(status__in=OrderStatus.values),
                                    name="order_status_valid"),
             models.CheckConstraint(condition=Q(side__in=OrderSide.values), name="order_side_valid"),
-            models.CheckConstraint(condition=Q(order_type=OrderType.MARKET) | Q(price__gt=0),
+            # price IS NOT NULL spelled out: a NULL price would make `price > 0` unknown,
+            # which a CHECK lets through.
+            models.CheckConstraint(condition=Q(order_type=OrderType.MARKET)
+                                   | Q(price__isnull=False, price__gt=0),
                                    name="order_limit_has_price"),
         ]
 

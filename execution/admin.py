@@ -32,6 +32,11 @@ class ExchangeAccountAdmin(admin.ModelAdmin):
     def credentials(self, obj: ExchangeAccount) -> str:
         return obj.credentials_status()
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "api_base_url":
+            kwargs["assume_scheme"] = "https"  # a base URL typed without scheme is https
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):

@@ -171,7 +171,7 @@ class Exchange(ABC):
     @abstractmethod
     def fetch_candles(self, symbol: str, timeframe: str, *, since: datetime | None = None,
                       limit: int = 100) -> list[Ohlcv]:
-        """Closed and current candles, oldest first."""
+        """Recent candles, oldest first; the last one may still be forming (ccxt)."""
 
     @abstractmethod
     def fetch_balance(self) -> dict[str, BalanceLine]: ...

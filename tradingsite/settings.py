@@ -223,6 +223,9 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Paper exchange / embedded market feed --------------------------------
 PAPER_CANDLE_DIR = BASE_DIR / "execution" / "data" / "candles"
+# ccxt exchanges: request timeout (ms) and ccxt's own client-side rate limiter.
+EXCHANGE_TIMEOUT_MS = env_int("EXCHANGE_TIMEOUT_MS", 10000)
+EXCHANGE_ENABLE_RATE_LIMIT = env_bool("EXCHANGE_ENABLE_RATE_LIMIT", True)
 
 # --- Logging -----------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

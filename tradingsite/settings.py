@@ -191,6 +191,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # One schema name per choice set shared by several apps' serializers.
+    "ENUM_NAME_OVERRIDES": {
+        "OrderSideEnum": "execution.models.OrderSide",
+        "OrderStatusEnum": "execution.models.OrderStatus",
+        "CloseReasonEnum": "execution.models.CloseReason",
+        "ActionKindEnum": "execution.models.ActionKind",
+        "ActionStateEnum": "execution.models.ActionState",
+        "PositionSideEnum": "lifecycle.models.PositionSide",
+        "PositionStateEnum": "lifecycle.models.PositionState",
+        "DangerLevelEnum": "lifecycle.models.DangerLevel",
+    },
 }
 
 # --- Security ----------------------------------------------------------------

@@ -191,8 +191,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    # One name for a choice set that several fields share (close_reason, exit_reason).
-    "ENUM_NAME_OVERRIDES": {"CloseReasonEnum": "execution.models.CloseReason"},
+    # One schema name per choice set shared by several apps' serializers.
+    "ENUM_NAME_OVERRIDES": {
+        "OrderSideEnum": "execution.models.OrderSide",
+        "OrderStatusEnum": "execution.models.OrderStatus",
+        "CloseReasonEnum": "execution.models.CloseReason",
+        "ActionKindEnum": "execution.models.ActionKind",
+        "ActionStateEnum": "execution.models.ActionState",
+        "PositionSideEnum": "lifecycle.models.PositionSide",
+        "PositionStateEnum": "lifecycle.models.PositionState",
+        "DangerLevelEnum": "lifecycle.models.DangerLevel",
+    },
 }
 
 # --- Security ----------------------------------------------------------------
@@ -225,6 +234,9 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Paper exchange / embedded market feed --------------------------------
 PAPER_CANDLE_DIR = BASE_DIR / "execution" / "data" / "candles"
+# ccxt exchanges: request timeout (ms) and ccxt's own client-side rate limiter.
+EXCHANGE_TIMEOUT_MS = env_int("EXCHANGE_TIMEOUT_MS", 10000)
+EXCHANGE_ENABLE_RATE_LIMIT = env_bool("EXCHANGE_ENABLE_RATE_LIMIT", True)
 
 # --- Logging -----------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

@@ -132,7 +132,7 @@ class TrackedPositionsApi(_PositionPage):
 
 
 class TimeoutsApi(_PositionPage):
-    """Positions past their warning threshold or being closed, the latest first."""
+    """Positions past their warning threshold or being closed, the most overdue first."""
 
     item_serializer = TimeoutPositionSerializer
     count_states = TIMEOUT_STATES

@@ -38,7 +38,7 @@ class InArray(Expression):
     def set_source_expressions(self, exprs: list[Expression]) -> None:
         (self.target,) = exprs
 
-    def as_sql(self, compiler, connection):  # any other backend: one placeholder per id
+    def as_sql(self, compiler, connection):  # any other backend: one parameter per id
         lhs, params = compiler.compile(self.target)
         if not self.ids:
             return "1 = 0", list(params)

@@ -108,7 +108,7 @@ def tracked_positions(*, states: list[str] | None = None, strategy: str | None =
 
 
 def timeout_positions(*, limits: dict[int, HoldingLimits] | None = None) -> QuerySet[Position]:
-    """Positions past their warning threshold or being closed, the latest first."""
+    """Positions past their warning threshold or being closed, the most overdue first."""
     return tracked_positions(states=TIMEOUT_STATES, limits=limits)
 
 

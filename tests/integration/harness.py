@@ -123,7 +123,9 @@ class Platform:
         return min(times) if times else None
 
     def _fire_beat(self, now: datetime) -> None:
-        for task, (every, due) in sorted(self._beat.items(), key=lambda item: item[1][1]):
+        """Send what is due; tasks due at the same instant go out in name order."""
+        for task, (every, due) in sorted(self._beat.items(), key=lambda item: (item[1][1],
+                                                                               item[0])):
             if due <= now:
                 self.send(task)
                 self._beat[task] = (every, due + timedelta(seconds=every))

@@ -121,3 +121,83 @@ def test_a_falling_market_takes_the_position_from_safe_to_an_emergency_close(
     closing = [(e, p.get("state")) for e, p in live_events if e.startswith("position.")]
     assert closing == [("position.opened", "OPEN"), ("position.state_changed", "CLOSING"),
                        ("position.state_changed", "CLOSED"), ("position.closed", "CLOSED")]
+
+
+def test_a_position_that_recovers_is_back_to_safe_with_its_alerts_resolved_and_kept_open(
+        platform, watched):
+    account, position = watched
+    market = Market(platform, account, ETH)
+
+    market.candle("2500")
+    market.candle("2425", volume="50")
+    market.candle("2520", volume="120")
+    market.candle("2520")
+
+    assert [level for _, level in levels(position)] == ["SAFE", "WARNING", "SAFE", "SAFE"]
+    position = Position.objects.get(pk=position.pk)
+    assert (position.state, position.danger_level, position.peak_price) == (
+        "OPEN", "SAFE", Decimal("2520"))
+    assert not Action.objects.exists()
+    assert not paper_exchange_for(account).orders
+    assert list(RiskAlert.objects.order_by("first_seen", "kind").values_list(
+        "kind", "first_seen", "resolved_at")) == [
+        ("collapse_profitability", START + 2 * CANDLE, START + 3 * CANDLE),
+        ("danger_warning", START + 2 * CANDLE, START + 3 * CANDLE),
+        ("collapse_volatility", START + 3 * CANDLE, START + 4 * CANDLE)]
+
+
+def test_without_emergency_close_on_critical_the_operator_closes_from_the_api(
+        platform, watched, client, staff_user):
+    account, position = watched
+    position.strategy.live_trading = {"riskMonitoring": {
+        **WATCHFUL["riskMonitoring"], "emergencyCloseOnCritical": False}}
+    position.strategy.save(update_fields=["live_trading"])
+    market = Market(platform, account, ETH)
+    for close, volume in (("2500", "100"), ("2425", "50"), ("2450", "40"), ("2280", "30")):
+        market.candle(close, volume)
+    assert levels(position)[-1] == (Decimal("29.07"), "CRITICAL")
+    assert not Action.objects.exists()
+    critical = RiskAlert.objects.get(kind="danger_critical")
+    assert (critical.severity, critical.resolved_at) == ("CRITICAL", None)
+
+    client.force_login(staff_user)
+    response = client.post(f"/api/lifecycle/positions/{position.pk}/close",
+                           {"note": "critical score, closing by hand"},
+                           content_type="application/json")
+    platform.run()
+
+    assert response.status_code == 202
+    action = Action.objects.get()
+    assert response.json() == {"position": position.pk, "action_id": action.pk,
+                               "action_state": "pending", "created": True}
+    assert (action.reason, action.requested_by, action.state) == ("manual", "operator", "done")
+    trade = Position.objects.get(pk=position.pk).trade
+    assert (trade.exit_reason, trade.exit_price) == ("manual", Decimal("2279.7700000000"))
+    assert RiskAlert.objects.filter(resolved_at__isnull=True).count() == 0
+    note = position.events.get(kind="close_requested")
+    assert (note.reason, note.actor) == ("manual: close requested — critical score, closing by "
+                                         "hand", "operator")
+
+
+def test_risk_and_timeout_asking_at_the_same_moment_make_one_close(platform, watched):
+    account, position = watched
+    position.strategy.live_trading = {**WATCHFUL, "lifecycle": {
+        "warningThresholdMinutes": 10, "maxHoldingTimeMinutes": 20}}
+    position.strategy.save(update_fields=["live_trading"])
+    platform.schedule("lifecycle.tasks.check_timeouts", 300)
+    market = Market(platform, account, ETH)
+    for close, volume in (("2500", "100"), ("2425", "50"), ("2450", "40"), ("2280", "30")):
+        market.candle(close, volume)
+
+    # at 20 minutes the timeout pass (beat sends it first) and the critical score both
+    # ask for the close; the risk check finds the timeout's action open and adds none
+    snapshot = HealthSnapshot.objects.filter(position=position).latest("taken_at")
+    assert (snapshot.danger_level, snapshot.taken_at) == ("CRITICAL", START + 4 * CANDLE)
+    action = Action.objects.get()
+    assert (action.reason, action.requested_by, action.state) == ("timeout", "timeout", "done")
+    assert Order.objects.count() == 1
+    assert len(paper_exchange_for(account).orders) == 1
+    position = Position.objects.get(pk=position.pk)
+    assert (position.state, position.trade.exit_reason) == ("CLOSED", "timeout")
+    assert list(position.events.filter(kind="close_requested").values_list("actor", flat=True)
+                ) == ["timeout"]

@@ -104,7 +104,7 @@ def test_without_automatic_timeout_a_critical_position_is_held_and_reported(plat
     platform.schedule(TIMEOUTS, 60)
     entry = place_entry(operator, strategy)
 
-    platform.run(until=START + timedelta(hours=5))
+    platform.run(until=START + timedelta(hours=2))
 
     position = Position.objects.get(pk=Order.objects.get(pk=entry.pk).position_id)
     assert (position.state, position.warning_at, position.critical_at) == (
@@ -114,7 +114,7 @@ def test_without_automatic_timeout_a_critical_position_is_held_and_reported(plat
     assert paper_exchange_for(account).calls["place"] == 1
     listed = operator.get("/api/lifecycle/timeouts").json()["results"]
     assert [(p["id"], p["state"], p["minutes_past_warning"], p["minutes_past_timeout"],
-             p["close_action_id"]) for p in listed] == [(position.pk, "CRITICAL", 270.0, 240.0,
+             p["close_action_id"]) for p in listed] == [(position.pk, "CRITICAL", 90.0, 60.0,
                                                          None)]
 
 
@@ -196,16 +196,17 @@ def test_the_timeout_pass_leaves_a_position_alone_while_its_manual_close_is_work
     from tests.integration.conftest import inject_faults
 
     account = paper_account()
-    strategy = strategy_on(account, "swing")
+    strategy = strategy_on(account, "swing", lifecycle={"warningThresholdMinutes": 30,
+                                                        "maxHoldingTimeMinutes": 40})
     platform.schedule(TIMEOUTS, 60)
     entry = place_entry(operator, strategy)
     platform.run()
     position = Position.objects.get(pk=Order.objects.get(pk=entry.pk).position_id)
     paper = inject_faults(account, {"kind": "stay_open"})  # the close order rests unfilled
-    platform.run(until=START + timedelta(minutes=239, seconds=50))
+    platform.run(until=START + timedelta(minutes=39, seconds=50))
 
     action, _ = position_request_close(position=position, reason="manual", actor="operator")
-    platform.run(until=START + timedelta(minutes=241))
+    platform.run(until=START + timedelta(minutes=41))
 
     position = Position.objects.get(pk=position.pk)
     assert (position.state, position.close_reason, position.trade.exit_reason) == (
@@ -217,7 +218,7 @@ def test_the_timeout_pass_leaves_a_position_alone_while_its_manual_close_is_work
         "client_order_id", "status", "timed_out", "filled_at")) == [
         (f"close-{action.pk}", "cancelled", True, None),
         (f"close-{action.pk}-r1", "filled", False,
-         START + timedelta(minutes=240, seconds=20))]
+         START + timedelta(minutes=40, seconds=20))]
     assert (paper.calls["place"], paper.calls["cancel"]) == (3, 1)
     assert position.critical_at is None  # WARNING → CLOSING: the timeout never moved it
     assert [e[1:4] for e in events_of(position)][1:] == [

@@ -92,6 +92,13 @@ class Platform:
     def ran(self, task: str) -> list[Message]:
         return [m for m in self.messages(task) if m.ran_at is not None]
 
+    def lose(self, task: str) -> list[Message]:
+        """Take the pending messages of ``task`` off the broker: a crash lost them."""
+        lost = [m for m in self._pending if task in (m.task, m.short_name)]
+        self._pending = [m for m in self._pending if m not in lost]
+        heapq.heapify(self._pending)
+        return lost
+
     # --- beat ------------------------------------------------------------------------
 
     def schedule(self, task: str, every: float) -> None:

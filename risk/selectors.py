@@ -75,8 +75,10 @@ def lock_strategy_checks(strategy_ids: list[int]) -> dict[int, StrategyRiskCheck
     """The check rows of these strategies that no other worker holds (inside a transaction)."""
     StrategyRiskCheck.objects.bulk_create(
         [StrategyRiskCheck(strategy_id=pk) for pk in strategy_ids], ignore_conflicts=True)
-    rows = StrategyRiskCheck.objects.select_for_update(skip_locked=True).filter(
-        strategy_id__in=strategy_ids)
+    # Only the check rows: the model's ordering joins the strategy, whose row must stay
+    # free for the foreign-key checks of every other writer (the timeout pass, fills).
+    rows = StrategyRiskCheck.objects.select_for_update(skip_locked=True, of=("self",)).filter(
+        strategy_id__in=strategy_ids).order_by("strategy_id")
     return {row.strategy_id: row for row in rows}
 
 

@@ -1,0 +1,118 @@
+"""Three signals and two workers racing on the same positions (PostgreSQL, real threads).
+
+The timeout pass, the risk check and an operator ask for the close of the same 40
+critical positions at the same instant, each in its own thread and connection; then
+two workers process every dispatched action concurrently. Each position must get one
+action, one close order on the exchange and one trade.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import time_machine
+from celery.app.task import Task
+from django.db import connection
+
+from execution.exchanges.paper import paper_exchange_for
+from execution.models import Action, Order
+from execution.tasks import process_action
+from lifecycle.models import Position, PositionEvent, Trade
+from lifecycle.services import check_timeouts, position_open, position_request_close
+from risk.services import run_risk_check
+from tests.integration.conftest import ETH, START, paper_account, strategy_on, write_candles
+
+pytestmark = [pytest.mark.postgres, pytest.mark.integration,
+              pytest.mark.django_db(transaction=True)]
+
+POSITIONS = 40
+# The candles of test_risk_monitoring: at 20 minutes the score is critical.
+CLOSES = ["2500"] * 26 + ["2425", "2450", "2280"]
+VOLUMES = ["100"] * 26 + ["50", "40", "30"]
+LIMITS = {"lifecycle": {"warningThresholdMinutes": 10, "maxHoldingTimeMinutes": 20},
+          "riskMonitoring": {"checkIntervalCandles": 1, "volumeRecentCandles": 2,
+                             "volumeLookbackCandles": 4, "volatilityShortCandles": 2,
+                             "volatilityLongCandles": 24, "feeRatePercent": 0.05}}
+
+
+def run_together(*jobs: Callable[[], object]) -> list[BaseException]:
+    """Start every job at the same instant on its own thread (and database connection)."""
+    barrier = threading.Barrier(len(jobs))
+    errors: list[BaseException] = []
+
+    def run(job: Callable[[], object]) -> None:
+        try:
+            barrier.wait(timeout=30)
+            job()
+        except BaseException as exc:  # reported by the caller's assertion
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    return errors
+
+
+@pytest.fixture
+def dispatched(monkeypatch):
+    """Action ids sent to the workers, from any thread."""
+    sent: list[int] = []
+    lock = threading.Lock()
+
+    def apply_async(task, args=None, kwargs=None, **options):
+        with lock:
+            if task.name == "execution.tasks.process_action":
+                sent.extend(args)
+            elif task.name == "lifecycle.tasks.dispatch_actions":
+                sent.extend(args[0])
+
+    monkeypatch.setattr(Task, "apply_async", apply_async)
+    return sent
+
+
+def test_timeout_risk_and_operator_racing_then_two_workers_close_each_position_once(
+        dispatched):
+    account = paper_account()
+    strategy = strategy_on(account, "crowded", **LIMITS)
+    write_candles(ETH, CLOSES, VOLUMES, end=START + timedelta(minutes=20))
+    positions = [position_open(strategy=strategy, symbol=ETH, side="long",
+                               quantity=Decimal("1"), entry_price=Decimal("2500"),
+                               opened_at=START) for _ in range(POSITIONS)]
+    paper_exchange_for(account).set_price(ETH, Decimal("2280"))
+
+    def operator() -> None:
+        for position in positions:
+            position_request_close(position=position, reason="manual", actor="operator")
+
+    with time_machine.travel(START + timedelta(minutes=20), tick=False):
+        assert run_together(check_timeouts, lambda: run_risk_check(force=True), operator) == []
+        ids = sorted(set(dispatched))
+        assert run_together(lambda: [process_action(i) for i in ids],
+                            lambda: [process_action(i) for i in reversed(ids)]) == []
+
+    actions = Counter(Action.objects.values_list("position_id", flat=True))
+    assert len(actions) == POSITIONS and set(actions.values()) == {1}
+    assert set(Action.objects.values_list("state", "attempts")) == {("done", 1)}
+    orders = Counter(Order.objects.values_list("position_id", flat=True))
+    assert len(orders) == POSITIONS and set(orders.values()) == {1}
+    paper = paper_exchange_for(account)
+    assert paper.calls["place"] == POSITIONS
+    assert Counter(o.client_order_id for o in paper.orders.values()) == Counter(
+        Order.objects.values_list("client_order_id", flat=True))
+    assert Trade.objects.count() == POSITIONS
+    assert set(Position.objects.values_list("state", flat=True)) == {"CLOSED"}
+    # whoever asked first won; every position was asked for once
+    assert PositionEvent.objects.filter(kind="close_requested").count() == POSITIONS
+    reasons = Counter(Trade.objects.values_list("exit_reason", flat=True))
+    assert sum(reasons.values()) == POSITIONS and set(reasons) <= {"timeout", "risk", "manual"}
+    assert sorted(dispatched) == sorted(Action.objects.values_list("pk", flat=True))

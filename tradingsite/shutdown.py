@@ -43,7 +43,22 @@ from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
-from tradingsite.models import StateSnapshot
+from execution.exchanges import exchange_for
+from execution.models import (
+    Action,
+    ActionKind,
+    ActionState,
+    CloseReason,
+    Order,
+    OrderPurpose,
+    OrderStatus,
+)
+from execution.pipeline import order_begin_cancel, plain
+from execution.services import action_process, order_advance, run_inline
+from lifecycle.models import Position, PositionState
+from lifecycle.services import position_request_close
+from tradingsite.live_config import site_config
+from tradingsite.models import PlatformState, StateSnapshot
 from tradingsite.services import platform_state, trading_halt
 
 log = logging.getLogger(__name__)
@@ -135,6 +150,8 @@ class Steps:
         self.stop = stop
 
     def note(self, result: StepResult, line: str) -> None:
+        if self.stop.is_set():  # abandoned: the snapshot has been written without it
+            return
         result.lines.append(line)
         self.out(f"    {result.name}: {line}")
 
@@ -159,8 +176,6 @@ def halt_entries(steps: Steps, result: StepResult) -> None:
 
 def _order_cancel_wanted(order: Any) -> bool:
     """``cancelOrdersOnShutdown`` of the order's strategy (the site config without one)."""
-    from tradingsite.live_config import site_config
-
     cfg = order.strategy.effective_config() if order.strategy_id else site_config()
     return cfg.shutdown.cancel_orders_on_shutdown
 
@@ -168,10 +183,6 @@ def _order_cancel_wanted(order: Any) -> bool:
 def cancel_open_orders(steps: Steps, result: StepResult, *,
                        exchange_of: Callable[[Any], Any]) -> None:
     """Cancel active entry orders and read each back: the exchange decides the outcome."""
-    from execution.models import Order, OrderPurpose, OrderStatus
-    from execution.pipeline import order_begin_cancel
-    from execution.services import order_advance
-
     orders = list(Order.objects.filter(status__in=OrderStatus.active(),
                                        purpose=OrderPurpose.ENTRY)
                   .select_related("account", "strategy", "position", "action")
@@ -210,9 +221,6 @@ def cancel_open_orders(steps: Steps, result: StepResult, *,
 
 
 def _cancel_outcome(order: Any) -> str:
-    from execution.models import OrderStatus
-    from execution.pipeline import plain
-
     filled = f"{plain(order.filled_quantity)} of {plain(order.quantity)}"
     opened = f", position #{order.position_id} opened" if order.position_id else ""
     if order.status == OrderStatus.FILLED:
@@ -229,11 +237,6 @@ def close_open_positions(steps: Steps, result: StepResult) -> None:
     The action queue's claim decides who runs each close: this thread or a worker
     that picked the task first; either way the close ends once.
     """
-    from execution.models import Action, ActionKind, ActionState, CloseReason
-    from execution.services import action_process, run_inline
-    from lifecycle.models import Position, PositionState
-    from lifecycle.services import position_request_close
-
     positions = list(Position.objects.filter(state__in=PositionState.active())
                      .select_related("strategy__account").order_by("opened_at", "pk"))
     wanted = [p for p in positions
@@ -287,9 +290,12 @@ def _run_steps(steps: Steps, exchange_of: Callable[[Any], Any]) -> None:
                 return
             except Exception as exc:
                 log.exception("shutdown step %s failed", result.name)
-                result.status = "failed"
                 steps.note(result, f"failed: {exc}")
+                if not steps.stop.is_set():
+                    result.status = "failed"
                 continue
+            if steps.stop.is_set():
+                return
             result.status = "done"
     finally:
         connections.close_all()
@@ -302,8 +308,6 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _text(value: Any) -> str | None:
-    from execution.pipeline import plain
-
     return plain(value) if value is not None else None
 
 
@@ -311,9 +315,6 @@ def snapshot_data(*, reason: str, clean: bool, unfinished: list[str],
                   steps: list[dict[str, Any]], started_at: datetime | None,
                   created_at: datetime) -> dict[str, Any]:
     """The snapshot document: what is open, whether entries are halted, and when."""
-    from execution.models import Order, OrderStatus
-    from lifecycle.models import Position, PositionState
-
     state = platform_state()
     positions = Position.objects.filter(state__in=PositionState.active()).select_related(
         "strategy__account").order_by("opened_at", "pk")
@@ -409,8 +410,6 @@ def shutdown_run(*, timeout: float, reason: str, force: threading.Event | None =
                  out: Output = log.info, exchange_of: Callable[[Any], Any] | None = None
                  ) -> ShutdownOutcome:
     """Run steps 1–3 within ``timeout`` seconds (less the snapshot reserve), then step 4."""
-    from execution.exchanges import exchange_for
-
     started_at = timezone.now()
     reserve = min(SNAPSHOT_RESERVE_SECONDS, timeout / 4)
     deadline = time.monotonic() + max(timeout - reserve, 0.0)
@@ -468,8 +467,6 @@ def shutdown_requested(platform: Any) -> str:
     The flag is cleared when an instance starts (``recovery.platform_recover``), so
     only a request made while it runs stops it.
     """
-    from tradingsite.models import PlatformState
-
     requested = PlatformState.objects.filter(id=PlatformState.SINGLETON_ID).values_list(
         "shutdown_requested_at", flat=True).first()
     if requested is None:

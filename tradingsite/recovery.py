@@ -50,7 +50,7 @@ from execution.models import ExchangeAccount, Order, OrderPurpose, OrderStatus
 from execution.pipeline import attempt_in_flight, order_end_unknown, order_sync, plain
 from execution.services import action_settle
 from lifecycle.models import Position, PositionSide, PositionState
-from lifecycle.services import state_for_holding_time
+from lifecycle.services import check_timeouts, state_for_holding_time
 from risk.models import AlertSeverity
 from risk.services import raise_alert
 from tradingsite.models import ReconciliationReport, StateSnapshot
@@ -400,8 +400,6 @@ def _resume_timeouts(*, dry_run: bool, now: datetime, out: Output) -> dict[str, 
         out(f"timeouts: {len(due)} positions past a holding-time limit (not moved: dry run)")
         return {"due": [p.pk for p in due],
                 "summary": f"{len(due)} positions past a holding-time limit"}
-    from lifecycle.services import check_timeouts
-
     result = check_timeouts(now)
     summary = (f"timeouts resumed: {result.warned} warned, {result.timed_out} timed out, "
                f"{result.close_actions} emergency closes queued")

@@ -407,12 +407,17 @@ class ShutdownIncomplete(RuntimeError):
 
 
 def shutdown_run(*, timeout: float, reason: str, force: threading.Event | None = None,
-                 out: Output = log.info, exchange_of: Callable[[Any], Any] | None = None
-                 ) -> ShutdownOutcome:
-    """Run steps 1–3 within ``timeout`` seconds (less the snapshot reserve), then step 4."""
+                 out: Output = log.info, exchange_of: Callable[[Any], Any] | None = None,
+                 time_left: float | None = None) -> ShutdownOutcome:
+    """Run steps 1–3 within the time left (less the snapshot reserve), then step 4.
+
+    ``timeout`` is the configured ``shutdownTimeoutSeconds``; ``time_left`` what is
+    left of it when the sequence starts (the whole timeout by default).
+    """
     started_at = timezone.now()
-    reserve = min(SNAPSHOT_RESERVE_SECONDS, timeout / 4)
-    deadline = time.monotonic() + max(timeout - reserve, 0.0)
+    budget = timeout if time_left is None else time_left
+    reserve = min(SNAPSHOT_RESERVE_SECONDS, budget / 4)
+    deadline = time.monotonic() + max(budget - reserve, 0.0)
     stop = threading.Event()
     steps = Steps(out, stop)
     runner = threading.Thread(target=_run_steps, args=(steps, exchange_of or exchange_for),
@@ -452,7 +457,8 @@ def shutdown_run(*, timeout: float, reason: str, force: threading.Event | None =
 def platform_shutdown(platform: Any) -> None:
     """PLATFORM_SHUTDOWN_HOOKS entry: the sequence within the platform's time left."""
     try:
-        outcome = shutdown_run(timeout=platform.seconds_left(),
+        outcome = shutdown_run(timeout=platform.options.shutdown_timeout,
+                               time_left=platform.seconds_left(),
                                reason=platform.stop_reason or "shutdown",
                                force=platform.force_requested, out=platform.out)
     finally:

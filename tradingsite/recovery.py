@@ -144,14 +144,14 @@ class RecoveryReport:
         labels = [("filled", "filled while down"), ("tracked", "still open, tracked again"),
                   ("ended", "ended on the exchange"), ("unknown", "unknown to the exchange"),
                   ("left", "left to the worker sending it"), ("error", "not checked")]
-        order_part = ", ".join(f"{counts[key]} {label}" for key, label in labels if counts[key])
-        parts = [f"{len(self.orders)} open orders checked" + (f" ({order_part})" if order_part
-                                                              else "")]
-        parts.append(f"{len(self.position_differences)} position differences")
+        order_part = ", ".join(f"{label}: {counts[key]}" for key, label in labels if counts[key])
+        parts = [f"open orders checked: {len(self.orders)}" + (f" ({order_part})" if order_part
+                                                               else "")]
+        parts.append(f"position differences: {len(self.position_differences)}")
         if self.timeouts:
             parts.append(self.timeouts.get("summary", ""))
         if self.errors:
-            parts.append(f"{len(self.errors)} errors")
+            parts.append(f"errors: {len(self.errors)}")
         if self.halt:
             parts.append(self.halt)
         prefix = "dry run: " if self.dry_run else ""
@@ -201,7 +201,7 @@ def _describe_snapshot(data: dict[str, Any] | None, out: Output) -> dict[str, An
     how = "cleanly" if summary["clean"] else (
         "NOT cleanly, unfinished: " + ", ".join(summary["unfinished"]))
     out(f"last snapshot: {summary['created_at']} from {summary['source']}: stopped {how}; "
-        f"{summary['open_orders']} open orders, {summary['open_positions']} open positions")
+        f"open orders: {summary['open_orders']}, open positions: {summary['open_positions']}")
     return summary
 
 
@@ -361,10 +361,10 @@ def _compare_accounts(report: RecoveryReport, *, exchanges: dict[int, Exchange |
         report.positions.extend(checks)
         differ = [c for c in checks if not c.matches]
         report.accounts.append({"account": account.name, "positions": "compared",
-                                "detail": f"{len(checks) - len(differ)} match, "
-                                          f"{len(differ)} differ"})
-        out(f"positions of {account.name}: {len(checks) - len(differ)} symbols match, "
-            f"{len(differ)} differ")
+                                "detail": f"symbols matching: {len(checks) - len(differ)}, "
+                                          f"differing: {len(differ)}"})
+        out(f"positions of {account.name}: symbols matching: {len(checks) - len(differ)}, "
+            f"differing: {len(differ)}")
         for check in differ:
             out(f"  {check.symbol}: database {plain(check.database)}, exchange "
                 f"{plain(check.exchange)} (net, long > 0)")
@@ -397,9 +397,9 @@ def _resume_timeouts(*, dry_run: bool, now: datetime, out: Output) -> dict[str, 
         due = [p for p in Position.objects.filter(state__in=PositionState.holding())
                .select_related("strategy").order_by("opened_at", "pk")
                if state_for_holding_time(p, now) != p.state]
-        out(f"timeouts: {len(due)} positions past a holding-time limit (not moved: dry run)")
+        out(f"timeouts: positions past a holding-time limit: {len(due)} (not moved: dry run)")
         return {"due": [p.pk for p in due],
-                "summary": f"{len(due)} positions past a holding-time limit"}
+                "summary": f"positions past a holding-time limit: {len(due)}"}
     result = check_timeouts(now)
     summary = (f"timeouts resumed: {result.warned} warned, {result.timed_out} timed out, "
                f"{result.close_actions} emergency closes queued")
@@ -442,9 +442,9 @@ def lift_shutdown_halt(report: RecoveryReport) -> str:
     if (state.halt_reason, state.halted_by) != (SHUTDOWN_HALT_REASON, SHUTDOWN_ACTOR):
         return (f"halt kept: set by {state.halted_by or 'unknown'} "
                 f"({state.halt_reason or 'no reason'}); lift it with resume_trading")
-    blockers = [f"{len(report.errors)} errors"] if report.errors else []
+    blockers = [f"errors: {len(report.errors)}"] if report.errors else []
     if report.position_differences:
-        blockers.append(f"{len(report.position_differences)} position differences")
+        blockers.append(f"position differences: {len(report.position_differences)}")
     if blockers:
         return (f"shutdown halt kept ({', '.join(blockers)}): check, then run "
                 "resume_trading")

@@ -57,6 +57,7 @@ from execution.pipeline import order_begin_cancel, plain
 from execution.services import action_process, order_advance, run_inline
 from lifecycle.models import Position, PositionState
 from lifecycle.services import position_request_close
+from tradingsite.errors import InvalidStateTransition
 from tradingsite.live_config import site_config
 from tradingsite.models import PlatformState, StateSnapshot
 from tradingsite.services import platform_state, trading_halt
@@ -191,10 +192,10 @@ def cancel_open_orders(steps: Steps, result: StepResult, *,
     exits = Order.objects.filter(status__in=OrderStatus.active()).exclude(
         purpose=OrderPurpose.ENTRY).count()
     if len(wanted) < len(orders):
-        steps.note(result, f"{len(orders) - len(wanted)} entry orders kept open "
-                           "(cancelOrdersOnShutdown=false)")
+        steps.note(result, f"entry orders kept open (cancelOrdersOnShutdown=false): "
+                           f"{len(orders) - len(wanted)}")
     if exits:
-        steps.note(result, f"{exits} exit orders left to finish")
+        steps.note(result, f"exit orders left to finish: {exits}")
     if not wanted:
         steps.note(result, "no open entry orders")
         return
@@ -217,7 +218,7 @@ def cancel_open_orders(steps: Steps, result: StepResult, *,
             continue
         steps.note(result, _cancel_outcome(Order.objects.get(pk=order.pk)))
     if failed:
-        raise RuntimeError(f"{failed} of {len(wanted)} orders not confirmed cancelled")
+        raise RuntimeError(f"orders not confirmed cancelled: {failed} of {len(wanted)}")
 
 
 def _cancel_outcome(order: Any) -> str:
@@ -242,13 +243,18 @@ def close_open_positions(steps: Steps, result: StepResult) -> None:
     wanted = [p for p in positions
               if p.strategy.effective_config().shutdown.close_positions_on_shutdown]
     if len(wanted) < len(positions):
-        steps.note(result, f"{len(positions) - len(wanted)} positions stay open "
-                           "(closePositionsOnShutdown=false)")
+        steps.note(result, f"positions kept open (closePositionsOnShutdown=false): "
+                           f"{len(positions) - len(wanted)}")
     if not wanted:
         return
-    actions = [position_request_close(position=position, reason=CloseReason.SHUTDOWN,
-                                      actor=SHUTDOWN_ACTOR, kind=ActionKind.CLOSE_ON_SHUTDOWN)[0]
-               for position in wanted]
+    actions = []
+    for position in wanted:
+        try:
+            actions.append(position_request_close(
+                position=position, reason=CloseReason.SHUTDOWN, actor=SHUTDOWN_ACTOR,
+                kind=ActionKind.CLOSE_ON_SHUTDOWN)[0])
+        except InvalidStateTransition:  # closed since it was read
+            steps.note(result, f"position #{position.pk} {position.symbol}: already closed")
     drive = run_inline(sleep=steps.sleep)
     for action in actions:
         if action.state == ActionState.PENDING:
@@ -268,7 +274,7 @@ def close_open_positions(steps: Steps, result: StepResult) -> None:
             steps.note(result, f"position #{position.pk} {position.symbol}: close "
                                f"{action.state}: {action.error or 'no detail'}")
     if failed:
-        raise RuntimeError(f"{failed} of {len(ids)} positions not closed")
+        raise RuntimeError(f"positions not closed: {failed} of {len(ids)}")
 
 
 def _run_steps(steps: Steps, exchange_of: Callable[[Any], Any]) -> None:
@@ -444,8 +450,8 @@ def shutdown_run(*, timeout: float, reason: str, force: threading.Event | None =
         reason=reason, clean=not unfinished, unfinished=unfinished,
         steps=[result.as_dict() for result in steps.results], started_at=started_at)
     data = snapshot.data
-    out(f"    snapshot: {snapshot_path()} ({len(data['positions'])} open positions, "
-        f"{len(data['orders'])} open orders, trading "
+    out(f"    snapshot: {snapshot_path()} (open positions: {len(data['positions'])}, "
+        f"open orders: {len(data['orders'])}, trading "
         f"{'halted' if data['trading']['halted'] else 'not halted'})")
     if unfinished:
         out(f"    unfinished ({why}): {', '.join(unfinished)}")

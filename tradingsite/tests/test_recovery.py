@@ -218,10 +218,10 @@ def test_positions_are_compared_with_the_exchange(paper_strategy, paper, clock, 
         "reconciliation (test)",
         "last snapshot: none (first start, or the platform never stopped cleanly)",
         "orders: 0 not final in the database",
-        "positions of paper-recovery: 1 symbols match, 1 differ",
+        "positions of paper-recovery: symbols matching: 1, differing: 1",
         "  ETH/USDT:USDT: database 2, exchange 0 (net, long > 0)",
         "timeouts resumed: 0 warned, 0 timed out, 0 emergency closes queued",
-        f"reconciliation report #{report.pk}: 0 open orders checked; 1 position differences; "
+        f"reconciliation report #{report.pk}: open orders checked: 0; position differences: 1; "
         "timeouts resumed: 0 warned, 0 timed out, 0 emergency closes queued"]
     alert = RiskAlert.objects.get(kind="position_mismatch")
     assert (alert.severity, alert.message) == (
@@ -255,8 +255,8 @@ def test_a_dry_run_reads_and_reports_but_changes_nothing(paper_strategy, paper, 
     assert report.dry_run is True
     assert report.data["orders"][0]["detail"] == ("exchange: closed, filled 0.5 of 0.5: would "
                                                   "be applied")
-    assert report.data["timeouts"]["summary"] == "1 positions past a holding-time limit"
-    assert report.summary.startswith("dry run: 1 open orders checked (1 filled while down)")
+    assert report.data["timeouts"]["summary"] == "positions past a holding-time limit: 1"
+    assert report.summary.startswith("dry run: open orders checked: 1 (filled while down: 1)")
 
 
 def test_the_shutdown_halt_is_lifted_on_start_when_everything_is_in_line(paper_strategy,
@@ -278,7 +278,7 @@ def test_the_shutdown_halt_is_kept_while_positions_differ(paper_strategy, paper,
     report = run(on_start=True)
 
     assert is_trading_halted()
-    assert report.data["halt"] == ("shutdown halt kept (1 position differences): check, then "
+    assert report.data["halt"] == ("shutdown halt kept (position differences: 1): check, then "
                                    "run resume_trading")
 
 
@@ -321,8 +321,8 @@ def test_the_newer_of_the_database_and_file_snapshots_is_read(paper_strategy, cl
     assert report.data["errors"] == ["the snapshot lists order o-lost, the database does not "
                                      "hold it"]
     assert run.lines[1] == (f"last snapshot: {LATER.isoformat()} from {snapshot_path()}: "
-                            "stopped NOT cleanly, unfinished: cancel open orders; 1 open orders, "
-                            "0 open positions")
+                            "stopped NOT cleanly, unfinished: cancel open orders; open orders: 1, "
+                            "open positions: 0")
 
 
 def test_the_startup_hook_clears_a_stale_request_records_its_pid_and_notes_a_crash(clock):
@@ -444,3 +444,15 @@ def test_a_position_past_its_limit_while_down_is_closed_on_start_with_reason_tim
     assert "    shutdown halt lifted" in lines
     assert not is_trading_halted()
     assert paper.calls["place"] == 2
+
+
+def test_the_admin_action_reconciles_now(admin_client, clock):
+    state = platform_state()
+
+    response = admin_client.post("/admin/tradingsite/platformstate/", {
+        "action": "reconcile", "_selected_action": [state.pk]}, follow=True)
+
+    report = ReconciliationReport.objects.get()
+    assert report.data["trigger"] == "admin (admin)"
+    assert [str(m) for m in response.context["messages"]] == [
+        f"Reconciliation report #{report.pk}: {report.summary}"]

@@ -80,8 +80,8 @@ def test_shutdown_halts_entries_cancels_open_orders_and_writes_the_snapshot(pape
         "    halt entries: new entries refused",
         f"    cancel open orders: {buy.client_order_id}: cancelled",
         f"    cancel open orders: {sell.client_order_id}: cancelled",
-        "    close open positions: 1 positions stay open (closePositionsOnShutdown=false)",
-        f"    snapshot: {snapshot_path()} (1 open positions, 0 open orders, trading halted)",
+        "    close open positions: positions kept open (closePositionsOnShutdown=false): 1",
+        f"    snapshot: {snapshot_path()} (open positions: 1, open orders: 0, trading halted)",
     ]
     assert [o.status for o in Order.objects.order_by("pk")] == [OrderStatus.CANCELLED] * 2
     assert [o.status for o in paper.orders.values()] == [CANCELED, CANCELED]
@@ -138,7 +138,7 @@ def test_exit_orders_in_flight_are_left_to_finish(paper_strategy, clock):
 
     assert outcome.clean
     assert Order.objects.get(pk=close.pk).status == OrderStatus.CREATED
-    assert lines[1:3] == ["    cancel open orders: 1 exit orders left to finish",
+    assert lines[1:3] == ["    cancel open orders: exit orders left to finish: 1",
                           "    cancel open orders: no open entry orders"]
     assert [o["client_order_id"] for o in outcome.snapshot.data["orders"]] == [
         close.client_order_id]

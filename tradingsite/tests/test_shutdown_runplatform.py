@@ -224,9 +224,15 @@ def test_sigterm_cancels_open_orders_writes_the_snapshot_and_exits_0(site):
     again = site.start()  # the next start reads the snapshot and lifts the shutdown's halt
     assert "    shutdown halt lifted" in again.lines
     assert any(line.startswith("    last snapshot: ") and line.endswith(
-        "stopped cleanly; 0 open orders, 0 open positions") for line in again.lines)
+        "stopped cleanly; open orders: 0, open positions: 0") for line in again.lines)
     assert site.rows("SELECT trading_halted FROM tradingsite_platformstate") == [(0,)]
-    assert again.stop()[0] == 0
+
+    asked = subprocess.run([*MANAGE, "shutdown_platform", "--wait", "15"], env=site.env,
+                           cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=30)
+    assert asked.returncode == 0, asked.stdout + asked.stderr
+    assert asked.stdout.splitlines()[0] == f"sent SIGTERM to runplatform (pid {again.proc.pid})"
+    assert again.finish() == 0, again.output
+    assert "stopping (SIGTERM) ..." in again.lines
 
 
 def test_a_hanging_exchange_call_still_gets_the_snapshot_written_and_exits_1(site, emulator):
@@ -279,7 +285,7 @@ def test_a_platform_killed_while_the_exchange_takes_its_order_recovers_it_exactl
     assert any("ended without a clean stop: crashed or killed" in line for line in again.lines)
     assert any(line.startswith(f"      {link_id} (entry buy 0.01 {SYMBOL}): submitting → "
                                "filled: ") for line in again.lines), again.output
-    assert "    positions of bybit-emu: 1 symbols match, 0 differ" in again.lines
+    assert "    positions of bybit-emu: symbols matching: 1, differing: 0" in again.lines
     status, tracked = again.api("GET", "lifecycle/tracked-positions")
     assert status == 200 and [p["symbol"] for p in tracked["results"]] == [SYMBOL]
     assert again.stop()[0] == 0

@@ -286,6 +286,11 @@ def reconcile_order(order: Order, exchange: Exchange, *, dry_run: bool, exclusiv
     return check("ended", f"{seen}: {order.status} on the exchange")
 
 
+def _not_checked(order: Order, detail: str) -> OrderCheck:
+    return OrderCheck(order.pk, order.client_order_id, order.account.name, order.symbol,
+                      order.purpose, order.status, order.status, "error", detail)
+
+
 def _reconcile_orders(report: RecoveryReport, *, exchanges: dict[int, Exchange | None],
                       dry_run: bool, exclusive: bool, track: Track, now: datetime,
                       out: Output) -> None:
@@ -295,18 +300,14 @@ def _reconcile_orders(report: RecoveryReport, *, exchanges: dict[int, Exchange |
     for order in orders:
         exchange = exchanges.get(order.account_id)
         if exchange is None:
-            result = OrderCheck(order.pk, order.client_order_id, order.account.name,
-                                order.symbol, order.purpose, order.status, order.status,
-                                "error", "exchange not reachable: not checked")
+            result = _not_checked(order, "exchange not reachable: not checked")
         else:
             try:
                 result = reconcile_order(order, exchange, dry_run=dry_run, exclusive=exclusive,
                                          track=track, now=now)
             except ExchangeError as exc:
                 report.errors.append(f"order {order.client_order_id}: {exc}")
-                result = OrderCheck(order.pk, order.client_order_id, order.account.name,
-                                    order.symbol, order.purpose, order.status, order.status,
-                                    "error", f"lookup failed: {exc}")
+                result = _not_checked(order, f"lookup failed: {exc}")
         report.orders.append(result)
         out(f"  {_label(order)}: {result.before} → {result.after}: {result.detail}")
 
@@ -325,14 +326,28 @@ def _net_by_symbol(rows: Iterator[tuple[str, str, Decimal]]) -> dict[str, Decima
     return net
 
 
+def _held_on_exchange(account: ExchangeAccount, exchange: Exchange, symbols: set[str]
+                      ) -> dict[str, Decimal]:
+    """Net quantity per symbol on the exchange.
+
+    Derivatives: the exchange's position list. Spot: what a spot position is, the
+    balance of its base currency (only for the symbols the database holds: other
+    coins in the wallet are not positions the platform opened).
+    """
+    if account.market_type == "spot" and not account.is_paper:
+        balance = exchange.fetch_balance()
+        return {symbol: balance[base].total for symbol in symbols
+                if (base := symbol.split("/")[0]) in balance and balance[base].total}
+    return _net_by_symbol((p.symbol, p.side, p.quantity) for p in exchange.fetch_positions())
+
+
 def compare_positions(account: ExchangeAccount, exchange: Exchange) -> list[PositionCheck]:
     """Net quantity per symbol, database against exchange, for every symbol either holds."""
     held = Position.objects.filter(strategy__account=account,
                                    state__in=PositionState.active()).values_list(
         "symbol", "side", "quantity")
     database = _net_by_symbol(iter(held))
-    on_exchange = _net_by_symbol((p.symbol, p.side, p.quantity)
-                                 for p in exchange.fetch_positions())
+    on_exchange = _held_on_exchange(account, exchange, set(database))
     return [PositionCheck(account.name, symbol, database.get(symbol, Decimal("0")),
                           on_exchange.get(symbol, Decimal("0")))
             for symbol in sorted(set(database) | set(on_exchange))]

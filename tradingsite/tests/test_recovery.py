@@ -15,7 +15,8 @@ from django.core.management import call_command
 from django.db import connections
 
 from execution import tasks as execution_tasks
-from execution.exchanges.base import OrderRequest
+from execution.exchanges.base import BalanceLine, OrderRequest
+from execution.exchanges.errors import FatalError
 from execution.models import Action, ActionState, Order, OrderPurpose, OrderStatus
 from execution.pipeline import order_submit
 from execution.services import order_advance, run_inline
@@ -37,7 +38,11 @@ from tradingsite.shutdown import (
     snapshot_write,
     write_json_atomic,
 )
-from tradingsite.testing.factories import PositionFactory
+from tradingsite.testing.factories import (
+    ExchangeAccountFactory,
+    PositionFactory,
+    StrategyFactory,
+)
 from tradingsite.tests.conftest import START, SYMBOL, accepted_then_crashed, configure, open_entry
 
 pytestmark = pytest.mark.django_db
@@ -239,6 +244,46 @@ def test_a_paper_book_that_restarted_empty_is_not_compared(paper_strategy, clock
     assert report.data["accounts"] == [{"account": "paper-recovery", "positions": "skipped",
                                         "detail": "paper book restarted with this process"}]
     assert report.differences == 0
+
+
+class SpotWallet:
+    """A spot exchange: no position list, coins in a wallet."""
+
+    def fetch_balance(self):
+        return {"BTC": BalanceLine("BTC", Decimal("0.2"), Decimal("0"), Decimal("0.2")),
+                "ETH": BalanceLine("ETH", Decimal("3"), Decimal("0"), Decimal("3")),
+                "USDT": BalanceLine("USDT", Decimal("900"), Decimal("0"), Decimal("900"))}
+
+
+def test_a_spot_account_is_compared_by_the_balance_of_its_base_currency(clock, run):
+    account = ExchangeAccountFactory(name="spot-main", exchange_id="binance", market_type="spot")
+    strategy = StrategyFactory(name="spot-s", account=account)
+    PositionFactory(strategy=strategy, symbol="BTC/USDT", quantity=Decimal("0.25"))
+
+    report = run(exchange_of=lambda account: SpotWallet())
+
+    assert report.data["positions"] == [{"account": "spot-main", "symbol": "BTC/USDT",
+                                         "database": "0.25", "exchange": "0.2",
+                                         "matches": False}]
+
+
+def test_an_unreachable_exchange_is_reported_and_keeps_the_shutdown_halt(paper_strategy, clock,
+                                                                          run):
+    order = order_submit(account=paper_strategy.account, strategy=paper_strategy,
+                         symbol=SYMBOL, side="buy", quantity=Decimal("0.5"))
+    trading_halt(reason="shutdown", actor="shutdown")
+
+    def unreachable(account):
+        raise FatalError("invalid api key", code="10003")
+
+    report = run(on_start=True, exchange_of=unreachable)
+
+    assert report.data["errors"] == ["account paper-recovery: invalid api key"]
+    assert [(c["outcome"], c["detail"]) for c in report.data["orders"]] == [
+        ("error", "exchange not reachable: not checked")]
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.CREATED
+    assert report.data["halt"] == "shutdown halt kept (errors: 1): check, then run resume_trading"
+    assert is_trading_halted()
 
 
 def test_a_dry_run_reads_and_reports_but_changes_nothing(paper_strategy, paper, clock, run,

@@ -191,6 +191,26 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The schema and its docs describe a private API: same authentication as the API.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "tradingsite.api_schema.add_error_responses",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "PositionStateEnum": "lifecycle.models.PositionState",
+        "PositionSideEnum": "lifecycle.models.PositionSide",
+        "DangerLevelEnum": "lifecycle.models.DangerLevel",
+        "PositionSourceEnum": "lifecycle.models.PositionSource",
+        "CloseReasonEnum": "execution.models.CloseReason",
+        "OrderSideEnum": "execution.models.OrderSide",
+        "OrderTypeEnum": "execution.models.OrderType",
+        "OrderPurposeEnum": "execution.models.OrderPurpose",
+        "OrderStatusEnum": "execution.models.OrderStatus",
+        "ActionKindEnum": "execution.models.ActionKind",
+        "ActionStateEnum": "execution.models.ActionState",
+        "AlertSeverityEnum": "risk.models.AlertSeverity",
+    },
 }
 
 # --- Security ----------------------------------------------------------------

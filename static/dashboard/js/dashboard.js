@@ -1,0 +1,325 @@
+// The dashboard page: open positions, alerts, halt, execution and performance,
+// kept current by the live channel (/ws/health/) without reloading the page.
+
+import { apiFetch, toast } from "./api.js";
+import { lineChart } from "./charts.js";
+import {
+  fmtAgo, fmtCountdown, fmtDateTime, fmtDuration, fmtMoney, fmtPct, fmtQty, fmtRatio, h,
+  initialState, signClass, toNumber,
+} from "./format.js";
+import { bindHaltControls, renderHalt } from "./halt.js";
+import { bindLiveStatus, LiveChannel } from "./live.js";
+import { countdownSeconds, mergeHealth, positionRow, tickClocks } from "./positions.js";
+
+const state = initialState();
+const staff = state.user.is_staff;
+const positions = new Map(state.positions.map((p) => [p.id, p]));
+const alerts = new Map(state.alerts.map((a) => [a.id, a]));
+const ACTIVE = new Set(["OPEN", "WARNING", "CRITICAL", "CLOSING"]);
+
+const $ = (id) => document.getElementById(id);
+
+// --- positions ----------------------------------------------------------------------
+
+function sortedPositions() {
+  return [...positions.values()].sort((a, b) => new Date(a.opened_at) - new Date(b.opened_at) || a.id - b.id);
+}
+
+function renderPositions() {
+  const body = $("positions-body");
+  const list = sortedPositions();
+  body.replaceChildren(...list.map((p) => positionRow(p, { staff, onClose: requestClose })));
+  $("positions-empty").hidden = list.length > 0;
+  $("positions-count").textContent = list.length ? `(${list.length})` : "";
+  renderKpis();
+}
+
+function replaceRow(position, { flash = false } = {}) {
+  const body = $("positions-body");
+  const old = body.querySelector(`tr[data-position-id="${position.id}"]`);
+  if (!old) { renderPositions(); return; }
+  const row = positionRow(position, { staff, onClose: requestClose });
+  if (flash) row.classList.add("flash");
+  old.replaceWith(row);
+  renderKpis();
+}
+
+async function loadPosition(id) {
+  try {
+    const position = await apiFetch(`${state.endpoints.positions}${id}/`);
+    if (ACTIVE.has(position.state)) {
+      positions.set(position.id, position);
+      renderPositions();
+    }
+  } catch (err) {
+    toast(`Position #${id}: ${err.message}`, { error: true });
+  }
+}
+
+async function reloadPositions() {
+  try {
+    const page = await apiFetch(state.endpoints.positions, { params: { active: "true", limit: 500 } });
+    positions.clear();
+    for (const p of page.results) positions.set(p.id, p);
+    renderPositions();
+  } catch (err) {
+    toast(`Could not reload positions: ${err.message}`, { error: true });
+  }
+}
+
+function applyHealth(payload) {
+  for (const update of payload.positions || []) {
+    const current = positions.get(update.id);
+    if (!current) {
+      if (!update.state || ACTIVE.has(update.state)) loadPosition(update.id);
+      continue;
+    }
+    const merged = mergeHealth(current, update);
+    positions.set(merged.id, merged);
+    replaceRow(merged, { flash: String(current.health_score) !== String(merged.health_score) });
+  }
+}
+
+function applyStateChange(payload) {
+  const current = positions.get(payload.id);
+  if (!ACTIVE.has(payload.state)) {
+    positions.delete(payload.id);
+    renderPositions();
+    return;
+  }
+  if (!current) { loadPosition(payload.id); return; }
+  const merged = { ...current, state: payload.state, state_changed_at: payload.state_changed_at };
+  positions.set(merged.id, merged);
+  replaceRow(merged, { flash: true });
+}
+
+function requestClose(position) {
+  const ok = window.confirm(
+    `Emergency close #${position.id} ${position.side.toUpperCase()} ${fmtQty(position.quantity)} ${position.symbol} at market?`);
+  if (!ok) return;
+  const key = window.crypto?.randomUUID ? window.crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
+  apiFetch(state.endpoints.actions, {
+    method: "POST",
+    body: { kind: "emergency_close", position: position.id, reason: "manual", idempotency_key: key },
+  }).then((action) => {
+    toast(`Close of #${position.id} queued (action ${action.id}, ${action.state}).`);
+  }).catch((err) => toast(`Close of #${position.id} refused: ${err.message}`, { error: true }));
+}
+
+// --- KPIs ---------------------------------------------------------------------------
+
+function renderKpis() {
+  const list = [...positions.values()];
+  $("kpi-open").textContent = String(list.length);
+  const longs = list.filter((p) => p.side === "long").length;
+  $("kpi-open-sub").textContent = list.length ? `${longs} long · ${list.length - longs} short` : "\u00a0";
+
+  const pnls = list.map((p) => toNumber(p.unrealised_pnl)).filter((v) => v !== null);
+  const total = pnls.reduce((a, b) => a + b, 0);
+  const upnl = $("kpi-upnl");
+  upnl.textContent = pnls.length ? fmtMoney(total) : "—";
+  upnl.className = `value ${signClass(total)}`;
+  $("kpi-upnl-sub").textContent = pnls.length ? `${pnls.filter((v) => v < 0).length} losing` : "\u00a0";
+
+  const scored = list.filter((p) => toNumber(p.health_score) !== null);
+  const worst = scored.sort((a, b) => toNumber(a.health_score) - toNumber(b.health_score))[0];
+  const health = $("kpi-health");
+  health.textContent = worst ? toNumber(worst.health_score).toFixed(1) : "—";
+  health.className = `value ${worst?.danger_level === "CRITICAL" ? "neg" : ""}`;
+  $("kpi-health-sub").textContent = worst ? `${worst.symbol} #${worst.id}` : "\u00a0";
+
+  const count = (level) => list.filter((p) => p.danger_level === level).length;
+  $("kpi-danger").replaceChildren(
+    h("span", { class: count("CRITICAL") ? "neg" : "" }, String(count("CRITICAL"))), " · ",
+    h("span", { style: count("WARNING") ? "color:var(--warn)" : "" }, String(count("WARNING"))), " · ",
+    String(count("SAFE")));
+
+  renderNextTimeout();
+  const open = [...alerts.values()].filter((a) => !a.resolved_at);
+  $("kpi-alerts").textContent = String(open.length);
+  $("kpi-alerts-sub").textContent = `${open.filter((a) => a.severity === "CRITICAL").length} critical`;
+}
+
+function renderNextTimeout() {
+  const holding = [...positions.values()].filter((p) => p.state !== "CLOSING" && p.timeout_at);
+  const next = holding.sort((a, b) => new Date(a.timeout_at) - new Date(b.timeout_at))[0];
+  const node = $("kpi-timeout");
+  const secs = next ? countdownSeconds(next) : null;
+  node.textContent = next ? fmtCountdown(secs) : "—";
+  node.className = `value ${secs !== null && secs < 0 ? "neg" : ""}`;
+  $("kpi-timeout-sub").textContent = next ? `${next.symbol} #${next.id}` : "\u00a0";
+}
+
+// --- alerts -------------------------------------------------------------------------
+
+function renderAlerts() {
+  const list = [...alerts.values()].sort((a, b) => new Date(b.last_seen) - new Date(a.last_seen)).slice(0, 50);
+  const open = list.filter((a) => !a.resolved_at);
+  $("alerts-feed").replaceChildren(...list.map(alertItem));
+  $("alerts-empty").hidden = list.length > 0;
+  $("alerts-count").textContent = open.length ? `(${open.length} open)` : "";
+  renderKpis();
+}
+
+function alertItem(alert) {
+  return h("li", { class: alert.resolved_at ? "resolved" : "", dataset: { alertId: String(alert.id) } },
+    h("div", { class: "head" },
+      h("span", { class: `badge ${alert.severity}` }, alert.severity),
+      alert.position
+        ? h("a", { href: `/positions/${alert.position}/` }, `${alert.symbol || "position"} #${alert.position}`)
+        : h("span", {}, "platform"),
+      h("span", { class: "faint" }, alert.kind.replaceAll("_", " ")),
+      h("span", { class: "when", title: fmtDateTime(alert.last_seen) },
+        `${alert.occurrences > 1 ? `×${alert.occurrences} · ` : ""}${fmtAgo(alert.last_seen)}`)),
+    h("div", { class: "msg" }, alert.message),
+    alert.resolved_at ? h("div", { class: "faint" }, `resolved ${fmtAgo(alert.resolved_at)}`) : null);
+}
+
+function applyAlert(payload, { resolved = false } = {}) {
+  const alert = payload.alert || payload;
+  if (!alert || alert.id === undefined) return;
+  const merged = { ...(alerts.get(alert.id) || {}), ...alert };
+  if (resolved && !merged.resolved_at) merged.resolved_at = new Date().toISOString();
+  alerts.set(merged.id, merged);
+  renderAlerts();
+  const node = document.querySelector(`li[data-alert-id="${merged.id}"]`);
+  if (node && !resolved) node.classList.add("new");
+}
+
+// --- performance ----------------------------------------------------------------------
+
+const METRICS = [
+  ["Trades", (r) => String(r.trade_count ?? "—"), (r) => r.winning_trades !== undefined ? `${r.winning_trades} won · ${r.losing_trades} lost` : ""],
+  ["Net PnL", (r) => fmtMoney(r.net_pnl), (r) => r.total_return_percent !== undefined ? fmtPct(r.total_return_percent, { signed: true }) : "", (r) => signClass(r.net_pnl)],
+  ["Win rate", (r) => fmtPct(r.win_rate_percent)],
+  ["Profit factor", (r) => r.profit_factor === null || r.profit_factor === undefined ? (r.profit_factor_undefined ? "∞" : "—") : fmtRatio(r.profit_factor), (r) => r.profit_factor_undefined ? "no losing trades" : ""],
+  ["Expectancy", (r) => fmtMoney(r.expectancy), () => "per trade", (r) => signClass(r.expectancy)],
+  ["Sharpe", (r) => fmtRatio(r.sharpe_ratio), () => "annualised, daily"],
+  ["Sortino", (r) => fmtRatio(r.sortino_ratio), () => "annualised, daily"],
+  ["Max drawdown", (r) => fmtPct(r.max_drawdown_percent), (r) => r.max_drawdown !== undefined ? fmtMoney(r.max_drawdown, { signed: false }) : ""],
+  ["Avg holding", (r) => fmtDuration(r.average_holding_seconds), () => ""],
+  ["Avg win / loss", (r) => `${fmtMoney(r.average_win)} / ${fmtMoney(r.average_loss)}`, () => ""],
+];
+
+let equityChart = null;
+let periodRequest = 0;
+
+async function loadPerformance(period) {
+  const ticket = ++periodRequest;
+  for (const tab of document.querySelectorAll("#period-tabs button")) {
+    tab.setAttribute("aria-selected", String(tab.dataset.period === period));
+  }
+  $("performance").dataset.period = period;
+  $("performance").dataset.loading = "true";
+  try {
+    const [report, equity] = await Promise.all([
+      apiFetch(state.endpoints.performance, { params: { period } }),
+      apiFetch(state.endpoints.equity, { params: { period } }).catch(() => null),
+    ]);
+    if (ticket !== periodRequest) return;
+    renderPerformance(report, equity);
+  } catch (err) {
+    if (ticket !== periodRequest) return;
+    $("perf-metrics").replaceChildren(h("div", { class: "panel-empty" }, `Performance unavailable: ${err.message}`));
+  } finally {
+    if (ticket === periodRequest) $("performance").dataset.loading = "false";
+  }
+}
+
+function renderPerformance(report, equity) {
+  $("perf-range").textContent = report.start || report.end
+    ? `${report.start ? fmtDateTime(report.start) : "start"} → ${report.end ? fmtDateTime(report.end) : "now"}` : "";
+  $("perf-metrics").replaceChildren(...METRICS.map(([label, value, sub, cls]) =>
+    h("div", { class: "metric", dataset: { metric: label } },
+      h("div", { class: "label" }, label),
+      h("div", { class: `value ${cls ? cls(report) : ""}` }, value(report)),
+      h("div", { class: "sub" }, (sub && sub(report)) || "\u00a0"))));
+  renderTrades("top-trades", report.top_trades || []);
+  renderTrades("worst-trades", report.worst_trades || []);
+  const points = (equity?.points || []).map((p) => ({ x: new Date(p.time).getTime(), y: toNumber(p.equity) }))
+    .filter((p) => p.y !== null);
+  const series = [{ name: "equity", points, area: true }];
+  const base = toNumber(equity?.starting_capital);
+  const opts = {
+    label: "Equity curve", empty: "No closed trades in this period.",
+    yFormat: (v) => v.toLocaleString("en-US", { maximumFractionDigits: 0 }),
+    lines: base !== null ? [{ y: base, cls: "baseline" }] : [],
+  };
+  if (equityChart) equityChart.update(series); else equityChart = lineChart($("equity-chart"), series, opts);
+}
+
+function renderTrades(id, trades) {
+  const body = $(id).querySelector("tbody");
+  if (!trades.length) {
+    body.replaceChildren(h("tr", {}, h("td", { class: "faint", colspan: 5 }, "No trades.")));
+    return;
+  }
+  body.replaceChildren(...trades.map((t) => h("tr", {},
+    h("td", { class: "sym" }, t.symbol),
+    h("td", {}, h("span", { class: `badge side-${t.side}` }, (t.side || "").toUpperCase())),
+    h("td", { class: "muted nowrap" }, fmtDateTime(t.closed_at)),
+    h("td", { class: `num ${signClass(t.pnl)}` }, fmtMoney(t.pnl)),
+    h("td", { class: `num ${signClass(t.pnl_percent)}` }, fmtPct(t.pnl_percent, { signed: true })))));
+}
+
+// --- execution metrics ------------------------------------------------------------------
+
+const EXEC_ROWS = [
+  ["Orders", (m) => String(m.orders ?? "—")],
+  ["Success rate", (m) => fmtPct(m.success_rate_percent)],
+  ["Retries", (m) => String(m.retries ?? "—")],
+  ["Timeouts", (m) => String(m.timeouts ?? "—")],
+  ["Rejects", (m) => String(m.rejects ?? "—")],
+  ["Latency avg / p95", (m) => `${m.latency_avg_ms ?? "—"} / ${m.latency_p95_ms ?? "—"} ms`],
+  ["Slippage avg / worst", (m) => `${fmtPct(m.slippage_avg_percent, { digits: 3 })} / ${fmtPct(m.slippage_worst_percent, { digits: 3 })}`],
+];
+
+async function loadExecution() {
+  try {
+    const metrics = await apiFetch(state.endpoints.execution);
+    const overall = metrics.overall || metrics;
+    $("exec-metrics").replaceChildren(...EXEC_ROWS.flatMap(([label, value]) => [h("dt", {}, label), h("dd", {}, value(overall))]));
+    $("exec-updated").textContent = `updated ${fmtAgo(new Date().toISOString())}`;
+  } catch (err) {
+    $("exec-metrics").replaceChildren(h("dt", {}, "Unavailable"), h("dd", { class: "faint" }, err.message));
+  }
+}
+
+// --- live wiring --------------------------------------------------------------------------
+
+const handlers = {
+  "health.updated": applyHealth,
+  "position.opened": (p) => loadPosition(p.id),
+  "position.state_changed": applyStateChange,
+  "position.closed": (p) => { positions.delete(p.id ?? p.position_id); renderPositions(); },
+  "alert.raised": (p) => applyAlert(p),
+  "alert.resolved": (p) => applyAlert(p, { resolved: true }),
+  "trading.halted": renderHalt,
+  "trading.resumed": renderHalt,
+};
+
+function start() {
+  renderPositions();
+  renderAlerts();
+  renderHalt(state.halt);
+  bindHaltControls(state.endpoints);
+  for (const tab of document.querySelectorAll("#period-tabs button")) {
+    tab.addEventListener("click", () => loadPerformance(tab.dataset.period));
+  }
+  loadPerformance(state.periods[0]);
+  loadExecution();
+  setInterval(loadExecution, 30000);
+  setInterval(() => {
+    tickClocks($("positions-body").rows, positions);
+    renderNextTimeout();
+  }, 1000);
+  const live = new LiveChannel(state.endpoints.live, {
+    onEvent: (event, payload) => handlers[event]?.(payload),
+    onStatus: bindLiveStatus($("live-status")),
+    onReconnect: () => { reloadPositions(); loadExecution(); },
+  });
+  live.start();
+  window.liveChannel = live;
+}
+
+start();

@@ -1,0 +1,68 @@
+"""What the dashboard pages start from, in the API's own JSON shapes.
+
+The browser renders rows from one shape whether they come from this first paint,
+from the API or from a live event, so the page and the API never disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.urls import reverse
+from django.utils import timezone
+
+from tradingsite import api, selectors
+from tradingsite.services import halt_payload, platform_state
+
+PERIODS = ("ALL", "TODAY", "WEEK", "MONTH")
+
+
+def endpoints() -> dict[str, str]:
+    """URLs the dashboard's scripts call (resolved here so routes can move)."""
+    return {
+        "positions": reverse("position-list"),
+        "actions": reverse("action-list"),
+        "halt": reverse("trading-halt"),
+        "resume": reverse("trading-resume"),
+        "performance": "/api/analytics/performance",
+        "equity": "/api/analytics/equity",
+        "execution": "/api/analytics/execution",
+        "live": "/ws/health/",
+    }
+
+
+def _user(user: AbstractBaseUser) -> dict[str, Any]:
+    return {"username": user.get_username(), "is_staff": bool(getattr(user, "is_staff", False))}
+
+
+def dashboard_state(user: AbstractBaseUser) -> dict[str, Any]:
+    """Open positions, recent alerts and the halt flag, as the API would return them."""
+    context = {"now": timezone.now()}
+    return {
+        "now": context["now"],
+        "user": _user(user),
+        "endpoints": endpoints(),
+        "periods": PERIODS,
+        "positions": api.PositionSerializer(selectors.open_positions(), many=True,
+                                            context=context).data,
+        "alerts": api.RiskAlertSerializer(selectors.recent_alerts(), many=True).data,
+        "halt": api.TradingHaltSerializer(halt_payload(platform_state())).data,
+    }
+
+
+def position_page_state(user: AbstractBaseUser, position_id: int) -> dict[str, Any]:
+    """One position with its health history, orders and actions; ``Position.DoesNotExist``."""
+    position = selectors.position_detail(position_id)
+    context = {"now": timezone.now()}
+    return {
+        "now": context["now"],
+        "user": _user(user),
+        "endpoints": endpoints(),
+        "position": api.PositionDetailSerializer(position, context=context).data,
+        "health_history": api.HealthSnapshotSerializer(
+            selectors.position_health_history(position), many=True).data,
+        "orders": api.OrderSerializer(selectors.position_orders(position), many=True).data,
+        "actions": api.ActionSerializer(selectors.position_actions(position), many=True).data,
+        "halt": api.TradingHaltSerializer(halt_payload(platform_state())).data,
+    }

@@ -170,11 +170,6 @@ class ActionRequestSerializer(serializers.Serializer):
         help_text="Repeat a request safely: the same key returns the action it created. "
                   "May also be sent as the Idempotency-Key header.")
 
-    def validate_position(self, position: Position) -> Position:
-        if position.state == PositionState.CLOSED:
-            raise serializers.ValidationError(f"position {position.pk} is already closed")
-        return position
-
 
 class RiskAlertSerializer(serializers.ModelSerializer):
     symbol = serializers.CharField(source="position.symbol", read_only=True, allow_null=True,

@@ -36,7 +36,9 @@ export async function apiFetch(url, { method = "GET", body, params, headers = {}
   const response = await fetch(target, init);
   const text = await response.text();
   let data = null;
-  try { data = text ? JSON.parse(text) : null; } catch (err) { data = { detail: text.slice(0, 200) }; }
+  try { data = text ? JSON.parse(text) : null; } catch (err) {
+    data = { detail: `HTTP ${response.status} ${response.statusText}`.trim() };
+  }
   if (!response.ok) throw new ApiError(response.status, data);
   return data;
 }

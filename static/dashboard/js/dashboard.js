@@ -5,7 +5,7 @@ import { apiFetch, toast } from "./api.js";
 import { lineChart } from "./charts.js";
 import {
   fmtAgo, fmtCountdown, fmtDateTime, fmtDuration, fmtMoney, fmtPct, fmtQty, fmtRatio, h,
-  initialState, signClass, toNumber,
+  initialState, signClass, splitSymbol, toNumber,
 } from "./format.js";
 import { bindHaltControls, renderHalt } from "./halt.js";
 import { bindLiveStatus, LiveChannel } from "./live.js";
@@ -126,7 +126,7 @@ function renderKpis() {
   const health = $("kpi-health");
   health.textContent = worst ? toNumber(worst.health_score).toFixed(1) : "—";
   health.className = `value ${worst?.danger_level === "CRITICAL" ? "neg" : ""}`;
-  $("kpi-health-sub").textContent = worst ? `${worst.symbol} #${worst.id}` : "\u00a0";
+  $("kpi-health-sub").textContent = worst ? `${splitSymbol(worst.symbol).pair} #${worst.id}` : "\u00a0";
 
   const count = (level) => list.filter((p) => p.danger_level === level).length;
   $("kpi-danger").replaceChildren(
@@ -147,7 +147,7 @@ function renderNextTimeout() {
   const secs = next ? countdownSeconds(next) : null;
   node.textContent = next ? fmtCountdown(secs) : "—";
   node.className = `value ${secs !== null && secs < 0 ? "neg" : ""}`;
-  $("kpi-timeout-sub").textContent = next ? `${next.symbol} #${next.id}` : "\u00a0";
+  $("kpi-timeout-sub").textContent = next ? `${splitSymbol(next.symbol).pair} #${next.id}` : "\u00a0";
 }
 
 // --- alerts -------------------------------------------------------------------------
@@ -162,17 +162,20 @@ function renderAlerts() {
 }
 
 function alertItem(alert) {
+  const details = [alert.kind.replaceAll("_", " ")];
+  if (alert.occurrences > 1) details.push(`seen ${alert.occurrences}×`);
+  if (alert.resolved_at) details.push(`resolved ${fmtAgo(alert.resolved_at)}`);
+  else if (alert.acknowledged) details.push(`acknowledged by ${alert.acknowledged_by || "operator"}`);
   return h("li", { class: alert.resolved_at ? "resolved" : "", dataset: { alertId: String(alert.id) } },
     h("div", { class: "head" },
       h("span", { class: `badge ${alert.severity}` }, alert.severity),
       alert.position
-        ? h("a", { href: `/positions/${alert.position}/` }, `${alert.symbol || "position"} #${alert.position}`)
+        ? h("a", { href: `/positions/${alert.position}/`, class: "nowrap" },
+          `${alert.symbol ? splitSymbol(alert.symbol).pair : "position"} #${alert.position}`)
         : h("span", {}, "platform"),
-      h("span", { class: "faint" }, alert.kind.replaceAll("_", " ")),
-      h("span", { class: "when", title: fmtDateTime(alert.last_seen) },
-        `${alert.occurrences > 1 ? `×${alert.occurrences} · ` : ""}${fmtAgo(alert.last_seen)}`)),
+      h("span", { class: "when", title: fmtDateTime(alert.last_seen) }, fmtAgo(alert.last_seen))),
     h("div", { class: "msg" }, alert.message),
-    alert.resolved_at ? h("div", { class: "faint" }, `resolved ${fmtAgo(alert.resolved_at)}`) : null);
+    h("div", { class: "faint small" }, details.join(" · ")));
 }
 
 function applyAlert(payload, { resolved = false } = {}) {

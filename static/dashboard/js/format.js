@@ -93,15 +93,27 @@ export function fmtCountdown(seconds) {
   return n < 0 ? `overdue ${fmtDuration(-n)}` : fmtDuration(n);
 }
 
-const timeFmt = new Intl.DateTimeFormat("en-GB", { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-const dateTimeFmt = new Intl.DateTimeFormat("en-GB", {
-  year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
-});
-const shortDateFmt = new Intl.DateTimeFormat("en-GB", { day: "2-digit", month: "short" });
+const pad2 = (n) => String(n).padStart(2, "0");
 
-export function fmtTime(iso) { return iso ? timeFmt.format(new Date(iso)) : "—"; }
-export function fmtDateTime(iso) { return iso ? dateTimeFmt.format(new Date(iso)) : "—"; }
-export function fmtShortDate(date) { return shortDateFmt.format(date); }
+/** 09:12:05 in the browser's time zone. */
+export function fmtTime(iso) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  return `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+}
+
+/** 2026-11-25 09:12 in the browser's time zone (unambiguous, sorts as text). */
+export function fmtDateTime(iso) {
+  if (!iso) return "—";
+  const d = new Date(iso);
+  return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}`;
+}
+
+/** "BTC/USDT:USDT" → {pair: "BTC/USDT", kind: "perp"}; spot symbols have no kind. */
+export function splitSymbol(symbol) {
+  const [pair, settle] = String(symbol).split(":");
+  return { pair, kind: settle ? "perp" : "", quote: (pair.split("/")[1] || "") };
+}
 
 /** "12s ago", "5m ago", "3h ago", else the date. */
 export function fmtAgo(iso, now = Date.now()) {

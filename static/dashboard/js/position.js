@@ -4,11 +4,11 @@
 import { apiFetch, toast } from "./api.js";
 import { lineChart } from "./charts.js";
 import {
-  fmtCountdown, fmtDateTime, fmtDuration, fmtMoney, fmtPct, fmtPrice, fmtQty, h, initialState, signClass, toNumber,
+  fmtAgo, fmtCountdown, fmtDateTime, fmtDuration, fmtMoney, fmtPct, fmtPrice, fmtQty, h, initialState, signClass, toNumber,
 } from "./format.js";
 import { bindHaltControls, renderHalt } from "./halt.js";
 import { bindLiveStatus, LiveChannel } from "./live.js";
-import { ageSeconds, componentBars, countdownSeconds, mergeHealth, scoreCell } from "./positions.js";
+import { ageSeconds, componentBreakdown, countdownSeconds, mergeHealth, scoreCell } from "./positions.js";
 
 const state = initialState();
 let position = state.position;
@@ -41,10 +41,12 @@ function renderFacts() {
     fact(held ? "Held for" : "Age", fmtDuration(held
       ? (new Date(position.closed_at) - new Date(position.opened_at)) / 1000 : ageSeconds(position))),
     fact("Timeout in", held ? "—" : fmtCountdown(secs), secs !== null && secs < 0 && !held ? "neg" : ""),
-    fact("Components", componentBars(position.health?.components)),
+    fact("Health checked", position.health_checked_at ? fmtAgo(position.health_checked_at) : "never"),
     fact("Close reason", position.close_reason || "—"),
     fact("Account", position.account),
   );
+  $("components").replaceChildren(componentBreakdown(position.health));
+  $("components-when").textContent = position.health?.taken_at ? fmtDateTime(position.health.taken_at) : "";
 }
 
 function renderChart() {

@@ -1,7 +1,9 @@
 // Rendering of position rows and health cells, shared by the dashboard and the position page.
 // A row is rendered from the API's position JSON; live 'health.updated' entries are merged in.
 
-import { fmtCountdown, fmtDuration, fmtMoney, fmtPrice, fmtQty, h, signClass, toNumber } from "./format.js";
+import {
+  fmtCountdown, fmtDuration, fmtMoney, fmtPrice, fmtQty, h, signClass, splitSymbol, toNumber,
+} from "./format.js";
 
 export const COMPONENTS = [
   ["time_at_risk", "Time at risk"],
@@ -66,6 +68,23 @@ export function componentBars(components) {
     }));
 }
 
+/** The five components as labelled horizontal bars with their values (position page). */
+export function componentBreakdown(health) {
+  if (!health) return h("div", { class: "faint" }, "Not scored yet.");
+  const rows = COMPONENTS.map(([key, label]) => {
+    const value = toNumber(health.components?.[key]);
+    const pct = value === null ? 0 : Math.max(0, Math.min(100, value));
+    return h("div", { class: "hbar-row", dataset: { component: key } },
+      h("span", { class: "hbar-label" }, label),
+      h("span", { class: `hbar ${value === null ? "" : barLevel(value)}` }, h("i", { style: `width:${pct}%` })),
+      h("span", { class: "hbar-value num" }, value === null ? "—" : value.toFixed(1)));
+  });
+  const missing = health.data_complete === false
+    ? h("div", { class: "faint small" }, `* scored with missing market data${health.missing?.length ? `: ${health.missing.join(", ")}` : ""}`)
+    : null;
+  return h("div", {}, ...rows, missing);
+}
+
 export function countdownSeconds(position, now = Date.now()) {
   return position.timeout_at ? (new Date(position.timeout_at).getTime() - now) / 1000 : null;
 }
@@ -84,15 +103,16 @@ export function ageSeconds(position, now = Date.now()) {
 export function positionRow(position, { staff = false, onClose = null } = {}) {
   const upnl = position.unrealised_pnl;
   const secs = countdownSeconds(position);
-  const quote = (position.symbol.split("/")[1] || "").split(":")[0];
+  const { pair, kind, quote } = splitSymbol(position.symbol);
   const row = h("tr", {
     class: position.danger_level ? `danger-${position.danger_level}` : "",
     dataset: { positionId: String(position.id) },
   },
-  h("td", { class: "sym" },
-    h("a", { href: `/positions/${position.id}/` }, position.symbol),
-    h("span", { class: "sub" }, `#${position.id} · ${position.strategy}`)),
-  h("td", {}, h("span", { class: `badge side-${position.side}` }, position.side.toUpperCase())),
+  h("td", { class: "sym", title: `${position.symbol}${kind ? ` (${kind})` : ""}` },
+    h("a", { href: `/positions/${position.id}/` }, pair),
+    h("span", { class: "sub" },
+      h("span", { class: `side-${position.side}` }, position.side.toUpperCase()),
+      ` · #${position.id} · ${position.strategy}`)),
   h("td", { class: "num" }, fmtQty(position.quantity)),
   h("td", { class: "num" }, fmtPrice(position.entry_price)),
   h("td", { class: "num", "data-role": "mark" }, fmtPrice(position.mark_price)),
@@ -103,8 +123,7 @@ export function positionRow(position, { staff = false, onClose = null } = {}) {
   h("td", { class: `num countdown ${countdownClass(secs)}`, "data-role": "countdown",
             title: position.timeout_at ? `times out at ${new Date(position.timeout_at).toLocaleString("en-GB")}` : null },
     position.state === "CLOSING" ? "closing" : fmtCountdown(secs)),
-  h("td", { class: "num" }, scoreCell(position)),
-  h("td", {}, componentBars(position.health?.components)),
+  h("td", { class: "health" }, scoreCell(position), " ", componentBars(position.health?.components)),
   staff ? h("td", { class: "num" },
     position.state === "CLOSING"
       ? h("span", { class: "faint" }, "closing…")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
+from django import forms
 from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -32,6 +33,22 @@ MONEY = {"max_digits": 28, "decimal_places": 10}
 
 # --- serializers ---------------------------------------------------------------
 
+class ReadModelSerializer(serializers.ModelSerializer):
+    """A model serializer for read-only output whose blank choice fields stay valid.
+
+    DRF drops ``allow_blank`` from read-only fields, so the schema would promise
+    an enum value where the model stores "" (no danger level yet, no close reason).
+    """
+
+    def include_extra_kwargs(self, kwargs: dict[str, Any], extra_kwargs: dict[str, Any]
+                             ) -> dict[str, Any]:
+        blank_choice = "choices" in kwargs and kwargs.get("allow_blank", False)
+        kwargs = super().include_extra_kwargs(kwargs, extra_kwargs)
+        if blank_choice:
+            kwargs["allow_blank"] = True
+        return kwargs
+
+
 class HealthComponentsSerializer(serializers.Serializer):
     """The five component scores (0–100) that the health score weighs."""
 
@@ -44,7 +61,7 @@ class HealthComponentsSerializer(serializers.Serializer):
                                              decimal_places=2)
 
 
-class HealthSnapshotSerializer(serializers.ModelSerializer):
+class HealthSnapshotSerializer(ReadModelSerializer):
     components = HealthComponentsSerializer(source="*", read_only=True)
 
     class Meta:
@@ -54,7 +71,7 @@ class HealthSnapshotSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class PositionEventSerializer(serializers.ModelSerializer):
+class PositionEventSerializer(ReadModelSerializer):
     class Meta:
         model = PositionEvent
         fields = ["id", "created_at", "kind", "from_state", "to_state", "reason", "actor",
@@ -62,7 +79,7 @@ class PositionEventSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class StrategySerializer(serializers.ModelSerializer):
+class StrategySerializer(ReadModelSerializer):
     account = serializers.SlugRelatedField(slug_field="name", read_only=True)
     max_holding_time_minutes = serializers.SerializerMethodField()
     warning_threshold_minutes = serializers.SerializerMethodField()
@@ -81,7 +98,7 @@ class StrategySerializer(serializers.ModelSerializer):
         return strategy.effective_config().lifecycle.warning_threshold_minutes
 
 
-class PositionSerializer(serializers.ModelSerializer):
+class PositionSerializer(ReadModelSerializer):
     """A position as an operator reads it: prices, PnL, timings and its newest health check."""
 
     strategy = serializers.SlugRelatedField(slug_field="name", read_only=True)
@@ -134,7 +151,7 @@ class PositionDetailSerializer(PositionSerializer):
         read_only_fields = fields
 
 
-class OrderSerializer(serializers.ModelSerializer):
+class OrderSerializer(ReadModelSerializer):
     account = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
@@ -148,7 +165,7 @@ class OrderSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ActionSerializer(serializers.ModelSerializer):
+class ActionSerializer(ReadModelSerializer):
     class Meta:
         model = Action
         fields = ["id", "kind", "state", "position", "order", "reason", "requested_by",
@@ -171,7 +188,7 @@ class ActionRequestSerializer(serializers.Serializer):
                   "May also be sent as the Idempotency-Key header.")
 
 
-class RiskAlertSerializer(serializers.ModelSerializer):
+class RiskAlertSerializer(ReadModelSerializer):
     symbol = serializers.CharField(source="position.symbol", read_only=True, allow_null=True,
                                    default=None)
 
@@ -196,6 +213,21 @@ class TradingHaltRequestSerializer(serializers.Serializer):
 
 # --- filters -------------------------------------------------------------------
 
+MAX_ID = 2**63 - 1
+
+
+@extend_schema_field({"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID})
+class IdFilter(django_filters.NumberFilter):
+    """An object id: a whole number within the database's 64-bit range (else a 400)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(*args, **kwargs)
+
+
 class PositionFilter(django_filters.FilterSet):
     strategy = django_filters.CharFilter(field_name="strategy__name")
     state = django_filters.MultipleChoiceFilter(choices=PositionState.choices)
@@ -218,6 +250,7 @@ class PositionFilter(django_filters.FilterSet):
 
 class OrderFilter(django_filters.FilterSet):
     account = django_filters.CharFilter(field_name="account__name")
+    position = IdFilter(field_name="position_id")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
@@ -227,6 +260,9 @@ class OrderFilter(django_filters.FilterSet):
 
 
 class ActionFilter(django_filters.FilterSet):
+    position = IdFilter(field_name="position_id")
+    order = IdFilter(field_name="order_id")
+
     class Meta:
         model = Action
         fields = ["kind", "state", "position", "order", "reason"]
@@ -305,10 +341,10 @@ class ActionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         responses={201: ActionSerializer, 200: ActionSerializer},
         summary="Request an emergency close (201 queued, 200 already requested)")
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = request.data.copy() if hasattr(request.data, "copy") else dict(request.data)
+        data = request.data
         header_key = request.headers.get("Idempotency-Key")
-        if header_key and not data.get("idempotency_key"):
-            data["idempotency_key"] = header_key
+        if isinstance(data, dict) and header_key and not data.get("idempotency_key"):
+            data = {**dict(data.items()), "idempotency_key": header_key}
         given = ActionRequestSerializer(data=data)
         given.is_valid(raise_exception=True)
         action_obj, created = operator_action_request(

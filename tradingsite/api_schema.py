@@ -27,6 +27,7 @@ ERRORS: dict[str, str] = {
     "403": "Not authenticated (session) or not allowed: writes are for staff.",
     "404": "No such object.",
     "409": "Refused by the platform's rules: invalid state transition or conflict.",
+    "415": "The request body's content type is not JSON, form or multipart.",
 }
 
 
@@ -35,7 +36,7 @@ def _errors_for(path: str, method: str) -> list[str]:
     if "{" in path:
         codes.append("404")
     if method not in READ_METHODS:
-        codes.append("409")
+        codes += ["409", "415"]
     return codes
 
 

@@ -5,6 +5,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from tradingsite import views
 
+handler404 = "tradingsite.views.not_found"
+handler500 = "tradingsite.views.server_error"
+
 urlpatterns = [
     path("", views.dashboard, name="home"),
     path("positions/<int:position_id>/", views.position_detail, name="position-page"),

@@ -135,3 +135,16 @@ def test_viewers_read_the_halt_but_cannot_change_it(viewer):
     assert viewer.post("/api/trading/halt/", {"reason": "x"}, format="json").status_code == 403
     assert viewer.post("/api/trading/resume/").status_code == 403
     assert not is_trading_halted()
+
+
+def test_a_body_that_is_not_an_object_is_a_400(staff):
+    response = staff.post("/api/actions/", "AAA", format="json", HTTP_IDEMPOTENCY_KEY="x")
+    assert response.status_code == 400
+    assert response.json() == {
+        "non_field_errors": ["Invalid data. Expected a dictionary, but got str."]}
+
+
+def test_unknown_api_paths_answer_json_404(staff):
+    response = staff.get("/api/positions/0.5/")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found.", "code": "not_found"}

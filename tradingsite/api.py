@@ -7,12 +7,15 @@ the action queue and the trading halt.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import django_filters
 from django import forms
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
+from django_filters.fields import IsoDateTimeField
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
@@ -216,6 +219,23 @@ class TradingHaltRequestSerializer(serializers.Serializer):
 MAX_ID = 2**63 - 1
 
 
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 time, normalised to UTC: the database refuses offsets beyond ±16 h."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("Enter a time within the years 1–9999.", code="invalid")
+
+
+class TimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField
+
+
 @extend_schema_field({"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID})
 class IdFilter(django_filters.NumberFilter):
     """An object id: a whole number within the database's 64-bit range (else a 400)."""
@@ -233,8 +253,8 @@ class PositionFilter(django_filters.FilterSet):
     state = django_filters.MultipleChoiceFilter(choices=PositionState.choices)
     active = django_filters.BooleanFilter(method="filter_active",
                                           label="Only positions still held (not CLOSED)")
-    opened_after = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="gte")
-    opened_before = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="lt")
+    opened_after = TimeFilter(field_name="opened_at", lookup_expr="gte")
+    opened_before = TimeFilter(field_name="opened_at", lookup_expr="lt")
 
     class Meta:
         model = Position
@@ -251,8 +271,8 @@ class PositionFilter(django_filters.FilterSet):
 class OrderFilter(django_filters.FilterSet):
     account = django_filters.CharFilter(field_name="account__name")
     position = IdFilter(field_name="position_id")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = TimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = TimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Order

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
@@ -28,7 +30,21 @@ schema.app = application
 
 
 @pytest.fixture
-def staff_token(db, staff_user, strategy) -> str:
+def in_process_requests():
+    """Keep the test's connection open across calls, as Django's own test client does.
+
+    The WSGI handler would otherwise close it at each request (it is inside the
+    test's transaction), and the next query would fail on a closed connection.
+    """
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def staff_token(db, staff_user, strategy, in_process_requests) -> str:
     """A staff token, and a little data for the generated calls to find."""
     position = PositionFactory(strategy=strategy)
     HealthSnapshotFactory(position=position)

@@ -2,39 +2,49 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP     := $(VENV)/.installed-dev
 
 .PHONY: run test test-fast bench lint venv migrate demo clean
 
-$(STAMP): requirements.txt requirements-dev.txt
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, $(PYTHON) is " + sys.version.split()[0] + ": run make PYTHON=python3.11 ...")'
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+
+# `make run` needs the runtime packages only; `make test` adds the test tools.
+$(RUNTIME_STAMP): requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(PY)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	@touch $(STAMP)
+	@touch $@ $(RUNTIME_STAMP)
 
-venv: $(STAMP)
+venv: $(DEV_STAMP)
 
-migrate: $(STAMP)
-	$(PY) manage.py migrate --noinput
+migrate: $(RUNTIME_STAMP)
+	$(PY) manage.py migrate --noinput -v 0
 
 demo: migrate
 	$(PY) manage.py seed_demo
 
 ## make run: the embedded default (SQLite, in-process worker and beat, paper exchange) on 127.0.0.1:8000
+## (RUNPLATFORM_HOST / RUNPLATFORM_PORT change the address)
 run: demo
 	$(PY) manage.py runplatform
 
 ## make test: the whole suite (a second pass on PostgreSQL + Redis when they are reachable)
-test: $(STAMP)
+test: $(DEV_STAMP)
 	VENV=$(VENV) bash scripts/test.sh
 
-test-fast: $(STAMP)
+test-fast: $(DEV_STAMP)
 	$(PY) -m pytest -q -x
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(PY) -m bench
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 
 clean:

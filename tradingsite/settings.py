@@ -133,7 +133,7 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    CELERY_BROKER_URL = "memory://"
+    CELERY_BROKER_URL = "memory://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.1}
 
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
@@ -265,3 +265,10 @@ LOGGING = {
 
 RUNPLATFORM_HOST = env_str("RUNPLATFORM_HOST", "127.0.0.1")
 RUNPLATFORM_PORT = env_int("RUNPLATFORM_PORT", 8000)
+# Hooks of the embedded platform (tradingsite/runtime.py), as dotted paths: startup and
+# shutdown hooks ``def hook(platform) -> None`` run before start and on SIGINT/SIGTERM;
+# stop checks ``def check(platform) -> str`` are polled, a non-empty reason stops it.
+PLATFORM_STARTUP_HOOKS: list[str] = []
+PLATFORM_SHUTDOWN_HOOKS: list[str] = []
+PLATFORM_STOP_CHECKS: list[str] = []
+RUNPLATFORM_WORKER_THREADS = env_int("RUNPLATFORM_WORKER_THREADS", 4)

@@ -20,7 +20,7 @@ from urllib.parse import quote
 import pytest
 
 from conftest import REQUIRE_SERVICES, redis_url
-from tests.browser.server import CHROMIUM, CHROMIUM_ARGS, asgi_server
+from tradingsite.testing.live_server import CHROMIUM, CHROMIUM_ARGS, asgi_server
 
 # Playwright's sync API keeps an event loop in the test thread; the ORM calls the
 # tests make between page actions are ordinary synchronous calls.

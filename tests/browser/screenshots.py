@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from tests.browser.server import CHROMIUM, CHROMIUM_ARGS, ROOT, asgi_server
+from tradingsite.testing.live_server import CHROMIUM, CHROMIUM_ARGS, ROOT, asgi_server
 
 SIZES = {"desktop": (1440, 900), "laptop": (1280, 800)}
 

@@ -1,5 +1,14 @@
 """API routes of this app, mounted under /api/."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from risk import api
+
+urlpatterns = [
+    path("health/position-health", api.PositionHealthView.as_view(), name="risk-position-health"),
+    path("health/report", api.HealthReportView.as_view(), name="risk-health-report"),
+    path("health/alerts", api.RiskAlertListView.as_view(), name="risk-alerts"),
+    path("health/alerts/<int:pk>", api.RiskAlertDetailView.as_view(), name="risk-alert"),
+    path("health/alerts/<int:pk>/acknowledge", api.AcknowledgeAlertView.as_view(),
+         name="risk-alert-acknowledge"),
+]

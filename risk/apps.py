@@ -4,3 +4,15 @@ from django.apps import AppConfig
 class RiskConfig(AppConfig):
     name = "risk"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_save
+
+        from lifecycle.models import Strategy
+        from lifecycle.signals import position_closed
+        from risk.receivers import create_risk_check_row, resolve_alerts_of_closed_position
+
+        position_closed.connect(resolve_alerts_of_closed_position,
+                                dispatch_uid="risk.resolve_alerts_of_closed_position")
+        post_save.connect(create_risk_check_row, sender=Strategy,
+                          dispatch_uid="risk.create_risk_check_row")

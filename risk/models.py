@@ -88,3 +88,24 @@ class RiskAlert(models.Model):
     @property
     def is_open(self) -> bool:
         return self.resolved_at is None
+
+
+class StrategyRiskCheck(models.Model):
+    """When a strategy's positions were last scored: the check runs every N candles of its timeframe.
+
+    The row is also the lock that lets one worker at a time check a strategy
+    (``select_for_update(skip_locked=True)``).
+    """
+
+    strategy = models.OneToOneField("lifecycle.Strategy", on_delete=models.CASCADE,
+                                    primary_key=True, related_name="risk_check")
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    positions_checked = models.PositiveIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True,
+                                              help_text="How long the last check took.")
+
+    class Meta:
+        ordering = ["strategy__name"]
+
+    def __str__(self) -> str:
+        return f"{self.strategy_id}: checked {self.last_checked_at or 'never'}"

@@ -1,14 +1,13 @@
-"""Risk beat tasks."""
+"""Risk beat tasks: thin wrappers around ``risk.services``."""
 
 from __future__ import annotations
 
-import logging
+from typing import Any
 
 from celery import shared_task
 
+from risk import services
 from tradingsite.schedule import PeriodicSpec
-
-log = logging.getLogger(__name__)
 
 PERIODIC_TASKS = [
     PeriodicSpec("risk: check risk", "risk.tasks.check_risk", 30,
@@ -19,10 +18,11 @@ PERIODIC_TASKS = [
 
 
 @shared_task(acks_late=True)
-def check_risk() -> None:
-    log.info("check_risk: scoring lands with the risk issue")
+def check_risk() -> dict[str, Any]:
+    """Runs every 30 s; each strategy is scored once per ``checkIntervalCandles`` candles."""
+    return services.run_risk_check().as_dict()
 
 
 @shared_task(acks_late=True)
-def prune_snapshots() -> None:
-    log.info("prune_snapshots: retention lands with the risk issue")
+def prune_snapshots() -> int:
+    return services.prune_snapshots()

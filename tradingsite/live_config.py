@@ -87,6 +87,15 @@ class RiskMonitoringConfig:
         default=12, metadata=_rule(gt=1, doc="Window of the recent realised volatility."))
     volatility_long_candles: int = field(
         default=96, metadata=_rule(gt=2, doc="Window of the baseline realised volatility."))
+    volatility_spike_ratio: float = field(
+        default=3.0, metadata=_rule(gt=1, doc="Recent/baseline volatility ratio that scores 0 "
+                                              "(a ratio of 1 or less scores 100)."))
+    missing_data_score: float = field(
+        default=50, metadata=_rule(ge=0, le=100, doc="Neutral score of a component whose market "
+                                                     "data is missing (flagged on the snapshot)."))
+    stale_data_candles: int = field(
+        default=3, metadata=_rule(gt=0, doc="Market data older than this many candles of the "
+                                            "timeframe counts as missing."))
     component_collapse_score: float = field(
         default=10, metadata=_rule(ge=0, le=100, doc="A component below this raises an alert."))
     snapshot_retention_days: int = field(

@@ -1,0 +1,18 @@
+"""Reactions to other apps' signals; each calls one service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from risk import services
+
+
+def resolve_alerts_of_closed_position(sender: Any, position: Any, **kwargs: Any) -> None:
+    """A closed position has no risk left: its open alerts are resolved with the close."""
+    services.resolve_position_alerts(position_id=position.pk)
+
+
+def create_risk_check_row(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
+    """Every strategy has its check row from the start (the check also creates missing ones)."""
+    if created and not kwargs.get("raw"):
+        services.strategy_check_row(strategy_id=instance.pk)

@@ -1,8 +1,9 @@
 """The platform's generic read API and its operator actions (mounted under /api/).
 
-Resources an app already exposes in its own ``api_urls`` are not repeated here;
-this module covers strategies, positions with their health and events, orders,
-the action queue and the trading halt.
+Resources an app already exposes in its own ``api_urls`` are not repeated here
+(alerts and their acknowledgement: ``/api/health/alerts``); this module covers
+strategies, positions with their health and events, orders, the action queue and
+the trading halt.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from rest_framework.views import APIView
 
 from execution.models import Action, ActionKind, CloseReason, Order
 from lifecycle.models import Position, PositionEvent, PositionState, Strategy
-from risk.models import HealthSnapshot, RiskAlert
+from risk.models import HealthSnapshot
 from tradingsite import selectors
 from tradingsite.operations import operator_action_request
 from tradingsite.services import halt_payload, platform_state, trading_halt, trading_resume
@@ -189,18 +190,6 @@ class ActionRequestSerializer(serializers.Serializer):
         max_length=128, required=False, allow_blank=False,
         help_text="Repeat a request safely: the same key returns the action it created. "
                   "May also be sent as the Idempotency-Key header.")
-
-
-class RiskAlertSerializer(ReadModelSerializer):
-    symbol = serializers.CharField(source="position.symbol", read_only=True, allow_null=True,
-                                   default=None)
-
-    class Meta:
-        model = RiskAlert
-        fields = ["id", "position", "symbol", "severity", "kind", "message", "first_seen",
-                  "last_seen", "occurrences", "resolved_at", "acknowledged", "acknowledged_at",
-                  "acknowledged_by"]
-        read_only_fields = fields
 
 
 class TradingHaltSerializer(serializers.Serializer):

@@ -12,10 +12,19 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.urls import reverse
 from django.utils import timezone
 
+from risk.serializers import RiskAlertSerializer
 from tradingsite import api, selectors
 from tradingsite.services import halt_payload, platform_state
 
 PERIODS = ("ALL", "TODAY", "WEEK", "MONTH")
+
+
+_ID_MARK = 987654321
+
+
+def _url_template(name: str) -> str:
+    """A route with one id as ``…/{id}/…``, for the scripts to fill in."""
+    return reverse(name, args=[_ID_MARK]).replace(str(_ID_MARK), "{id}")
 
 
 def endpoints() -> dict[str, str]:
@@ -24,6 +33,8 @@ def endpoints() -> dict[str, str]:
         "positions": reverse("position-list"),
         "actions": reverse("action-list"),
         "halt": reverse("trading-halt"),
+        "alerts": reverse("risk-alerts"),
+        "acknowledge": _url_template("risk-alert-acknowledge"),
         "resume": reverse("trading-resume"),
         "performance": "/api/analytics/performance",
         "equity": "/api/analytics/equity",
@@ -46,7 +57,7 @@ def dashboard_state(user: AbstractBaseUser) -> dict[str, Any]:
         "periods": PERIODS,
         "positions": api.PositionSerializer(selectors.open_positions(), many=True,
                                             context=context).data,
-        "alerts": api.RiskAlertSerializer(selectors.recent_alerts(), many=True).data,
+        "alerts": RiskAlertSerializer(selectors.recent_alerts(), many=True).data,
         "halt": api.TradingHaltSerializer(halt_payload(platform_state())).data,
     }
 

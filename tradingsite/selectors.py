@@ -14,6 +14,7 @@ from django.utils import timezone
 from execution.models import Action, Order
 from lifecycle.models import Position, PositionEvent, PositionState, Strategy
 from risk.models import HealthSnapshot, RiskAlert
+from risk.selectors import alerts_with_symbol
 
 HEALTH_HISTORY_LIMIT = 500
 DASHBOARD_ALERT_LIMIT = 50
@@ -98,5 +99,5 @@ def actions() -> QuerySet[Action]:
 
 def recent_alerts(limit: int = DASHBOARD_ALERT_LIMIT) -> QuerySet[RiskAlert]:
     """Unresolved alerts first, newest first: what the dashboard's feed starts with."""
-    return RiskAlert.objects.select_related("position").filter(
-        resolved_at__isnull=True).order_by("-last_seen", "-id")[:limit]
+    return alerts_with_symbol().filter(resolved_at__isnull=True).order_by(
+        "-last_seen", "-id")[:limit]

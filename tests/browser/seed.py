@@ -1,7 +1,8 @@
 """A realistic book for the browser tests and the dashboard screenshots.
 
 Six supervised positions in every lifecycle state and danger level, their health
-history, entry/close orders, events, alerts and ~140 closed trades over two months.
+history, recent candles (so a risk check scores them from market data), entry/close
+orders, events, alerts and ~140 closed trades over two months.
 Deterministic: the same ``now`` gives the same rows.
 """
 
@@ -12,7 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from execution.models import ActionKind, ActionState, OrderPurpose, OrderSide, OrderStatus
+from execution.models import (
+    ActionKind,
+    ActionState,
+    Candle,
+    OrderPurpose,
+    OrderSide,
+    OrderStatus,
+)
 from lifecycle.models import DangerLevel, Position, PositionSide, PositionState
 from risk.models import AlertSeverity
 from tradingsite.testing.factories import (
@@ -84,6 +92,7 @@ def seed_book(now: datetime, *, trades: int = 140, seed: int = 7) -> Book:
             health_checked_at=now - timedelta(seconds=40))
         positions[symbol.split("/")[0]] = position
         _seed_history(rng, position, opened, now, Decimal(score), level, comps)
+        _seed_candles(rng, symbol, strategies[strat].timeframe, mark_d, now)
         _seed_events(position, opened, minutes, state)
         OrderFactory(account=account, position=position, symbol=symbol,
                      side=OrderSide.BUY if side == PositionSide.LONG else OrderSide.SELL,
@@ -132,6 +141,32 @@ def _seed_history(rng: random.Random, position: Position, opened: datetime, now:
                 DangerLevel.SAFE if score >= 60 else DangerLevel.WARNING if score >= 30
                 else DangerLevel.CRITICAL),
             price=position.last_price)
+
+
+TIMEFRAME_MINUTES = {"5m": 5, "15m": 15}
+CANDLES = 120
+
+
+def _seed_candles(rng: random.Random, symbol: str, timeframe: str, last: Decimal,
+                  now: datetime) -> None:
+    """A random walk of closed candles ending at the mark price, volume fading lately."""
+    step = timedelta(minutes=TIMEFRAME_MINUTES[timeframe])
+    end = now.replace(second=0, microsecond=0)
+    end -= timedelta(minutes=end.minute % TIMEFRAME_MINUTES[timeframe])
+    closes = [float(last)]
+    for _ in range(CANDLES - 1):
+        closes.append(closes[-1] * (1 + rng.gauss(0, 0.0025)))
+    closes.reverse()
+    places = Decimal(10) ** last.as_tuple().exponent
+    rows = []
+    for k, close in enumerate(closes):
+        volume = rng.uniform(800, 1200) * (0.5 if k > CANDLES - 4 else 1.0)
+        c = Decimal(str(close)).quantize(places)
+        spread = (c * Decimal("0.0015")).quantize(places)
+        rows.append(Candle(exchange_id="paper", symbol=symbol, timeframe=timeframe,
+                           open_time=end - step * (CANDLES - k), open=c, high=c + spread,
+                           low=c - spread, close=c, volume=_d(volume)))
+    Candle.objects.bulk_create(rows)
 
 
 def _seed_events(position: Position, opened: datetime, minutes: int, state: str) -> None:

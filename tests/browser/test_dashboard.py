@@ -14,6 +14,9 @@ from django.db import connection
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
+from lifecycle.models import Position
+from risk.models import HealthSnapshot
+from risk.services import run_risk_check
 from tests.browser.seed import seed_book
 from tradingsite.live import send_now
 from tradingsite.services import is_trading_halted, trading_halt
@@ -85,7 +88,24 @@ def test_log_in_and_see_the_seeded_positions(page, live_url, book, users):
     expect(page.locator("#alerts-feed li")).to_have_count(4)  # open alerts only
 
 
-def test_a_health_update_shows_without_reload(page, live_url, book, users):
+def test_a_risk_check_changes_a_score_and_the_page_shows_it(page, live_url, book, users):
+    log_in(page, live_url, STAFF)
+    page.evaluate("window.__notReloaded = true")
+    btc = book.positions["BTC"]
+    score = row(page, btc.pk).locator('[data-role="score"]')
+    expect(score).to_have_text("82.4")
+    result = in_worker(run_risk_check, force=True)
+    assert result.positions == 6
+    btc = Position.objects.get(pk=btc.pk)
+    latest = HealthSnapshot.objects.filter(position=btc).latest("taken_at")
+    assert f"{btc.health_score:.1f}" != "82.4"
+    expect(score).to_have_text(f"{btc.health_score:.1f}", timeout=LIVE_TIMEOUT_MS)
+    expect(row(page, btc.pk).locator('[data-component="drawdown"]')).to_have_attribute(
+        "data-value", f"{latest.drawdown_score:.2f}")
+    assert page.evaluate("window.__notReloaded") is True
+
+
+def test_a_pushed_health_update_shows_without_reload(page, live_url, book, users):
     log_in(page, live_url, STAFF)
     page.evaluate("window.__notReloaded = true")
     btc = book.positions["BTC"]

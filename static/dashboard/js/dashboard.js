@@ -153,12 +153,35 @@ function renderNextTimeout() {
 // --- alerts -------------------------------------------------------------------------
 
 function renderAlerts() {
-  const list = [...alerts.values()].sort((a, b) => new Date(b.last_seen) - new Date(a.last_seen)).slice(0, 50);
+  // Open alerts first (newest first), then the recently resolved ones.
+  const list = [...alerts.values()].sort((a, b) => (!!a.resolved_at - !!b.resolved_at)
+    || new Date(b.last_seen) - new Date(a.last_seen)).slice(0, 50);
   const open = list.filter((a) => !a.resolved_at);
   $("alerts-feed").replaceChildren(...list.map(alertItem));
   $("alerts-empty").hidden = list.length > 0;
   $("alerts-count").textContent = open.length ? `(${open.length} open)` : "";
   renderKpis();
+}
+
+async function reloadAlerts() {
+  try {
+    const page = await apiFetch(state.endpoints.alerts, { params: { open: "true", limit: 50 } });
+    alerts.clear();
+    for (const a of page.results) alerts.set(a.id, a);
+    renderAlerts();
+  } catch (err) {
+    toast(`Could not reload alerts: ${err.message}`, { error: true });
+  }
+}
+
+async function acknowledge(alert, button) {
+  button.disabled = true;
+  try {
+    applyAlert(await apiFetch(state.endpoints.acknowledge.replace("{id}", alert.id), { method: "POST" }));
+  } catch (err) {
+    button.disabled = false;
+    toast(`Acknowledge refused: ${err.message}`, { error: true });
+  }
 }
 
 function alertItem(alert) {
@@ -175,18 +198,23 @@ function alertItem(alert) {
         : h("span", {}, "platform"),
       h("span", { class: "when", title: fmtDateTime(alert.last_seen) }, fmtAgo(alert.last_seen))),
     h("div", { class: "msg" }, alert.message),
-    h("div", { class: "faint small" }, details.join(" · ")));
+    h("div", { class: "foot" },
+      h("span", { class: "faint small" }, details.join(" · ")),
+      staff && !alert.acknowledged && !alert.resolved_at
+        ? h("button", { class: "btn small", type: "button", "data-role": "acknowledge",
+                        onclick: (ev) => acknowledge(alert, ev.currentTarget) }, "Acknowledge")
+        : null));
 }
 
-function applyAlert(payload, { resolved = false } = {}) {
-  const alert = payload.alert || payload;
+function applyAlert(alert, { resolved = false } = {}) {
   if (!alert || alert.id === undefined) return;
+  const known = alerts.has(alert.id);
   const merged = { ...(alerts.get(alert.id) || {}), ...alert };
   if (resolved && !merged.resolved_at) merged.resolved_at = new Date().toISOString();
   alerts.set(merged.id, merged);
   renderAlerts();
   const node = document.querySelector(`li[data-alert-id="${merged.id}"]`);
-  if (node && !resolved) node.classList.add("new");
+  if (node && !known) node.classList.add("new");
 }
 
 // --- performance ----------------------------------------------------------------------
@@ -297,6 +325,7 @@ const handlers = {
   "position.closed": (p) => { positions.delete(p.id ?? p.position_id); renderPositions(); },
   "alert.raised": (p) => applyAlert(p),
   "alert.resolved": (p) => applyAlert(p, { resolved: true }),
+  "alert.acknowledged": (p) => applyAlert(p),
   "trading.halted": renderHalt,
   "trading.resumed": renderHalt,
 };
@@ -319,7 +348,7 @@ function start() {
   const live = new LiveChannel(state.endpoints.live, {
     onEvent: (event, payload) => handlers[event]?.(payload),
     onStatus: bindLiveStatus($("live-status")),
-    onReconnect: () => { reloadPositions(); loadExecution(); },
+    onReconnect: () => { reloadPositions(); reloadAlerts(); loadExecution(); },
   });
   live.start();
   window.liveChannel = live;

@@ -13,14 +13,29 @@ export const COMPONENTS = [
   ["profitability", "Profitability"],
 ];
 
-/** Merge a live health entry ({id, score, components, danger_level, state, ...}) into a position. */
+/** Gross unrealised PnL at ``mark`` (before fees), as the API's ``unrealised_pnl``. */
+export function grossPnl(position, mark) {
+  const price = toNumber(mark);
+  if (price === null) return null;
+  const direction = position.side === "short" ? -1 : 1;
+  return (price - toNumber(position.entry_price)) * toNumber(position.quantity) * direction;
+}
+
+/**
+ * Merge a live health entry ({id, score, components, danger_level, state, last_price, ...})
+ * into a position. The PnL shown stays the API's gross figure, recomputed at the new mark
+ * (the risk push's own PnL deducts assumed fees).
+ */
 export function mergeHealth(position, update) {
   const merged = { ...position };
   if (update.state) merged.state = update.state;
   if (update.score !== undefined) merged.health_score = update.score;
   if (update.danger_level !== undefined) merged.danger_level = update.danger_level;
-  if (update.last_price !== undefined && update.last_price !== null) merged.mark_price = update.last_price;
-  if (update.unrealised_pnl !== undefined) merged.unrealised_pnl = update.unrealised_pnl;
+  if (update.last_price !== undefined && update.last_price !== null) {
+    merged.mark_price = update.last_price;
+    merged.unrealised_pnl = grossPnl(position, update.last_price);
+  }
+  if (update.checked_at) merged.health_checked_at = update.checked_at;
   if (update.minutes_to_timeout !== undefined && update.minutes_to_timeout !== null) {
     merged.timeout_at = new Date(Date.now() + Number(update.minutes_to_timeout) * 60000).toISOString();
   }
@@ -31,7 +46,8 @@ export function mergeHealth(position, update) {
       components: update.components ?? position.health?.components,
       danger_level: update.danger_level ?? position.health?.danger_level,
       data_complete: update.data_complete ?? position.health?.data_complete ?? true,
-      taken_at: update.taken_at ?? new Date().toISOString(),
+      missing: update.missing ?? position.health?.missing ?? [],
+      taken_at: update.checked_at ?? new Date().toISOString(),
     };
   }
   return merged;
@@ -40,7 +56,7 @@ export function mergeHealth(position, update) {
 export function scoreCell(position) {
   const score = toNumber(position.health_score ?? position.health?.score);
   const level = position.danger_level || position.health?.danger_level || "";
-  if (score === null) return h("span", { class: "score none", title: "Not scored yet" }, "—");
+  if (score === null) return h("span", { class: "score none", title: "Not scored yet", "data-role": "score" }, "—");
   const incomplete = position.health && position.health.data_complete === false;
   return h("span", {
     class: `score ${level}${incomplete ? " incomplete" : ""}`,
@@ -116,7 +132,8 @@ export function positionRow(position, { staff = false, onClose = null } = {}) {
   h("td", { class: "num" }, fmtQty(position.quantity)),
   h("td", { class: "num" }, fmtPrice(position.entry_price)),
   h("td", { class: "num", "data-role": "mark" }, fmtPrice(position.mark_price)),
-  h("td", { class: `num ${signClass(upnl)}`, "data-role": "upnl", title: quote ? `in ${quote}` : null },
+  h("td", { class: `num ${signClass(upnl)}`, "data-role": "upnl",
+            title: `gross at the mark price, before fees${quote ? ` (${quote})` : ""}` },
     fmtMoney(upnl)),
   h("td", { "data-role": "state" }, h("span", { class: `badge ${position.state}` }, position.state)),
   h("td", { class: "num", "data-role": "age" }, fmtDuration(ageSeconds(position))),

@@ -1,5 +1,12 @@
 """API routes of this app, mounted under /api/."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from analytics.api import EquityView, ExecutionView, PerformanceView, TradeListView
+
+urlpatterns = [
+    path("analytics/performance", PerformanceView.as_view(), name="analytics-performance"),
+    path("analytics/equity", EquityView.as_view(), name="analytics-equity"),
+    path("analytics/trades", TradeListView.as_view(), name="analytics-trades"),
+    path("analytics/execution", ExecutionView.as_view(), name="analytics-execution"),
+]

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 from celery import shared_task
 
+from analytics import services
 from tradingsite.schedule import PeriodicSpec
-
-log = logging.getLogger(__name__)
 
 PERIODIC_TASKS = [
     PeriodicSpec("analytics: refresh reports", "analytics.tasks.refresh_reports", 60,
@@ -17,5 +14,6 @@ PERIODIC_TASKS = [
 
 
 @shared_task(acks_late=True)
-def refresh_reports() -> None:
-    log.info("refresh_reports: cached reports land with the analytics issue")
+def refresh_reports() -> int:
+    """Idempotent: recomputes only the snapshots that are due."""
+    return services.refresh_reports()

@@ -34,7 +34,7 @@ def all_periodic_specs() -> list[PeriodicSpec]:
     return specs
 
 
-def ensure_periodic_tasks(sender: Any = None, **kwargs: Any) -> int:
+def ensure_periodic_tasks(sender: Any = None, using: str = "default", **kwargs: Any) -> int:
     """Create missing beat entries; returns how many were created.
 
     Connected to ``post_migrate``; acts once per migrate, when beat's own app reports.
@@ -45,13 +45,14 @@ def ensure_periodic_tasks(sender: Any = None, **kwargs: Any) -> int:
 
     created = 0
     for spec in all_periodic_specs():
-        if PeriodicTask.objects.filter(name=spec.name).exists():
+        if PeriodicTask.objects.using(using).filter(name=spec.name).exists():
             continue
         micro = spec.every_seconds < 1
         every = int(spec.every_seconds * 1_000_000) if micro else int(spec.every_seconds)
         period = IntervalSchedule.MICROSECONDS if micro else IntervalSchedule.SECONDS
-        interval, _ = IntervalSchedule.objects.get_or_create(every=every, period=period)
-        PeriodicTask.objects.create(name=spec.name, task=spec.task, interval=interval,
-                                    description=spec.description)
+        interval, _ = IntervalSchedule.objects.using(using).get_or_create(every=every,
+                                                                          period=period)
+        PeriodicTask.objects.using(using).create(name=spec.name, task=spec.task,
+                                                 interval=interval, description=spec.description)
         created += 1
     return created

@@ -1,0 +1,38 @@
+"""Import closed trades from a CSV file or a freqtrade backtest result (all or nothing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from analytics.importers import TradeImportError
+from analytics.services import import_trade_file
+
+
+class Command(BaseCommand):
+    help = ("Import closed trades from CSV (columns: symbol, side, quantity, entry_price, "
+            "exit_price, opened_at, closed_at [, strategy, fees, pnl, pnl_percent, exit_reason, "
+            "external_ref]) or a freqtrade backtest-result .json/.zip. Nothing is imported on "
+            "error. Unknown strategies are created on the first paper account.")
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("file", type=Path)
+        parser.add_argument("--strategy", help="Put every trade on this strategy.")
+        parser.add_argument("--format", dest="fmt", default="auto",
+                            choices=["auto", "csv", "freqtrade"],
+                            help="auto: .csv is CSV, anything else a freqtrade result.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            result = import_trade_file(options["file"], strategy=options["strategy"],
+                                       fmt=options["fmt"], progress=self.stdout.write)
+        except TradeImportError as exc:
+            raise CommandError(f"nothing imported: {exc}") from exc
+        if result.strategies_created:
+            self.stdout.write(f"created strategies: {', '.join(result.strategies_created)}")
+        self.stdout.write(self.style.SUCCESS(
+            f"imported {result.created} trades"
+            + (f", skipped {result.skipped_duplicates} already imported"
+               if result.skipped_duplicates else "")))

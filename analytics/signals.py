@@ -1,0 +1,28 @@
+"""Keep realised-PnL checkpoints true when trades change (connected in ``apps.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from lifecycle.models import Trade
+
+# Fields that decide which checkpoint a trade's PnL belongs to, and how much.
+_CHECKPOINT_FIELDS = {"pnl", "closed_at", "strategy", "strategy_id", "symbol", "exit_reason"}
+
+
+def trade_saved(sender: type[Trade], instance: Trade, created: bool, using: str,
+                update_fields: Iterable[str] | None = None, **kwargs: Any) -> None:
+    from analytics.selectors import forget_checkpoints_after
+
+    if created:
+        forget_checkpoints_after(instance.closed_at, using)
+    elif update_fields is None or _CHECKPOINT_FIELDS & set(update_fields):
+        # An edited trade may have moved: its old close time is unknown here.
+        forget_checkpoints_after(None, using)
+
+
+def trade_deleted(sender: type[Trade], instance: Trade, using: str, **kwargs: Any) -> None:
+    from analytics.selectors import forget_checkpoints_after
+
+    forget_checkpoints_after(instance.closed_at, using)

@@ -12,11 +12,13 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.urls import reverse
 from django.utils import timezone
 
+from analytics.metrics import METRIC_DEFINITIONS
+from analytics.periods import Period
 from risk.serializers import RiskAlertSerializer
 from tradingsite import api, selectors
 from tradingsite.services import halt_payload, platform_state
 
-PERIODS = ("ALL", "TODAY", "WEEK", "MONTH")
+PERIODS = [period.value for period in Period]
 
 
 _ID_MARK = 987654321
@@ -36,9 +38,9 @@ def endpoints() -> dict[str, str]:
         "alerts": reverse("risk-alerts"),
         "acknowledge": _url_template("risk-alert-acknowledge"),
         "resume": reverse("trading-resume"),
-        "performance": "/api/analytics/performance",
-        "equity": "/api/analytics/equity",
-        "execution": "/api/analytics/execution",
+        "performance": reverse("analytics-performance"),
+        "equity": reverse("analytics-equity"),
+        "execution": reverse("analytics-execution"),
         "live": "/ws/health/",
     }
 
@@ -55,6 +57,7 @@ def dashboard_state(user: AbstractBaseUser) -> dict[str, Any]:
         "user": _user(user),
         "endpoints": endpoints(),
         "periods": PERIODS,
+        "metric_definitions": METRIC_DEFINITIONS,
         "positions": api.PositionSerializer(selectors.open_positions(), many=True,
                                             context=context).data,
         "alerts": RiskAlertSerializer(selectors.recent_alerts(), many=True).data,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
@@ -140,6 +140,35 @@ def test_a_closed_position_leaves_the_table_live(page, live_url, book, users):
     in_worker(send_now, "position.state_changed", {"id": xrp.pk, "state": "CLOSED", "from_state": "CLOSING"})
     expect(row(page, xrp.pk)).to_have_count(0, timeout=LIVE_TIMEOUT_MS)
     expect(page.locator("#kpi-open")).to_have_text("5")
+
+
+def money(value: float | None) -> str:
+    """The dashboard's money format: signed, thousands separated, 2 decimals, half away from 0."""
+    if value is None:
+        return "—"
+    amount = Decimal(abs(value)).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    sign = "+" if value > 0 else "−" if value < 0 else ""
+    return f"{sign}{amount:,.2f}"
+
+
+def test_the_period_tabs_change_the_metrics(page, live_url, book, users):
+    log_in(page, live_url, VIEWER)
+    panel = page.locator("#performance")
+    trades = page.locator('#perf-metrics [data-metric="trades"] .value')
+    net = page.locator('#perf-metrics [data-metric="total_pnl"] .value')
+    expect(panel).to_have_attribute("data-period", "ALL")
+    expect(trades).to_have_text("40")
+    seen = {}
+    for period in ("TODAY", "WEEK", "MONTH", "ALL"):
+        report = page.request.get(f"{live_url}/api/analytics/performance?period={period}").json()
+        page.click(f'#period-tabs button[data-period="{period}"]')
+        expect(panel).to_have_attribute("data-period", period)
+        expect(page.locator(f'#period-tabs button[data-period="{period}"]')).to_have_attribute(
+            "aria-selected", "true")
+        expect(trades).to_have_text(str(report["trade_count"]))
+        expect(net).to_have_text(money(report["metrics"]["total_pnl"]["value"]))
+        seen[period] = report["trade_count"]
+    assert seen["ALL"] == 40 and seen["TODAY"] < seen["ALL"]
 
 
 def test_staff_halt_and_resume_trading(page, live_url, book, users):

@@ -34,7 +34,8 @@ function timeLabel(ms, span) {
 
 /**
  * Draw series = [{name, points: [{x: ms, y: number}], cls, area}] into container.
- * opts: yFormat(v), yMin, yMax, lines: [{y, cls}] (thresholds), empty: text.
+ * opts: yFormat(v), yMin, yMax, lines: [{y, cls}] (thresholds), bands: [{from, to, cls}]
+ * (shaded value ranges), empty: text.
  * Redraws itself when the container is resized; returns {update(series)}.
  */
 export function lineChart(container, series, opts = {}) {
@@ -44,7 +45,7 @@ export function lineChart(container, series, opts = {}) {
   observer.observe(container);
   draw();
   return {
-    update(next) { current = next; draw(); },
+    update(next, nextOpts) { current = next; if (nextOpts) opts = nextOpts; draw(); },
   };
 }
 
@@ -80,7 +81,12 @@ function render(container, series, opts) {
 
   const svg = s("svg", { viewBox: `0 0 ${width} ${height}`, role: "img",
                          "aria-label": opts.label || "chart" });
-  for (const t of yTicks(y0, y1)) {
+  for (const band of opts.bands || []) {
+    const top = Y(Math.min(band.to, y1));
+    svg.append(s("rect", { class: band.cls, x: MARGIN.left, width: innerW, y: top,
+                           height: Math.max(0, Y(Math.max(band.from, y0)) - top) }));
+  }
+  for (const t of yTicks(y0, y1, Math.max(3, Math.floor(innerH / 45)))) {
     svg.append(s("line", { class: "grid-line", x1: MARGIN.left, x2: width - MARGIN.right, y1: Y(t), y2: Y(t) }));
     const label = s("text", { class: "axis-label", x: MARGIN.left - 8, y: Y(t) + 3, "text-anchor": "end" });
     label.textContent = yFormat(t);

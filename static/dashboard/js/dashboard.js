@@ -4,7 +4,7 @@
 import { apiFetch, toast } from "./api.js";
 import { lineChart } from "./charts.js";
 import {
-  fmtAgo, fmtCountdown, fmtDateTime, fmtDuration, fmtMoney, fmtPct, fmtQty, fmtRatio, h,
+  fmtAgo, fmtCountdown, fmtDateTime, fmtDuration, fmtMoney, fmtPct, fmtQty, fmtRatio, fmtTime, h,
   initialState, signClass, splitSymbol, toNumber,
 } from "./format.js";
 import { bindHaltControls, renderHalt } from "./halt.js";
@@ -218,18 +218,57 @@ function applyAlert(alert, { resolved = false } = {}) {
 }
 
 // --- performance ----------------------------------------------------------------------
+// Shapes of /api/analytics/performance, /equity and /execution: every metric is
+// {value, sample_size, undefined_reason?}; ratios (win rate, drawdown) are fractions.
+
+const metric = (report, name) => report.metrics?.[name] ?? report[name] ?? {};
+const value = (report, name) => toNumber(metric(report, name).value);
+const undefinedReason = (report, name) => (metric(report, name).undefined_reason || "").replaceAll("_", " ");
 
 const METRICS = [
-  ["Trades", (r) => String(r.trade_count ?? "—"), (r) => r.winning_trades !== undefined ? `${r.winning_trades} won · ${r.losing_trades} lost` : ""],
-  ["Net PnL", (r) => fmtMoney(r.net_pnl), (r) => r.total_return_percent !== undefined ? fmtPct(r.total_return_percent, { signed: true }) : "", (r) => signClass(r.net_pnl)],
-  ["Win rate", (r) => fmtPct(r.win_rate_percent)],
-  ["Profit factor", (r) => r.profit_factor === null || r.profit_factor === undefined ? (r.profit_factor_undefined ? "∞" : "—") : fmtRatio(r.profit_factor), (r) => r.profit_factor_undefined ? "no losing trades" : ""],
-  ["Expectancy", (r) => fmtMoney(r.expectancy), () => "per trade", (r) => signClass(r.expectancy)],
-  ["Sharpe", (r) => fmtRatio(r.sharpe_ratio), () => "annualised, daily"],
-  ["Sortino", (r) => fmtRatio(r.sortino_ratio), () => "annualised, daily"],
-  ["Max drawdown", (r) => fmtPct(r.max_drawdown_percent), (r) => r.max_drawdown !== undefined ? fmtMoney(r.max_drawdown, { signed: false }) : ""],
-  ["Avg holding", (r) => fmtDuration(r.average_holding_seconds), () => ""],
-  ["Avg win / loss", (r) => `${fmtMoney(r.average_win)} / ${fmtMoney(r.average_loss)}`, () => ""],
+  {
+    label: "Trades", name: "trades", value: (r) => String(value(r, "trades") ?? "—"),
+    sub: (r) => `${value(r, "wins") ?? 0} won · ${value(r, "losses") ?? 0} lost`,
+  },
+  {
+    label: "Net PnL", name: "total_pnl", value: (r) => fmtMoney(value(r, "total_pnl")),
+    cls: (r) => signClass(value(r, "total_pnl")),
+    sub: (r) => `${fmtPct(value(r, "return_percent"), { signed: true })} of start equity`,
+  },
+  {
+    label: "Win rate", name: "win_rate", value: (r) => fmtPct(value(r, "win_rate"), { ratio: true, digits: 1 }),
+    sub: (r) => (value(r, "payoff_ratio") !== null ? `payoff ${fmtRatio(value(r, "payoff_ratio"))}` : undefinedReason(r, "win_rate")),
+  },
+  {
+    label: "Profit factor", name: "profit_factor", value: (r) => fmtRatio(value(r, "profit_factor")),
+    sub: (r) => undefinedReason(r, "profit_factor") || "gross profit ÷ gross loss",
+  },
+  {
+    label: "Expectancy", name: "expectancy", value: (r) => fmtMoney(value(r, "expectancy")),
+    cls: (r) => signClass(value(r, "expectancy")), sub: () => "mean PnL per trade",
+  },
+  {
+    label: "Sharpe", name: "sharpe_ratio", value: (r) => fmtRatio(value(r, "sharpe_ratio")),
+    sub: (r) => undefinedReason(r, "sharpe_ratio") || `daily, annualised · ${metric(r, "sharpe_ratio").sample_size ?? 0} d`,
+  },
+  {
+    label: "Sortino", name: "sortino_ratio", value: (r) => fmtRatio(value(r, "sortino_ratio")),
+    sub: (r) => undefinedReason(r, "sortino_ratio") || "daily, annualised",
+  },
+  {
+    label: "Max drawdown", name: "max_drawdown", value: (r) => fmtPct(value(r, "max_drawdown"), { ratio: true }),
+    cls: (r) => (value(r, "max_drawdown") ? "neg" : ""),
+    sub: (r) => fmtMoney(value(r, "max_drawdown_amount")),
+  },
+  {
+    label: "Avg holding", name: "holding_seconds_mean", value: (r) => fmtDuration(value(r, "holding_seconds_mean")),
+    sub: (r) => `median ${fmtDuration(value(r, "holding_seconds_median"))}`,
+  },
+  {
+    label: "Avg win / loss", name: "average_win",
+    value: (r) => `${fmtMoney(value(r, "average_win"))} / ${fmtMoney(value(r, "average_loss"))}`,
+    sub: (r) => `fees paid ${fmtMoney(value(r, "fees_paid"), { signed: false })}`,
+  },
 ];
 
 let equityChart = null;
@@ -240,43 +279,49 @@ async function loadPerformance(period) {
   for (const tab of document.querySelectorAll("#period-tabs button")) {
     tab.setAttribute("aria-selected", String(tab.dataset.period === period));
   }
-  $("performance").dataset.period = period;
-  $("performance").dataset.loading = "true";
+  const panel = $("performance");
+  panel.dataset.loading = "true";
   try {
     const [report, equity] = await Promise.all([
       apiFetch(state.endpoints.performance, { params: { period } }),
-      apiFetch(state.endpoints.equity, { params: { period } }).catch(() => null),
+      apiFetch(state.endpoints.equity, { params: { period } }),
     ]);
     if (ticket !== periodRequest) return;
     renderPerformance(report, equity);
+    panel.dataset.period = period;
   } catch (err) {
     if (ticket !== periodRequest) return;
     $("perf-metrics").replaceChildren(h("div", { class: "panel-empty" }, `Performance unavailable: ${err.message}`));
   } finally {
-    if (ticket === periodRequest) $("performance").dataset.loading = "false";
+    if (ticket === periodRequest) panel.dataset.loading = "false";
   }
 }
 
 function renderPerformance(report, equity) {
-  $("perf-range").textContent = report.start || report.end
-    ? `${report.start ? fmtDateTime(report.start) : "start"} → ${report.end ? fmtDateTime(report.end) : "now"}` : "";
-  $("perf-metrics").replaceChildren(...METRICS.map(([label, value, sub, cls]) =>
-    h("div", { class: "metric", dataset: { metric: label } },
-      h("div", { class: "label" }, label),
-      h("div", { class: `value ${cls ? cls(report) : ""}` }, value(report)),
-      h("div", { class: "sub" }, (sub && sub(report)) || "\u00a0"))));
+  const win = report.window || {};
+  $("perf-range").textContent = `${win.start ? fmtDateTime(win.start) : "first trade"} → ${win.end ? fmtDateTime(win.end) : "now"}`
+    + `${report.time_zone ? ` (${report.time_zone})` : ""}${report.cached ? " · cached" : ""}`;
+  const definitions = state.metric_definitions || {};
+  $("perf-metrics").replaceChildren(...METRICS.map((m) =>
+    h("div", { class: "metric", dataset: { metric: m.name }, title: definitions[m.name] || null },
+      h("div", { class: "label" }, m.label),
+      h("div", { class: `value ${m.cls ? m.cls(report) : ""}` }, m.value(report)),
+      h("div", { class: "sub" }, (m.sub && m.sub(report)) || "\u00a0"))));
   renderTrades("top-trades", report.top_trades || []);
   renderTrades("worst-trades", report.worst_trades || []);
-  const points = (equity?.points || []).map((p) => ({ x: new Date(p.time).getTime(), y: toNumber(p.equity) }))
+  const points = (equity.points || []).map((p) => ({ x: new Date(p.time).getTime(), y: toNumber(p.equity) }))
     .filter((p) => p.y !== null);
   const series = [{ name: "equity", points, area: true }];
-  const base = toNumber(equity?.starting_capital);
+  const base = toNumber(equity.start_equity);
   const opts = {
     label: "Equity curve", empty: "No closed trades in this period.",
     yFormat: (v) => v.toLocaleString("en-US", { maximumFractionDigits: 0 }),
+    tipLabel: (p) => `equity ${p.y.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`,
     lines: base !== null ? [{ y: base, cls: "baseline" }] : [],
   };
-  if (equityChart) equityChart.update(series); else equityChart = lineChart($("equity-chart"), series, opts);
+  if (equityChart) equityChart.update(series, opts); else equityChart = lineChart($("equity-chart"), series, opts);
+  $("equity-note").textContent = base !== null
+    ? `start ${fmtMoney(base, { signed: false })} → end ${fmtMoney(report.end_equity, { signed: false })}` : "";
 }
 
 function renderTrades(id, trades) {
@@ -285,10 +330,12 @@ function renderTrades(id, trades) {
     body.replaceChildren(h("tr", {}, h("td", { class: "faint", colspan: 5 }, "No trades.")));
     return;
   }
-  body.replaceChildren(...trades.map((t) => h("tr", {},
-    h("td", { class: "sym" }, t.symbol),
-    h("td", {}, h("span", { class: `badge side-${t.side}` }, (t.side || "").toUpperCase())),
-    h("td", { class: "muted nowrap" }, fmtDateTime(t.closed_at)),
+  body.replaceChildren(...trades.slice(0, 5).map((t) => h("tr", {
+    title: `#${t.id} · ${t.strategy} · held ${fmtDuration(t.holding_seconds)} · exit ${t.exit_reason}`,
+  },
+    h("td", { class: "sym" }, splitSymbol(t.symbol).pair,
+      h("span", { class: `trade-side side-${t.side}` }, (t.side || "").toUpperCase())),
+    h("td", { class: "muted nowrap" }, fmtDateTime(t.closed_at).slice(5)),
     h("td", { class: `num ${signClass(t.pnl)}` }, fmtMoney(t.pnl)),
     h("td", { class: `num ${signClass(t.pnl_percent)}` }, fmtPct(t.pnl_percent, { signed: true })))));
 }
@@ -296,21 +343,23 @@ function renderTrades(id, trades) {
 // --- execution metrics ------------------------------------------------------------------
 
 const EXEC_ROWS = [
-  ["Orders", (m) => String(m.orders ?? "—")],
-  ["Success rate", (m) => fmtPct(m.success_rate_percent)],
-  ["Retries", (m) => String(m.retries ?? "—")],
-  ["Timeouts", (m) => String(m.timeouts ?? "—")],
-  ["Rejects", (m) => String(m.rejects ?? "—")],
-  ["Latency avg / p95", (m) => `${m.latency_avg_ms ?? "—"} / ${m.latency_p95_ms ?? "—"} ms`],
-  ["Slippage avg / worst", (m) => `${fmtPct(m.slippage_avg_percent, { digits: 3 })} / ${fmtPct(m.slippage_worst_percent, { digits: 3 })}`],
+  ["Orders", (m) => `${value(m, "orders") ?? "—"}`, (m) => `${value(m, "filled") ?? 0} filled · ${value(m, "open") ?? 0} open`],
+  ["Success rate", (m) => fmtPct(value(m, "success_rate"), { ratio: true, digits: 1 })],
+  ["Retries", (m) => `${value(m, "retries") ?? "—"}`, (m) => `${value(m, "orders_retried") ?? 0} orders`],
+  ["Timeouts", (m) => `${value(m, "timeouts") ?? "—"}`],
+  ["Rejected / failed", (m) => `${value(m, "rejected") ?? "—"} / ${value(m, "failed") ?? "—"}`],
+  ["Latency mean / p95", (m) => `${fmtRatio(value(m, "latency_ms_mean"), 0)} / ${fmtRatio(value(m, "latency_ms_p95"), 0)} ms`],
+  ["Slippage mean / worst", (m) => `${fmtPct(value(m, "slippage_percent_mean"), { digits: 3 })} / ${fmtPct(value(m, "slippage_percent_worst"), { digits: 3 })}`],
 ];
 
 async function loadExecution() {
   try {
-    const metrics = await apiFetch(state.endpoints.execution);
-    const overall = metrics.overall || metrics;
-    $("exec-metrics").replaceChildren(...EXEC_ROWS.flatMap(([label, value]) => [h("dt", {}, label), h("dd", {}, value(overall))]));
-    $("exec-updated").textContent = `updated ${fmtAgo(new Date().toISOString())}`;
+    const report = await apiFetch(state.endpoints.execution);
+    const overall = report.overall || {};
+    $("exec-metrics").replaceChildren(...EXEC_ROWS.flatMap(([label, show, sub]) => [
+      h("dt", {}, label, sub ? h("span", { class: "faint small block" }, sub(overall)) : null),
+      h("dd", {}, show(overall))]));
+    $("exec-updated").textContent = `all time · ${fmtTime(new Date().toISOString())}`;
   } catch (err) {
     $("exec-metrics").replaceChildren(h("dt", {}, "Unavailable"), h("dd", { class: "faint" }, err.message));
   }

@@ -55,6 +55,7 @@ function renderChart() {
     label: "Health score history", yMin: 0, yMax: 100, empty: "No health checks yet.",
     yFormat: (v) => v.toFixed(0),
     lines: [{ y: WARNING_SCORE, cls: "threshold-warn" }, { y: CRITICAL_SCORE, cls: "threshold-crit" }],
+    bands: [{ from: CRITICAL_SCORE, to: WARNING_SCORE, cls: "band-warn" }, { from: 0, to: CRITICAL_SCORE, cls: "band-crit" }],
     tipLabel: (p) => `score ${p.y.toFixed(1)} · ${p.snapshot.danger_level}`,
   });
 }

@@ -69,6 +69,7 @@ def position_page_state(user: AbstractBaseUser, position_id: int) -> dict[str, A
     """One position with its health history, orders and actions; ``Position.DoesNotExist``."""
     position = selectors.position_detail(position_id)
     context = {"now": timezone.now()}
+    risk = position.strategy.effective_config().risk_monitoring
     return {
         "now": context["now"],
         "user": _user(user),
@@ -79,4 +80,6 @@ def position_page_state(user: AbstractBaseUser, position_id: int) -> dict[str, A
         "orders": api.OrderSerializer(selectors.position_orders(position), many=True).data,
         "actions": api.ActionSerializer(selectors.position_actions(position), many=True).data,
         "halt": api.TradingHaltSerializer(halt_payload(platform_state())).data,
+        "thresholds": {"warning": risk.warning_score_threshold,
+                       "critical": risk.health_score_threshold},
     }

@@ -14,8 +14,9 @@ const state = initialState();
 let position = state.position;
 const history = state.health_history.map(toPoint);
 const $ = (id) => document.getElementById(id);
-const WARNING_SCORE = 60;
-const CRITICAL_SCORE = 30;
+// The strategy's danger thresholds (riskMonitoring.warningScoreThreshold / healthScoreThreshold).
+const WARNING_SCORE = state.thresholds.warning;
+const CRITICAL_SCORE = state.thresholds.critical;
 
 function toPoint(snapshot) {
   return { x: new Date(snapshot.taken_at).getTime(), y: toNumber(snapshot.score), snapshot };

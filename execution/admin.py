@@ -1,7 +1,14 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
 
-from execution.models import Action, Candle, ExchangeAccount, Order
+from execution.exchanges.errors import ExchangeError
+from execution.models import Action, Candle, ExchangeAccount, Order, OrderStatus
+from execution.services import order_cancel
 from tradingsite.admin_helpers import AppendOnlyAdmin
+from tradingsite.errors import DomainError
 
 
 @admin.register(ExchangeAccount)
@@ -25,6 +32,11 @@ class ExchangeAccountAdmin(admin.ModelAdmin):
     def credentials(self, obj: ExchangeAccount) -> str:
         return obj.credentials_status()
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "api_base_url":
+            kwargs["assume_scheme"] = "https"  # a base URL typed without scheme is https
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
@@ -36,9 +48,44 @@ class OrderAdmin(admin.ModelAdmin):
     list_select_related = ("account",)
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in Order._meta.fields]
+    actions = ["cancel_orders"]
 
     def has_add_permission(self, request) -> bool:
         return False  # orders are placed through the pipeline, never typed in
+
+    def has_cancel_orders_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_staff and self.has_change_permission(request)
+
+    @admin.action(description="Cancel selected orders", permissions=["cancel_orders"])
+    def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Order]):
+        """Ask for confirmation, then cancel each active order and report what the exchange says."""
+        if request.POST.get("confirm") != "yes":
+            return TemplateResponse(request, "admin/execution/order/cancel_orders.html", {
+                **self.admin_site.each_context(request),
+                "title": "Cancel orders: are you sure?",
+                "opts": self.model._meta,
+                "orders": queryset.select_related("account"),
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "action_name": "cancel_orders",
+            })
+        actor = request.user.get_username()
+        for order in queryset.select_related("account", "strategy", "position", "action"):
+            if order.is_final:
+                self.message_user(request, f"{order.client_order_id} is already "
+                                  f"{order.get_status_display().lower()}: skipped.",
+                                  messages.WARNING)
+                continue
+            try:
+                order_cancel(order, actor=actor)
+            except (DomainError, ExchangeError) as exc:
+                self.message_user(request, f"{order.client_order_id}: {exc}", messages.ERROR)
+                continue
+            level = messages.SUCCESS if order.status == OrderStatus.CANCELLED else messages.INFO
+            self.message_user(request, f"{order.client_order_id}: "
+                              f"{order.get_status_display().lower()} (filled "
+                              f"{order.filled_quantity.normalize()} of "
+                              f"{order.quantity.normalize()}).", level)
+        return None
 
 
 @admin.register(Action)

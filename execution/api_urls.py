@@ -1,5 +1,20 @@
 """API routes of this app, mounted under /api/."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from execution.api import (
+    ActionListApi,
+    CancelOrderApi,
+    OrderDetailApi,
+    OrderListApi,
+    PlaceOrderApi,
+)
+
+urlpatterns = [
+    path("execution/orders", OrderListApi.as_view(), name="execution-orders"),
+    path("execution/orders/place", PlaceOrderApi.as_view(), name="execution-order-place"),
+    path("execution/orders/<int:pk>", OrderDetailApi.as_view(), name="execution-order"),
+    path("execution/orders/<int:order_id>/cancel", CancelOrderApi.as_view(),
+         name="execution-order-cancel"),
+    path("execution/actions", ActionListApi.as_view(), name="execution-actions"),
+]

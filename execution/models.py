@@ -94,6 +94,13 @@ class ExchangeAccount(models.Model):
     def clean(self) -> None:
         if not self.is_paper and self.paper_config:
             raise ValidationError({"paper_config": "Only paper accounts take a paper_config."})
+        if self.is_paper:
+            from execution.exchanges.paper_config import PaperConfigError, parse_paper_config
+
+            try:
+                parse_paper_config(self.paper_config)
+            except PaperConfigError as exc:
+                raise ValidationError({"paper_config": str(exc)}) from exc
 
 
 class OrderSide(models.TextChoices):
@@ -142,6 +149,14 @@ class Order(models.Model):
                                  on_delete=models.PROTECT, related_name="orders")
     action = models.ForeignKey("execution.Action", null=True, blank=True,
                                on_delete=models.SET_NULL, related_name="orders")
+    strategy = models.ForeignKey(
+        "lifecycle.Strategy", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="orders",
+        help_text="Whose order: its config (retries, timeout, slippage) and, for an entry, "
+                  "the strategy of the position the fill opens.")
+    replaces = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replacements",
+        help_text="The timed-out emergency close order this market order replaces.")
     client_order_id = models.CharField(max_length=64, unique=True)
     exchange_order_id = models.CharField(max_length=128, blank=True, default="", db_index=True)
     symbol = models.CharField(max_length=64)
@@ -197,7 +212,10 @@ class Order(models.Model):
             models.CheckConstraint(condition=Q(status__in=OrderStatus.values),
                                    name="order_status_valid"),
             models.CheckConstraint(condition=Q(side__in=OrderSide.values), name="order_side_valid"),
-            models.CheckConstraint(condition=Q(order_type=OrderType.MARKET) | Q(price__gt=0),
+            # price IS NOT NULL spelled out: a NULL price would make `price > 0` unknown,
+            # which a CHECK lets through.
+            models.CheckConstraint(condition=Q(order_type=OrderType.MARKET)
+                                   | Q(price__isnull=False, price__gt=0),
                                    name="order_limit_has_price"),
         ]
 

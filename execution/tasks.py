@@ -1,11 +1,28 @@
-"""Execution beat tasks."""
+"""Execution Celery tasks: thin entry points over ``execution.services``.
+
+Every task is acknowledged late and idempotent. An order is driven one step per
+task run: after a step the next run is scheduled with ``countdown`` (a retry
+backoff or a poll interval), never slept. Order work goes to the account's queue:
+``ExchangeAccount.order_queue``, else ``settings.EXCHANGE_QUEUES[account name]``,
+else the default queue (start a worker with ``-Q <queue>`` to serve one account).
+"""
 
 from __future__ import annotations
 
 import logging
 
 from celery import shared_task
+from django.conf import settings
 
+from execution.market_data import candles_refresh_in_use
+from execution.models import Action, ExchangeAccount, Order
+from execution.pipeline import Next
+from execution.services import (
+    action_process,
+    actions_sweep,
+    order_advance,
+    orders_expire_overdue,
+)
 from tradingsite.schedule import PeriodicSpec
 
 log = logging.getLogger(__name__)
@@ -15,19 +32,68 @@ PERIODIC_TASKS = [
                  "Run pending actions that no on-commit task picked up."),
     PeriodicSpec("execution: order timeouts", "execution.tasks.sweep_order_timeouts", 5,
                  "Cancel, verify and replace orders not final after orderTimeoutSeconds."),
+    PeriodicSpec("execution: refresh candles", "execution.tasks.refresh_candles", 60,
+                 "Store the latest closed candles of every market a position is held in."),
 ]
 
 
-@shared_task(acks_late=True)
-def sweep_actions() -> None:
-    log.info("sweep_actions: the action queue lands with the execution issue")
+def queue_for(account: ExchangeAccount) -> str | None:
+    """The Celery queue of an account's order work (``None``: the default queue)."""
+    return account.order_queue or settings.EXCHANGE_QUEUES.get(account.name) or None
+
+
+def schedule_next(step: Next) -> None:
+    """Run the order's next step later, on its account's queue."""
+    drive_order.apply_async((step.order.pk,), countdown=step.delay,
+                            queue=queue_for(step.order.account))
+
+
+def drive_in_background(order: Order) -> Order:
+    """Driver for workers: one step now, the rest scheduled with a countdown."""
+    step = order_advance(order)
+    if not step.done:
+        schedule_next(step)
+    return step.order
+
+
+def drive_on_account_queue(order: Order) -> Order:
+    """Driver for actions: exchange calls happen on the account's queue when it has one."""
+    if queue_for(order.account) is None:
+        return drive_in_background(order)
+    schedule_next(Next(order, 0.0, "hand over to the account's queue"))
+    return order
 
 
 @shared_task(acks_late=True)
-def sweep_order_timeouts() -> None:
-    log.info("sweep_order_timeouts: order timeouts land with the execution issue")
+def drive_order(order_id: int) -> None:
+    """One step of an order (placement attempt, status poll, cancel-and-verify)."""
+    order = Order.objects.select_related("account", "strategy", "position", "action").filter(
+        pk=order_id).first()
+    if order is None:
+        log.warning("drive_order: order %s does not exist", order_id)
+        return
+    drive_in_background(order)
 
 
 @shared_task(acks_late=True)
 def process_action(action_id: int) -> None:
-    log.info("process_action %s: action processing lands with the execution issue", action_id)
+    """Run an action from the queue (started on commit by whoever requested it)."""
+    if not Action.objects.filter(pk=action_id).exists():
+        log.warning("process_action: action %s does not exist", action_id)
+        return
+    action_process(action_id, drive=drive_on_account_queue)
+
+
+@shared_task(acks_late=True)
+def sweep_actions() -> int:
+    return actions_sweep(drive=drive_on_account_queue)
+
+
+@shared_task(acks_late=True)
+def sweep_order_timeouts() -> int:
+    return orders_expire_overdue(schedule=schedule_next)
+
+
+@shared_task(acks_late=True)
+def refresh_candles() -> dict:
+    return candles_refresh_in_use()

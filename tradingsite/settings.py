@@ -199,6 +199,7 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "tradingsite.api_schema.add_error_responses",
     ],
+    # One schema name per choice set shared by several apps' serializers.
     "ENUM_NAME_OVERRIDES": {
         "PositionStateEnum": "lifecycle.models.PositionState",
         "PositionSideEnum": "lifecycle.models.PositionSide",
@@ -245,6 +246,9 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Paper exchange / embedded market feed --------------------------------
 PAPER_CANDLE_DIR = BASE_DIR / "execution" / "data" / "candles"
+# ccxt exchanges: request timeout (ms) and ccxt's own client-side rate limiter.
+EXCHANGE_TIMEOUT_MS = env_int("EXCHANGE_TIMEOUT_MS", 10000)
+EXCHANGE_ENABLE_RATE_LIMIT = env_bool("EXCHANGE_ENABLE_RATE_LIMIT", True)
 
 # --- Logging -----------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")

@@ -74,8 +74,6 @@ def test_a_trade_closed_before_it_opened_is_refused():
              "trade_closed_after_opened")
 
 
-@pytest.mark.xfail(strict=True, reason="order_limit_has_price is `market OR price > 0`: a NULL "
-                                       "price makes the check unknown, which SQL lets through")
 def test_a_limit_order_without_a_price_is_refused():
     _refused(lambda: OrderFactory(order_type="limit", price=None), "order_limit_has_price")
 

@@ -1,0 +1,630 @@
+"""The order pipeline: an order moves one step at a time, so no worker ever blocks.
+
+``order_submit`` records the order and its client order id before any network
+call. ``order_step`` then does exactly one thing and says when to come back
+(``Next``): a placement attempt, a status poll, or the cancel-and-verify of a
+timed-out order. A Celery task runs one step and schedules the next with a
+countdown; tests and scripts run the steps in a loop with an injectable sleep.
+
+Placement is safe to retry because every attempt after one whose outcome is
+unknown first asks the exchange for the client order id, and a resend reuses
+that id (a duplicate refusal such as Bybit's 110072 means "it exists"). Only
+``TransientError`` is retried, after ``retryDelayMs × 2^n`` (1 s, 2 s, 4 s by
+default, ``maxRetries`` = 3); a rejection fails at once with the exchange's
+message on the order.
+
+Each attempt is claimed with a compare-and-set on ``(status, attempts)``, so two
+workers running the same step send at most one request.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from execution.alerts import raise_slippage_alert
+from execution.exchanges import exchange_for
+from execution.exchanges.base import (
+    BUY,
+    CANCELED,
+    CLOSED,
+    EXPIRED,
+    REJECTED,
+    Exchange,
+    OrderRequest,
+    OrderSnapshot,
+)
+from execution.exchanges.errors import (
+    DuplicateOrderError,
+    ExchangeError,
+    OrderNotFound,
+    RejectedError,
+    TransientError,
+)
+from execution.models import (
+    ExchangeAccount,
+    Order,
+    OrderPurpose,
+    OrderSide,
+    OrderStatus,
+    OrderType,
+)
+from execution.slippage import signed_slippage_percent, walk_book
+from lifecycle.models import PositionSide, PositionState
+from lifecycle.services import position_apply_close_fill, position_open
+from tradingsite.errors import ConflictError, DomainError
+from tradingsite.live import broadcast
+from tradingsite.live_config import OrderExecutionConfig, site_config
+
+log = logging.getLogger(__name__)
+
+S = OrderStatus
+PRICE_PLACES = Decimal("1e-10")
+UNACKNOWLEDGED = (S.CREATED, S.SUBMITTING, S.UNKNOWN)
+LIVE_ON_EXCHANGE = (S.OPEN, S.PARTIALLY_FILLED)
+BOOK_DEPTH = 25
+# Everything a step may change; the final write sends these and nothing else.
+FINAL_FIELDS = ["status", "quantity", "price", "expected_price", "exchange_order_id",
+                "filled_quantity", "average_fill_price", "fee", "fee_currency",
+                "slippage_percent", "estimated_slippage_percent", "attempts", "retries",
+                "timed_out", "latency_ms", "last_error", "error_code", "next_attempt_at",
+                "submitted_at", "acknowledged_at", "filled_at", "finalized_at", "updated_at"]
+
+
+@dataclass(frozen=True)
+class Next:
+    """What to do after a step: stop (``delay is None``) or step ``order`` again after ``delay`` s."""
+
+    order: Order
+    delay: float | None
+    why: str = ""
+
+    @property
+    def done(self) -> bool:
+        return self.delay is None
+
+
+def order_config(order: Order) -> OrderExecutionConfig:
+    """The ``orderExecution`` config of the order's strategy (site config without one)."""
+    strategy = order.strategy
+    if strategy is None and order.position_id:
+        strategy = order.position.strategy
+    return strategy.effective_config().order_execution if strategy else (
+        site_config().order_execution)
+
+
+def plain(value: Decimal) -> str:
+    """A decimal without exponent or trailing zeros, for messages: 0.0004, 50000."""
+    return f"{Decimal(value).normalize():f}"
+
+
+def new_client_order_id(prefix: str = "o") -> str:
+    """A fresh client order id; at most 36 characters (Bybit's orderLinkId limit)."""
+    return f"{prefix}-{uuid.uuid4().hex[:32 - len(prefix)]}"
+
+
+def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: Decimal,
+                 order_type: str = OrderType.MARKET, price: Decimal | None = None,
+                 purpose: str = OrderPurpose.ENTRY, expected_price: Decimal | None = None,
+                 reduce_only: bool = False, strategy: Any = None, position: Any = None,
+                 action: Any = None, client_order_id: str | None = None,
+                 replaces: Order | None = None) -> Order:
+    """Record an order with its client order id; nothing is sent yet.
+
+    With an explicit ``client_order_id`` the call is idempotent: the order already
+    recorded under that id is returned (a redelivered task finds it again).
+    """
+    quantity = Decimal(quantity)
+    if side not in OrderSide.values:
+        raise DomainError(f"side must be one of {OrderSide.values}, got {side!r}")
+    if order_type not in OrderType.values:
+        raise DomainError(f"order type must be one of {OrderType.values}, got {order_type!r}")
+    if quantity <= 0:
+        raise DomainError(f"quantity must be positive, got {quantity}")
+    if order_type == OrderType.LIMIT and not (price and Decimal(price) > 0):
+        raise DomainError("a limit order needs a positive price")
+    if not account.enabled:
+        raise DomainError(f"exchange account {account.name} is disabled")
+    fields = dict(account=account, symbol=symbol, side=side, quantity=quantity,
+                  order_type=order_type, price=price, purpose=purpose,
+                  expected_price=expected_price, reduce_only=reduce_only, strategy=strategy,
+                  position=position, action=action, replaces=replaces)
+    if client_order_id is None:
+        return Order.objects.create(client_order_id=new_client_order_id(), **fields)
+    try:
+        with transaction.atomic():
+            return Order.objects.create(client_order_id=client_order_id, **fields)
+    except IntegrityError:
+        existing = Order.objects.select_related("account").filter(
+            client_order_id=client_order_id).first()
+        if existing is None:
+            raise
+        if (existing.symbol, existing.side, existing.account_id) != (symbol, side, account.pk):
+            raise ConflictError(f"client order id {client_order_id} is already used by another "
+                                "order") from None
+        return existing
+
+
+# --- the step ------------------------------------------------------------------------
+
+def order_step(order: Order, *, exchange: Exchange | None = None) -> Next:
+    """Advance ``order`` by one step and say when to come back."""
+    if order.is_final:
+        return Next(order, None, "final")
+    now = timezone.now()
+    try:
+        exchange = exchange or exchange_for(order.account)
+    except ExchangeError as exc:  # e.g. an unknown ccxt exchange id on the account
+        if order.status == S.CREATED and order.attempts == 0:
+            return _refused(order, exc, now)  # never sent: it can fail for good
+        raise
+    cfg = order_config(order)
+    if order.status == S.CANCELLING:
+        return _cancel_and_verify(order, exchange, cfg)
+    if order.status == S.SUBMITTING and _in_flight(order, now):
+        return Next(order, _in_flight_left(order, now), "attempt in flight elsewhere")
+    if now >= order_deadline(order, cfg):
+        return order_expire(order, exchange=exchange)
+    if order.status in UNACKNOWLEDGED:
+        if order.next_attempt_at and now < order.next_attempt_at:
+            return Next(order, (order.next_attempt_at - now).total_seconds(), "retry scheduled")
+        return _attempt(order, exchange, cfg, now)
+    return _poll(order, exchange, cfg, now)
+
+
+def order_deadline(order: Order, cfg: OrderExecutionConfig) -> datetime:
+    return order.created_at + timedelta(seconds=cfg.order_timeout_seconds)
+
+
+def _in_flight_window() -> timedelta:
+    """How long a claimed attempt may be waiting on the exchange (request timeout + margin)."""
+    return timedelta(milliseconds=settings.EXCHANGE_TIMEOUT_MS + 5000)
+
+
+def _in_flight(order: Order, now: datetime) -> bool:
+    return order.updated_at is not None and now - order.updated_at < _in_flight_window()
+
+
+def _in_flight_left(order: Order, now: datetime) -> float:
+    return max((order.updated_at + _in_flight_window() - now).total_seconds(), 0.0)
+
+
+@contextmanager
+def recoverable_write() -> Iterator[None]:
+    """A transaction whose loss in a database crash the exchange can repair.
+
+    The order row is committed durably before anything is sent. What is written
+    afterwards — attempt claims, fills, final states, the positions they move — can be
+    read again from the exchange by client order id and re-applied (fills are keyed),
+    so PostgreSQL may acknowledge these commits before flushing them to disk
+    (``synchronous_commit = off``: never corruption, at worst the last moments before
+    a server crash are replayed from the exchange). This keeps one disk flush per order.
+    """
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if outermost and connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        yield
+
+
+def _save(order: Order, *fields: str) -> None:
+    with recoverable_write():
+        order.save(update_fields=[*fields, "updated_at"])
+
+
+# --- placement -----------------------------------------------------------------------
+
+def _request(order: Order) -> OrderRequest:
+    return OrderRequest(symbol=order.symbol, side=order.side, order_type=order.order_type,
+                        amount=order.quantity, client_order_id=order.client_order_id,
+                        price=order.price, reduce_only=order.reduce_only)
+
+
+def _attempt(order: Order, exchange: Exchange, cfg: OrderExecutionConfig, now: datetime) -> Next:
+    """One placement attempt: prepare (first time), claim, look up if needed, send."""
+    if order.status == S.CREATED and order.attempts == 0:
+        try:
+            refused = _prepare(order, exchange, cfg)
+        except TransientError as exc:
+            return _transient_failure(order, exc, exchange, cfg, now, sent=False)
+        except ExchangeError as exc:
+            return _refused(order, exc, now)
+        if refused:
+            return refused
+    previous = order.status
+    with recoverable_write():  # lost in a crash: the resend is refused as a duplicate
+        claimed = Order.objects.filter(pk=order.pk, status=previous,
+                                       attempts=order.attempts).update(
+            status=S.SUBMITTING, attempts=F("attempts") + 1, next_attempt_at=None,
+            submitted_at=Coalesce("submitted_at", now), updated_at=now,
+            # what _prepare decided travels with the claim (one write per attempt)
+            quantity=order.quantity, price=order.price, expected_price=order.expected_price,
+            estimated_slippage_percent=order.estimated_slippage_percent)
+    if not claimed:
+        return Next(order, None, "attempt claimed by another worker")
+    order.status, order.attempts, order.next_attempt_at = S.SUBMITTING, order.attempts + 1, None
+    order.submitted_at, order.updated_at = order.submitted_at or now, now
+    try:
+        snapshot = None
+        if previous != S.CREATED:  # an earlier attempt may have reached the exchange
+            snapshot = exchange.find_order(order.client_order_id, order.symbol)
+        if snapshot is None:
+            try:
+                snapshot = exchange.place_order(_request(order))
+            except DuplicateOrderError as exc:
+                snapshot = exchange.find_order(order.client_order_id, order.symbol)
+                if snapshot is None:
+                    raise TransientError(f"exchange says the client order id exists but does "
+                                         f"not list it yet: {exc}", code=exc.code) from exc
+    except TransientError as exc:
+        return _transient_failure(order, exc, exchange, cfg, timezone.now(), sent=True)
+    except ExchangeError as exc:
+        return _refused(order, exc, timezone.now())
+    return _acknowledged(order, snapshot, exchange, cfg)
+
+
+def _prepare(order: Order, exchange: Exchange, cfg: OrderExecutionConfig) -> Next | None:
+    """Round to the market's precision, check the minimum size and the slippage estimate.
+
+    Returns the final ``Next`` when the order is refused before it is sent; otherwise
+    the adjusted fields are written by the attempt's claim.
+    """
+    amount = exchange.amount_to_precision(order.symbol, order.quantity)
+    minimum = exchange.min_order_amount(order.symbol)
+    if amount <= 0 or (minimum and amount < minimum):
+        rounded = f" ({plain(amount)} on the market's step)" if amount != order.quantity else ""
+        return _refuse_locally(order, "min_order_size",
+                               f"quantity {plain(order.quantity)}{rounded} is below the "
+                               f"market's minimum order size {plain(minimum or amount)}")
+    order.quantity = amount
+    if order.price is not None:
+        order.price = exchange.price_to_precision(order.symbol, order.price)
+    expected, estimated = _estimate_fill(order, exchange)
+    # A limit order's trader expects its limit price; a market order the arrival mid.
+    order.expected_price = order.expected_price or (
+        order.price if order.order_type == OrderType.LIMIT else expected)
+    order.estimated_slippage_percent = signed_slippage_percent(
+        order.side, order.expected_price, estimated)
+    limit = Decimal(str(cfg.max_slippage_percent))
+    if order.estimated_slippage_percent <= limit:
+        return None
+    detail = (f"estimated slippage {order.estimated_slippage_percent:.4f}% exceeds "
+              f"maxSlippagePercent {plain(limit)}% (expected price "
+              f"{plain(order.expected_price)}, estimated fill "
+              f"{plain(estimated.quantize(PRICE_PLACES))})")
+    if order.purpose == OrderPurpose.EMERGENCY_CLOSE:
+        raise_slippage_alert(order, detail=detail)
+        return None
+    return _refuse_locally(order, "slippage", f"{detail}; order not sent")
+
+
+def _estimate_fill(order: Order, exchange: Exchange) -> tuple[Decimal, Decimal]:
+    """(reference price, estimated average fill) from the book, the ticker as fallback."""
+    book = exchange.fetch_order_book(order.symbol, BOOK_DEPTH)
+    levels = book.asks if order.side == BUY else book.bids
+    estimated = walk_book(levels, order.quantity)
+    top = book.top()
+    reference = (top.bid + top.ask) / 2 if top.bid and top.ask else None
+    if estimated is None or reference is None:
+        ticker = exchange.fetch_ticker(order.symbol)
+        touch = ticker.ask if order.side == BUY else ticker.bid
+        reference = reference or ticker.mid
+        estimated = estimated or touch or ticker.last
+        if reference is None or estimated is None:
+            raise TransientError(f"no price for {order.symbol}: empty book and ticker",
+                                 code="no_price")
+    if order.order_type == OrderType.LIMIT:  # a limit order never fills beyond its price
+        estimated = min(estimated, order.price) if order.side == BUY else max(estimated,
+                                                                              order.price)
+    return reference, estimated
+
+
+def _refuse_locally(order: Order, code: str, message: str) -> Next:
+    order.status, order.error_code, order.last_error = S.REJECTED, code, message
+    return _finalize(order, timezone.now())
+
+
+def _transient_failure(order: Order, exc: TransientError, exchange: Exchange,
+                       cfg: OrderExecutionConfig, now: datetime, *, sent: bool) -> Next:
+    """Schedule the next attempt after ``retryDelayMs × 2^retries``, or give up."""
+    order.error_code = exc.code
+    if sent:
+        order.status = S.UNKNOWN
+    if order.retries < cfg.max_retries:
+        delay = cfg.retry_delay_ms / 1000 * 2 ** order.retries
+        order.retries += 1
+        order.next_attempt_at = now + timedelta(seconds=delay)
+        order.last_error = (f"{exc} (attempt {max(order.attempts, 1)}; "
+                            f"retry {order.retries} of {cfg.max_retries} in {delay:g} s)")
+        _save(order, "status", "retries", "next_attempt_at", "last_error", "error_code")
+        return Next(order, delay, "retry")
+    gave_up = f"no answer after {order.attempts} attempts: {exc}"
+    if sent:  # the last attempt may have reached the exchange: ask before giving up
+        try:
+            snapshot = exchange.find_order(order.client_order_id, order.symbol)
+        except ExchangeError as lookup_exc:
+            order.last_error = (f"{gave_up}; lookup failed ({lookup_exc}): outcome unknown, "
+                                "verified at the order timeout")
+            order.next_attempt_at = order_deadline(order, cfg)  # no attempt before that
+            _save(order, "status", "last_error", "error_code", "next_attempt_at")
+            wait = (order.next_attempt_at - timezone.now()).total_seconds()
+            return Next(order, max(wait, 0.0), "verify at timeout")
+        if snapshot is not None:
+            return _acknowledged(order, snapshot, exchange, cfg)
+    order.status, order.last_error = S.FAILED, gave_up
+    return _finalize(order, timezone.now())
+
+
+def _refused(order: Order, exc: ExchangeError, now: datetime) -> Next:
+    """A rejection or a fatal error: no retry, the exchange's message kept."""
+    order.status = S.REJECTED if isinstance(exc, RejectedError | OrderNotFound) else S.FAILED
+    order.last_error, order.error_code = exc.message, exc.code
+    return _finalize(order, now)
+
+
+def _acknowledged(order: Order, snapshot: OrderSnapshot, exchange: Exchange,
+                  cfg: OrderExecutionConfig) -> Next:
+    now = timezone.now()
+    order.exchange_order_id = snapshot.id
+    order.acknowledged_at = now
+    order.latency_ms = int((now - (order.submitted_at or now)).total_seconds() * 1000)
+    if snapshot.status is None:  # ccxt's create answers ids only: ask for the state
+        try:
+            snapshot = exchange.fetch_order(snapshot.id, order.symbol)
+        except (TransientError, OrderNotFound):
+            pass
+    return _apply_snapshot(order, snapshot, cfg, now, extra=(
+        "exchange_order_id", "acknowledged_at", "latency_ms", "attempts", "submitted_at",
+        "retries", "next_attempt_at", "last_error", "error_code"))
+
+
+# --- polling, fills, finalisation ----------------------------------------------------
+
+def _poll(order: Order, exchange: Exchange, cfg: OrderExecutionConfig, now: datetime) -> Next:
+    try:
+        snapshot = exchange.fetch_order(order.exchange_order_id, order.symbol)
+    except (TransientError, OrderNotFound) as exc:
+        order.last_error = f"status poll: {exc}"
+        _save(order, "last_error")
+        return Next(order, _poll_delay(order, cfg, now), "poll failed")
+    return _apply_snapshot(order, snapshot, cfg, now)
+
+
+def _poll_delay(order: Order, cfg: OrderExecutionConfig, now: datetime) -> float:
+    until_deadline = (order_deadline(order, cfg) - now).total_seconds()
+    return max(min(cfg.status_poll_interval_ms / 1000, until_deadline), 0.0)
+
+
+def _status_from(snapshot: OrderSnapshot, order: Order) -> str:
+    if snapshot.status == CLOSED:
+        # Bybit's PartiallyFilledCanceled is 'closed' in ccxt: trust the quantities.
+        return S.FILLED if order.filled_quantity >= order.quantity else S.CANCELLED
+    if snapshot.status == CANCELED:
+        return S.CANCELLED
+    if snapshot.status == REJECTED:
+        return S.REJECTED
+    if snapshot.status == EXPIRED:
+        return S.EXPIRED
+    if order.status == S.CANCELLING:
+        return S.CANCELLING
+    return S.PARTIALLY_FILLED if order.filled_quantity > 0 else S.OPEN
+
+
+def _apply_snapshot(order: Order, snapshot: OrderSnapshot, cfg: OrderExecutionConfig,
+                    now: datetime, *, extra: tuple[str, ...] = ()) -> Next:
+    """Record fills and status from the exchange; finalise when the order is over."""
+    with recoverable_write():
+        _record_fill(order, snapshot, now)
+        order.status = _status_from(snapshot, order)
+        if order.is_final:
+            if order.status == S.REJECTED and not order.last_error:
+                order.last_error = "rejected by the exchange"
+            return _finalize(order, now)
+        _save(order, "status", "filled_quantity", "average_fill_price", "fee", "fee_currency",
+              "slippage_percent", "last_error", *extra)
+    return Next(order, _poll_delay(order, cfg, now), "open")
+
+
+def _record_fill(order: Order, snapshot: OrderSnapshot, now: datetime) -> None:
+    """Take the exchange's cumulative fill; a close order's new fill goes to its position."""
+    filled = min(snapshot.filled, order.quantity)
+    if filled <= order.filled_quantity:
+        return
+    delta = filled - order.filled_quantity
+    average = snapshot.average or snapshot.price or order.price or order.expected_price
+    if average is None:
+        log.error("order %s: fill of %s without a price", order.client_order_id, delta)
+        return
+    old_value = order.filled_quantity * (order.average_fill_price or Decimal("0"))
+    delta_price = (filled * average - old_value) / delta
+    if delta_price <= 0:
+        delta_price = average
+    delta_fee = max(snapshot.fee - order.fee, Decimal("0"))
+    order.filled_quantity = filled
+    order.average_fill_price = average.quantize(PRICE_PLACES)
+    order.fee = max(snapshot.fee, order.fee)
+    order.fee_currency = snapshot.fee_currency or order.fee_currency
+    if order.expected_price:
+        order.slippage_percent = signed_slippage_percent(order.side, order.expected_price,
+                                                         average)
+    if order.purpose != OrderPurpose.ENTRY and order.position_id:
+        try:
+            position_apply_close_fill(
+                order.position, fill_key=f"{order.client_order_id}:{filled.normalize()}",
+                quantity=delta, price=delta_price.quantize(PRICE_PLACES), fee=delta_fee,
+                filled_at=now)
+        except (DomainError, ValueError) as exc:  # the position moved on without this order
+            log.error("order %s: exit fill not applied to position %s: %s",
+                      order.client_order_id, order.position_id, exc)
+            order.last_error = f"exit fill of {delta} not applied to the position: {exc}"
+
+
+def _finalize(order: Order, now: datetime) -> Next:
+    """Write the final state; an entry fill opens its position.
+
+    An order that ends without its full fill (refused, failed, cancelled, timed
+    out) is pushed live: that is what the operator must see. Fills show up as
+    position events.
+    """
+    order.finalized_at = now
+    if order.status == S.FILLED:
+        order.filled_at = order.filled_at or now
+    with recoverable_write():
+        fields = FINAL_FIELDS
+        if (order.purpose == OrderPurpose.ENTRY and order.filled_quantity > 0
+                and order.strategy_id and not order.position_id):
+            order.position = position_open(
+                strategy=order.strategy, symbol=order.symbol,
+                side=PositionSide.LONG if order.side == OrderSide.BUY else PositionSide.SHORT,
+                quantity=order.filled_quantity, entry_price=order.average_fill_price,
+                opened_at=order.filled_at or now, entry_fee=order.fee, actor="execution",
+                fill_key=f"{order.client_order_id}:{order.filled_quantity.normalize()}")
+            fields = [*FINAL_FIELDS, "position"]
+        order.save(update_fields=fields)
+        if order.status != S.FILLED:
+            broadcast("order.unfilled", order_payload(order))
+    return Next(order, None, "final")
+
+
+def order_payload(order: Order) -> dict[str, Any]:
+    """What the live layer and the API say about an order."""
+    return {"id": order.pk, "client_order_id": order.client_order_id, "account": order.account_id,
+            "symbol": order.symbol, "side": order.side, "purpose": order.purpose,
+            "status": order.status, "quantity": order.quantity,
+            "filled_quantity": order.filled_quantity,
+            "average_fill_price": order.average_fill_price,
+            "slippage_percent": order.slippage_percent, "attempts": order.attempts,
+            "retries": order.retries, "timed_out": order.timed_out,
+            "last_error": order.last_error, "position": order.position_id}
+
+
+# --- timeout, cancel, verify, replace -------------------------------------------------
+
+def order_expire(order: Order, *, exchange: Exchange | None = None) -> Next:
+    """The order is not final after ``orderTimeoutSeconds``: cancel it, verify, replace."""
+    exchange = exchange or exchange_for(order.account)
+    now = timezone.now()
+    claimed = Order.objects.filter(pk=order.pk, status=order.status).exclude(
+        status__in=[*S.final(), S.CANCELLING]).update(status=S.CANCELLING, timed_out=True,
+                                                      updated_at=now)
+    if not claimed:
+        return Next(order, None, "expired by another worker")
+    cfg = order_config(order)
+    order.status, order.timed_out = S.CANCELLING, True
+    order.last_error = f"not final after {cfg.order_timeout_seconds:g} s: cancelled"
+    _save(order, "last_error")
+    return _cancel_and_verify(order, exchange, cfg)
+
+
+def order_begin_cancel(order: Order, *, reason: str) -> bool:
+    """Claim an active order for cancelling (compare-and-set); False if it is final."""
+    claimed = Order.objects.filter(pk=order.pk).exclude(
+        status__in=[*S.final(), S.CANCELLING]).update(status=S.CANCELLING, last_error=reason,
+                                                      updated_at=timezone.now())
+    if claimed:
+        order.status, order.last_error = S.CANCELLING, reason
+    else:
+        order.refresh_from_db()
+    return bool(claimed) or order.status == S.CANCELLING
+
+
+def _cancel_and_verify(order: Order, exchange: Exchange, cfg: OrderExecutionConfig) -> Next:
+    """Cancel on the exchange, then read the order back: the exchange decides the outcome.
+
+    A fill that happened during the cancel is applied; a partial fill is kept.
+    Until the exchange reports a final state the order stays CANCELLING and this
+    runs again after the poll interval.
+    """
+    now = timezone.now()
+    retry = Next(order, cfg.status_poll_interval_ms / 1000, "cancel pending")
+    try:
+        if not order.exchange_order_id:
+            snapshot = exchange.find_order(order.client_order_id, order.symbol)
+            if snapshot is None:
+                return _unknown_to_exchange(order, exchange, cfg, now, "the exchange never had it")
+            order.exchange_order_id = snapshot.id
+            order.acknowledged_at = order.acknowledged_at or now
+            _save(order, "exchange_order_id", "acknowledged_at")
+        try:
+            exchange.cancel_order(order.exchange_order_id, order.symbol)
+        except (OrderNotFound, TransientError):
+            pass  # already final, or unknown: the read-back below decides
+        except RejectedError as exc:
+            order.last_error = f"{order.last_error}; cancel refused: {exc}"
+        try:
+            snapshot = exchange.fetch_order(order.exchange_order_id, order.symbol)
+        except OrderNotFound:  # out of the exchange's recent orders: search its history
+            snapshot = exchange.find_order(order.client_order_id, order.symbol)
+            if snapshot is None:
+                return _unknown_to_exchange(order, exchange, cfg, now,
+                                            "the exchange no longer knows it")
+    except (TransientError, OrderNotFound) as exc:
+        log.warning("order %s: cancel/verify incomplete (%s)", order.client_order_id, exc)
+        return retry
+    with recoverable_write():
+        _record_fill(order, snapshot, now)
+        order.status = _status_from(snapshot, order)
+        if not order.is_final:
+            _save(order, "status", "filled_quantity", "average_fill_price", "fee",
+                  "fee_currency", "slippage_percent", "last_error", "exchange_order_id")
+            return retry
+    return _after_cancel(order, exchange, cfg, now)
+
+
+def _unknown_to_exchange(order: Order, exchange: Exchange, cfg: OrderExecutionConfig,
+                         now: datetime, why: str) -> Next:
+    """Nothing to cancel: the order ends with what was filled (expired if it timed out)."""
+    order.status = S.EXPIRED if order.timed_out else S.CANCELLED
+    order.last_error = f"{order.last_error}; {why}" if order.last_error else why
+    return _after_cancel(order, exchange, cfg, now)
+
+
+def _after_cancel(order: Order, exchange: Exchange, cfg: OrderExecutionConfig,
+                  now: datetime) -> Next:
+    """Finalise; a timed-out emergency close with quantity left is replaced at market."""
+    replace = (order.purpose == OrderPurpose.EMERGENCY_CLOSE and order.timed_out
+               and order.remaining_quantity > 0 and order.position_id
+               and _replacement_number(order) <= cfg.max_retries)
+    if not replace:
+        return _finalize(order, now)
+    position = order.position
+    position.refresh_from_db(fields=["state", "quantity"])
+    if position.state != PositionState.CLOSING or position.quantity <= 0:
+        return _finalize(order, now)
+    _finalize(order, now)
+    replacement = order_submit(
+        account=order.account, symbol=order.symbol, side=order.side,
+        quantity=min(order.remaining_quantity, position.quantity),
+        order_type=OrderType.MARKET, purpose=OrderPurpose.EMERGENCY_CLOSE, reduce_only=True,
+        strategy=order.strategy, position=position, action=order.action, replaces=order,
+        client_order_id=f"{_root(order).client_order_id}-r{_replacement_number(order)}")
+    log.warning("emergency close %s timed out with %s left: replaced by market order %s",
+                order.client_order_id, order.remaining_quantity, replacement.client_order_id)
+    return Next(replacement, 0.0, "replacement")
+
+
+def _root(order: Order) -> Order:
+    while order.replaces_id:
+        order = order.replaces
+    return order
+
+
+def _replacement_number(order: Order) -> int:
+    """1 for the first replacement of the original order, 2 for the next, …"""
+    depth, current = 1, order
+    while current.replaces_id:
+        depth, current = depth + 1, current.replaces
+    return depth

@@ -1,0 +1,385 @@
+"""A local HTTP emulator of the Bybit v5 endpoints the pipeline uses.
+
+Real ``ccxt.bybit`` is pointed at it (``ExchangeAccount.api_base_url``) by the
+contract tests and the execution benchmark. Answers reuse the response shapes
+recorded by ccxt (``data/bybit.response.excerpt.json``); private requests must
+carry a valid ``X-BAPI-SIGN`` HMAC-SHA256 signature
+(``timestamp + apiKey + recvWindow + query-or-body``) or get retCode 10004.
+
+Faults are scripted per path with ``fail_next``: HTTP 500/429, any retCode, a
+read timeout (the answer is held back), a dropped connection — before or after
+the exchange acted (``*_after_accept``: the order exists, the answer is lost).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+DATA = Path(__file__).resolve().parent / "data"
+FEE_RATE = Decimal("0.00055")
+
+
+def _recorded() -> dict[str, Any]:
+    return json.loads((DATA / "bybit.response.excerpt.json").read_text(encoding="utf-8"))
+
+
+def _instrument(symbol: str, base: str, tick: str, step: str, min_qty: str) -> dict[str, Any]:
+    """A linear perpetual as ``v5/market/instruments-info`` lists it."""
+    return {
+        "symbol": symbol, "contractType": "LinearPerpetual", "status": "Trading",
+        "baseCoin": base, "quoteCoin": "USDT", "settleCoin": "USDT", "launchTime": "1584230400000",
+        "deliveryTime": "0", "deliveryFeeRate": "", "priceScale": str(len(tick.split(".")[-1])),
+        "leverageFilter": {"minLeverage": "1", "maxLeverage": "100.00", "leverageStep": "0.01"},
+        "priceFilter": {"minPrice": tick, "maxPrice": "1999999.80", "tickSize": tick},
+        "lotSizeFilter": {"maxOrderQty": "1190.000", "minOrderQty": min_qty, "qtyStep": step,
+                          "postOnlyMaxOrderQty": "1190.000", "maxMktOrderQty": "500.000",
+                          "minNotionalValue": "5"},
+        "unifiedMarginTrade": True, "fundingInterval": 480, "settleCoin_": "USDT",
+        "copyTrading": "both", "upperFundingRate": "0.00375", "lowerFundingRate": "-0.00375",
+    }
+
+
+INSTRUMENTS = [_instrument("BTCUSDT", "BTC", "0.10", "0.001", "0.001"),
+               _instrument("LTCUSDT", "LTC", "0.01", "0.1", "0.1")]
+
+
+@dataclass
+class Fault:
+    path: str
+    kind: str  # http500 | http429 | retcode | timeout | drop | empty | <kind>_after_accept
+    code: int = 0
+    message: str = ""
+    times: int = 1
+
+
+@dataclass
+class EmulatorState:
+    prices: dict[str, Decimal] = field(default_factory=lambda: {"BTCUSDT": Decimal("50000"),
+                                                                 "LTCUSDT": Decimal("70")})
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    by_link_id: dict[str, str] = field(default_factory=dict)
+    faults: list[Fault] = field(default_factory=list)
+    requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    fill_market_orders: bool = True
+
+
+class BybitEmulator:
+    """Start with ``start()`` (port 0: any free port), point ccxt at ``base_url``."""
+
+    def __init__(self, *, api_key: str = "emulator-key", api_secret: str = "emulator-secret",
+                 host: str = "127.0.0.1", port: int = 0, record_requests: bool = True,
+                 hold_seconds: float = 1.0, latency_ms: float = 0.0):
+        self.api_key, self.api_secret = api_key, api_secret
+        self.latency_ms = latency_ms  # added to every answer, like a network round trip
+        self.hold_seconds = hold_seconds  # a held-back ("timeout") answer is dropped after this
+        self.state = EmulatorState()
+        self.record_requests = record_requests
+        self._recorded = _recorded()
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._release = threading.Event()
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle --------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> BybitEmulator:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name="bybit-emulator")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> BybitEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- scripting ----------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget orders, faults and the request log (between tests)."""
+        with self._lock:
+            self.state = EmulatorState()
+            self._ids = itertools.count(1)
+
+    def fail_next(self, path: str, kind: str, *, code: int = 0, message: str = "",
+                  times: int = 1) -> None:
+        with self._lock:
+            self.state.faults.append(Fault(path, kind, code, message, times))
+
+    def set_price(self, symbol_id: str, price: Decimal) -> None:
+        with self._lock:
+            self.state.prices[symbol_id] = Decimal(price)
+
+    def orders_with_link_id(self, link_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [o for o in self.state.orders.values() if o["orderLinkId"] == link_id]
+
+    def calls(self, path: str) -> int:
+        with self._lock:
+            return sum(1 for _, p, _ in self.state.requests if p == path)
+
+    def _take_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.state.faults:
+                if fault.times > 0 and fault.path == path:
+                    fault.times -= 1
+                    return fault
+        return None
+
+    # --- the handler ---------------------------------------------------------------
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # one answer, one segment: no delayed-ACK stalls
+
+            def log_message(self, fmt: str, *args: Any) -> None:  # quiet
+                return
+
+            def do_GET(self) -> None:
+                self._serve("GET")
+
+            def do_POST(self) -> None:
+                self._serve("POST")
+
+            def _serve(self, method: str) -> None:
+                if emulator.latency_ms:
+                    time.sleep(emulator.latency_ms / 1000)
+                parts = urlsplit(self.path)
+                path = parts.path.lstrip("/")
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode() if length else ""
+                params = dict(parse_qsl(parts.query)) if method == "GET" else (
+                    json.loads(body) if body else {})
+                if emulator.record_requests:
+                    with emulator._lock:
+                        emulator.state.requests.append((method, path, params))
+                fault = emulator._take_fault(path)
+                if fault and fault.kind in ("timeout", "drop", "http500", "http429", "retcode"):
+                    self._fail(fault)
+                    return
+                if fault and fault.kind == "empty":  # the listing lags behind: nothing yet
+                    self._json(_ok({"category": "linear", "list": [], "nextPageCursor": ""}))
+                    return
+                if path.startswith("v5/") and not path.startswith("v5/market/"):
+                    payload = parts.query if method == "GET" else body
+                    if not emulator._signed(self.headers, payload):
+                        self._json({"retCode": 10004, "retMsg": "error sign! origin_string[...]",
+                                    "result": {}, "retExtInfo": {}, "time": _ms()})
+                        return
+                answer = emulator._route(method, path, params)
+                if fault:  # *_after_accept: the exchange acted, the answer is lost
+                    self._fail(Fault(path, fault.kind.removesuffix("_after_accept")))
+                    return
+                self._json(answer)
+
+            def _fail(self, fault: Fault) -> None:
+                if fault.kind == "timeout":
+                    emulator._release.wait(emulator.hold_seconds)
+                    self.close_connection = True
+                    return
+                if fault.kind == "drop":
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if fault.kind == "http500":
+                    self._raw(500, b"Internal Server Error", "text/plain")
+                    return
+                if fault.kind == "http429":
+                    self._raw(429, b"Too Many Requests", "text/plain")
+                    return
+                rate = "10006" == str(fault.code)
+                self._json({"retCode": fault.code, "retMsg": fault.message or "error",
+                            "result": {}, "retExtInfo": {}, "time": _ms()},
+                           headers={"X-Bapi-Limit-Status": "0"} if rate else None)
+
+            def _json(self, data: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+                self._raw(200, json.dumps(data).encode(), "application/json", headers)
+
+            def _raw(self, status: int, body: bytes, content_type: str,
+                     headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+        return Handler
+
+    def _signed(self, headers: Any, payload: str) -> bool:
+        key, ts = headers.get("X-BAPI-API-KEY"), headers.get("X-BAPI-TIMESTAMP")
+        window, sign = headers.get("X-BAPI-RECV-WINDOW"), headers.get("X-BAPI-SIGN")
+        if key != self.api_key or not (ts and window and sign):
+            return False
+        expected = hmac.new(self.api_secret.encode(), f"{ts}{key}{window}{payload}".encode(),
+                            hashlib.sha256).hexdigest()
+        return hmac.compare_digest(expected, sign)
+
+    # --- endpoints ---------------------------------------------------------------------
+
+    def _route(self, method: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        handler = {
+            "v5/market/instruments-info": self._instruments,
+            "v5/asset/coin/query-info": lambda p: _ok({"rows": []}),
+            "v5/market/tickers": self._tickers,
+            "v5/market/orderbook": self._orderbook,
+            "v5/market/kline": self._kline,
+            "v5/order/create": self._create,
+            "v5/order/realtime": self._realtime,
+            "v5/order/history": self._history,
+            "v5/order/cancel": self._cancel,
+            "v5/account/wallet-balance": self._balance,
+            "v5/position/list": self._positions,
+        }.get(path)
+        if handler is None:
+            return {"retCode": 10001, "retMsg": f"unknown path {path}", "result": {},
+                    "retExtInfo": {}, "time": _ms()}
+        with self._lock:
+            return handler(params)
+
+    def _instruments(self, params: dict[str, Any]) -> dict[str, Any]:
+        listed = [] if params.get("status") == "PreLaunch" else copy.deepcopy(INSTRUMENTS)
+        return _ok({"category": "linear", "list": listed, "nextPageCursor": ""})
+
+    def _touch(self, symbol: str) -> tuple[Decimal, Decimal]:
+        mid = self.state.prices[symbol]
+        return mid - Decimal("0.5"), mid + Decimal("0.5")
+
+    def _tickers(self, params: dict[str, Any]) -> dict[str, Any]:
+        symbol = params.get("symbol", "BTCUSDT")
+        row = copy.deepcopy(self._recorded["methods"]["fetchTicker"][0]["httpResponse"]
+                            ["result"]["list"][0])
+        bid, ask = self._touch(symbol)
+        row.update(symbol=symbol, lastPrice=str(self.state.prices[symbol]), bid1Price=str(bid),
+                   ask1Price=str(ask))
+        return _ok({"category": "linear", "list": [row]})
+
+    def _orderbook(self, params: dict[str, Any]) -> dict[str, Any]:
+        symbol = params["symbol"]
+        bid, ask = self._touch(symbol)
+        depth = int(params.get("limit", 25))
+        bids = [[str(bid - i), "2.000"] for i in range(depth)]
+        asks = [[str(ask + i), "2.000"] for i in range(depth)]
+        return _ok({"s": symbol, "b": bids, "a": asks, "ts": _ms(), "u": 1, "seq": 1,
+                    "cts": _ms()})
+
+    def _kline(self, params: dict[str, Any]) -> dict[str, Any]:
+        result = copy.deepcopy(self._recorded["methods"]["fetchOHLCV"][0]["httpResponse"]
+                               ["result"])
+        result["symbol"] = params.get("symbol", result["symbol"])
+        return _ok(result)
+
+    def _order_row(self, order_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A new order in the shape of the recorded ``v5/order/realtime`` answer."""
+        row = copy.deepcopy(self._recorded["methods"]["fetchOpenOrder"][0]["httpResponse"]
+                            ["result"]["list"][0])
+        qty = Decimal(params["qty"])
+        now = str(_ms())
+        row.update(symbol=params["symbol"], orderId=order_id,
+                   orderLinkId=params.get("orderLinkId", ""), side=params["side"],
+                   orderType=params["orderType"], price=params.get("price", "0"),
+                   qty=params["qty"], leavesQty=params["qty"], cumExecQty="0", cumExecValue="0",
+                   cumExecFee="0", avgPrice="", orderStatus="New",
+                   reduceOnly=bool(params.get("reduceOnly", False)), createdTime=now,
+                   updatedTime=now, leavesValue=str(qty * Decimal(params.get("price") or 0)),
+                   timeInForce="IOC" if params["orderType"] == "Market" else "GTC")
+        return row
+
+    def _create(self, params: dict[str, Any]) -> dict[str, Any]:
+        link_id = params.get("orderLinkId", "")
+        if link_id and link_id in self.state.by_link_id:
+            return {"retCode": 110072, "retMsg": "OrderLinkedID is duplicate", "result": {},
+                    "retExtInfo": {}, "time": _ms()}
+        if params.get("symbol") not in self.state.prices:
+            return {"retCode": 10001, "retMsg": "params error: symbol invalid", "result": {},
+                    "retExtInfo": {}, "time": _ms()}
+        order_id = f"emu-{next(self._ids):06d}"
+        row = self._order_row(order_id, params)
+        self.state.orders[order_id] = row
+        if link_id:
+            self.state.by_link_id[link_id] = order_id
+        if params["orderType"] == "Market" and self.state.fill_market_orders:
+            bid, ask = self._touch(params["symbol"])
+            price = ask if params["side"] == "Buy" else bid
+            qty = Decimal(params["qty"])
+            row.update(orderStatus="Filled", cumExecQty=params["qty"], leavesQty="0",
+                       avgPrice=str(price), cumExecValue=str(qty * price),
+                       cumExecFee=str(qty * price * FEE_RATE), leavesValue="0",
+                       cumFeeDetail={"USDT": str(qty * price * FEE_RATE)})
+        return _ok({"orderId": order_id, "orderLinkId": link_id})
+
+    def _matching(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        rows = list(self.state.orders.values())
+        if params.get("orderId"):
+            rows = [r for r in rows if r["orderId"] == params["orderId"]]
+        if params.get("orderLinkId"):
+            rows = [r for r in rows if r["orderLinkId"] == params["orderLinkId"]]
+        if params.get("symbol"):
+            rows = [r for r in rows if r["symbol"] == params["symbol"]]
+        if params.get("orderStatus"):
+            rows = [r for r in rows if r["orderStatus"] == params["orderStatus"]]
+        return rows
+
+    def _realtime(self, params: dict[str, Any]) -> dict[str, Any]:
+        rows = self._matching(params)
+        if not (params.get("orderId") or params.get("orderLinkId")):  # a listing: open only
+            rows = [r for r in rows if r["orderStatus"] in ("New", "PartiallyFilled")]
+        return _ok({"category": "linear", "list": copy.deepcopy(rows), "nextPageCursor": ""})
+
+    def _history(self, params: dict[str, Any]) -> dict[str, Any]:
+        rows = [r for r in self._matching(params)
+                if r["orderStatus"] not in ("New", "PartiallyFilled")]
+        return _ok({"category": "linear", "list": copy.deepcopy(rows), "nextPageCursor": ""})
+
+    def _cancel(self, params: dict[str, Any]) -> dict[str, Any]:
+        rows = self._matching({k: params.get(k) for k in ("orderId", "orderLinkId")})
+        if not rows or rows[0]["orderStatus"] not in ("New", "PartiallyFilled"):
+            return {"retCode": 110001, "retMsg": "order not exists or too late to cancel",
+                    "result": {}, "retExtInfo": {}, "time": _ms()}
+        rows[0].update(orderStatus="Cancelled", updatedTime=str(_ms()))
+        return _ok({"orderId": rows[0]["orderId"], "orderLinkId": rows[0]["orderLinkId"]})
+
+    def _balance(self, params: dict[str, Any]) -> dict[str, Any]:
+        return _ok(copy.deepcopy(self._recorded["methods"]["fetchBalance"][0]["httpResponse"]
+                                 ["result"]))
+
+    def _positions(self, params: dict[str, Any]) -> dict[str, Any]:
+        return _ok(copy.deepcopy(self._recorded["methods"]["fetchPositions"][0]["httpResponse"]
+                                 ["result"]))
+
+
+def _ok(result: dict[str, Any]) -> dict[str, Any]:
+    return {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": _ms()}
+
+
+def _ms() -> int:
+    return int(time.time() * 1000)

@@ -40,7 +40,7 @@ TAG = "execution"
 
 class OrderSerializer(serializers.ModelSerializer):
     account = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    strategy = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    strategy = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
     class Meta:
         model = Order

@@ -1,9 +1,9 @@
 """The platform's generic read API and its operator actions (mounted under /api/).
 
 Resources an app already exposes in its own ``api_urls`` are not repeated here
-(alerts and their acknowledgement: ``/api/health/alerts``); this module covers
-strategies, positions with their health and events, orders, the action queue and
-the trading halt.
+(alerts: ``/api/health/alerts``; orders and the action queue: ``/api/execution/…``);
+this module covers strategies, positions with their health and events, operator
+close requests and the trading halt.
 """
 
 from __future__ import annotations
@@ -12,20 +12,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import django_filters
-from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
 from django_filters.fields import IsoDateTimeField
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from execution.models import Action, ActionKind, CloseReason, Order
+from execution.api import ActionSerializer
+from execution.models import ActionKind, CloseReason
 from lifecycle.models import Position, PositionEvent, PositionState, Strategy
 from risk.models import HealthSnapshot
 from tradingsite import selectors
@@ -155,29 +155,6 @@ class PositionDetailSerializer(PositionSerializer):
         read_only_fields = fields
 
 
-class OrderSerializer(ReadModelSerializer):
-    account = serializers.SlugRelatedField(slug_field="name", read_only=True)
-
-    class Meta:
-        model = Order
-        fields = ["id", "account", "position", "action", "client_order_id", "exchange_order_id",
-                  "symbol", "side", "order_type", "purpose", "reduce_only", "quantity", "price",
-                  "expected_price", "filled_quantity", "average_fill_price", "fee",
-                  "fee_currency", "status", "slippage_percent", "estimated_slippage_percent",
-                  "attempts", "retries", "timed_out", "latency_ms", "last_error", "error_code",
-                  "created_at", "submitted_at", "acknowledged_at", "filled_at", "finalized_at"]
-        read_only_fields = fields
-
-
-class ActionSerializer(ReadModelSerializer):
-    class Meta:
-        model = Action
-        fields = ["id", "kind", "state", "position", "order", "reason", "requested_by",
-                  "idempotency_key", "attempts", "result", "error", "created_at", "started_at",
-                  "finished_at"]
-        read_only_fields = fields
-
-
 class ActionRequestSerializer(serializers.Serializer):
     """An operator's request: close a position now (the close goes through the action queue)."""
 
@@ -205,9 +182,6 @@ class TradingHaltRequestSerializer(serializers.Serializer):
 
 # --- filters -------------------------------------------------------------------
 
-MAX_ID = 2**63 - 1
-
-
 class UtcIsoDateTimeField(IsoDateTimeField):
     """An ISO 8601 time, normalised to UTC: the database refuses offsets beyond ±16 h."""
 
@@ -223,18 +197,6 @@ class UtcIsoDateTimeField(IsoDateTimeField):
 
 class TimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UtcIsoDateTimeField
-
-
-@extend_schema_field({"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID})
-class IdFilter(django_filters.NumberFilter):
-    """An object id: a whole number within the database's 64-bit range (else a 400)."""
-
-    field_class = forms.IntegerField
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("min_value", 1)
-        kwargs.setdefault("max_value", MAX_ID)
-        super().__init__(*args, **kwargs)
 
 
 class PositionFilter(django_filters.FilterSet):
@@ -255,26 +217,6 @@ class PositionFilter(django_filters.FilterSet):
             return queryset
         active = queryset.filter(state__in=PositionState.active())
         return active if value else queryset.exclude(pk__in=active.values("pk"))
-
-
-class OrderFilter(django_filters.FilterSet):
-    account = django_filters.CharFilter(field_name="account__name")
-    position = IdFilter(field_name="position_id")
-    created_after = TimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = TimeFilter(field_name="created_at", lookup_expr="lt")
-
-    class Meta:
-        model = Order
-        fields = ["account", "position", "symbol", "side", "purpose", "status", "timed_out"]
-
-
-class ActionFilter(django_filters.FilterSet):
-    position = IdFilter(field_name="position_id")
-    order = IdFilter(field_name="order_id")
-
-    class Meta:
-        model = Action
-        fields = ["kind", "state", "position", "order", "reason"]
 
 
 class StrategyFilter(django_filters.FilterSet):
@@ -321,26 +263,11 @@ class PositionViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(HealthSnapshotSerializer(history, many=True).data)
 
 
-class OrderViewSet(viewsets.ReadOnlyModelViewSet):
-    """Orders as the pipeline recorded them (attempts, fills, slippage, errors)."""
+class ActionRequestView(APIView):
+    """Staff request an emergency close through the action queue (idempotent by key).
 
-    serializer_class = OrderSerializer
-    filterset_class = OrderFilter
-    ordering_fields = ["created_at", "status", "latency_ms"]
-
-    def get_queryset(self) -> QuerySet[Order]:
-        return selectors.orders()
-
-
-class ActionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    """The action queue; staff may request an emergency close (idempotent by key)."""
-
-    serializer_class = ActionSerializer
-    filterset_class = ActionFilter
-    ordering_fields = ["created_at", "state"]
-
-    def get_queryset(self) -> QuerySet[Action]:
-        return selectors.actions()
+    The queue itself is listed by ``/api/execution/actions``.
+    """
 
     @extend_schema(
         request=ActionRequestSerializer,
@@ -349,7 +276,7 @@ class ActionViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                                      description="Same as the idempotency_key field.")],
         responses={201: ActionSerializer, 200: ActionSerializer},
         summary="Request an emergency close (201 queued, 200 already requested)")
-    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+    def post(self, request: Request) -> Response:
         data = request.data
         header_key = request.headers.get("Idempotency-Key")
         if isinstance(data, dict) and header_key and not data.get("idempotency_key"):

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from analytics.metrics import METRIC_DEFINITIONS
 from analytics.periods import Period
+from execution.api import ActionSerializer, OrderSerializer
 from risk.serializers import RiskAlertSerializer
 from tradingsite import api, selectors
 from tradingsite.services import halt_payload, platform_state
@@ -33,7 +34,7 @@ def endpoints() -> dict[str, str]:
     """URLs the dashboard's scripts call (resolved here so routes can move)."""
     return {
         "positions": reverse("position-list"),
-        "actions": reverse("action-list"),
+        "actions": reverse("action-request"),
         "halt": reverse("trading-halt"),
         "alerts": reverse("risk-alerts"),
         "acknowledge": _url_template("risk-alert-acknowledge"),
@@ -77,8 +78,8 @@ def position_page_state(user: AbstractBaseUser, position_id: int) -> dict[str, A
         "position": api.PositionDetailSerializer(position, context=context).data,
         "health_history": api.HealthSnapshotSerializer(
             selectors.position_health_history(position), many=True).data,
-        "orders": api.OrderSerializer(selectors.position_orders(position), many=True).data,
-        "actions": api.ActionSerializer(selectors.position_actions(position), many=True).data,
+        "orders": OrderSerializer(selectors.position_orders(position), many=True).data,
+        "actions": ActionSerializer(selectors.position_actions(position), many=True).data,
         "halt": api.TradingHaltSerializer(halt_payload(platform_state())).data,
         "thresholds": {"warning": risk.warning_score_threshold,
                        "critical": risk.health_score_threshold},

@@ -78,7 +78,7 @@ def position_health_history(position: Position,
 
 
 def position_orders(position: Position) -> QuerySet[Order]:
-    return position.orders.select_related("account").order_by("created_at", "id")
+    return position.orders.select_related("account", "strategy").order_by("created_at", "id")
 
 
 def position_actions(position: Position) -> QuerySet[Action]:
@@ -87,14 +87,6 @@ def position_actions(position: Position) -> QuerySet[Action]:
 
 def strategies() -> QuerySet[Strategy]:
     return Strategy.objects.select_related("account")
-
-
-def orders() -> QuerySet[Order]:
-    return Order.objects.select_related("account")
-
-
-def actions() -> QuerySet[Action]:
-    return Action.objects.all()
 
 
 def recent_alerts(limit: int = DASHBOARD_ALERT_LIMIT) -> QuerySet[RiskAlert]:

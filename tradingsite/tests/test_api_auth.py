@@ -43,7 +43,7 @@ def api_routes() -> list[str]:
 def test_the_resolver_walk_finds_the_platform_routes():
     routes = api_routes()
     for expected in ("/api/schema/", "/api/docs/", "/api/positions/", "/api/positions/1/",
-                     "/api/positions/1/health/", "/api/orders/", "/api/actions/",
+                     "/api/positions/1/health/", "/api/actions/",
                      "/api/strategies/", "/api/trading/halt/", "/api/trading/resume/"):
         assert expected in routes
 

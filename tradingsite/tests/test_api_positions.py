@@ -1,4 +1,4 @@
-"""Positions, strategies and orders as the read API returns them."""
+"""Positions and strategies as the read API returns them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from rest_framework.test import APIClient
 
 from tradingsite.testing.factories import (
     HealthSnapshotFactory,
-    OrderFactory,
     PositionEventFactory,
     PositionFactory,
     StrategyFactory,
@@ -131,21 +130,3 @@ def test_strategies_show_effective_holding_limits(client, strategy):
     item = client.get("/api/strategies/").json()["results"][0]
     assert (item["name"], item["max_holding_time_minutes"], item["warning_threshold_minutes"]) == (
         strategy.name, 90, 60)
-
-
-def test_orders_filter_by_position_and_status(client, book, account):
-    mine = OrderFactory(account=account, position=book["long"], status="filled")
-    OrderFactory(account=account, position=book["late"], status="open")
-    body = client.get("/api/orders/", {"position": book["long"].pk, "status": "filled"}).json()
-    assert [o["client_order_id"] for o in body["results"]] == [mine.client_order_id]
-    assert body["results"][0]["account"] == account.name
-
-
-def test_time_filters_take_any_iso_offset(client, book):
-    far_offset = client.get("/api/positions/", {"opened_after": "2026-03-02T00:00:00-18:42"})
-    assert far_offset.status_code == 200
-    # 2026-03-02T18:42Z: after every position in the book.
-    assert far_offset.json()["count"] == 0
-    out_of_range = client.get("/api/positions/", {"opened_after": "9999-12-31T23:00:00-18:00"})
-    assert out_of_range.status_code == 400
-    assert out_of_range.json() == {"opened_after": ["Enter a time within the years 1–9999."]}

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 from django.core.management import call_command
+from django.db import DataError
 from rest_framework.test import APIClient
+
+from tradingsite.api_errors import exception_handler
+from tradingsite.errors import InvalidStateTransition
 
 pytestmark = pytest.mark.django_db
 
@@ -37,3 +41,20 @@ def test_the_docs_pages_use_the_bundled_sidecar_assets(viewer_user):
         html = client.get(page).content.decode()
         assert "cdn." not in html and "unpkg" not in html and "jsdelivr" not in html, page
         assert "/static/drf_spectacular_sidecar/" in html, page
+
+
+@pytest.mark.parametrize("error", [
+    OverflowError("Python int too large to convert to SQLite INTEGER"),
+    DataError("time zone displacement out of range")])
+def test_a_value_the_database_refuses_is_a_400(error):
+    response = exception_handler(error, {})
+    assert response.status_code == 400
+    assert response.data == {
+        "detail": "A value in the request is out of the range the database accepts.",
+        "code": "out_of_range"}
+
+
+def test_domain_errors_keep_their_status_and_code():
+    response = exception_handler(InvalidStateTransition("CLOSED → OPEN"), {})
+    assert (response.status_code, response.data) == (
+        409, {"detail": "CLOSED → OPEN", "code": "invalid_state_transition"})

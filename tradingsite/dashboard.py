@@ -15,6 +15,7 @@ from django.utils import timezone
 from analytics.metrics import METRIC_DEFINITIONS
 from analytics.periods import Period
 from execution.api import ActionSerializer, OrderSerializer
+from execution.models import OrderStatus
 from risk.serializers import RiskAlertSerializer
 from tradingsite import api, selectors
 from tradingsite.services import halt_payload, platform_state
@@ -38,6 +39,7 @@ def endpoints() -> dict[str, str]:
         "halt": reverse("trading-halt"),
         "alerts": reverse("risk-alerts"),
         "acknowledge": _url_template("risk-alert-acknowledge"),
+        "cancel_order": _url_template("execution-order-cancel"),
         "resume": reverse("trading-resume"),
         "performance": reverse("analytics-performance"),
         "equity": reverse("analytics-equity"),
@@ -79,6 +81,7 @@ def position_page_state(user: AbstractBaseUser, position_id: int) -> dict[str, A
         "health_history": api.HealthSnapshotSerializer(
             selectors.position_health_history(position), many=True).data,
         "orders": OrderSerializer(selectors.position_orders(position), many=True).data,
+        "final_order_statuses": OrderStatus.final(),
         "actions": ActionSerializer(selectors.position_actions(position), many=True).data,
         "halt": api.TradingHaltSerializer(halt_payload(platform_state())).data,
         "thresholds": {"warning": risk.warning_score_threshold,

@@ -207,9 +207,24 @@ def test_the_position_page_shows_history_events_and_orders(page, live_url, book,
     expect(page.locator("#orders-table tbody tr")).to_have_count(2)
     expect(page.locator("#orders-table tbody")).to_contain_text("emergency close")
     expect(page.locator("#actions-table tbody")).to_contain_text("running")
+    expect(page.locator('[data-role="cancel-order"]')).to_have_count(0)
+    expect(page.locator("#close-button")).to_have_count(0)
     expect(page.locator('#components [data-component="time_at_risk"] .hbar-value')).to_have_text(
         "0.0")
     in_worker(send_now, "health.updated", {"positions": [{"id": avax.pk, "score": "12.0",
                                                "danger_level": "CRITICAL",
                                                "last_price": str(Decimal("26.5"))}]})
     expect(page.locator("#pos-score")).to_have_text("12.0", timeout=LIVE_TIMEOUT_MS)
+
+
+def test_staff_get_cancel_for_active_orders_and_an_emergency_close(page, live_url, book, users):
+    log_in(page, live_url, STAFF)
+    avax = book.positions["AVAX"]
+    page.goto(f"{live_url}/positions/{avax.pk}/")
+    # The entry order is filled (final); only the submitting close order can be cancelled,
+    # and a position already closing offers no second close.
+    expect(page.locator('[data-role="cancel-order"]')).to_have_count(1)
+    expect(page.locator("#close-button")).to_be_hidden()
+    page.goto(f"{live_url}/positions/{book.positions['DOGE'].pk}/")
+    expect(page.locator("#close-button")).to_be_visible()
+    expect(page.locator('[data-role="cancel-order"]')).to_have_count(0)

@@ -46,6 +46,8 @@ function renderFacts() {
     fact("Close reason", position.close_reason || "—"),
     fact("Account", position.account),
   );
+  const closeButton = $("close-button");
+  if (closeButton) closeButton.hidden = position.state === "CLOSING" || position.state === "CLOSED";
   $("components").replaceChildren(componentBreakdown(position.health));
   $("components-when").textContent = position.health?.taken_at ? fmtDateTime(position.health.taken_at) : "";
 }
@@ -76,7 +78,7 @@ function renderOrders() {
   const body = $("orders-table").querySelector("tbody");
   $("orders-count").textContent = `(${state.orders.length})`;
   if (!state.orders.length) {
-    body.replaceChildren(h("tr", {}, h("td", { colspan: 10, class: "faint" }, "No orders for this position.")));
+    body.replaceChildren(h("tr", {}, h("td", { colspan: 11, class: "faint" }, "No orders for this position.")));
     return;
   }
   body.replaceChildren(...state.orders.map((o) => h("tr", {},
@@ -89,7 +91,26 @@ function renderOrders() {
     h("td", { class: "num" }, fmtPrice(o.average_fill_price)),
     h("td", { class: "num" }, fmtPct(o.slippage_percent, { digits: 3 })),
     h("td", { class: "num" }, String(o.attempts)),
-    h("td", { title: o.last_error || null }, h("span", { class: `badge ${o.status}` }, o.status.replaceAll("_", " "))))));
+    h("td", { title: o.last_error || null }, h("span", { class: `badge ${o.status}` }, o.status.replaceAll("_", " "))),
+    state.user.is_staff ? h("td", { class: "num" }, FINAL_ORDER_STATUSES.has(o.status) ? null
+      : h("button", { class: "btn small ghost-danger", type: "button", "data-role": "cancel-order",
+                      onclick: (ev) => cancelOrder(o, ev.currentTarget) }, "Cancel")) : null)));
+}
+
+const FINAL_ORDER_STATUSES = new Set(state.final_order_statuses);
+
+async function cancelOrder(order, button) {
+  if (!window.confirm(`Cancel order ${order.client_order_id} (${order.side} ${fmtQty(order.quantity)} ${order.symbol})?`)) return;
+  button.disabled = true;
+  try {
+    const updated = await apiFetch(state.endpoints.cancel_order.replace("{id}", order.id), { method: "POST" });
+    state.orders = state.orders.map((o) => (o.id === updated.id ? updated : o));
+    renderOrders();
+    toast(`Order ${updated.client_order_id}: ${updated.status.replaceAll("_", " ")}.`);
+  } catch (err) {
+    button.disabled = false;
+    toast(`Cancel refused: ${err.message}`, { error: true });
+  }
 }
 
 function renderActions() {

@@ -14,6 +14,7 @@ from django.db import connection
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
+from execution.models import Action
 from lifecycle.models import Position
 from risk.models import HealthSnapshot
 from risk.services import run_risk_check
@@ -228,3 +229,14 @@ def test_staff_get_cancel_for_active_orders_and_an_emergency_close(page, live_ur
     page.goto(f"{live_url}/positions/{book.positions['DOGE'].pk}/")
     expect(page.locator("#close-button")).to_be_visible()
     expect(page.locator('[data-role="cancel-order"]')).to_have_count(0)
+
+
+def test_staff_request_an_emergency_close_from_the_table(page, live_url, book, users):
+    log_in(page, live_url, STAFF)
+    page.on("dialog", lambda dialog: dialog.accept())
+    btc = book.positions["BTC"]
+    row(page, btc.pk).get_by_role("button", name="Close").click()
+    expect(page.locator("#toasts")).to_contain_text(f"Close of #{btc.pk} queued")
+    action = Action.objects.get(position=btc)
+    assert (action.kind, action.state, action.reason, action.requested_by) == (
+        "emergency_close", "pending", "manual", "operator")

@@ -3,7 +3,7 @@
 One class per operation; each validates its input, calls one selector or service
 and serialises the result. Reads need an authenticated user, writes staff
 (``IsStaffOrReadOnly``). Execution metrics are served by analytics from
-``execution.selectors.execution_metrics_report``.
+``analytics.execution_metrics``.
 """
 
 from __future__ import annotations

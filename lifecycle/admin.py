@@ -1,9 +1,16 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from execution.models import Order
-from lifecycle.models import Position, PositionEvent, Strategy, Trade
+from execution.models import CloseReason, Order
+from lifecycle.models import Position, PositionEvent, PositionState, Strategy, Trade
+from lifecycle.selectors import position_timing, with_deadlines
+from lifecycle.services import position_request_close
 from tradingsite.admin_helpers import AppendOnlyAdmin, ReadOnlyInline, format_age
+from tradingsite.errors import InvalidStateTransition
 
 
 @admin.register(Strategy)
@@ -50,7 +57,7 @@ class PositionOrderInline(ReadOnlyInline):
 @admin.register(Position)
 class PositionAdmin(admin.ModelAdmin):
     list_display = ("id", "symbol", "side", "quantity", "entry_price", "state", "age",
-                    "unrealised_pnl", "health", "strategy")
+                    "timeout_in", "unrealised_pnl", "health", "strategy")
     list_filter = ("state", "danger_level", "side", "strategy", "source", "close_reason")
     search_fields = ("symbol", "external_ref", "strategy__name")
     list_select_related = ("strategy",)
@@ -60,10 +67,56 @@ class PositionAdmin(admin.ModelAdmin):
                        "closed_at", "close_reason", "close_requested_by", "peak_price",
                        "trough_price", "last_price", "last_price_at", "health_score",
                        "danger_level", "health_checked_at", "created_at", "updated_at")
+    actions = ["emergency_close"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Position]:
+        return with_deadlines(super().get_queryset(request))
 
     @admin.display(description="Age", ordering="opened_at")
     def age(self, obj: Position) -> str:
         return format_age(obj.opened_at, obj.closed_at)
+
+    @admin.display(description="Timeout in", ordering="timeout_due_at")
+    def timeout_in(self, obj: Position) -> str:
+        minutes = position_timing(obj).minutes_to_timeout
+        if minutes is None or obj.state == PositionState.CLOSING:
+            return "—"
+        return f"{minutes:.0f} min" if minutes >= 0 else f"{-minutes:.0f} min late"
+
+    def has_emergency_close_permission(self, request: HttpRequest) -> bool:
+        return request.user.is_staff and self.has_change_permission(request)
+
+    @admin.action(description="Emergency close selected positions",
+                  permissions=["emergency_close"])
+    def emergency_close(self, request: HttpRequest, queryset: QuerySet[Position]):
+        """Ask for confirmation, then queue one close per position (exit reason: manual)."""
+        if request.POST.get("confirm") != "yes":
+            return TemplateResponse(request, "admin/lifecycle/position/emergency_close.html", {
+                **self.admin_site.each_context(request),
+                "title": "Emergency close: are you sure?",
+                "opts": self.model._meta,
+                "positions": queryset.select_related("strategy"),
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "action_name": "emergency_close",
+            })
+        actor, note = request.user.get_username(), request.POST.get("note", "")[:200]
+        for position in queryset:
+            try:
+                action, created = position_request_close(
+                    position=position, reason=CloseReason.MANUAL, actor=actor, note=note)
+            except InvalidStateTransition:
+                self.message_user(request, f"Position #{position.pk} ({position.symbol}) is "
+                                  "already closed: nothing to close.", messages.ERROR)
+                continue
+            if created:
+                self.message_user(request, f"Position #{position.pk} ({position.symbol}): "
+                                  f"emergency close queued (action #{action.pk}).",
+                                  messages.SUCCESS)
+            else:
+                self.message_user(request, f"Position #{position.pk} ({position.symbol}): a "
+                                  f"close is already queued (action #{action.pk}, "
+                                  f"{action.state}).", messages.WARNING)
+        return None
 
     @admin.display(description="Unrealised PnL")
     def unrealised_pnl(self, obj: Position) -> str:

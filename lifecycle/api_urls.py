@@ -1,5 +1,14 @@
 """API routes of this app, mounted under /api/."""
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from lifecycle import api
+
+urlpatterns = [
+    path("lifecycle/tracked-positions", api.TrackedPositionsApi.as_view(),
+         name="lifecycle-tracked-positions"),
+    path("lifecycle/timeouts", api.TimeoutsApi.as_view(), name="lifecycle-timeouts"),
+    path("lifecycle/positions", api.HandOverPositionApi.as_view(), name="lifecycle-positions"),
+    path("lifecycle/positions/<int:position_id>/close", api.ClosePositionApi.as_view(),
+         name="lifecycle-position-close"),
+]

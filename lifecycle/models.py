@@ -88,7 +88,10 @@ class PositionSource(models.TextChoices):
 class Position(models.Model):
     """A position under supervision, from entry fill to close."""
 
-    strategy = models.ForeignKey(Strategy, on_delete=models.PROTECT, related_name="positions")
+    # Indexed through position_strategy_state_idx (strategy first): no separate FK index,
+    # one index less to maintain on every state change.
+    strategy = models.ForeignKey(Strategy, on_delete=models.PROTECT, related_name="positions",
+                                 db_index=False)
     symbol = models.CharField(max_length=64)
     side = models.CharField(max_length=5, choices=PositionSide.choices)
     quantity = models.DecimalField(**QTY, help_text="Quantity still held.")
@@ -210,7 +213,9 @@ class PositionFill(models.Model):
 class PositionEvent(models.Model):
     """Append-only audit: every transition of a position, and why."""
 
-    position = models.ForeignKey(Position, on_delete=models.CASCADE, related_name="events")
+    # Indexed through event_position_time_idx (position first).
+    position = models.ForeignKey(Position, on_delete=models.CASCADE, related_name="events",
+                                 db_index=False)
     kind = models.CharField(max_length=32, default="transition")
     from_state = models.CharField(max_length=8, choices=PositionState.choices, blank=True,
                                   default="")

@@ -1,21 +1,37 @@
-"""The single write path for positions: open, transition, close.
+"""The single write path for positions: open, transition, close, time out.
 
 Every transition is a compare-and-set on the row (``filter(id, state=old).update``),
 writes a ``PositionEvent``, fires a signal and pushes a live event after commit.
 Two workers racing on the same position therefore produce exactly one transition;
-the loser gets ``InvalidStateTransition``.
+the loser gets ``InvalidStateTransition``. The timeout pass (``check_timeouts``)
+applies the same rules set-based, in a constant number of queries.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    DateTimeField,
+    F,
+    IntegerField,
+    Max,
+    Q,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Coalesce, Concat, JSONObject
 from django.utils import timezone
 
 from execution.models import Action, ActionKind, ActionState, CloseReason
+from lifecycle.bulk import InArray, insert_select, update_returning_pks
 from lifecycle.models import (
     Position,
     PositionEvent,
@@ -26,9 +42,17 @@ from lifecycle.models import (
     Strategy,
     Trade,
 )
+from lifecycle.selectors import limits_of, strategy_limits
 from lifecycle.signals import position_closed, position_opened, position_state_changed
+from lifecycle.timeouts import (
+    CLOSE_RETRY_MAX,
+    HoldingLimits,
+    chunked,
+    close_retry_schedule,
+    group_strategies,
+)
 from tradingsite.errors import InvalidStateTransition
-from tradingsite.live import broadcast
+from tradingsite.live import broadcast, broadcast_many
 
 S = PositionState
 
@@ -44,6 +68,11 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 # The timestamp column set when a position enters a state.
 STATE_TIMESTAMP = {S.WARNING: "warning_at", S.CRITICAL: "critical_at", S.CLOSING: "closing_at",
                    S.CLOSED: "closed_at"}
+
+
+# How the "opened" event names where a position came from.
+OPENED_FROM = {PositionSource.FILL: "entry fill", PositionSource.API: "API hand-over",
+               PositionSource.RECONCILE: "reconciliation", PositionSource.MANUAL: "operator"}
 
 
 def is_allowed(from_state: str, to_state: str) -> bool:
@@ -83,36 +112,86 @@ def position_open(*, strategy: Strategy, symbol: str, side: str, quantity: Decim
     """Start supervising a filled position (entry fill, API hand-over or reconciliation).
 
     With ``fill_key`` the entry fill is recorded once: a repeated call with the same
-    key returns the position it already opened.
+    key returns the position it already opened, also when two workers race.
     """
+    position, _ = _open_position(
+        strategy=strategy, symbol=symbol, side=side, quantity=quantity, entry_price=entry_price,
+        opened_at=opened_at, entry_fee=entry_fee, source=source, external_ref=external_ref,
+        actor=actor, fill_key=fill_key)
+    return position
+
+
+def position_hand_over(*, strategy: Strategy, symbol: str, side: str, quantity: Decimal,
+                       entry_price: Decimal, opened_at: datetime | None = None,
+                       entry_fee: Decimal = Decimal("0"), external_ref: str = "",
+                       actor: str = "api") -> tuple[Position, bool]:
+    """Take over supervision of a position an external bot filled; ``(position, created)``.
+
+    Idempotent on ``(strategy, external_ref)`` when a reference is given: the bot may
+    retry the hand-over and gets the position it already handed over.
+    """
+    fill_key = None
+    if external_ref:
+        existing = Position.objects.filter(strategy=strategy, external_ref=external_ref).first()
+        if existing:
+            return existing, False
+        fill_key = f"handover:{strategy.pk}:{external_ref}"
+    return _open_position(strategy=strategy, symbol=symbol, side=side, quantity=quantity,
+                          entry_price=entry_price, opened_at=opened_at, entry_fee=entry_fee,
+                          source=PositionSource.API, external_ref=external_ref, actor=actor,
+                          fill_key=fill_key)
+
+
+def _existing_entry(fill_key: str | None) -> Position | None:
+    if not fill_key:
+        return None
+    fill = PositionFill.objects.filter(fill_key=fill_key).select_related(
+        "position__strategy").first()
+    return fill.position if fill else None
+
+
+def _open_position(*, strategy: Strategy, symbol: str, side: str, quantity: Decimal,
+                   entry_price: Decimal, opened_at: datetime | None, entry_fee: Decimal,
+                   source: str, external_ref: str, actor: str,
+                   fill_key: str | None) -> tuple[Position, bool]:
     if side not in PositionSide.values:
         raise ValueError(f"side must be one of {PositionSide.values}, got {side!r}")
-    quantity, entry_price = Decimal(quantity), Decimal(entry_price)
+    if source not in PositionSource.values:
+        raise ValueError(f"source must be one of {PositionSource.values}, got {source!r}")
+    quantity, entry_price, entry_fee = Decimal(quantity), Decimal(entry_price), Decimal(entry_fee)
     if quantity <= 0 or entry_price <= 0:
         raise ValueError("quantity and entry_price must be positive")
+    if entry_fee < 0:
+        raise ValueError("entry_fee must not be negative")
     opened_at = opened_at or timezone.now()
     with transaction.atomic():
-        if fill_key:
-            existing = PositionFill.objects.filter(fill_key=fill_key).select_related(
-                "position__strategy").first()
-            if existing:
-                return existing.position
-        position = Position.objects.create(
-            strategy=strategy, symbol=symbol, side=side, quantity=quantity,
-            initial_quantity=quantity, entry_price=entry_price, entry_fee=Decimal(entry_fee),
-            opened_at=opened_at, state=S.OPEN, state_changed_at=timezone.now(),
-            peak_price=entry_price, trough_price=entry_price, last_price=entry_price,
-            last_price_at=opened_at, source=source, external_ref=external_ref)
-        if fill_key:
-            PositionFill.objects.create(position=position, kind=PositionFill.Kind.ENTRY,
-                                        fill_key=fill_key, quantity=quantity, price=entry_price,
-                                        fee=Decimal(entry_fee), filled_at=opened_at)
+        existing = _existing_entry(fill_key)
+        if existing:
+            return existing, False
+        try:
+            with transaction.atomic():
+                position = Position.objects.create(
+                    strategy=strategy, symbol=symbol, side=side, quantity=quantity,
+                    initial_quantity=quantity, entry_price=entry_price, entry_fee=entry_fee,
+                    opened_at=opened_at, state=S.OPEN, state_changed_at=timezone.now(),
+                    peak_price=entry_price, trough_price=entry_price, last_price=entry_price,
+                    last_price_at=opened_at, source=source, external_ref=external_ref)
+                if fill_key:
+                    PositionFill.objects.create(
+                        position=position, kind=PositionFill.Kind.ENTRY, fill_key=fill_key,
+                        quantity=quantity, price=entry_price, fee=entry_fee, filled_at=opened_at)
+        except IntegrityError:
+            # Another worker recorded the same entry fill first: its position is ours.
+            existing = _existing_entry(fill_key)
+            if existing is None:
+                raise
+            return existing, False
         _record_event(position, kind="opened", to_state=S.OPEN, actor=actor,
-                      reason=f"opened from {PositionSource(source).label.lower()}",
+                      reason=f"opened from {OPENED_FROM[source]}",
                       details={"quantity": str(quantity), "entry_price": str(entry_price)})
         position_opened.send(sender=Position, position=position)
         broadcast("position.opened", position_payload(position))
-    return position
+    return position, True
 
 
 def position_transition(position: Position, *, to_state: str, reason: str, actor: str = "system",
@@ -152,12 +231,14 @@ def position_transition(position: Position, *, to_state: str, reason: str, actor
 
 def position_request_close(*, position: Position, reason: str, actor: str,
                            kind: str = ActionKind.EMERGENCY_CLOSE,
-                           idempotency_key: str | None = None) -> tuple[Action, bool]:
+                           idempotency_key: str | None = None,
+                           note: str = "") -> tuple[Action, bool]:
     """Queue the one close of a position; a repeated request returns the open one.
 
     Timeout, risk monitor, operator and shutdown all call this; whichever comes
     first wins and the others get ``(existing_action, False)``. The action queue
     (``execution``) moves the position to CLOSING when it places the order.
+    ``note`` is the operator's free text, kept on the ``close_requested`` event.
     """
     if reason not in CloseReason.values:
         raise ValueError(f"reason must be one of {CloseReason.values}, got {reason!r}")
@@ -166,15 +247,19 @@ def position_request_close(*, position: Position, reason: str, actor: str,
     existing = _open_close_action(position)
     if existing:
         return existing, False
-    if position.state == S.CLOSED:
+    current = Position.objects.filter(pk=position.pk).values_list("state", flat=True).first()
+    if current in (None, S.CLOSED):
         raise InvalidStateTransition(f"position {position.pk} is already CLOSED")
     key = idempotency_key or f"close:{position.pk}:{timezone.now().timestamp():.6f}"
+    note = note.strip()
     try:
         with transaction.atomic():
             action = Action.objects.create(kind=kind, position=position, reason=reason,
                                            requested_by=actor[:150], idempotency_key=key)
-            _record_event(position, kind="close_requested", reason=f"{reason}: close requested",
-                          actor=actor, details={"action_id": action.pk, "kind": kind})
+            _record_event(position, kind="close_requested",
+                          reason=f"{reason}: close requested" + (f" — {note}" if note else ""),
+                          actor=actor, details={"action_id": action.pk, "kind": kind,
+                                                **({"note": note} if note else {})})
     except IntegrityError:
         existing = _open_close_action(position) or Action.objects.filter(
             idempotency_key=key).first()
@@ -192,24 +277,76 @@ def _open_close_action(position: Position) -> Action | None:
 
 def dispatch_action(action: Action) -> None:
     """Hand an action to the worker once the transaction that created it commits."""
+    dispatch_actions([action.pk])
+
+
+# Above this many actions, dispatching is itself handed to workers in batches.
+DIRECT_DISPATCH_LIMIT = 100
+FAN_OUT_BATCH_SIZE = 500
+
+
+def dispatch_actions(action_ids: list[int]) -> None:
+    """Hand actions to the workers once the transaction that created them commits.
+
+    Up to ``DIRECT_DISPATCH_LIMIT`` go out as one ``process_action`` message each;
+    a mass timeout sends one ``lifecycle.tasks.dispatch_actions`` message per batch
+    instead, so the pass that created them stays fast and the fan-out runs in
+    parallel on the workers. Pending actions that no message reaches are picked
+    up by ``execution.tasks.sweep_actions``.
+    """
+    if not action_ids:
+        return
+    ids = list(action_ids)
+
+    def send() -> None:
+        if len(ids) <= DIRECT_DISPATCH_LIMIT:
+            send_actions_now(ids)
+            return
+        from lifecycle.tasks import dispatch_actions as dispatch_task
+
+        for batch in chunked(ids, FAN_OUT_BATCH_SIZE):
+            dispatch_task.apply_async((batch,), argsrepr=f"[{len(batch)} action ids]")
+
+    transaction.on_commit(send)
+
+
+def send_actions_now(action_ids: list[int]) -> None:
+    """One ``process_action`` message per action (the task is idempotent)."""
     from execution.tasks import process_action
 
-    transaction.on_commit(lambda: process_action.delay(action.pk))
+    for action_id in action_ids:
+        process_action.delay(action_id)
 
 
 def position_begin_close(position: Position, *, reason: str, actor: str) -> Position:
-    """OPEN/WARNING/CRITICAL → CLOSING, recording which signal asked for the close."""
-    return position_transition(position, to_state=S.CLOSING, reason=f"{reason}: closing",
-                               actor=actor, close_reason=reason, close_requested_by=actor[:150])
+    """OPEN/WARNING/CRITICAL → CLOSING, recording which signal asked for the close.
+
+    If the timeout pass moved the position since the caller read it (OPEN →
+    WARNING → CRITICAL), the close still applies from the state it is in now: any
+    held state may be closed. A position already CLOSING or CLOSED refuses, so two
+    workers racing to close it produce exactly one close.
+    """
+    for _ in range(len(PositionState.holding())):
+        try:
+            return position_transition(position, to_state=S.CLOSING, reason=f"{reason}: closing",
+                                       actor=actor, close_reason=reason,
+                                       close_requested_by=actor[:150])
+        except InvalidStateTransition:
+            current = Position.objects.filter(pk=position.pk).values_list(
+                "state", flat=True).first()
+            if current == position.state or current not in PositionState.holding():
+                raise
+            position.state = current
+    raise InvalidStateTransition(f"position {position.pk}: state kept changing; close not begun")
 
 
 def state_for_holding_time(position: Position, now: datetime | None = None) -> str:
     """Where the timeout rules put a position that is not closing."""
-    limits = position.strategy.effective_config().lifecycle
+    limits = limits_of(position.strategy)
     minutes = position.holding_seconds(now) / 60
-    if minutes >= limits.max_holding_time_minutes:
+    if minutes >= limits.max_minutes:
         return S.CRITICAL
-    if minutes >= limits.warning_threshold_minutes:
+    if minutes >= limits.warning_minutes:
         return S.WARNING
     return S.OPEN
 
@@ -302,3 +439,155 @@ def _write_trade(position: Position, closed_at: datetime) -> Trade:
         pnl_percent=(pnl / notional * 100).quantize(Decimal("1e-6")),
         holding_seconds=int((closed_at - position.opened_at).total_seconds()),
         exit_reason=position.close_reason or CloseReason.SIGNAL)
+
+
+# --- holding-time timeouts ---------------------------------------------------------
+
+TIMEOUT_ACTOR = "timeout"
+# Live events of a bulk transition carry at most this many position ids each.
+LIVE_BATCH_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class TimeoutPassResult:
+    """What one timeout pass did."""
+
+    checked_at: datetime
+    warned: int
+    timed_out: int
+    close_actions: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "checked_at": self.checked_at.isoformat()}
+
+
+def check_timeouts(now: datetime | None = None) -> TimeoutPassResult:
+    """Move held positions forward by holding time and queue timeout closes.
+
+    Set-based, in a constant number of queries however many positions are open:
+    OPEN → WARNING at each strategy's warning threshold, WARNING → CRITICAL at its
+    max holding time (a position past both gets both transitions in one pass), then
+    one emergency-close ``Action`` per CRITICAL position without an open close
+    action when the strategy has ``enableAutomaticTimeout``.
+
+    Safe on several workers at once: rows are locked in id order with SKIP LOCKED
+    (a row another pass holds is left to it), each UPDATE re-checks the state and
+    returns the rows it changed, events are written for exactly those rows, and
+    actions rely on the partial unique constraint ``one_open_close_action_per_position``
+    and a deterministic idempotency key.
+    """
+    now = now or timezone.now()
+    limits = strategy_limits()
+    if not limits:
+        return TimeoutPassResult(now, 0, 0, 0)
+    with transaction.atomic():
+        warned = _advance_held_positions(now, S.OPEN, S.WARNING, limits)
+        timed_out = _advance_held_positions(now, S.WARNING, S.CRITICAL, limits)
+        created = _queue_timeout_closes(
+            now, [pk for pk, strategy_limits in limits.items() if strategy_limits.automatic_timeout])
+    return TimeoutPassResult(now, len(warned), len(timed_out), len(created))
+
+
+def _advance_held_positions(now: datetime, from_state: str, to_state: str,
+                            limits: dict[int, HoldingLimits]) -> list[int]:
+    """One bulk step of the timeout pass; returns the ids of the positions it moved."""
+    to_warning = to_state == S.WARNING
+    groups = group_strategies(limits)
+    due, reason, limit_minutes = Q(), [], []
+    for group_limits, strategy_ids in groups.items():
+        cutoff = group_limits.warning_cutoff(now) if to_warning else group_limits.timeout_cutoff(now)
+        due |= Q(strategy_id__in=strategy_ids, opened_at__lte=cutoff)
+        reason.append(When(strategy_id__in=strategy_ids,
+                           then=Value(_timeout_reason(to_state, group_limits))))
+        limit_minutes.append(When(strategy_id__in=strategy_ids,
+                                  then=Value(_limit_minutes(to_state, group_limits))))
+    locked = list(Position.objects.select_for_update(skip_locked=True, no_key=True)
+                  .filter(due, state=from_state).order_by("pk").values_list("pk", flat=True))
+    if not locked:
+        return []
+    stamp = STATE_TIMESTAMP[to_state]
+    moved = sorted(update_returning_pks(
+        Position.objects.filter(InArray("pk", locked), state=from_state),
+        state=to_state, state_changed_at=now, updated_at=now, **{stamp: now}))
+    if not moved:
+        return []
+    insert_select(PositionEvent, Position.objects.filter(InArray("pk", moved)).order_by("pk"), {
+        "position_id": F("pk"), "kind": "transition", "from_state": from_state,
+        "to_state": to_state, "actor": TIMEOUT_ACTOR, "created_at": now,
+        "reason": Case(*reason, default=Value("timeout"), output_field=CharField()),
+        "details": JSONObject(limit_minutes=Case(*limit_minutes, output_field=IntegerField())),
+    })
+    _announce_bulk_transition(moved, now, from_state, to_state, limits)
+    return moved
+
+
+def _limit_minutes(to_state: str, limits: HoldingLimits) -> int:
+    return limits.warning_minutes if to_state == S.WARNING else limits.max_minutes
+
+
+def _timeout_reason(to_state: str, limits: HoldingLimits) -> str:
+    if to_state == S.WARNING:
+        return f"timeout: warning threshold of {limits.warning_minutes} min reached"
+    return f"timeout: max holding time of {limits.max_minutes} min reached"
+
+
+def _announce_bulk_transition(position_ids: list[int], now: datetime, from_state: str,
+                              to_state: str, limits: dict[int, HoldingLimits]) -> None:
+    """Signal receivers get each position; the live layer gets batched id lists.
+
+    Positions are loaded for the signal only when someone listens, and the live
+    event ``positions.state_changed`` carries ids (the dashboard knows the rest),
+    so a pass over 10,000 positions stays cheap.
+    """
+    if position_state_changed.has_listeners(Position):
+        for position in Position.objects.filter(InArray("pk", position_ids)).select_related(
+                "strategy").order_by("pk"):
+            position_state_changed.send(sender=Position, position=position,
+                                        from_state=from_state, to_state=to_state,
+                                        reason=_timeout_reason(to_state,
+                                                               limits[position.strategy_id]),
+                                        actor=TIMEOUT_ACTOR)
+    broadcast_many([("positions.state_changed", {
+        "ids": batch, "from_state": from_state, "to_state": to_state, "actor": TIMEOUT_ACTOR,
+        "state_changed_at": now}) for batch in chunked(position_ids, LIVE_BATCH_SIZE)])
+
+
+def _queue_timeout_closes(now: datetime, strategy_ids: list[int]) -> list[tuple[int, int]]:
+    """One emergency close per CRITICAL position that has no open close action.
+
+    A position whose earlier close ended without closing it (failed, rejected,
+    cancelled) gets a new one once ``timeouts.close_retry_delay`` has passed since
+    that close ended. Returns ``(action_id, position_id)`` of the actions created.
+    """
+    if not strategy_ids:
+        return []
+    closing = Q(actions__kind__in=ActionKind.closing())
+    retry_cutoff = Case(
+        *[When(previous_closes=n, then=Value(now - delay)) for n, delay in close_retry_schedule()],
+        default=Value(now - CLOSE_RETRY_MAX), output_field=DateTimeField())
+    candidates = (
+        Position.objects.filter(state=S.CRITICAL, strategy_id__in=strategy_ids)
+        .annotate(open_closes=Count("actions", filter=closing & Q(
+                      actions__state__in=ActionState.open())),
+                  previous_closes=Count("actions", filter=closing),
+                  last_close_ended=Max(Coalesce("actions__finished_at", "actions__updated_at"),
+                                       filter=closing))
+        .filter(Q(previous_closes=0) | Q(open_closes=0, last_close_ended__lte=retry_cutoff))
+        .order_by("pk"))
+    created = insert_select(Action, candidates, {
+        "kind": ActionKind.EMERGENCY_CLOSE, "position_id": F("pk"), "reason": CloseReason.TIMEOUT,
+        "requested_by": TIMEOUT_ACTOR, "created_at": now, "updated_at": now,
+        # Same key on every worker for the same attempt; a retry counts one more close.
+        "idempotency_key": Concat(Value("timeout:"), Cast("pk", CharField()), Value(":"),
+                                  Cast("previous_closes", CharField()), output_field=CharField()),
+    }, ignore_conflicts=True, returning=("id", "position_id"))
+    if not created:
+        return []
+    action_ids = [action_id for action_id, _ in created]
+    insert_select(PositionEvent, Action.objects.filter(InArray("pk", action_ids)).order_by("pk"), {
+        "position_id": F("position_id"), "kind": "close_requested", "actor": TIMEOUT_ACTOR,
+        "reason": "timeout: close requested", "created_at": now,
+        "details": JSONObject(action_id=F("pk"), kind=F("kind")),
+    })
+    dispatch_actions(action_ids)
+    return created

@@ -11,15 +11,24 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from execution.selectors import execution_metrics_report
+from analytics.execution_metrics import execution_metrics
 
-ROWS = [("orders", "Orders"), ("finished", "Finished"), ("filled", "Filled"),
-        ("rejects", "Rejects"), ("failures", "Failures"), ("expired", "Expired"),
-        ("cancelled", "Cancelled"), ("open", "Open"), ("success_rate", "Success rate %"),
-        ("retries", "Retries"), ("orders_retried", "Orders retried"),
-        ("timeouts", "Timeouts"), ("latency_avg_ms", "Latency avg ms"),
-        ("latency_p95_ms", "Latency p95 ms"), ("slippage_avg_percent", "Slippage avg %"),
-        ("slippage_worst_percent", "Slippage worst %")]
+ROWS = [("orders", "Orders"), ("filled", "Filled"), ("rejected", "Rejects"),
+        ("failed", "Failures"), ("expired", "Expired"), ("cancelled", "Cancelled"),
+        ("open", "Open"), ("success_rate", "Success rate %"), ("retries", "Retries"),
+        ("orders_retried", "Orders retried"), ("timeouts", "Timeouts"),
+        ("latency_ms_mean", "Latency avg ms"), ("latency_ms_p95", "Latency p95 ms"),
+        ("slippage_percent_mean", "Slippage avg %"),
+        ("slippage_percent_worst", "Slippage worst %")]
+
+
+def _cell(key: str, metric: dict) -> str:
+    value = metric["value"]
+    if value is None:
+        return "—"
+    if key == "success_rate":
+        return f"{value * 100:.1f}"
+    return f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
 RELATIVE = re.compile(r"^(\d+)([mhd])$")
 
 
@@ -48,15 +57,16 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print JSON")
 
     def handle(self, *args, **options):
-        report = execution_metrics_report(since=parse_moment(options["since"], "--since"),
-                                          until=parse_moment(options["until"], "--until"),
-                                          account=options["account"])
+        report = execution_metrics(start=parse_moment(options["since"], "--since"),
+                                   end=parse_moment(options["until"], "--until"),
+                                   account=options["account"])
         if options["json"]:
             self.stdout.write(json.dumps(report, cls=DjangoJSONEncoder, indent=2))
             return
-        columns = [("overall", report["overall"]), *report["accounts"].items()]
+        columns = [("overall", report["overall"]),
+                   *((acc["account"], acc) for acc in report["accounts"])]
         width = max(len(name) for name, _ in columns) + 2
         self.stdout.write(f"{'':<18}" + "".join(f"{name:>{width}}" for name, _ in columns))
         for key, label in ROWS:
-            cells = "".join(f"{'—' if m[key] is None else m[key]!s:>{width}}" for _, m in columns)
+            cells = "".join(f"{_cell(key, m[key]):>{width}}" for _, m in columns)
             self.stdout.write(f"{label:<18}{cells}")

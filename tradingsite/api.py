@@ -26,9 +26,12 @@ from rest_framework.views import APIView
 
 from execution.api import ActionSerializer
 from execution.models import ActionKind, CloseReason
+from lifecycle.api import TrackedPositionSerializer
 from lifecycle.models import Position, PositionEvent, PositionState, Strategy
+from lifecycle.selectors import limits_of, position_timing
 from risk.models import HealthSnapshot
 from tradingsite import selectors
+from tradingsite.api_base import ReadModelSerializer
 from tradingsite.operations import operator_action_request
 from tradingsite.services import halt_payload, platform_state, trading_halt, trading_resume
 
@@ -36,22 +39,6 @@ MONEY = {"max_digits": 28, "decimal_places": 10}
 
 
 # --- serializers ---------------------------------------------------------------
-
-class ReadModelSerializer(serializers.ModelSerializer):
-    """A model serializer for read-only output whose blank choice fields stay valid.
-
-    DRF drops ``allow_blank`` from read-only fields, so the schema would promise
-    an enum value where the model stores "" (no danger level yet, no close reason).
-    """
-
-    def include_extra_kwargs(self, kwargs: dict[str, Any], extra_kwargs: dict[str, Any]
-                             ) -> dict[str, Any]:
-        blank_choice = "choices" in kwargs and kwargs.get("allow_blank", False)
-        kwargs = super().include_extra_kwargs(kwargs, extra_kwargs)
-        if blank_choice:
-            kwargs["allow_blank"] = True
-        return kwargs
-
 
 class HealthComponentsSerializer(serializers.Serializer):
     """The five component scores (0–100) that the health score weighs."""
@@ -96,46 +83,41 @@ class StrategySerializer(ReadModelSerializer):
         read_only_fields = fields
 
     def get_max_holding_time_minutes(self, strategy: Strategy) -> int:
-        return strategy.effective_config().lifecycle.max_holding_time_minutes
+        return limits_of(strategy).max_minutes
 
     def get_warning_threshold_minutes(self, strategy: Strategy) -> int:
-        return strategy.effective_config().lifecycle.warning_threshold_minutes
+        return limits_of(strategy).warning_minutes
 
 
-class PositionSerializer(ReadModelSerializer):
-    """A position as an operator reads it: prices, PnL, timings and its newest health check."""
+class PositionOverviewSerializer(TrackedPositionSerializer):
+    """A position as an operator reads it.
 
-    strategy = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    Lifecycle's tracked-position fields (deadlines, countdowns, close action) plus the
+    account, the mark price, the gross unrealised PnL and the newest health check.
+    """
+
     account = serializers.CharField(source="strategy.account.name", read_only=True)
     mark_price = serializers.DecimalField(source="last_price", read_only=True, allow_null=True,
                                           **MONEY)
     mark_price_at = serializers.DateTimeField(source="last_price_at", read_only=True,
                                               allow_null=True)
-    unrealised_pnl = serializers.DecimalField(read_only=True, allow_null=True, **MONEY)
+    unrealised_pnl = serializers.DecimalField(
+        read_only=True, allow_null=True, help_text="Gross at the mark price, before fees.",
+        **MONEY)
     age_seconds = serializers.SerializerMethodField()
-    warning_due_at = serializers.DateTimeField(source="timings.warning_due_at", read_only=True)
-    timeout_at = serializers.DateTimeField(source="timings.timeout_at", read_only=True)
-    minutes_to_warning = serializers.FloatField(source="timings.minutes_to_warning",
-                                                read_only=True)
-    minutes_to_timeout = serializers.FloatField(source="timings.minutes_to_timeout",
-                                                read_only=True)
     health = serializers.SerializerMethodField()
 
-    class Meta:
-        model = Position
-        fields = ["id", "strategy", "account", "symbol", "side", "quantity", "initial_quantity",
-                  "entry_price", "mark_price", "mark_price_at", "unrealised_pnl", "opened_at",
-                  "age_seconds", "state", "state_changed_at", "warning_due_at", "timeout_at",
-                  "minutes_to_warning", "minutes_to_timeout", "health_score", "danger_level",
-                  "health_checked_at", "health", "close_reason", "close_requested_by",
-                  "closed_at", "source", "external_ref"]
+    class Meta(TrackedPositionSerializer.Meta):
+        fields = [*TrackedPositionSerializer.Meta.fields, "account", "mark_price",
+                  "mark_price_at", "unrealised_pnl", "age_seconds", "health_checked_at",
+                  "health", "close_requested_by", "closed_at"]
         read_only_fields = fields
 
     def to_representation(self, instance: Position) -> dict[str, Any]:
-        instance.timings = selectors.position_timings(instance, self._now())
+        instance.timing = position_timing(instance, self._now())
         return super().to_representation(instance)
 
-    def _now(self):
+    def _now(self) -> datetime:
         return self.context.setdefault("now", timezone.now())
 
     def get_age_seconds(self, position: Position) -> int:
@@ -147,11 +129,11 @@ class PositionSerializer(ReadModelSerializer):
         return HealthSnapshotSerializer(snapshot).data if snapshot else None
 
 
-class PositionDetailSerializer(PositionSerializer):
+class PositionDetailSerializer(PositionOverviewSerializer):
     events = PositionEventSerializer(many=True, read_only=True)
 
-    class Meta(PositionSerializer.Meta):
-        fields = [*PositionSerializer.Meta.fields, "events"]
+    class Meta(PositionOverviewSerializer.Meta):
+        fields = [*PositionOverviewSerializer.Meta.fields, "events"]
         read_only_fields = fields
 
 
@@ -247,12 +229,14 @@ class PositionViewSet(viewsets.ReadOnlyModelViewSet):
     ordering_fields = ["opened_at", "health_score", "symbol", "state_changed_at"]
 
     def get_queryset(self) -> QuerySet[Position]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no database reads
+            return Position.objects.none()
         if self.action == "retrieve":
             return selectors.positions_with_health().prefetch_related("events")
         return selectors.positions_with_health()
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
-        return PositionDetailSerializer if self.action == "retrieve" else PositionSerializer
+        return PositionDetailSerializer if self.action == "retrieve" else PositionOverviewSerializer
 
     @extend_schema(responses=HealthSnapshotSerializer(many=True),
                    summary="Health history of a position (oldest first, newest 500 checks)")

@@ -61,8 +61,8 @@ def dashboard_state(user: AbstractBaseUser) -> dict[str, Any]:
         "endpoints": endpoints(),
         "periods": PERIODS,
         "metric_definitions": METRIC_DEFINITIONS,
-        "positions": api.PositionSerializer(selectors.open_positions(), many=True,
-                                            context=context).data,
+        "positions": api.PositionOverviewSerializer(selectors.open_positions(), many=True,
+                                                    context=context).data,
         "alerts": RiskAlertSerializer(selectors.recent_alerts(), many=True).data,
         "halt": api.TradingHaltSerializer(halt_payload(platform_state())).data,
     }

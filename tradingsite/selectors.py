@@ -5,41 +5,16 @@ Writes stay in the apps' services; this module only shapes what an operator look
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-
 from django.db.models import Prefetch, QuerySet
-from django.utils import timezone
 
 from execution.models import Action, Order
 from lifecycle.models import Position, PositionEvent, PositionState, Strategy
+from lifecycle.selectors import with_close_action, with_deadlines
 from risk.models import HealthSnapshot, RiskAlert
 from risk.selectors import alerts_with_symbol
 
 HEALTH_HISTORY_LIMIT = 500
 DASHBOARD_ALERT_LIMIT = 50
-
-
-@dataclass(frozen=True)
-class PositionTimings:
-    """When a position is due for WARNING and for its timeout, and how far it is from each."""
-
-    warning_due_at: datetime
-    timeout_at: datetime
-    minutes_to_warning: float
-    minutes_to_timeout: float
-
-
-def position_timings(position: Position, now: datetime | None = None) -> PositionTimings:
-    """Deadlines from the strategy's effective holding-time limits (negative minutes: overdue)."""
-    now = now or timezone.now()
-    limits = position.strategy.effective_config().lifecycle
-    warning_due_at = position.opened_at + timedelta(minutes=limits.warning_threshold_minutes)
-    timeout_at = position.opened_at + timedelta(minutes=limits.max_holding_time_minutes)
-    return PositionTimings(
-        warning_due_at=warning_due_at, timeout_at=timeout_at,
-        minutes_to_warning=round((warning_due_at - now).total_seconds() / 60, 2),
-        minutes_to_timeout=round((timeout_at - now).total_seconds() / 60, 2))
 
 
 def latest_health(position: Position) -> HealthSnapshot | None:
@@ -51,10 +26,12 @@ def latest_health(position: Position) -> HealthSnapshot | None:
 
 
 def positions_with_health() -> QuerySet[Position]:
-    """Positions with their strategy and newest health snapshot loaded in two queries."""
+    """Positions with lifecycle's deadlines and close action, their strategy and newest
+    health snapshot (three queries for any number of positions)."""
     latest = HealthSnapshot.objects.order_by("-taken_at", "-id")[:1]
-    return Position.objects.select_related("strategy__account").prefetch_related(
+    positions = Position.objects.select_related("strategy__account").prefetch_related(
         Prefetch("health_snapshots", queryset=latest, to_attr="latest_health_list"))
+    return with_close_action(with_deadlines(positions))
 
 
 def open_positions() -> QuerySet[Position]:

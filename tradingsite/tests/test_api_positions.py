@@ -62,7 +62,10 @@ def test_position_list_gives_prices_pnl_timings_and_the_newest_health(client, bo
     assert btc["age_seconds"] == 6000
     assert btc["minutes_to_warning"] == 80.0
     assert btc["minutes_to_timeout"] == 140.0
-    assert btc["timeout_at"] == "2026-03-02T14:20:00Z"
+    assert btc["timeout_due_at"] == "2026-03-02T14:20:00Z"
+    assert btc["warning_due_at"] == "2026-03-02T13:20:00Z"
+    assert btc["age_minutes"] == 100.0
+    assert btc["close_action_id"] is None
     assert btc["health"] == {
         "id": btc["health"]["id"], "taken_at": "2026-03-02T11:55:00Z", "score": "71.50",
         "components": {"time_at_risk": "58.33", "drawdown": "90.00", "volume": "70.00",

@@ -141,8 +141,8 @@ function renderKpis() {
 }
 
 function renderNextTimeout() {
-  const holding = [...positions.values()].filter((p) => p.state !== "CLOSING" && p.timeout_at);
-  const next = holding.sort((a, b) => new Date(a.timeout_at) - new Date(b.timeout_at))[0];
+  const holding = [...positions.values()].filter((p) => p.state !== "CLOSING" && p.timeout_due_at);
+  const next = holding.sort((a, b) => new Date(a.timeout_due_at) - new Date(b.timeout_due_at))[0];
   const node = $("kpi-timeout");
   const secs = next ? countdownSeconds(next) : null;
   node.textContent = next ? fmtCountdown(secs) : "—";

@@ -23,7 +23,8 @@ export function grossPnl(position, mark) {
 
 /**
  * Merge a live health entry ({id, score, components, danger_level, state, last_price, ...})
- * into a position. The PnL shown stays the API's gross figure, recomputed at the new mark
+ * into a position. The countdown keeps the deadline the API gave (``timeout_due_at``): it
+ * follows from the open time and the strategy's limit, not from the push. The PnL shown stays the API's gross figure, recomputed at the new mark
  * (the risk push's own PnL deducts assumed fees).
  */
 export function mergeHealth(position, update) {
@@ -36,9 +37,6 @@ export function mergeHealth(position, update) {
     merged.unrealised_pnl = grossPnl(position, update.last_price);
   }
   if (update.checked_at) merged.health_checked_at = update.checked_at;
-  if (update.minutes_to_timeout !== undefined && update.minutes_to_timeout !== null) {
-    merged.timeout_at = new Date(Date.now() + Number(update.minutes_to_timeout) * 60000).toISOString();
-  }
   if (update.components || update.score !== undefined) {
     merged.health = {
       ...(position.health || {}),
@@ -102,7 +100,7 @@ export function componentBreakdown(health) {
 }
 
 export function countdownSeconds(position, now = Date.now()) {
-  return position.timeout_at ? (new Date(position.timeout_at).getTime() - now) / 1000 : null;
+  return position.timeout_due_at ? (new Date(position.timeout_due_at).getTime() - now) / 1000 : null;
 }
 
 export function countdownClass(seconds) {
@@ -138,7 +136,7 @@ export function positionRow(position, { staff = false, onClose = null } = {}) {
   h("td", { "data-role": "state" }, h("span", { class: `badge ${position.state}` }, position.state)),
   h("td", { class: "num", "data-role": "age" }, fmtDuration(ageSeconds(position))),
   h("td", { class: `num countdown ${countdownClass(secs)}`, "data-role": "countdown",
-            title: position.timeout_at ? `times out at ${new Date(position.timeout_at).toLocaleString("en-GB")}` : null },
+            title: position.timeout_due_at ? `times out at ${new Date(position.timeout_due_at).toLocaleString("en-GB")}` : null },
     position.state === "CLOSING" ? "closing" : fmtCountdown(secs)),
   h("td", { class: "health" }, scoreCell(position), " ", componentBars(position.health?.components)),
   staff ? h("td", { class: "num" },

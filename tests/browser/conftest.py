@@ -50,7 +50,7 @@ def _database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def live_url(django_db_setup, django_db_blocker) -> Iterator[str]:
     """The dashboard served by daphne on a free port, on the test database and Redis."""
     env = {"DATABASE_URL": _database_url(), "REDIS_URL": redis_url(),
@@ -59,8 +59,11 @@ def live_url(django_db_setup, django_db_blocker) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
+    """Chromium for one test module. Playwright's sync API keeps an event loop running in
+    this thread while it is started, so it must be stopped before other modules run
+    (async_to_sync and asyncio.run refuse to start beside a running loop)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

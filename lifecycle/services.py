@@ -250,7 +250,10 @@ def position_request_close(*, position: Position, reason: str, actor: str,
     current = Position.objects.filter(pk=position.pk).values_list("state", flat=True).first()
     if current in (None, S.CLOSED):
         raise InvalidStateTransition(f"position {position.pk} is already CLOSED")
-    key = idempotency_key or f"close:{position.pk}:{timezone.now().timestamp():.6f}"
+    # Deterministic: the n-th close of a position has one key, so racing requests collide
+    # on it (and on the one-open-close constraint) instead of queueing twice.
+    previous = Action.objects.filter(position=position, kind__in=ActionKind.closing()).count()
+    key = idempotency_key or f"close:{position.pk}:{previous}"
     note = note.strip()
     try:
         with transaction.atomic():

@@ -89,3 +89,16 @@ def test_one_open_close_action_whoever_asks(strategy):
     second, created_again = position_request_close(position=position, reason="risk", actor="risk")
     assert created and not created_again and first.pk == second.pk
     assert Action.objects.filter(position=position, state=ActionState.PENDING).count() == 1
+
+
+def test_a_new_close_after_a_failed_one_is_queued_even_at_the_same_instant(strategy):
+    import time_machine
+
+    with time_machine.travel("2026-03-02 10:00:00+00:00", tick=False):
+        position = _open(strategy)
+        first, _ = position_request_close(position=position, reason="manual", actor="op")
+        Action.objects.filter(pk=first.pk).update(state=ActionState.FAILED)
+        second, created = position_request_close(position=position, reason="manual", actor="op")
+    assert created and second.pk != first.pk
+    assert (first.idempotency_key, second.idempotency_key) == (
+        f"close:{position.pk}:0", f"close:{position.pk}:1")

@@ -149,6 +149,8 @@ class ActionRequestSerializer(serializers.Serializer):
         max_length=128, required=False, allow_blank=False,
         help_text="Repeat a request safely: the same key returns the action it created. "
                   "May also be sent as the Idempotency-Key header.")
+    note = serializers.CharField(max_length=200, required=False, allow_blank=True, default="",
+                                 help_text="Why, kept on the position's history.")
 
 
 class TradingHaltSerializer(serializers.Serializer):

@@ -15,7 +15,8 @@ from tradingsite.errors import ConflictError
 
 def operator_action_request(*, kind: str, actor: str, position: Position,
                             reason: str = CloseReason.MANUAL,
-                            idempotency_key: str | None = None) -> tuple[Action, bool]:
+                            idempotency_key: str | None = None,
+                            note: str = "") -> tuple[Action, bool]:
     """Queue a close of ``position``; returns ``(action, created)``.
 
     A key seen before returns the action it created (whatever its state now), so a
@@ -33,4 +34,4 @@ def operator_action_request(*, kind: str, actor: str, position: Position,
     if kind not in ActionKind.closing():
         raise ValueError(f"{kind!r} is not a closing action")
     return position_request_close(position=position, reason=reason, actor=actor, kind=kind,
-                                  idempotency_key=idempotency_key)
+                                  idempotency_key=idempotency_key, note=note)

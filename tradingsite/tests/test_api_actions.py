@@ -33,14 +33,17 @@ def position(strategy):
 
 
 def test_staff_queue_an_emergency_close_once_per_key(staff, position):
-    body = {"kind": "emergency_close", "position": position.pk, "idempotency_key": "k-1"}
+    body = {"kind": "emergency_close", "position": position.pk, "idempotency_key": "k-1",
+            "note": "liquidity drying up"}
     first = staff.post("/api/actions/", body, format="json")
     assert first.status_code == 201
     action = Action.objects.get()
     assert first.json()["id"] == action.pk
     assert (action.kind, action.state, action.reason, action.requested_by, action.idempotency_key) == (
         "emergency_close", "pending", "manual", "operator", "k-1")
-    assert PositionEvent.objects.get(position=position).kind == "close_requested"
+    event = PositionEvent.objects.get(position=position)
+    assert event.kind == "close_requested"
+    assert event.details["note"] == "liquidity drying up"
     again = staff.post("/api/actions/", body, format="json")
     assert again.status_code == 200
     assert again.json()["id"] == action.pk

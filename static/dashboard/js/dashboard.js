@@ -345,7 +345,8 @@ function renderTrades(id, trades) {
 const EXEC_ROWS = [
   ["Orders", (m) => `${value(m, "orders") ?? "—"}`, (m) => `${value(m, "filled") ?? 0} filled · ${value(m, "open") ?? 0} open`],
   ["Success rate", (m) => fmtPct(value(m, "success_rate"), { ratio: true, digits: 1 })],
-  ["Retries", (m) => `${value(m, "retries") ?? "—"}`, (m) => `${value(m, "orders_retried") ?? 0} orders`],
+  ["Retries", (m) => `${value(m, "retries") ?? "—"}`,
+    (m) => `${value(m, "orders_retried") ?? 0} order${value(m, "orders_retried") === 1 ? "" : "s"} retried`],
   ["Timeouts", (m) => `${value(m, "timeouts") ?? "—"}`],
   ["Rejected / failed", (m) => `${value(m, "rejected") ?? "—"} / ${value(m, "failed") ?? "—"}`],
   ["Latency mean / p95", (m) => `${fmtRatio(value(m, "latency_ms_mean"), 0)} / ${fmtRatio(value(m, "latency_ms_p95"), 0)} ms`],

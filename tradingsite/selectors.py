@@ -1,4 +1,4 @@
-"""Reads behind the operator surfaces (dashboard and generic API): querysets and timings.
+"""Reads behind the operator surfaces (dashboard and generic API): querysets to show.
 
 Writes stay in the apps' services; this module only shapes what an operator looks at.
 """

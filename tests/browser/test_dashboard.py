@@ -124,13 +124,23 @@ def test_a_pushed_health_update_shows_without_reload(page, live_url, book, users
     assert page.evaluate("window.__notReloaded") is True
 
 
+def score_and_push(position_id: int, score: str) -> None:
+    """What a risk check does for one position: write the score, then push it."""
+    Position.objects.filter(pk=position_id).update(health_score=Decimal(score),
+                                                   danger_level="WARNING")
+    send_now("health.updated", {"positions": [{"id": position_id, "score": score,
+                                               "danger_level": "WARNING"}]})
+
+
 def test_the_page_reconnects_after_the_connection_drops(page, live_url, book, users):
     log_in(page, live_url, STAFF)
     page.evaluate("window.liveChannel.socket.close()")
-    expect(page.locator("body")).to_have_attribute("data-live-state", "open", timeout=5_000)
+    # A second connection opened by the backoff (0.5 s), and the reload it triggers done.
+    page.wait_for_function("window.liveChannel.opened === 2 && !window.liveChannel.reloading",
+                           timeout=5_000)
+    expect(page.locator("body")).to_have_attribute("data-live-state", "open")
     eth = book.positions["ETH"]
-    in_worker(send_now, "health.updated", {"positions": [{"id": eth.pk, "score": "55.5",
-                                               "danger_level": "WARNING"}]})
+    in_worker(score_and_push, eth.pk, "55.5")
     expect(row(page, eth.pk).locator('[data-role="score"]')).to_have_text(
         "55.5", timeout=LIVE_TIMEOUT_MS)
 

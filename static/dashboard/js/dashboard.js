@@ -398,7 +398,7 @@ function start() {
   const live = new LiveChannel(state.endpoints.live, {
     onEvent: (event, payload) => handlers[event]?.(payload),
     onStatus: bindLiveStatus($("live-status")),
-    onReconnect: () => { reloadPositions(); reloadAlerts(); loadExecution(); },
+    onReconnect: () => Promise.all([reloadPositions(), reloadAlerts(), loadExecution()]),
   });
   live.start();
   window.liveChannel = live;

@@ -19,6 +19,8 @@ export class LiveChannel {
     this.pinger = null;
     this.everConnected = false;
     this.stopped = false;
+    this.opened = 0; // connections opened so far (the first one and every reconnect)
+    this.reloading = false; // true while onReconnect's reload is in flight
   }
 
   start() {
@@ -49,11 +51,15 @@ export class LiveChannel {
       const reconnected = this.everConnected;
       this.attempt = 0;
       this.everConnected = true;
+      this.opened += 1;
       this.onStatus("open", {});
       clearInterval(this.pinger);
       this.pinger = setInterval(() => this.send({ event: "ping", payload: Date.now() }), PING_EVERY_MS);
       // Events missed while disconnected are not replayed: the page reloads its data.
-      if (reconnected) this.onReconnect();
+      if (reconnected) {
+        this.reloading = true;
+        Promise.resolve(this.onReconnect()).finally(() => { this.reloading = false; });
+      }
     });
     socket.addEventListener("message", (msg) => {
       let data;

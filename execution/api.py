@@ -109,7 +109,8 @@ class OrderDetailApi(generics.RetrieveAPIView):
 class PlaceOrderApi(APIView):
     """Send an entry order through the pipeline (staff); its fill opens the position.
 
-    Answers 202 at once: placement, retries and polling run on the workers.
+    Answers 202 at once: placement, retries and polling run on the workers; 409 while
+    trading is halted (``halt_trading``, or a shutdown in progress).
     """
 
     class PlaceOrderSerializer(serializers.Serializer):
@@ -131,7 +132,9 @@ class PlaceOrderApi(APIView):
                 raise serializers.ValidationError({"price": "a limit order needs a price"})
             return data
 
-    @extend_schema(tags=[TAG], request=PlaceOrderSerializer, responses={202: OrderSerializer})
+    @extend_schema(tags=[TAG], request=PlaceOrderSerializer, responses={
+        202: OrderSerializer,
+        409: OpenApiResponse(description="Trading is halted: new entries are refused.")})
     def post(self, request: Request) -> Response:
         from execution.tasks import schedule_next
 

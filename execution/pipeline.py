@@ -64,9 +64,10 @@ from execution.models import (
 from execution.slippage import signed_slippage_percent, walk_book
 from lifecycle.models import PositionSide, PositionState
 from lifecycle.services import position_apply_close_fill, position_open
-from tradingsite.errors import ConflictError, DomainError
+from tradingsite.errors import ConflictError, DomainError, TradingHalted
 from tradingsite.live import broadcast
 from tradingsite.live_config import OrderExecutionConfig, site_config
+from tradingsite.services import ensure_trading_allowed
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,8 @@ def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: 
         raise DomainError("a limit order needs a positive price")
     if not account.enabled:
         raise DomainError(f"exchange account {account.name} is disabled")
+    if purpose == OrderPurpose.ENTRY:
+        ensure_trading_allowed()  # a halt refuses new entries; exits always go through
     fields = dict(account=account, symbol=symbol, side=side, quantity=quantity,
                   order_type=order_type, price=price, purpose=purpose,
                   expected_price=expected_price, reduce_only=reduce_only, strategy=strategy,
@@ -173,7 +176,7 @@ def order_step(order: Order, *, exchange: Exchange | None = None) -> Next:
     cfg = order_config(order)
     if order.status == S.CANCELLING:
         return _cancel_and_verify(order, exchange, cfg)
-    if order.status == S.SUBMITTING and _in_flight(order, now):
+    if order.status == S.SUBMITTING and attempt_in_flight(order, now):
         return Next(order, _in_flight_left(order, now), "attempt in flight elsewhere")
     if now >= order_deadline(order, cfg):
         return order_expire(order, exchange=exchange)
@@ -193,7 +196,8 @@ def _in_flight_window() -> timedelta:
     return timedelta(milliseconds=settings.EXCHANGE_TIMEOUT_MS + 5000)
 
 
-def _in_flight(order: Order, now: datetime) -> bool:
+def attempt_in_flight(order: Order, now: datetime) -> bool:
+    """A placement attempt claimed this recently may still be waiting on the exchange."""
     return order.updated_at is not None and now - order.updated_at < _in_flight_window()
 
 
@@ -236,6 +240,11 @@ def _request(order: Order) -> OrderRequest:
 def _attempt(order: Order, exchange: Exchange, cfg: OrderExecutionConfig, now: datetime) -> Next:
     """One placement attempt: prepare (first time), claim, look up if needed, send."""
     if order.status == S.CREATED and order.attempts == 0:
+        if order.purpose == OrderPurpose.ENTRY:
+            try:  # recorded before a halt, not sent yet: it is not sent now
+                ensure_trading_allowed()
+            except TradingHalted as exc:
+                return _refuse_locally(order, TradingHalted.code, f"{exc}: entry not sent")
         try:
             refused = _prepare(order, exchange, cfg)
         except TransientError as exc:
@@ -509,6 +518,42 @@ def order_payload(order: Order) -> dict[str, Any]:
             "slippage_percent": order.slippage_percent, "attempts": order.attempts,
             "retries": order.retries, "timed_out": order.timed_out,
             "last_error": order.last_error, "position": order.position_id}
+
+
+# --- reconciliation after a restart ---------------------------------------------------
+
+def order_sync(order: Order, snapshot: OrderSnapshot) -> Next:
+    """Bring ``order`` in line with what the exchange says about it now.
+
+    The reconciliation on start calls this with the order found by its client order
+    id: an answer lost in a crash is recovered here, and fills go through the same
+    keyed path as live updates, so nothing is applied twice. A market order the
+    exchange reports filled filled on arrival: its fill (and the position it opens
+    or closes) is dated at the exchange's order time, not at the restart, so the
+    holding-time limits count from the real fill.
+    """
+    now = timezone.now()
+    extra: tuple[str, ...] = ()
+    if not order.exchange_order_id:
+        order.exchange_order_id, order.acknowledged_at = snapshot.id, order.acknowledged_at or now
+        extra = ("exchange_order_id", "acknowledged_at")
+    when = now
+    if (order.order_type == OrderType.MARKET and snapshot.is_final and snapshot.filled > 0
+            and snapshot.timestamp is not None and snapshot.timestamp < now):
+        when = snapshot.timestamp
+    return _apply_snapshot(order, snapshot, order_config(order), when, extra=extra)
+
+
+def order_end_unknown(order: Order, *, why: str) -> Next:
+    """The exchange has no trace of ``order``: it ends with what was filled so far.
+
+    Never acknowledged: FAILED (the request never arrived). Acknowledged before:
+    EXPIRED (the exchange no longer has it). ``why`` is kept on the order.
+    """
+    order.status = S.EXPIRED if order.exchange_order_id else S.FAILED
+    order.error_code = "unknown_to_exchange"
+    order.last_error = f"{order.last_error}; {why}" if order.last_error else why
+    return _finalize(order, timezone.now())
 
 
 # --- timeout, cancel, verify, replace -------------------------------------------------

@@ -2,6 +2,7 @@ from django.contrib import admin, messages
 
 from tradingsite.admin_helpers import AppendOnlyAdmin
 from tradingsite.models import PlatformState, ReconciliationReport, StateSnapshot
+from tradingsite.recovery import recover
 from tradingsite.services import trading_halt, trading_resume
 
 
@@ -11,7 +12,7 @@ class PlatformStateAdmin(admin.ModelAdmin):
                     "shutdown_requested_at")
     readonly_fields = ("trading_halted", "halt_reason", "halted_at", "halted_by",
                        "shutdown_requested_at", "updated_at")
-    actions = ["halt_trading", "resume_trading"]
+    actions = ["halt_trading", "resume_trading", "reconcile"]
 
     def has_add_permission(self, request) -> bool:
         return False
@@ -29,6 +30,12 @@ class PlatformStateAdmin(admin.ModelAdmin):
     def resume_trading(self, request, queryset) -> None:
         trading_resume(actor=request.user.get_username())
         self.message_user(request, "Trading resumed.", messages.SUCCESS)
+
+    @admin.action(description="Reconcile with the exchanges now", permissions=["change"])
+    def reconcile(self, request, queryset) -> None:
+        report = recover(trigger=f"admin ({request.user.get_username()})")
+        self.message_user(request, f"Reconciliation report #{report.pk}: {report.summary}",
+                          messages.SUCCESS if report.differences == 0 else messages.WARNING)
 
 
 @admin.register(StateSnapshot)

@@ -9,9 +9,15 @@ class TradingsiteConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from celery.signals import worker_ready, worker_shutting_down
         from django.db.models.signals import post_migrate
 
         from tradingsite import checks  # noqa: F401  (registers the system checks)
+        from tradingsite.recovery import on_worker_ready
         from tradingsite.schedule import ensure_periodic_tasks
+        from tradingsite.shutdown import on_worker_shutting_down
 
         post_migrate.connect(ensure_periodic_tasks, dispatch_uid="tradingsite.periodic_tasks")
+        # Production Celery workers (the CLI worker; runplatform recovers in its startup hook).
+        worker_ready.connect(on_worker_ready, dispatch_uid="tradingsite.recovery")
+        worker_shutting_down.connect(on_worker_shutting_down, dispatch_uid="tradingsite.shutdown")

@@ -272,7 +272,8 @@ RUNPLATFORM_PORT = env_int("RUNPLATFORM_PORT", 8000)
 # Hooks of the embedded platform (tradingsite/runtime.py), as dotted paths: startup and
 # shutdown hooks ``def hook(platform) -> None`` run before start and on SIGINT/SIGTERM;
 # stop checks ``def check(platform) -> str`` are polled, a non-empty reason stops it.
-PLATFORM_STARTUP_HOOKS: list[str] = []
-PLATFORM_SHUTDOWN_HOOKS: list[str] = []
-PLATFORM_STOP_CHECKS: list[str] = []
+# Recovery on start and the graceful shutdown sequence: tradingsite/recovery.py, shutdown.py.
+PLATFORM_STARTUP_HOOKS: list[str] = ["tradingsite.recovery.platform_recover"]
+PLATFORM_SHUTDOWN_HOOKS: list[str] = ["tradingsite.shutdown.platform_shutdown"]
+PLATFORM_STOP_CHECKS: list[str] = ["tradingsite.shutdown.shutdown_requested"]
 RUNPLATFORM_WORKER_THREADS = env_int("RUNPLATFORM_WORKER_THREADS", 4)

@@ -9,3 +9,7 @@ LIVE_TRADING = ""
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = False
 STATE_DIR = VAR_DIR / "tests" / "state"
+# In-process Platform tests pick their own hooks; `runplatform` subprocesses use the real ones.
+PLATFORM_STARTUP_HOOKS: list[str] = []
+PLATFORM_SHUTDOWN_HOOKS: list[str] = []
+PLATFORM_STOP_CHECKS: list[str] = []

@@ -161,8 +161,9 @@ def test_runplatform_serves_runs_tasks_and_stops_cleanly_on_sigterm(running, sit
     running.proc.send_signal(signal.SIGTERM)
     assert running.finish() == 0, running.output
     tail = running.lines[running.lines.index("stopping (SIGTERM) ..."):]
-    assert [line for line in tail if line.startswith(("  ", "stopped"))] == [
-        "  beat: stopped", "  web: stopped", "  worker: stopped", "stopped cleanly"]
+    assert tail[1] == "  shutdown hook: tradingsite.shutdown.platform_shutdown"  # see test_shutdown*
+    assert [line for line in tail if line.startswith(("  beat", "  web", "  worker", "stopped"))
+            ] == ["  beat: stopped", "  web: stopped", "  worker: stopped", "stopped cleanly"]
 
 
 @pytest.mark.slow

@@ -34,13 +34,14 @@ from execution.models import (
 from execution.pipeline import Next, order_submit
 from execution.services import order_cancel
 from lifecycle.models import Strategy
+from tradingsite.api_base import ReadModelSerializer
 
 TAG = "execution"
 
 
 class OrderSerializer(serializers.ModelSerializer):
     account = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    strategy = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    strategy = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 
     class Meta:
         model = Order
@@ -54,7 +55,7 @@ class OrderSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ActionSerializer(serializers.ModelSerializer):
+class ActionSerializer(ReadModelSerializer):
     class Meta:
         model = Action
         fields = ["id", "kind", "state", "position", "order", "reason", "requested_by",

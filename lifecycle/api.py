@@ -30,11 +30,12 @@ from lifecycle.selectors import (
     with_timing,
 )
 from lifecycle.services import position_hand_over, position_request_close
+from tradingsite.api_base import ReadModelSerializer
 
 TAG = "lifecycle"
 
 
-class PositionSerializer(serializers.ModelSerializer):
+class PositionSerializer(ReadModelSerializer):
     strategy = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:

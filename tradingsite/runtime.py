@@ -416,6 +416,8 @@ class Platform:
         if self.force_requested.is_set():
             self.out(f"  {self.force_reason} again: forcing the stop")
             timeout = FORCED_STOP_TIMEOUT_SECONDS
+        elif self.exit_code:  # the shutdown already ran late: don't wait on hung calls too
+            timeout = FORCED_STOP_TIMEOUT_SECONDS
         for part in (self.beat, self.web, self.worker):
             if part is None or not part.is_alive():
                 continue

@@ -168,9 +168,11 @@ LOGIN_URL = "/admin/login/"
 LOGIN_REDIRECT_URL = "/"
 
 REST_FRAMEWORK = {
+    # Token first: an anonymous or bad-token request then gets 401 with
+    # "WWW-Authenticate: Token" (session-only clients see the same 401).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["tradingsite.permissions.IsStaffOrReadOnly"],
     "DEFAULT_FILTER_BACKENDS": [
@@ -191,16 +193,26 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The schema and its docs describe a private API: same authentication as the API.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "tradingsite.api_schema.add_error_responses",
+    ],
     # One schema name per choice set shared by several apps' serializers.
     "ENUM_NAME_OVERRIDES": {
-        "OrderSideEnum": "execution.models.OrderSide",
-        "OrderStatusEnum": "execution.models.OrderStatus",
+        "PositionStateEnum": "lifecycle.models.PositionState",
+        "PositionSideEnum": "lifecycle.models.PositionSide",
+        "DangerLevelEnum": "lifecycle.models.DangerLevel",
+        "PositionSourceEnum": "lifecycle.models.PositionSource",
         "CloseReasonEnum": "execution.models.CloseReason",
+        "OrderSideEnum": "execution.models.OrderSide",
+        "OrderTypeEnum": "execution.models.OrderType",
+        "OrderPurposeEnum": "execution.models.OrderPurpose",
+        "OrderStatusEnum": "execution.models.OrderStatus",
         "ActionKindEnum": "execution.models.ActionKind",
         "ActionStateEnum": "execution.models.ActionState",
-        "PositionSideEnum": "lifecycle.models.PositionSide",
-        "PositionStateEnum": "lifecycle.models.PositionState",
-        "DangerLevelEnum": "lifecycle.models.DangerLevel",
+        "AlertSeverityEnum": "risk.models.AlertSeverity",
     },
 }
 

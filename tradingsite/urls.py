@@ -1,10 +1,19 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from tradingsite import views
+
+handler404 = "tradingsite.views.not_found"
+handler500 = "tradingsite.views.server_error"
+
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False), name="home"),
+    path("", views.dashboard, name="home"),
+    path("positions/<int:position_id>/", views.position_detail, name="position-page"),
+    path("login/", auth_views.LoginView.as_view(template_name="dashboard/login.html",
+                                                redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
@@ -13,4 +22,5 @@ urlpatterns = [
     path("api/", include("risk.api_urls")),
     path("api/", include("execution.api_urls")),
     path("api/", include("analytics.api_urls")),
+    path("api/", include("tradingsite.api_urls")),
 ]

@@ -37,8 +37,8 @@ TOKEN = "0123456789abcdef0123456789abcdef01234567"
 SYMBOL = "BTC/USDT:USDT"
 WAIT_SECONDS = 20
 # A hung exchange call ends after this (ccxt's request timeout), longer than the 2 s
-# shutdown timeout of the hanging-exchange test. The platform's worker threads finish
-# the calls they are in before the process can exit.
+# shutdown timeout of the hanging-exchange test; the platform must exit before it ends
+# (runplatform abandons the hung worker thread once the snapshot is written).
 EXCHANGE_TIMEOUT_SECONDS = 5
 PAPER_CONFIG = {
     "feed": {"type": "manual", "prices": {SYMBOL: "50000"}},
@@ -245,7 +245,7 @@ def test_a_hanging_exchange_call_still_gets_the_snapshot_written_and_exits_1(sit
     code, seconds = platform.stop()
 
     assert code == 1, platform.output
-    assert 2 <= seconds < 2 + EXCHANGE_TIMEOUT_SECONDS + 5
+    assert 2 <= seconds < 2 + EXCHANGE_TIMEOUT_SECONDS  # not held up by the hung call
     snapshot = site.snapshot
     assert (snapshot["clean"], snapshot["unfinished"]) == (
         False, ["cancel open orders", "close open positions"])

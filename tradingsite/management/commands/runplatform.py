@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from typing import Any
 
 from django.conf import settings
@@ -50,4 +51,18 @@ class Command(BaseCommand):
         out.write("  channel layer: " + ("Redis" if settings.REDIS_URL else "in-memory"))
         exit_code = Platform(options, out=lambda line: (out.write(line), out.flush())).run()
         if exit_code:
-            sys.exit(exit_code)
+            _exit_abandoning_threads(exit_code)
+
+
+def _exit_abandoning_threads(exit_code: int) -> None:
+    """Exit now although abandoned threads (a hung exchange call) are still running.
+
+    ``sys.exit`` would wait for the worker pool's non-daemon threads, i.e. for the hung
+    call's own network timeout. Only the snapshot writer is waited for (bounded).
+    """
+    for thread in threading.enumerate():
+        if thread.name == "state-snapshot":
+            thread.join(10)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(exit_code)

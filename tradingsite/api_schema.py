@@ -1,0 +1,58 @@
+"""OpenAPI post-processing: document the JSON errors every operation can answer with.
+
+The exception handler (``tradingsite.api_errors``) answers every failure as JSON:
+``{"detail": ..., "code": ...}`` or, for invalid input, ``{"field": ["message", ...]}``.
+Declaring those responses once here keeps each view's schema about its success case.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR_COMPONENT = "Error"
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "An error. Invalid input carries one list of messages per field "
+                   "(`non_field_errors` for the request as a whole).",
+    "properties": {
+        "detail": {"type": "string", "description": "What went wrong."},
+        "code": {"type": "string", "description": "Machine-readable reason, when known."},
+    },
+    "additionalProperties": True,
+}
+READ_METHODS = {"get", "head", "options"}
+ERRORS: dict[str, str] = {
+    "400": "Invalid input (field messages) or an invalid filter value.",
+    "401": "Not authenticated (token requests without a valid token).",
+    "403": "Not authenticated (session) or not allowed: writes are for staff.",
+    "404": "No such object.",
+    "409": "Refused by the platform's rules: invalid state transition or conflict.",
+    "415": "The request body's content type is not JSON, form or multipart.",
+}
+
+
+def _errors_for(path: str, method: str) -> list[str]:
+    codes = ["400", "401", "403"]
+    if "{" in path:
+        codes.append("404")
+    if method not in READ_METHODS:
+        codes += ["409", "415"]
+    return codes
+
+
+def add_error_responses(result: dict[str, Any], generator: Any, request: Any,
+                        public: bool) -> dict[str, Any]:
+    """drf-spectacular post-processing hook: add the shared error responses to each operation."""
+    components = result.setdefault("components", {}).setdefault("schemas", {})
+    components.setdefault(ERROR_COMPONENT, ERROR_SCHEMA)
+    ref = {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            for code in _errors_for(path, method):
+                operation["responses"].setdefault(code, {
+                    "description": ERRORS[code],
+                    "content": {"application/json": {"schema": ref}},
+                })
+    return result

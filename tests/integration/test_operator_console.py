@@ -4,10 +4,21 @@ and the live push a browser receives while the platform closes it."""
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
+from uuid import uuid4
 
 import pytest
+from channels.db import database_sync_to_async
+from channels.layers import InMemoryChannelLayer, channel_layers
+from channels.testing import WebsocketCommunicator
+from channels_redis.core import RedisChannelLayer
+from django.db import connections
+from django.test import Client
 
+from conftest import redis_url
+from lifecycle.services import position_open
 from tests.integration.conftest import ETH, START, paper_account, strategy_on, write_candles
+from tradingsite.asgi import application
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +98,73 @@ def test_a_bot_hands_over_a_position_the_operator_watches_and_closes_it_from_the
     assert {key: execution[key]["value"] for key in (
         "orders", "filled", "retries", "timeouts", "slippage_percent_mean")} == {
         "orders": 1, "filled": 1, "retries": 0, "timeouts": 0, "slippage_percent_mean": 0.01}
+
+
+@pytest.fixture
+def channel_layer(request):
+    """A fresh channel layer for this test: in memory, or Redis for the ``redis`` case."""
+    previous = dict(channel_layers.backends)
+    if request.param == "redis":
+        layer = RedisChannelLayer(hosts=[redis_url()], prefix=f"live-{uuid4().hex[:8]}")
+    else:
+        layer = InMemoryChannelLayer()
+    channel_layers.backends["default"] = layer
+    yield layer
+    channel_layers.backends.clear()
+    channel_layers.backends.update(previous)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("channel_layer", ["memory", pytest.param("redis", marks=pytest.mark.redis)],
+                         indirect=True)
+async def test_a_dashboard_watches_a_position_time_out_and_close_live(
+        platform, channel_layer, staff_user):
+    def setup() -> tuple[int, bytes]:
+        account = paper_account()
+        strategy = strategy_on(account, "watched", **RISK)
+        position = position_open(strategy=strategy, symbol=ETH, side="long",
+                                 quantity=Decimal("2"), entry_price=Decimal("2500"))
+        platform.schedule("lifecycle.tasks.check_timeouts", 60)
+        browser = Client()
+        browser.force_login(staff_user)
+        return position.pk, f"sessionid={browser.cookies['sessionid'].value}".encode()
+
+    position_id, cookie = await database_sync_to_async(setup)()
+    dashboard = WebsocketCommunicator(application, "/ws/health/", headers=[
+        (b"origin", b"http://127.0.0.1"), (b"cookie", cookie)])
+    try:
+        assert (await dashboard.connect())[0]
+        assert (await dashboard.receive_json_from(timeout=5))["event"] == "hello"
+
+        await database_sync_to_async(platform.run)(until=START + timedelta(minutes=60))
+
+        events = [await dashboard.receive_json_from(timeout=5) for _ in range(5)]
+        assert await dashboard.receive_nothing(timeout=0.1)
+    finally:
+        await dashboard.disconnect()
+        await database_sync_to_async(connections.close_all)()
+        if isinstance(channel_layer, RedisChannelLayer):
+            await channel_layer.flush()
+            await channel_layer.close_pools()
+    received = [(e["event"], e["payload"].get("from_state"),
+                 e["payload"].get("to_state") or e["payload"].get("state")) for e in events]
+    expected = [("positions.state_changed", "OPEN", "WARNING"),
+                ("positions.state_changed", "WARNING", "CRITICAL"),
+                ("position.state_changed", "CRITICAL", "CLOSING"),
+                ("position.state_changed", "CLOSING", "CLOSED"),
+                ("position.closed", None, "CLOSED")]
+    if isinstance(channel_layer, RedisChannelLayer):
+        # channels_redis orders a channel's messages by time.time(), frozen here: the four
+        # events of 09:00 arrive in any order (in production they are microseconds apart)
+        assert sorted(received, key=repr) == sorted(expected, key=repr)
+    else:
+        assert received == expected
+    payloads = {(e["event"], e["payload"].get("to_state")): e["payload"] for e in events}
+    warned = payloads[("positions.state_changed", "WARNING")]
+    critical = payloads[("positions.state_changed", "CRITICAL")]
+    assert (warned["ids"], warned["state_changed_at"], critical["state_changed_at"]) == (
+        [position_id], "2026-03-02T08:30:00Z", "2026-03-02T09:00:00Z")
+    closed = payloads[("position.closed", None)]
+    # sold 2 at the 2 499.75 bid: −0.5 − 2 × 2 499.75 × 0.055 %
+    assert (closed["id"], closed["exit_reason"], closed["exit_price"], closed["pnl"]) == (
+        position_id, "timeout", "2499.7500000000", "-3.2497250000")

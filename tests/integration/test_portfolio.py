@@ -134,3 +134,17 @@ def test_retries_follow_each_strategys_order_execution_config(platform, book):
     assert [o.retries for o in Order.objects.all()] == [2, 2, 2, 2]
     assert sorted(p.opened_at - START for p in Position.objects.all()) == [
         timedelta(seconds=0.75)] * 2 + [timedelta(seconds=3)] * 2
+
+
+def test_an_account_without_its_own_queue_is_routed_by_exchange_queues(platform, book,
+                                                                       settings):
+    client, strategies = book
+    settings.EXCHANGE_QUEUES = {"paper-slow": "orders.slow"}
+
+    enter_all(client, strategies)
+    platform.run()
+
+    account_of = dict(Order.objects.values_list("pk", "account__name"))
+    assert Counter((account_of[m.args[0]], m.queue) for m in platform.ran("drive_order")) == {
+        ("paper-fast", FAST_QUEUE): 2, ("paper-slow", "orders.slow"): 2}
+    assert len(states()) == 4

@@ -152,7 +152,6 @@ def test_after_a_crash_the_start_applies_what_the_exchange_did_while_the_platfor
     close, _ = position_request_close(position=held, reason="risk", actor="risk")
     entry = order_submit(account=account, strategy=strategy, symbol=ETH, side="buy",
                          quantity=Decimal("4"))
-
     schedule_next(Next(entry, 0.0, "bot entry"))
     never_sent = order_submit(account=account, strategy=strategy, symbol=ETH, side="sell",
                               quantity=Decimal("1"))

@@ -29,6 +29,8 @@ import time
 from decimal import Decimal
 from urllib.parse import urlparse
 
+from bench.database import create_database
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/trading_bench_execution"
 TARGET_ORDERS_PER_SECOND = 200
 TARGET_OVERHEAD = 1.2
@@ -39,15 +41,6 @@ def _bench_url() -> str:
     return os.environ.get("BENCH_EXECUTION_DATABASE_URL", DEFAULT_URL)
 
 
-def _create_database(url: str) -> None:
-    import psycopg
-
-    parsed = urlparse(url)
-    name = parsed.path.lstrip("/")
-    admin_url = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _on_bench_database() -> bool:
@@ -66,7 +59,7 @@ def _setup_django() -> bool:
         os.environ.pop("REDIS_URL", None)
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingsite.settings")
         os.environ.setdefault("LOG_LEVEL", "WARNING")
-        _create_database(_bench_url())
+        create_database(_bench_url())
     import django
 
     django.setup()

@@ -21,50 +21,21 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from bench.database import django_on_bench_database
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/trading_bench_lifecycle"
 TARGET_SECONDS = 0.5
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
 
-def _database_name(url: str) -> str:
-    from urllib.parse import urlparse
-
-    return urlparse(url).path.lstrip("/")
 
 
 def _bench_url() -> str:
     return os.environ.get("BENCH_LIFECYCLE_DATABASE_URL", DEFAULT_URL)
 
 
-def _django_on_bench_database() -> bool:
-    """Configure Django on the bench database; False if a runner configured another one."""
-    from django.conf import settings
-
-    url = _bench_url()
-    if settings.configured:
-        db = settings.DATABASES["default"]
-        return db["ENGINE"].endswith("postgresql") and db["NAME"] == _database_name(url)
-    os.environ["DATABASE_URL"] = url
-    os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("LIVE_TRADING_FILE", "/nonexistent/bench-live-trading.json")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingsite.settings")
-    _create_database(url)
-    import django
-
-    django.setup()
-    return True
 
 
-def _create_database(url: str) -> None:
-    from urllib.parse import urlparse
-
-    import psycopg
-
-    admin_url = urlparse(url)._replace(path="/postgres").geturl()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        name = _database_name(url)
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _reset(size: int):
@@ -156,7 +127,7 @@ def _in_subprocess(quick: bool) -> list[dict]:
 
 
 def run(quick: bool = False) -> list[dict]:
-    if _django_on_bench_database():
+    if django_on_bench_database(_bench_url()):
         return bench_passes(quick)
     return _in_subprocess(quick)
 

@@ -28,6 +28,8 @@ from decimal import Decimal
 
 import numpy as np
 
+from bench.database import django_on_bench_database
+
 DEFAULT_URL = "postgres://postgres@127.0.0.1:5432/trading_bench_risk"
 SCORING_TARGET_MS = 10.0
 TICK_TARGET_S = 2.0
@@ -139,46 +141,14 @@ def bench_scoring(size: int, repeats: int) -> list[dict]:
 
 # --- the full tick on PostgreSQL --------------------------------------------------------
 
-def _database_name(url: str) -> str:
-    from urllib.parse import urlparse
-
-    return urlparse(url).path.lstrip("/")
 
 
-def _create_database(url: str) -> None:
-    from urllib.parse import urlparse
-
-    import psycopg
-
-    parsed = urlparse(url)
-    admin_url = parsed._replace(path="/postgres").geturl()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        name = _database_name(url)
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def _bench_url() -> str:
     return os.environ.get("BENCH_RISK_DATABASE_URL", DEFAULT_URL)
 
 
-def _django_on_bench_database() -> bool:
-    """Configure Django on the bench database; False if a runner configured another one."""
-    from django.conf import settings
-
-    url = _bench_url()
-    if settings.configured:
-        db = settings.DATABASES["default"]
-        return db["ENGINE"].endswith("postgresql") and db["NAME"] == _database_name(url)
-    os.environ["DATABASE_URL"] = url
-    os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("LIVE_TRADING_FILE", "/nonexistent/bench-live-trading.json")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingsite.settings")
-    _create_database(url)
-    import django
-
-    django.setup()
-    return True
 
 
 def _reset(size: int) -> None:
@@ -273,7 +243,7 @@ def _tick_in_subprocess(quick: bool) -> list[dict]:
 def run(quick: bool = False, *, tick_only: bool = False) -> list[dict]:
     size = 1000 if quick else 10_000
     rows = [] if tick_only else bench_scoring(size, repeats=5 if quick else 30)
-    if _django_on_bench_database():
+    if django_on_bench_database(_bench_url()):
         rows += bench_tick(size)
     else:
         rows += _tick_in_subprocess(quick)

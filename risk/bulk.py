@@ -81,8 +81,8 @@ def insert_rows(model: type[Model], fields: Sequence[str], rows: Sequence[Sequen
                 connection.queries_log.append({"sql": f"{sql} -- {len(rows)} rows",
                                                "time": f"{time.monotonic() - started:.3f}"})
         else:
-            placeholders = ", ".join(["%s"] * len(targets))
-            cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({placeholders})",
+            value_params = ", ".join(["%s"] * len(targets))
+            cursor.executemany(f"INSERT INTO {table} ({names}) VALUES ({value_params})",
                                [_prepared(row, targets, connection) for row in rows])
     return len(rows)
 

@@ -1,13 +1,11 @@
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.template.response import TemplateResponse
 
 from execution.exchanges.errors import ExchangeError
 from execution.models import Action, Candle, ExchangeAccount, Order, OrderStatus
 from execution.services import order_cancel
-from tradingsite.admin_helpers import AppendOnlyAdmin
+from tradingsite.admin_helpers import AppendOnlyAdmin, confirmation_page
 from tradingsite.errors import DomainError
 
 
@@ -60,14 +58,10 @@ class OrderAdmin(admin.ModelAdmin):
     def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Order]):
         """Ask for confirmation, then cancel each active order and report what the exchange says."""
         if request.POST.get("confirm") != "yes":
-            return TemplateResponse(request, "admin/execution/order/cancel_orders.html", {
-                **self.admin_site.each_context(request),
-                "title": "Cancel orders: are you sure?",
-                "opts": self.model._meta,
-                "orders": queryset.select_related("account"),
-                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-                "action_name": "cancel_orders",
-            })
+            return confirmation_page(self, request, "admin/execution/order/cancel_orders.html",
+                                     title="Cancel orders: are you sure?",
+                                     action_name="cancel_orders",
+                                     selected=queryset.select_related("account"))
         actor = request.user.get_username()
         for order in queryset.select_related("account", "strategy", "position", "action"):
             if order.is_final:

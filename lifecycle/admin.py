@@ -1,15 +1,13 @@
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from execution.models import CloseReason, Order
 from lifecycle.models import Position, PositionEvent, PositionState, Strategy, Trade
 from lifecycle.selectors import position_timing, with_deadlines
 from lifecycle.services import position_request_close
-from tradingsite.admin_helpers import AppendOnlyAdmin, ReadOnlyInline, format_age
+from tradingsite.admin_helpers import AppendOnlyAdmin, ReadOnlyInline, confirmation_page, format_age
 from tradingsite.errors import InvalidStateTransition
 
 
@@ -91,14 +89,11 @@ class PositionAdmin(admin.ModelAdmin):
     def emergency_close(self, request: HttpRequest, queryset: QuerySet[Position]):
         """Ask for confirmation, then queue one close per position (exit reason: manual)."""
         if request.POST.get("confirm") != "yes":
-            return TemplateResponse(request, "admin/lifecycle/position/emergency_close.html", {
-                **self.admin_site.each_context(request),
-                "title": "Emergency close: are you sure?",
-                "opts": self.model._meta,
-                "positions": queryset.select_related("strategy"),
-                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-                "action_name": "emergency_close",
-            })
+            return confirmation_page(self, request,
+                                     "admin/lifecycle/position/emergency_close.html",
+                                     title="Emergency close: are you sure?",
+                                     action_name="emergency_close",
+                                     selected=queryset.select_related("strategy"))
         actor, note = request.user.get_username(), request.POST.get("note", "")[:200]
         for position in queryset:
             try:

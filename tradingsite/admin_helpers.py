@@ -5,6 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.contrib import admin
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
 from django.utils import timezone
 
 
@@ -48,3 +52,16 @@ class AppendOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+def confirmation_page(model_admin: admin.ModelAdmin, request: HttpRequest, template: str, *,
+                      title: str, action_name: str, selected: QuerySet) -> TemplateResponse:
+    """The 'are you sure?' page of an admin action (template extends admin/confirm_action.html)."""
+    return TemplateResponse(request, template, {
+        **model_admin.admin_site.each_context(request),
+        "title": title,
+        "opts": model_admin.model._meta,
+        "selected": selected,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "action_name": action_name,
+    })

@@ -105,3 +105,23 @@ def staff_user(db, django_user_model):
 @pytest.fixture
 def viewer_user(db, django_user_model):
     return django_user_model.objects.create_user("viewer", password="view-pass-123")
+
+
+def _api_client(user):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def staff_api(staff_user):
+    """A DRF client authenticated as a staff user (may write)."""
+    return _api_client(staff_user)
+
+
+@pytest.fixture
+def viewer_api(viewer_user):
+    """A DRF client authenticated as a non-staff user (read only)."""
+    return _api_client(viewer_user)

@@ -18,20 +18,6 @@ NOW = T0 + timedelta(minutes=200)
 
 
 @pytest.fixture
-def staff(staff_user):
-    client = APIClient()
-    client.force_authenticate(staff_user)
-    return client
-
-
-@pytest.fixture
-def viewer(viewer_user):
-    client = APIClient()
-    client.force_authenticate(viewer_user)
-    return client
-
-
-@pytest.fixture
 def book(strategy):
     """Positions at T0+200 min: one OPEN (fast strategy), one WARNING, one CLOSING, one CLOSED."""
     fast = StrategyFactory(name="fast", account=strategy.account, live_trading={
@@ -52,9 +38,9 @@ def test_reads_need_an_authenticated_user(book):
     assert response.status_code in (401, 403)
 
 
-def test_tracked_positions_show_age_and_countdowns_from_each_strategys_limits(viewer, book):
+def test_tracked_positions_show_age_and_countdowns_from_each_strategys_limits(viewer_api, book):
     with time_machine.travel(NOW, tick=False):
-        response = viewer.get("/api/lifecycle/tracked-positions")
+        response = viewer_api.get("/api/lifecycle/tracked-positions")
     assert response.status_code == 200
     body = response.json()
     assert body["counts"] == {"OPEN": 1, "WARNING": 1, "CRITICAL": 0, "CLOSING": 1}
@@ -74,20 +60,20 @@ def test_tracked_positions_show_age_and_countdowns_from_each_strategys_limits(vi
         "fast", -10.0, None)
 
 
-def test_tracked_positions_filter_by_state_and_strategy(viewer, book):
+def test_tracked_positions_filter_by_state_and_strategy(viewer_api, book):
     with time_machine.travel(NOW, tick=False):
-        by_state = viewer.get("/api/lifecycle/tracked-positions", {"state": "WARNING"}).json()
-        by_strategy = viewer.get("/api/lifecycle/tracked-positions", {"strategy": "fast"}).json()
-        bad = viewer.get("/api/lifecycle/tracked-positions", {"state": "CLOSED"})
+        by_state = viewer_api.get("/api/lifecycle/tracked-positions", {"state": "WARNING"}).json()
+        by_strategy = viewer_api.get("/api/lifecycle/tracked-positions", {"strategy": "fast"}).json()
+        bad = viewer_api.get("/api/lifecycle/tracked-positions", {"state": "CLOSED"})
     assert [r["id"] for r in by_state["results"]] == [book["warned"].pk]
     assert [r["id"] for r in by_strategy["results"]] == [book["late"].pk]
     assert bad.status_code == 400 and "state" in bad.json()
 
 
-def test_timeouts_list_how_late_each_position_is(viewer, book):
+def test_timeouts_list_how_late_each_position_is(viewer_api, book):
     ActionFactory(position=book["late"], state=ActionState.RUNNING)
     with time_machine.travel(NOW, tick=False):
-        body = viewer.get("/api/lifecycle/timeouts").json()
+        body = viewer_api.get("/api/lifecycle/timeouts").json()
     assert body["counts"] == {"WARNING": 1, "CRITICAL": 0, "CLOSING": 1}
     rows = [(r["id"], r["state"], r["minutes_past_warning"], r["minutes_past_timeout"],
              r["close_action_state"]) for r in body["results"]]
@@ -100,9 +86,9 @@ HAND_OVER = {"strategy": None, "symbol": "BTC/USDT:USDT", "side": "short", "quan
              "entry_price": "64000.5", "entry_fee": "1.2", "external_ref": "bot-42"}
 
 
-def test_a_bot_hands_over_a_filled_position(staff, strategy):
+def test_a_bot_hands_over_a_filled_position(staff_api, strategy):
     with time_machine.travel(NOW, tick=False):
-        response = staff.post("/api/lifecycle/positions",
+        response = staff_api.post("/api/lifecycle/positions",
                               {**HAND_OVER, "strategy": strategy.name,
                                "opened_at": "2026-03-02T10:00:00Z"}, format="json")
     assert response.status_code == 201
@@ -116,21 +102,21 @@ def test_a_bot_hands_over_a_filled_position(staff, strategy):
     assert PositionEvent.objects.get(position=position).actor == "operator"
 
 
-def test_handing_over_the_same_reference_twice_returns_the_same_position(staff, strategy):
+def test_handing_over_the_same_reference_twice_returns_the_same_position(staff_api, strategy):
     payload = {**HAND_OVER, "strategy": strategy.name}
-    first = staff.post("/api/lifecycle/positions", payload, format="json")
-    second = staff.post("/api/lifecycle/positions", payload, format="json")
+    first = staff_api.post("/api/lifecycle/positions", payload, format="json")
+    second = staff_api.post("/api/lifecycle/positions", payload, format="json")
     assert (first.status_code, second.status_code) == (201, 200)
     assert first.json()["id"] == second.json()["id"]
     assert Position.objects.count() == 1
     without_ref = {**payload, "external_ref": ""}
-    assert staff.post("/api/lifecycle/positions", without_ref, format="json").status_code == 201
-    assert staff.post("/api/lifecycle/positions", without_ref, format="json").status_code == 201
+    assert staff_api.post("/api/lifecycle/positions", without_ref, format="json").status_code == 201
+    assert staff_api.post("/api/lifecycle/positions", without_ref, format="json").status_code == 201
 
 
-def test_a_bad_hand_over_gets_a_message_per_field(staff, strategy):
+def test_a_bad_hand_over_gets_a_message_per_field(staff_api, strategy):
     with time_machine.travel(NOW, tick=False):
-        response = staff.post("/api/lifecycle/positions", {
+        response = staff_api.post("/api/lifecycle/positions", {
             "strategy": "nope", "side": "sideways", "quantity": "-1", "entry_price": "0",
             "opened_at": "2026-03-03T00:00:00Z"}, format="json")
     assert response.status_code == 400
@@ -141,17 +127,17 @@ def test_a_bad_hand_over_gets_a_message_per_field(staff, strategy):
     assert not Position.objects.exists()
 
 
-def test_writes_are_for_staff_only(viewer, strategy, book):
-    assert viewer.post("/api/lifecycle/positions", {**HAND_OVER, "strategy": strategy.name},
+def test_writes_are_for_staff_only(viewer_api, strategy, book):
+    assert viewer_api.post("/api/lifecycle/positions", {**HAND_OVER, "strategy": strategy.name},
                        format="json").status_code == 403
-    assert viewer.post(f"/api/lifecycle/positions/{book['warned'].pk}/close").status_code == 403
+    assert viewer_api.post(f"/api/lifecycle/positions/{book['warned'].pk}/close").status_code == 403
     assert not Action.objects.exists()
 
 
-def test_closing_a_position_queues_one_emergency_close(staff, book, staff_user):
+def test_closing_a_position_queues_one_emergency_close(staff_api, book, staff_user):
     url = f"/api/lifecycle/positions/{book['fresh'].pk}/close"
-    first = staff.post(url, {"note": "news spike"}, format="json")
-    again = staff.post(url, {}, format="json")
+    first = staff_api.post(url, {"note": "news spike"}, format="json")
+    again = staff_api.post(url, {}, format="json")
     assert first.status_code == 202
     action = Action.objects.get()
     assert first.json() == {"position": book["fresh"].pk, "action_id": action.pk,
@@ -163,17 +149,17 @@ def test_closing_a_position_queues_one_emergency_close(staff, book, staff_user):
     assert event.details["note"] == "news spike"
 
 
-def test_closing_a_closed_position_is_a_conflict(staff, strategy):
+def test_closing_a_closed_position_is_a_conflict(staff_api, strategy):
     closed = PositionFactory(strategy=strategy, state="CLOSED", closed_at=T0, opened_at=T0)
-    response = staff.post(f"/api/lifecycle/positions/{closed.pk}/close")
+    response = staff_api.post(f"/api/lifecycle/positions/{closed.pk}/close")
     assert response.status_code == 409
     assert response.json() == {"detail": f"position {closed.pk} is already CLOSED",
                                "code": "invalid_state_transition"}
-    assert staff.post("/api/lifecycle/positions/999999/close").status_code == 404
+    assert staff_api.post("/api/lifecycle/positions/999999/close").status_code == 404
 
 
-def test_the_schema_documents_the_lifecycle_endpoints(viewer):
-    schema = viewer.get("/api/schema/", {"format": "json"}).json()
+def test_the_schema_documents_the_lifecycle_endpoints(viewer_api):
+    schema = viewer_api.get("/api/schema/", {"format": "json"}).json()
     for path in ("/api/lifecycle/tracked-positions", "/api/lifecycle/timeouts",
                  "/api/lifecycle/positions", "/api/lifecycle/positions/{position_id}/close"):
         assert path in schema["paths"]

@@ -16,20 +16,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def api(viewer_user):
-    client = APIClient()
-    client.force_authenticate(viewer_user)
-    return client
-
-
-@pytest.fixture
-def staff_api(staff_user):
-    client = APIClient()
-    client.force_authenticate(staff_user)
-    return client
-
-
-@pytest.fixture
 def checked(frozen, risk_strategy):
     """Two positions after one check: a WARNING one and one with no market data."""
     warning = open_position(risk_strategy)
@@ -39,9 +25,9 @@ def checked(frozen, risk_strategy):
     return warning, blind
 
 
-def test_position_health_lists_held_positions_worst_first_with_components(api, checked):
+def test_position_health_lists_held_positions_worst_first_with_components(viewer_api, checked):
     warning, blind = checked
-    response = api.get("/api/health/position-health")
+    response = viewer_api.get("/api/health/position-health")
     assert response.status_code == 200
     body = response.json()
     assert body["count"] == 2
@@ -62,24 +48,24 @@ def test_position_health_lists_held_positions_worst_first_with_components(api, c
     assert second["minutes_to_timeout"] == 230.0
 
 
-def test_position_health_filters_by_danger_level_and_symbol(api, checked):
+def test_position_health_filters_by_danger_level_and_symbol(viewer_api, checked):
     warning, _ = checked
-    assert [p["id"] for p in api.get("/api/health/position-health?danger_level=WARNING")
+    assert [p["id"] for p in viewer_api.get("/api/health/position-health?danger_level=WARNING")
             .json()["results"]] == [warning.pk]
-    assert api.get("/api/health/position-health?symbol=NEW/USDT").json()["count"] == 1
-    assert api.get("/api/health/position-health?danger_level=CRITICAL").json()["count"] == 0
+    assert viewer_api.get("/api/health/position-health?symbol=NEW/USDT").json()["count"] == 1
+    assert viewer_api.get("/api/health/position-health?danger_level=CRITICAL").json()["count"] == 0
 
 
-def test_an_unchecked_position_is_listed_without_a_score(api, frozen, risk_strategy):
+def test_an_unchecked_position_is_listed_without_a_score(viewer_api, frozen, risk_strategy):
     position = open_position(risk_strategy)
-    [item] = api.get("/api/health/position-health").json()["results"]
+    [item] = viewer_api.get("/api/health/position-health").json()["results"]
     assert (item["id"], item["score"], item["components"], item["danger_level"]) == (
         position.pk, None, None, "")
 
 
-def test_the_report_counts_levels_and_lists_worst_positions_and_open_alerts(api, checked):
+def test_the_report_counts_levels_and_lists_worst_positions_and_open_alerts(viewer_api, checked):
     warning, _ = checked
-    body = api.get("/api/health/report?worst=1").json()
+    body = viewer_api.get("/api/health/report?worst=1").json()
     assert body["positions"] == 2
     assert body["counts"] == {"SAFE": 1, "WARNING": 1, "CRITICAL": 0, "UNSCORED": 0}
     assert [p["id"] for p in body["worst_positions"]] == [warning.pk]
@@ -90,26 +76,26 @@ def test_the_report_counts_levels_and_lists_worst_positions_and_open_alerts(api,
                                    "duration_ms"]}]
 
 
-def test_alerts_are_filterable(api, frozen, risk_strategy):
+def test_alerts_are_filterable(viewer_api, frozen, risk_strategy):
     position = open_position(risk_strategy)
     open_alert = RiskAlertFactory(position=position, kind="danger_warning")
     RiskAlertFactory(position=position, kind="collapse_volume", resolved_at=NOW,
                      last_seen=NOW - timedelta(hours=1))
     RiskAlertFactory(position=None, kind="exchange_unreachable", severity="CRITICAL")
-    ids = lambda query: [a["id"] for a in api.get(f"/api/health/alerts{query}").json()["results"]]  # noqa: E731
+    ids = lambda query: [a["id"] for a in viewer_api.get(f"/api/health/alerts{query}").json()["results"]]  # noqa: E731
     assert ids(f"?open=true&position={position.pk}") == [open_alert.pk]
     assert len(ids("?open=false")) == 1
     assert len(ids("?severity=CRITICAL")) == 1
     assert ids("?kind=danger_warning") == [open_alert.pk]
     assert len(ids("?strategy=scalper")) == 2
-    detail = api.get(f"/api/health/alerts/{open_alert.pk}").json()
+    detail = viewer_api.get(f"/api/health/alerts/{open_alert.pk}").json()
     assert (detail["kind"], detail["symbol"], detail["is_open"]) == (
         "danger_warning", "ETH/USDT:USDT", True)
 
 
-def test_only_staff_may_acknowledge(api, staff_api, frozen, risk_strategy):
+def test_only_staff_may_acknowledge(viewer_api, staff_api, frozen, risk_strategy):
     alert = RiskAlertFactory(position=open_position(risk_strategy))
-    assert api.post(f"/api/health/alerts/{alert.pk}/acknowledge").status_code == 403
+    assert viewer_api.post(f"/api/health/alerts/{alert.pk}/acknowledge").status_code == 403
     response = staff_api.post(f"/api/health/alerts/{alert.pk}/acknowledge")
     assert response.status_code == 200
     assert (response.json()["acknowledged"], response.json()["acknowledged_by"],

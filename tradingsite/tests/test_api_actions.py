@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from rest_framework.test import APIClient
 
 from execution.models import Action, ActionState
 from lifecycle.models import PositionEvent
@@ -14,28 +13,14 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff(staff_user):
-    api = APIClient()
-    api.force_authenticate(staff_user)
-    return api
-
-
-@pytest.fixture
-def viewer(viewer_user):
-    api = APIClient()
-    api.force_authenticate(viewer_user)
-    return api
-
-
-@pytest.fixture
 def position(strategy):
     return PositionFactory(strategy=strategy)
 
 
-def test_staff_queue_an_emergency_close_once_per_key(staff, position):
+def test_staff_queue_an_emergency_close_once_per_key(staff_api, position):
     body = {"kind": "emergency_close", "position": position.pk, "idempotency_key": "k-1",
             "note": "liquidity drying up"}
-    first = staff.post("/api/actions/", body, format="json")
+    first = staff_api.post("/api/actions/", body, format="json")
     assert first.status_code == 201
     action = Action.objects.get()
     assert first.json()["id"] == action.pk
@@ -44,63 +29,63 @@ def test_staff_queue_an_emergency_close_once_per_key(staff, position):
     event = PositionEvent.objects.get(position=position)
     assert event.kind == "close_requested"
     assert event.details["note"] == "liquidity drying up"
-    again = staff.post("/api/actions/", body, format="json")
+    again = staff_api.post("/api/actions/", body, format="json")
     assert again.status_code == 200
     assert again.json()["id"] == action.pk
     assert Action.objects.count() == 1
 
 
-def test_the_idempotency_key_header_is_accepted(staff, position):
-    response = staff.post("/api/actions/", {"position": position.pk}, format="json",
+def test_the_idempotency_key_header_is_accepted(staff_api, position):
+    response = staff_api.post("/api/actions/", {"position": position.pk}, format="json",
                           HTTP_IDEMPOTENCY_KEY="hdr-7")
     assert response.status_code == 201
     assert response.json()["idempotency_key"] == "hdr-7"
     assert response.json()["kind"] == "emergency_close"
 
 
-def test_a_second_request_without_key_returns_the_open_close(staff, position):
-    first = staff.post("/api/actions/", {"position": position.pk}, format="json").json()
-    second = staff.post("/api/actions/", {"position": position.pk, "reason": "risk"},
+def test_a_second_request_without_key_returns_the_open_close(staff_api, position):
+    first = staff_api.post("/api/actions/", {"position": position.pk}, format="json").json()
+    second = staff_api.post("/api/actions/", {"position": position.pk, "reason": "risk"},
                         format="json")
     assert second.status_code == 200
     assert second.json()["id"] == first["id"]
 
 
-def test_a_key_reused_for_another_position_is_a_409(staff, position, strategy):
-    staff.post("/api/actions/", {"position": position.pk, "idempotency_key": "dup"}, format="json")
+def test_a_key_reused_for_another_position_is_a_409(staff_api, position, strategy):
+    staff_api.post("/api/actions/", {"position": position.pk, "idempotency_key": "dup"}, format="json")
     other = PositionFactory(strategy=strategy)
-    response = staff.post("/api/actions/", {"position": other.pk, "idempotency_key": "dup"},
+    response = staff_api.post("/api/actions/", {"position": other.pk, "idempotency_key": "dup"},
                           format="json")
     assert response.status_code == 409
     assert response.json()["code"] == "conflict"
     assert "dup" in response.json()["detail"]
 
 
-def test_a_key_replayed_after_the_action_finished_returns_it(staff, position):
-    staff.post("/api/actions/", {"position": position.pk, "idempotency_key": "done"}, format="json")
+def test_a_key_replayed_after_the_action_finished_returns_it(staff_api, position):
+    staff_api.post("/api/actions/", {"position": position.pk, "idempotency_key": "done"}, format="json")
     Action.objects.update(state=ActionState.DONE)
     position.state = "CLOSED"
     position.closed_at = position.opened_at
     position.save()
-    replay = staff.post("/api/actions/", {"position": position.pk, "idempotency_key": "done"},
+    replay = staff_api.post("/api/actions/", {"position": position.pk, "idempotency_key": "done"},
                         format="json")
     # The key is checked before the position's state: the client gets its action back.
     assert replay.status_code == 200
     assert replay.json()["state"] == "done"
 
 
-def test_closing_a_closed_position_is_a_409(staff, position):
+def test_closing_a_closed_position_is_a_409(staff_api, position):
     position.state = "CLOSED"
     position.closed_at = position.opened_at
     position.save()
-    response = staff.post("/api/actions/", {"position": position.pk}, format="json")
+    response = staff_api.post("/api/actions/", {"position": position.pk}, format="json")
     assert response.status_code == 409
     assert response.json() == {"detail": f"position {position.pk} is already CLOSED",
                                "code": "invalid_state_transition"}
 
 
-def test_invalid_action_input_names_the_fields(staff):
-    response = staff.post("/api/actions/", {"kind": "explode", "position": 424242}, format="json")
+def test_invalid_action_input_names_the_fields(staff_api):
+    response = staff_api.post("/api/actions/", {"kind": "explode", "position": 424242}, format="json")
     assert response.status_code == 400
     assert response.json() == {
         "kind": ['"explode" is not a valid choice.'],
@@ -108,46 +93,46 @@ def test_invalid_action_input_names_the_fields(staff):
     }
 
 
-def test_viewers_cannot_request_a_close(viewer, position):
-    response = viewer.post("/api/actions/", {"position": position.pk}, format="json")
+def test_viewers_cannot_request_a_close(viewer_api, position):
+    response = viewer_api.post("/api/actions/", {"position": position.pk}, format="json")
     assert response.status_code == 403
     assert not Action.objects.exists()
 
 
-def test_staff_halt_and_resume_trading(staff):
-    assert staff.get("/api/trading/halt/").json()["trading_halted"] is False
-    halted = staff.post("/api/trading/halt/", {"reason": "exchange maintenance"}, format="json")
+def test_staff_halt_and_resume_trading(staff_api):
+    assert staff_api.get("/api/trading/halt/").json()["trading_halted"] is False
+    halted = staff_api.post("/api/trading/halt/", {"reason": "exchange maintenance"}, format="json")
     assert halted.status_code == 200
     assert halted.json()["trading_halted"] is True
     assert halted.json()["reason"] == "exchange maintenance"
     assert halted.json()["halted_by"] == "operator"
     assert is_trading_halted()
-    resumed = staff.post("/api/trading/resume/")
+    resumed = staff_api.post("/api/trading/resume/")
     assert resumed.status_code == 200 and resumed.json()["trading_halted"] is False
     assert not is_trading_halted()
 
 
-def test_a_halt_needs_a_reason(staff):
-    response = staff.post("/api/trading/halt/", {}, format="json")
+def test_a_halt_needs_a_reason(staff_api):
+    response = staff_api.post("/api/trading/halt/", {}, format="json")
     assert response.status_code == 400
     assert response.json() == {"reason": ["This field is required."]}
 
 
-def test_viewers_read_the_halt_but_cannot_change_it(viewer):
-    assert viewer.get("/api/trading/halt/").status_code == 200
-    assert viewer.post("/api/trading/halt/", {"reason": "x"}, format="json").status_code == 403
-    assert viewer.post("/api/trading/resume/").status_code == 403
+def test_viewers_read_the_halt_but_cannot_change_it(viewer_api):
+    assert viewer_api.get("/api/trading/halt/").status_code == 200
+    assert viewer_api.post("/api/trading/halt/", {"reason": "x"}, format="json").status_code == 403
+    assert viewer_api.post("/api/trading/resume/").status_code == 403
     assert not is_trading_halted()
 
 
-def test_a_body_that_is_not_an_object_is_a_400(staff):
-    response = staff.post("/api/actions/", "AAA", format="json", HTTP_IDEMPOTENCY_KEY="x")
+def test_a_body_that_is_not_an_object_is_a_400(staff_api):
+    response = staff_api.post("/api/actions/", "AAA", format="json", HTTP_IDEMPOTENCY_KEY="x")
     assert response.status_code == 400
     assert response.json() == {
         "non_field_errors": ["Invalid data. Expected a dictionary, but got str."]}
 
 
-def test_unknown_api_paths_answer_json_404(staff):
-    response = staff.get("/api/positions/0.5/")
+def test_unknown_api_paths_answer_json_404(staff_api):
+    response = staff_api.get("/api/positions/0.5/")
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found.", "code": "not_found"}

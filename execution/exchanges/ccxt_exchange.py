@@ -15,6 +15,7 @@ environment variables named on the account and are never logged.
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 import re
 import threading
@@ -245,8 +246,15 @@ class CcxtExchange(Exchange):
 
     @contextmanager
     def _translated(self):
+        """Translate ccxt's errors; keep ccxt's changes to the decimal context inside the call.
+
+        ccxt's precision helpers set the thread's decimal context to ROUND_HALF_UP and
+        trap Underflow; left alone, that would change how every later Decimal of the
+        worker rounds (a 42.5 health score printed as 43 after the first order).
+        """
         try:
-            yield
+            with decimal.localcontext():
+                yield
         except ExchangeError:
             raise
         except Exception as exc:

@@ -6,6 +6,7 @@ every private request's HMAC signature; faults are scripted per endpoint.
 
 from __future__ import annotations
 
+import decimal
 import threading
 from decimal import Decimal
 
@@ -146,6 +147,15 @@ def test_precision_comes_from_ccxts_helpers(bybit):
     rules = bybit.market_rules(BTC)
     assert (rules.amount_step, rules.price_step, rules.min_cost) == (
         Decimal("0.001"), Decimal("0.1"), Decimal("5"))
+
+
+def test_ccxt_calls_leave_the_threads_decimal_rounding_alone(bybit):
+    """ccxt sets ROUND_HALF_UP on the thread's context; our Decimals keep half-even."""
+    assert decimal.getcontext().rounding == decimal.ROUND_HALF_EVEN
+    bybit.amount_to_precision(BTC, Decimal("0.12345"))
+    bybit.fetch_ticker(BTC)
+    assert decimal.getcontext().rounding == decimal.ROUND_HALF_EVEN
+    assert f"{Decimal('42.5'):.0f}" == "42"
 
 
 def test_a_wrong_secret_is_refused_by_the_signature_check(bybit_account, emulator, monkeypatch):

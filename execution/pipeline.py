@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -30,8 +30,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from execution.alerts import raise_slippage_alert
@@ -67,7 +65,8 @@ from lifecycle.services import position_apply_close_fill, position_open
 from tradingsite.errors import ConflictError, DomainError, TradingHalted
 from tradingsite.live import broadcast
 from tradingsite.live_config import OrderExecutionConfig, site_config
-from tradingsite.services import ensure_trading_allowed
+from tradingsite.rows import insert_row, update_row
+from tradingsite.services import ensure_trading_allowed, trading_halted_sql
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +81,12 @@ FINAL_FIELDS = ["status", "quantity", "price", "expected_price", "exchange_order
                 "slippage_percent", "estimated_slippage_percent", "attempts", "retries",
                 "timed_out", "latency_ms", "last_error", "error_code", "next_attempt_at",
                 "submitted_at", "acknowledged_at", "filled_at", "finalized_at", "updated_at"]
+# What _prepare decides before the first send (rounded quantity and price, the
+# reference price, the slippage estimate): written with the attempt's claim, or with
+# the attempt's next write when the order was recorded already claimed.
+PREPARED_FIELDS = ("quantity", "price", "expected_price", "estimated_slippage_percent")
+CLAIM_FIELDS = ("status", "attempts", "next_attempt_at", "submitted_at", "updated_at",
+                *PREPARED_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -121,11 +126,17 @@ def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: 
                  purpose: str = OrderPurpose.ENTRY, expected_price: Decimal | None = None,
                  reduce_only: bool = False, strategy: Any = None, position: Any = None,
                  action: Any = None, client_order_id: str | None = None,
-                 replaces: Order | None = None) -> Order:
+                 replaces: Order | None = None, claim: bool = False) -> Order:
     """Record an order with its client order id; nothing is sent yet.
 
     With an explicit ``client_order_id`` the call is idempotent: the order already
     recorded under that id is returned (a redelivered task finds it again).
+
+    ``claim``: the caller sends the first attempt itself, in this thread (``order_place``).
+    The row is then recorded already claimed for that attempt (SUBMITTING, attempt 1),
+    which saves the separate claim write; the returned instance carries the claim.
+
+    An entry is refused while trading is halted; the check is part of the insert.
     """
     quantity = Decimal(quantity)
     if side not in OrderSide.values:
@@ -138,18 +149,25 @@ def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: 
         raise DomainError("a limit order needs a positive price")
     if not account.enabled:
         raise DomainError(f"exchange account {account.name} is disabled")
-    if purpose == OrderPurpose.ENTRY:
-        ensure_trading_allowed()  # a halt refuses new entries; exits always go through
-    fields = dict(account=account, symbol=symbol, side=side, quantity=quantity,
+    order = Order(account=account, symbol=symbol, side=side, quantity=quantity,
                   order_type=order_type, price=price, purpose=purpose,
                   expected_price=expected_price, reduce_only=reduce_only, strategy=strategy,
-                  position=position, action=action, replaces=replaces)
-    if client_order_id is None:
-        return Order.objects.create(client_order_id=new_client_order_id(), **fields)
+                  position=position, action=action, replaces=replaces,
+                  client_order_id=client_order_id or new_client_order_id())
+    if claim:
+        order.status, order.attempts = S.SUBMITTING, 1
+        order.submitted_at = order.updated_at = timezone.now()
+    # a halt refuses new entries; exits always go through
+    guard = trading_halted_sql() if purpose == OrderPurpose.ENTRY else None
     try:
-        with transaction.atomic():
-            return Order.objects.create(client_order_id=client_order_id, **fields)
+        if connection.in_atomic_block:  # a failed insert must not break the caller's transaction
+            with transaction.atomic():
+                recorded = insert_row(order, unless=guard)
+        else:
+            recorded = insert_row(order, unless=guard)
     except IntegrityError:
+        if client_order_id is None:
+            raise
         existing = Order.objects.select_related("account").filter(
             client_order_id=client_order_id).first()
         if existing is None:
@@ -158,6 +176,15 @@ def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: 
             raise ConflictError(f"client order id {client_order_id} is already used by another "
                                 "order") from None
         return existing
+    if not recorded:
+        ensure_trading_allowed()  # raises TradingHalted with the reason
+        return order_submit(account=account, symbol=symbol, side=side, quantity=quantity,
+                            order_type=order_type, price=price, purpose=purpose,
+                            expected_price=expected_price, reduce_only=reduce_only,
+                            strategy=strategy, position=position, action=action,
+                            client_order_id=client_order_id, replaces=replaces, claim=claim)
+    order.claim_held = claim
+    return order
 
 
 # --- the step ------------------------------------------------------------------------
@@ -176,7 +203,8 @@ def order_step(order: Order, *, exchange: Exchange | None = None) -> Next:
     cfg = order_config(order)
     if order.status == S.CANCELLING:
         return _cancel_and_verify(order, exchange, cfg)
-    if order.status == S.SUBMITTING and attempt_in_flight(order, now):
+    if (order.status == S.SUBMITTING and not getattr(order, "claim_held", False)
+            and attempt_in_flight(order, now)):
         return Next(order, _in_flight_left(order, now), "attempt in flight elsewhere")
     if now >= order_deadline(order, cfg):
         return order_expire(order, exchange=exchange)
@@ -217,7 +245,7 @@ def recoverable_write() -> Iterator[None]:
     a server crash are replayed from the exchange). This keeps one disk flush per order.
     """
     outermost = not connection.in_atomic_block
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         if outermost and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit TO OFF")
@@ -225,8 +253,8 @@ def recoverable_write() -> Iterator[None]:
 
 
 def _save(order: Order, *fields: str) -> None:
-    with recoverable_write():
-        order.save(update_fields=[*fields, "updated_at"])
+    """Write some fields of the order (a recoverable write: see ``recoverable_write``)."""
+    update_row(order, (*dict.fromkeys(fields), "updated_at"), async_commit=True)
 
 
 # --- placement -----------------------------------------------------------------------
@@ -239,12 +267,10 @@ def _request(order: Order) -> OrderRequest:
 
 def _attempt(order: Order, exchange: Exchange, cfg: OrderExecutionConfig, now: datetime) -> Next:
     """One placement attempt: prepare (first time), claim, look up if needed, send."""
+    claimed_at_insert = order.__dict__.pop("claim_held", False) and order.attempts == 1
+    if claimed_at_insert:  # recorded claimed by this thread, never sent: prepare it first
+        order.status, order.attempts, order.submitted_at = S.CREATED, 0, None
     if order.status == S.CREATED and order.attempts == 0:
-        if order.purpose == OrderPurpose.ENTRY:
-            try:  # recorded before a halt, not sent yet: it is not sent now
-                ensure_trading_allowed()
-            except TradingHalted as exc:
-                return _refuse_locally(order, TradingHalted.code, f"{exc}: entry not sent")
         try:
             refused = _prepare(order, exchange, cfg)
         except TransientError as exc:
@@ -254,18 +280,25 @@ def _attempt(order: Order, exchange: Exchange, cfg: OrderExecutionConfig, now: d
         if refused:
             return refused
     previous = order.status
-    with recoverable_write():  # lost in a crash: the resend is refused as a duplicate
-        claimed = Order.objects.filter(pk=order.pk, status=previous,
-                                       attempts=order.attempts).update(
-            status=S.SUBMITTING, attempts=F("attempts") + 1, next_attempt_at=None,
-            submitted_at=Coalesce("submitted_at", now), updated_at=now,
-            # what _prepare decided travels with the claim (one write per attempt)
-            quantity=order.quantity, price=order.price, expected_price=order.expected_price,
-            estimated_slippage_percent=order.estimated_slippage_percent)
-    if not claimed:
-        return Next(order, None, "attempt claimed by another worker")
-    order.status, order.attempts, order.next_attempt_at = S.SUBMITTING, order.attempts + 1, None
-    order.submitted_at, order.updated_at = order.submitted_at or now, now
+    if not claimed_at_insert:
+        # A never-sent entry is not sent once trading is halted (checked in the claim).
+        guard = (trading_halted_sql() if order.purpose == OrderPurpose.ENTRY
+                 and previous == S.CREATED and order.attempts == 0 else None)
+        expect = {"status": previous, "attempts": order.attempts}
+        order.status, order.attempts, order.next_attempt_at = S.SUBMITTING, order.attempts + 1, None
+        order.submitted_at, order.updated_at = order.submitted_at or now, now
+        # what _prepare decided travels with the claim (one write per attempt); a claim
+        # lost in a crash is harmless: the resend is refused as a duplicate
+        if not update_row(order, CLAIM_FIELDS, expect=expect, unless=guard, async_commit=True):
+            order.status, order.attempts = expect["status"], expect["attempts"]
+            if guard is not None:
+                try:
+                    ensure_trading_allowed()
+                except TradingHalted as exc:
+                    return _refuse_locally(order, TradingHalted.code, f"{exc}: entry not sent")
+            return Next(order, None, "attempt claimed by another worker")
+    else:
+        order.status, order.attempts, order.submitted_at = S.SUBMITTING, 1, now
     try:
         snapshot = None
         if previous != S.CREATED:  # an earlier attempt may have reached the exchange
@@ -358,7 +391,8 @@ def _transient_failure(order: Order, exc: TransientError, exchange: Exchange,
         order.next_attempt_at = now + timedelta(seconds=delay)
         order.last_error = (f"{exc} (attempt {max(order.attempts, 1)}; "
                             f"retry {order.retries} of {cfg.max_retries} in {delay:g} s)")
-        _save(order, "status", "retries", "next_attempt_at", "last_error", "error_code")
+        _save(order, "status", "retries", "next_attempt_at", "last_error", "error_code",
+              "attempts", "submitted_at", *PREPARED_FIELDS)
         return Next(order, delay, "retry")
     gave_up = f"no answer after {order.attempts} attempts: {exc}"
     if sent:  # the last attempt may have reached the exchange: ask before giving up
@@ -368,7 +402,8 @@ def _transient_failure(order: Order, exc: TransientError, exchange: Exchange,
             order.last_error = (f"{gave_up}; lookup failed ({lookup_exc}): outcome unknown, "
                                 "verified at the order timeout")
             order.next_attempt_at = order_deadline(order, cfg)  # no attempt before that
-            _save(order, "status", "last_error", "error_code", "next_attempt_at")
+            _save(order, "status", "last_error", "error_code", "next_attempt_at", "attempts",
+                  "submitted_at", *PREPARED_FIELDS)
             wait = (order.next_attempt_at - timezone.now()).total_seconds()
             return Next(order, max(wait, 0.0), "verify at timeout")
         if snapshot is not None:
@@ -397,7 +432,7 @@ def _acknowledged(order: Order, snapshot: OrderSnapshot, exchange: Exchange,
             pass
     return _apply_snapshot(order, snapshot, cfg, now, extra=(
         "exchange_order_id", "acknowledged_at", "latency_ms", "attempts", "submitted_at",
-        "retries", "next_attempt_at", "last_error", "error_code"))
+        "retries", "next_attempt_at", "last_error", "error_code", *PREPARED_FIELDS))
 
 
 # --- polling, fills, finalisation ----------------------------------------------------
@@ -434,8 +469,13 @@ def _status_from(snapshot: OrderSnapshot, order: Order) -> str:
 
 def _apply_snapshot(order: Order, snapshot: OrderSnapshot, cfg: OrderExecutionConfig,
                     now: datetime, *, extra: tuple[str, ...] = ()) -> Next:
-    """Record fills and status from the exchange; finalise when the order is over."""
-    with recoverable_write():
+    """Record fills and status from the exchange; finalise when the order is over.
+
+    An exit order's fill moves its position in the same transaction as the order's
+    own write; other orders need a single write, which commits on its own.
+    """
+    moves_position = order.purpose != OrderPurpose.ENTRY and order.position_id is not None
+    with recoverable_write() if moves_position else nullcontext():
         _record_fill(order, snapshot, now)
         order.status = _status_from(snapshot, order)
         if order.is_final:
@@ -482,7 +522,7 @@ def _record_fill(order: Order, snapshot: OrderSnapshot, now: datetime) -> None:
 
 
 def _finalize(order: Order, now: datetime) -> Next:
-    """Write the final state; an entry fill opens its position.
+    """Write the final state; an entry fill opens its position in the same transaction.
 
     An order that ends without its full fill (refused, failed, cancelled, timed
     out) is pushed live: that is what the operator must see. Fills show up as
@@ -491,10 +531,11 @@ def _finalize(order: Order, now: datetime) -> Next:
     order.finalized_at = now
     if order.status == S.FILLED:
         order.filled_at = order.filled_at or now
-    with recoverable_write():
+    opens_position = (order.purpose == OrderPurpose.ENTRY and order.filled_quantity > 0
+                      and order.strategy_id and not order.position_id)
+    with recoverable_write() if opens_position else nullcontext():
         fields = FINAL_FIELDS
-        if (order.purpose == OrderPurpose.ENTRY and order.filled_quantity > 0
-                and order.strategy_id and not order.position_id):
+        if opens_position:
             order.position = position_open(
                 strategy=order.strategy, symbol=order.symbol,
                 side=PositionSide.LONG if order.side == OrderSide.BUY else PositionSide.SHORT,
@@ -502,7 +543,7 @@ def _finalize(order: Order, now: datetime) -> Next:
                 opened_at=order.filled_at or now, entry_fee=order.fee, actor="execution",
                 fill_key=f"{order.client_order_id}:{order.filled_quantity.normalize()}")
             fields = [*FINAL_FIELDS, "position"]
-        order.save(update_fields=fields)
+        update_row(order, fields, async_commit=True)
         if order.status != S.FILLED:
             broadcast("order.unfilled", order_payload(order))
     return Next(order, None, "final")

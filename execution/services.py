@@ -86,8 +86,12 @@ def _fresh(order: Order) -> Order:
 
 
 def order_place(*, drive: Driver, **fields: Any) -> Order:
-    """Record an order (``pipeline.order_submit`` arguments) and hand it to ``drive``."""
-    return drive(order_submit(**fields))
+    """Record an order (``pipeline.order_submit`` arguments) and hand it to ``drive``.
+
+    The order is recorded already claimed for its first attempt, so ``drive`` must
+    run the first step in this thread (``run_inline``, ``tasks.drive_in_background``).
+    """
+    return drive(order_submit(claim=True, **fields))
 
 
 # --- cancelling --------------------------------------------------------------------

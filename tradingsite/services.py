@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+from functools import cache
+
+from django.db import connection, transaction
 from django.utils import timezone
 
 from tradingsite.errors import TradingHalted
@@ -18,6 +20,19 @@ def platform_state() -> PlatformState:
 def is_trading_halted() -> bool:
     return PlatformState.objects.filter(id=PlatformState.SINGLETON_ID,
                                         trading_halted=True).exists()
+
+
+@cache
+def trading_halted_sql() -> str:
+    """An SQL query that finds a row while trading is halted.
+
+    Guards a write in the same statement (``tradingsite.rows``), so an entry
+    recorded or claimed after the halt committed is refused.
+    """
+    meta = PlatformState._meta
+    qn = connection.ops.quote_name
+    return (f"SELECT 1 FROM {qn(meta.db_table)} WHERE {qn(meta.pk.column)} = "
+            f"{int(PlatformState.SINGLETON_ID)} AND {qn(meta.get_field('trading_halted').column)}")
 
 
 def ensure_trading_allowed() -> None:

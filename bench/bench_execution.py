@@ -2,8 +2,9 @@
 
 1. Orders per second through the full pipeline (``order_submit`` → slippage
    estimate → claimed placement → fill → final state) against the zero-latency
-   paper exchange on PostgreSQL, one thread: bare orders, and entry orders whose
-   fill opens a supervised position.
+   paper exchange on PostgreSQL, by one worker and by several worker processes
+   (like Celery's prefork pool): bare orders, and entry orders whose fill opens a
+   supervised position.
 2. The pipeline's overhead over raw ccxt: the same market order placed by real
    ``ccxt.bybit`` against the local Bybit v5 emulator, once with the exact calls
    the pipeline makes (order book, create, fetch) issued directly, once through the
@@ -21,12 +22,14 @@ process pointed at that database.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
-import threading
 import time
+import traceback
 from decimal import Decimal
+from typing import Any
 from urllib.parse import urlparse
 
 from bench.database import create_database
@@ -101,50 +104,83 @@ def _paper_account(name: str):
     return account
 
 
+def _place_orders(account_id: int, strategy_id: int | None, first: int, count: int) -> None:
+    """One worker's share: ``count`` market orders through the whole pipeline, in turn."""
+    from execution.exchanges.paper import paper_exchange_for
+    from execution.models import ExchangeAccount
+    from execution.services import order_place, run_inline
+    from lifecycle.models import Strategy
+
+    account = ExchangeAccount.objects.get(pk=account_id)
+    strategy = Strategy.objects.get(pk=strategy_id) if strategy_id else None
+    drive = run_inline(exchange=paper_exchange_for(account), sleep=time.sleep)
+    for i in range(first, first + count):
+        order_place(drive=drive, account=account, strategy=strategy, symbol=SYMBOL,
+                    side="buy" if i % 2 == 0 else "sell", quantity=Decimal("0.01"))
+
+
+def _worker_process(account_id: int, strategy_id: int | None, first: int, count: int,
+                    start: Any, failures: Any) -> None:
+    from django.db import connection
+
+    try:
+        start.wait()
+        _place_orders(account_id, strategy_id, first, count)
+    except BaseException:
+        failures.put(traceback.format_exc())
+        raise
+    finally:
+        connection.close()
+
+
 def bench_paper_throughput(count: int, *, with_positions: bool, workers: int = 1) -> float:
     """Orders per second through the full pipeline on the paper exchange.
 
-    ``workers`` threads (each with its own database connection, like Celery worker
-    processes) share the orders and the one paper exchange.
+    One worker runs in this process. Several run as forked processes, like Celery's
+    prefork workers: each has its own database connection and its own (zero-latency)
+    paper exchange, and they share the orders between them.
     """
-    from django.db import connection
+    from django.db import connections
 
-    from execution.exchanges.paper import paper_exchange_for, reset_paper_exchanges
+    from execution.exchanges.paper import reset_paper_exchanges
     from execution.models import Order, OrderStatus
-    from execution.services import order_place, run_inline
     from lifecycle.models import Strategy
 
     reset_paper_exchanges()
     _reset_tables()
     account = _paper_account("bench-paper")
-    strategy = None
+    strategy_id = None
     if with_positions:
-        strategy, _ = Strategy.objects.get_or_create(name="bench-paper", defaults={
-            "account": account})
-    drive = run_inline(exchange=paper_exchange_for(account), sleep=time.sleep)
-    start = threading.Barrier(workers + 1)
-
-    def work(share: int) -> None:
-        try:
-            start.wait()
-            for i in range(share):
-                order_place(drive=drive, account=account, strategy=strategy, symbol=SYMBOL,
-                            side="buy" if i % 2 == 0 else "sell", quantity=Decimal("0.01"))
-        finally:
-            connection.close()
-
-    shares = [count // workers + (1 if w < count % workers else 0) for w in range(workers)]
-    threads = [threading.Thread(target=work, args=(share,)) for share in shares]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
+        strategy_id = Strategy.objects.get_or_create(name="bench-paper", defaults={
+            "account": account})[0].pk
+    if workers == 1:
+        started = time.perf_counter()
+        _place_orders(account.pk, strategy_id, 0, count)
+        elapsed = time.perf_counter() - started
+    else:
+        context = multiprocessing.get_context("fork")
+        start, failures = context.Barrier(workers + 1), context.Queue()
+        shares = [count // workers + (1 if w < count % workers else 0) for w in range(workers)]
+        connections.close_all()  # a forked child must open its own connection
+        processes = [context.Process(target=_worker_process, args=(
+            account.pk, strategy_id, sum(shares[:w]), share, start, failures))
+            for w, share in enumerate(shares)]
+        for process in processes:
+            process.start()
+        start.wait()
+        started = time.perf_counter()
+        for process in processes:
+            process.join()
+        elapsed = time.perf_counter() - started
+        if any(process.exitcode for process in processes):
+            raise RuntimeError("a worker process failed:\n" + failures.get(timeout=5))
     filled = Order.objects.filter(status=OrderStatus.FILLED).count()
     if filled != count:
         raise RuntimeError(f"{filled} of {count} orders filled")
+    if with_positions:
+        opened = Order.objects.filter(status=OrderStatus.FILLED, position__isnull=False).count()
+        if opened != count:
+            raise RuntimeError(f"{opened} of {count} entry fills opened a position")
     return count / elapsed
 
 
@@ -203,18 +239,14 @@ def run(quick: bool = False) -> list[dict]:
         return _run_in_child(quick)
     count = 400 if quick else 2000
     rows = []
-    for workers in (1, 2, 4):
-        rate = bench_paper_throughput(count, with_positions=False, workers=workers)
-        rows.append({"workload": f"execution: market orders, paper, PostgreSQL, {workers} "
-                                 f"worker{'s' if workers > 1 else ''}",
+    for with_positions, workers in ((False, 1), (False, 2), (False, 4), (True, 1), (True, 2)):
+        rate = bench_paper_throughput(count, with_positions=with_positions, workers=workers)
+        kind = "entry orders opening positions" if with_positions else "market orders"
+        rows.append({"workload": f"execution: {kind}, paper, PostgreSQL, "
+                                 f"{'1 worker' if workers == 1 else f'{workers} worker processes'}",
                      "size": count, "figure": f"{rate:.0f} orders/s",
                      "target": f">= {TARGET_ORDERS_PER_SECOND} orders/s",
                      "met": rate >= TARGET_ORDERS_PER_SECOND})
-    rate = bench_paper_throughput(count // 2, with_positions=True, workers=4)
-    rows.append({"workload": "execution: entry orders opening positions, paper, PostgreSQL, "
-                             "4 workers", "size": count // 2, "figure": f"{rate:.0f} orders/s",
-                 "target": f">= {TARGET_ORDERS_PER_SECOND} orders/s",
-                 "met": rate >= TARGET_ORDERS_PER_SECOND})
     # The local emulator answers in ~1 ms; a real exchange call takes tens of ms.
     for latency, size in ((0.0, 100 if quick else 400), (50.0, 20 if quick else 60)):
         per_pipeline, per_raw, ratio = bench_ccxt_overhead(size, latency_ms=latency)

@@ -53,6 +53,7 @@ from lifecycle.timeouts import (
 )
 from tradingsite.errors import InvalidStateTransition
 from tradingsite.live import broadcast, broadcast_many
+from tradingsite.rows import insert_row
 
 S = PositionState
 
@@ -98,10 +99,11 @@ def position_payload(position: Position) -> dict[str, Any]:
 def _record_event(position: Position, *, kind: str, from_state: str = "", to_state: str = "",
                   reason: str = "", actor: str = "system", details: dict | None = None,
                   at: datetime | None = None) -> PositionEvent:
-    return PositionEvent.objects.create(
-        position=position, kind=kind, from_state=from_state, to_state=to_state,
-        reason=reason[:255], actor=actor[:150], details=details or {},
-        created_at=at or timezone.now())
+    event = PositionEvent(position=position, kind=kind, from_state=from_state,
+                          to_state=to_state, reason=reason[:255], actor=actor[:150],
+                          details=details or {}, created_at=at or timezone.now())
+    insert_row(event)  # append-only history: no model signals to send
+    return event
 
 
 def position_open(*, strategy: Strategy, symbol: str, side: str, quantity: Decimal,
@@ -164,31 +166,34 @@ def _open_position(*, strategy: Strategy, symbol: str, side: str, quantity: Deci
     if entry_fee < 0:
         raise ValueError("entry_fee must not be negative")
     opened_at = opened_at or timezone.now()
-    with transaction.atomic():
-        existing = _existing_entry(fill_key)
-        if existing:
-            return existing, False
+    now = timezone.now()
+    # Joins the caller's transaction (the order pipeline opens positions inside its own).
+    with transaction.atomic(savepoint=False):
+        position = Position(
+            strategy=strategy, symbol=symbol, side=side, quantity=quantity,
+            initial_quantity=quantity, entry_price=entry_price, entry_fee=entry_fee,
+            opened_at=opened_at, state=S.OPEN, state_changed_at=now,
+            peak_price=entry_price, trough_price=entry_price, last_price=entry_price,
+            last_price_at=opened_at, source=source, external_ref=external_ref)
         try:
+            # The fill key is unique: a second recording of the same entry fill fails
+            # here and is rolled back to the savepoint, whoever got there first.
             with transaction.atomic():
-                position = Position.objects.create(
-                    strategy=strategy, symbol=symbol, side=side, quantity=quantity,
-                    initial_quantity=quantity, entry_price=entry_price, entry_fee=entry_fee,
-                    opened_at=opened_at, state=S.OPEN, state_changed_at=timezone.now(),
-                    peak_price=entry_price, trough_price=entry_price, last_price=entry_price,
-                    last_price_at=opened_at, source=source, external_ref=external_ref)
+                insert_row(position)
                 if fill_key:
-                    PositionFill.objects.create(
+                    insert_row(PositionFill(
                         position=position, kind=PositionFill.Kind.ENTRY, fill_key=fill_key,
-                        quantity=quantity, price=entry_price, fee=entry_fee, filled_at=opened_at)
+                        quantity=quantity, price=entry_price, fee=entry_fee,
+                        filled_at=opened_at))
         except IntegrityError:
-            # Another worker recorded the same entry fill first: its position is ours.
             existing = _existing_entry(fill_key)
             if existing is None:
                 raise
             return existing, False
         _record_event(position, kind="opened", to_state=S.OPEN, actor=actor,
                       reason=f"opened from {OPENED_FROM[source]}",
-                      details={"quantity": str(quantity), "entry_price": str(entry_price)})
+                      details={"quantity": str(quantity), "entry_price": str(entry_price)},
+                      at=now)
         position_opened.send(sender=Position, position=position)
         broadcast("position.opened", position_payload(position))
     return position, True

@@ -71,6 +71,15 @@ def _fresh_live_config():
     clear_cache()
 
 
+@pytest.fixture(autouse=True)
+def _live_events_delivered():
+    """Live events a test queued for a Redis layer are delivered before the next test."""
+    yield
+    from tradingsite import live
+
+    live.shutdown()
+
+
 @pytest.fixture
 def redis_client():
     import redis

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import json
 import logging
+import os
+import threading
 from collections.abc import Iterable
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
@@ -20,16 +24,116 @@ def _jsonable(payload: Any) -> Any:
     return json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
 
 
-def send_many(events: Iterable[tuple[str, Any]]) -> None:
-    """Push events in order, in one event-loop round trip; never raises into the caller.
+class _Publisher:
+    """One event loop per process that sends live events in order, off the caller's thread.
 
-    Each ``async_to_sync`` call costs a loop (and, on Redis, a connection), so a
-    burst of alerts goes out in one call rather than one call per event.
+    Through ``async_to_sync`` every send builds an event loop, and on Redis a new
+    connection pool with it: about 5 ms per event, paid by the trading thread. Here
+    the loop and its connections live as long as the process; callers only queue.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self._queue: asyncio.Queue | None = None
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True,
+                                       name="live-publisher")
+        self.thread.start()
+        ready.wait()
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self._queue = asyncio.Queue()
+        drain = self.loop.create_task(self._drain())
+        ready.set()
+        self.loop.run_forever()
+        drain.cancel()
+        self.loop.run_until_complete(asyncio.gather(drain, return_exceptions=True))
+        self.loop.close()  # channels_redis closes this loop's connections here
+
+    async def _drain(self) -> None:
+        assert self._queue is not None
+        while True:
+            layer, messages = await self._queue.get()
+            try:
+                for message in messages:
+                    await layer.group_send(LIVE_GROUP, message)
+            except Exception:  # a dead channel layer must not break trading
+                log.exception("live push of %d event(s) failed", len(messages))
+            finally:
+                self._queue.task_done()
+
+    def submit(self, layer: Any, messages: list[dict]) -> None:
+        assert self._queue is not None
+        self.loop.call_soon_threadsafe(self._queue.put_nowait, (layer, messages))
+
+    def flush(self, timeout: float) -> None:
+        assert self._queue is not None
+        asyncio.run_coroutine_threadsafe(self._queue.join(), self.loop).result(timeout)
+
+    def stop(self, timeout: float) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout)
+
+
+_publisher: _Publisher | None = None
+_publisher_lock = threading.Lock()
+
+
+def _process_publisher() -> _Publisher:
+    """This process's publisher (a forked worker starts its own)."""
+    global _publisher
+    with _publisher_lock:
+        if _publisher is None or _publisher.pid != os.getpid():
+            _publisher = _Publisher()
+        return _publisher
+
+
+def flush(timeout: float = 5.0) -> None:
+    """Wait until every queued live event has been handed to the channel layer."""
+    if _publisher is not None and _publisher.pid == os.getpid():
+        try:
+            _publisher.flush(timeout)
+        except Exception:
+            log.warning("live events still queued after %.1f s", timeout)
+
+
+def shutdown(timeout: float = 5.0) -> None:
+    """Deliver what is queued, then stop the publisher and close its connections.
+
+    Runs at exit; tests call it before closing a channel layer's pools themselves.
+    The next event starts a new publisher.
+    """
+    global _publisher
+    with _publisher_lock:
+        publisher, _publisher = _publisher, None
+    if publisher is not None and publisher.pid == os.getpid():
+        try:
+            publisher.flush(timeout)
+        except Exception:
+            log.warning("live events still queued after %.1f s: dropped", timeout)
+        publisher.stop(timeout)
+
+
+atexit.register(shutdown, 2.0)
+
+
+def send_many(events: Iterable[tuple[str, Any]]) -> None:
+    """Push events in order; never raises into the caller.
+
+    On a cross-process layer (Redis) the events are queued for this process's
+    publisher and the call returns at once. The in-process layer of the embedded
+    default is served in the caller's event loop, as Channels expects: one
+    ``async_to_sync`` call per burst.
     """
     layer = get_channel_layer()
     messages = [{"type": "live.event", "event": event, "payload": _jsonable(payload)}
                 for event, payload in events]
     if layer is None or not messages:
+        return
+    if not isinstance(layer, InMemoryChannelLayer):
+        _process_publisher().submit(layer, messages)
         return
 
     async def _send_all() -> None:

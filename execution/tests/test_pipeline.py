@@ -300,3 +300,50 @@ def test_when_even_the_last_lookup_fails_the_order_waits_for_the_timeout_check(
     assert final.order.status == OrderStatus.FILLED  # found at the timeout: it had filled
     assert final.order.timed_out is True
     assert len(paper.orders) == 1
+
+
+def test_an_inline_order_is_recorded_already_claimed_for_its_first_attempt(paper_account,
+                                                                           paper_strategy, paper):
+    order = order_submit(account=paper_account, strategy=paper_strategy, symbol=SYMBOL,
+                         side="buy", quantity=Decimal("0.5"), claim=True)
+
+    row = Order.objects.get(pk=order.pk)
+    assert (row.status, row.attempts, row.submitted_at) == (OrderStatus.SUBMITTING, 1,
+                                                            order.submitted_at)
+    assert sum(paper.calls.values()) == 0  # recorded durably before any network call
+
+
+def test_a_claimed_order_whose_worker_died_before_sending_is_sent_once_later(
+        paper_account, paper_strategy, paper, clock):
+    from execution.pipeline import _in_flight_window
+    from execution.services import order_advance
+
+    order_submit(account=paper_account, strategy=paper_strategy, symbol=SYMBOL, side="buy",
+                 quantity=Decimal("0.5"), claim=True)
+    orphan = Order.objects.get()  # the claim died with its worker: only the row is left
+
+    waiting = order_advance(orphan)
+    assert (waiting.done, waiting.why) == (False, "attempt in flight elsewhere")
+    assert sum(paper.calls.values()) == 0
+
+    clock.shift(_in_flight_window().total_seconds())
+    step = order_advance(Order.objects.get())
+
+    assert step.order.status == OrderStatus.FILLED
+    assert (paper.calls["find"], paper.calls["place"]) == (1, 1)  # looked up, then sent once
+    assert step.order.attempts == 2
+    assert len(paper.orders) == 1
+
+
+def test_a_halt_refuses_the_entry_in_the_same_statement_that_records_it(paper_account,
+                                                                         paper_strategy, paper):
+    from tradingsite.errors import TradingHalted
+    from tradingsite.services import trading_halt
+
+    trading_halt(reason="risk review", actor="ops")
+
+    with pytest.raises(TradingHalted, match="trading is halted: risk review"):
+        order_submit(account=paper_account, strategy=paper_strategy, symbol=SYMBOL, side="buy",
+                     quantity=Decimal("0.5"), claim=True)
+    assert Order.objects.count() == 0
+    assert sum(paper.calls.values()) == 0

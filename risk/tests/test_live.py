@@ -3,6 +3,7 @@
 from uuid import uuid4
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, channel_layers
 from channels.testing import WebsocketCommunicator
@@ -13,6 +14,7 @@ from django.test import Client
 from conftest import redis_url
 from risk.tasks import check_risk
 from risk.tests.conftest import CLOSES, VOLUMES, add_candles, open_position
+from tradingsite import live
 from tradingsite.asgi import application
 
 # Database access from the consumer and from database_sync_to_async runs on other
@@ -101,6 +103,7 @@ async def test_a_dashboard_receives_the_health_push_over_redis(
     try:
         _assert_health_push(await _events_after_check(session_cookie, 2), warning_position.pk)
     finally:
+        await sync_to_async(live.shutdown)()  # its connections belong to the publisher's loop
         await layer.flush()
         await layer.close_pools()
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 from uuid import uuid4
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, channel_layers
 from channels.testing import WebsocketCommunicator
@@ -18,6 +19,7 @@ from django.test import Client
 from conftest import redis_url
 from lifecycle.services import position_open
 from tests.integration.conftest import ETH, START, paper_account, strategy_on, write_candles
+from tradingsite import live
 from tradingsite.asgi import application
 
 pytestmark = pytest.mark.integration
@@ -144,6 +146,7 @@ async def test_a_dashboard_watches_a_position_time_out_and_close_live(
         await dashboard.disconnect()
         await database_sync_to_async(connections.close_all)()
         if isinstance(channel_layer, RedisChannelLayer):
+            await sync_to_async(live.shutdown)()  # its connections belong to the publisher's loop
             await channel_layer.flush()
             await channel_layer.close_pools()
     received = [(e["event"], e["payload"].get("from_state"),

@@ -16,6 +16,7 @@ from channels_redis.core import RedisChannelLayer
 from django.db import connection
 
 from conftest import redis_url
+from tradingsite import live
 from tradingsite.celery import app as platform_app
 from tradingsite.live import LIVE_GROUP, send_now
 from tradingsite.testing.factories import PositionFactory
@@ -84,3 +85,23 @@ def test_the_platform_publish_helper_goes_through_the_redis_layer(settings, redi
 
     assert async_to_sync(receive)() == {"type": "live.event", "event": "alert.raised",
                                         "payload": {"position": 3, "severity": "CRITICAL"}}
+
+
+def test_a_burst_of_events_is_queued_at_once_and_arrives_in_order(settings, redis_client):
+    """On Redis the caller only queues: the process's publisher sends, in order."""
+    settings.CHANNEL_LAYERS = {"default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [redis_url()], "prefix": f"test-{uuid.uuid4().hex[:8]}"}}}
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(LIVE_GROUP, channel)
+
+    for n in range(50):
+        send_now("health.updated", {"n": n})
+    live.flush()
+
+    async def receive_all() -> list[int]:
+        return [(await asyncio.wait_for(layer.receive(channel), timeout=5))["payload"]["n"]
+                for _ in range(50)]
+
+    assert async_to_sync(receive_all)() == list(range(50))

@@ -197,6 +197,8 @@ def order_step(order: Order, *, exchange: Exchange | None = None) -> Next:
     try:
         exchange = exchange or exchange_for(order.account)
     except ExchangeError as exc:  # e.g. an unknown ccxt exchange id on the account
+        if order.__dict__.pop("claim_held", False):  # claimed at insert, never sent
+            order.status, order.attempts, order.submitted_at = S.CREATED, 0, None
         if order.status == S.CREATED and order.attempts == 0:
             return _refused(order, exc, now)  # never sent: it can fail for good
         raise

@@ -347,3 +347,18 @@ def test_a_halt_refuses_the_entry_in_the_same_statement_that_records_it(paper_ac
                      quantity=Decimal("0.5"), claim=True)
     assert Order.objects.count() == 0
     assert sum(paper.calls.values()) == 0
+
+
+def test_an_inline_order_on_an_unknown_exchange_fails_at_once_as_never_sent(sleep):
+    from tradingsite.testing.factories import ExchangeAccountFactory
+
+    account = ExchangeAccountFactory(name="typo", exchange_id="bybitt")
+
+    order = order_place(drive=run_inline(sleep=sleep), account=account, symbol=SYMBOL,
+                        side="buy", quantity=Decimal("0.5"))
+
+    stored = Order.objects.get(pk=order.pk)
+    assert (stored.status, stored.error_code, stored.attempts, stored.submitted_at) == (
+        OrderStatus.FAILED, "config", 0, None)
+    assert stored.last_error == "unknown ccxt exchange id 'bybitt'"
+    assert sleep.delays == []

@@ -12,7 +12,11 @@ def resolve_alerts_of_closed_position(sender: Any, position: Any, **kwargs: Any)
     services.resolve_position_alerts(position_id=position.pk)
 
 
-def create_risk_check_row(sender: Any, instance: Any, created: bool, **kwargs: Any) -> None:
-    """Every strategy has its check row from the start (the check also creates missing ones)."""
+def create_risk_check_row(sender: Any, instance: Any, created: bool, using: str = "default",
+                          **kwargs: Any) -> None:
+    """Every strategy has its check row from the start (the check also creates missing ones).
+
+    The row goes to the database the strategy was saved to.
+    """
     if created and not kwargs.get("raw"):
-        services.strategy_check_row(strategy_id=instance.pk)
+        services.strategy_check_row(strategy_id=instance.pk, using=using)

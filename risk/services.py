@@ -153,9 +153,9 @@ def acknowledge_alert(*, alert_id: int, by: str) -> RiskAlert:
 
 # --- the periodic check ---------------------------------------------------------------
 
-def strategy_check_row(*, strategy_id: int) -> StrategyRiskCheck:
+def strategy_check_row(*, strategy_id: int, using: str = "default") -> StrategyRiskCheck:
     """The strategy's check row (never checked yet when new)."""
-    return StrategyRiskCheck.objects.get_or_create(strategy_id=strategy_id)[0]
+    return StrategyRiskCheck.objects.using(using).get_or_create(strategy_id=strategy_id)[0]
 
 
 def run_risk_check(*, now: datetime | None = None, force: bool = False,

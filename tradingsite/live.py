@@ -17,6 +17,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 
 LIVE_GROUP = "live"
+PUBLISHER_BACKLOG = 10_000  # bursts queued for the channel layer at most
 log = logging.getLogger(__name__)
 
 
@@ -30,12 +31,15 @@ class _Publisher:
     Through ``async_to_sync`` every send builds an event loop, and on Redis a new
     connection pool with it: about 5 ms per event, paid by the trading thread. Here
     the loop and its connections live as long as the process; callers only queue.
+    While the layer is unreachable the queue keeps the newest ``PUBLISHER_BACKLOG``
+    bursts: the dashboard wants the present, and memory must not grow without end.
     """
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self._queue: asyncio.Queue | None = None
+        self.dropped = 0
         ready = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True,
                                        name="live-publisher")
@@ -44,7 +48,7 @@ class _Publisher:
 
     def _run(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
-        self._queue = asyncio.Queue()
+        self._queue = asyncio.Queue(maxsize=PUBLISHER_BACKLOG)
         drain = self.loop.create_task(self._drain())
         ready.set()
         self.loop.run_forever()
@@ -64,9 +68,18 @@ class _Publisher:
             finally:
                 self._queue.task_done()
 
-    def submit(self, layer: Any, messages: list[dict]) -> None:
+    def _enqueue(self, burst: tuple[Any, list[dict]]) -> None:
         assert self._queue is not None
-        self.loop.call_soon_threadsafe(self._queue.put_nowait, (layer, messages))
+        if self._queue.full():  # the oldest burst goes: the newest state matters most
+            self._queue.get_nowait()
+            self._queue.task_done()
+            self.dropped += 1
+            if self.dropped % PUBLISHER_BACKLOG == 1:
+                log.warning("live events backlog full: %d burst(s) dropped so far", self.dropped)
+        self._queue.put_nowait(burst)
+
+    def submit(self, layer: Any, messages: list[dict]) -> None:
+        self.loop.call_soon_threadsafe(self._enqueue, (layer, messages))
 
     def flush(self, timeout: float) -> None:
         assert self._queue is not None
@@ -79,6 +92,15 @@ class _Publisher:
 
 _publisher: _Publisher | None = None
 _publisher_lock = threading.Lock()
+
+
+def _forget_publisher_in_child() -> None:
+    """A forked worker starts its own publisher (the parent's thread did not come along)."""
+    global _publisher, _publisher_lock
+    _publisher, _publisher_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_publisher_in_child)
 
 
 def _process_publisher() -> _Publisher:

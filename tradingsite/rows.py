@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 
 ASYNC_COMMIT = "SET LOCAL synchronous_commit TO OFF; "
@@ -59,16 +60,23 @@ def _update_sql(model: type[Model], names: tuple[str, ...], expect: tuple[str, .
     return sql, fields, conditions
 
 
-def _prepared(instance: Model, fields: Sequence[Field], *, add: bool) -> list[Any]:
-    return [f.get_db_prep_save(f.pre_save(instance, add), connection) for f in fields]
+def _wrapper() -> BaseDatabaseWrapper:
+    """This thread's connection, looked up once per write (``connection`` is a proxy)."""
+    return connections[DEFAULT_DB_ALIAS]
 
 
-def _run(sql: str, params: list[Any], *, async_commit: bool) -> tuple[int, Any]:
+def _prepared(db: BaseDatabaseWrapper, instance: Model, fields: Sequence[Field], *,
+              add: bool) -> list[Any]:
+    return [f.get_db_prep_save(f.pre_save(instance, add), db) for f in fields]
+
+
+def _run(db: BaseDatabaseWrapper, sql: str, params: list[Any], *, async_commit: bool
+         ) -> tuple[int, Any]:
     """Execute; (rowcount, first row or None)."""
-    split = async_commit and connection.vendor == "postgresql" and not connection.in_atomic_block
+    split = async_commit and db.vendor == "postgresql" and not db.in_atomic_block
     if split:
         sql = ASYNC_COMMIT + sql
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
         if split:
             cursor.nextset()
@@ -82,12 +90,13 @@ def insert_row(instance: Model, *, unless: str | None = None) -> bool:
     ``unless`` is an SQL query without parameters (``SELECT 1 FROM … WHERE …``):
     checked in the same statement, so nothing can slip in between check and insert.
     """
+    db = _wrapper()
     sql, fields = _insert_sql(type(instance), unless)
-    _, row = _run(sql, _prepared(instance, fields, add=True), async_commit=False)
+    _, row = _run(db, sql, _prepared(db, instance, fields, add=True), async_commit=False)
     if row is None:
         return False
     instance.pk = row[0]
-    instance._state.adding, instance._state.db = False, connection.alias
+    instance._state.adding, instance._state.db = False, db.alias
     return True
 
 
@@ -101,10 +110,11 @@ def update_row(instance: Model, names: Sequence[str], *, expect: Mapping[str, An
     ones), ``unless`` (an SQL query, as for ``insert_row``, that must find nothing).
     """
     expect = expect or {}
+    db = _wrapper()
     sql, fields, conditions = _update_sql(type(instance), tuple(names), tuple(expect),
                                           len(unless_status_in), unless)
-    params = [*_prepared(instance, fields, add=False), instance.pk,
-              *(f.get_db_prep_save(expect[f.name], connection) for f in conditions),
+    params = [*_prepared(db, instance, fields, add=False), instance.pk,
+              *(f.get_db_prep_save(expect[f.name], db) for f in conditions),
               *unless_status_in]
-    count, _ = _run(sql, params, async_commit=async_commit)
+    count, _ = _run(db, sql, params, async_commit=async_commit)
     return count > 0

@@ -65,7 +65,7 @@ from lifecycle.services import position_apply_close_fill, position_open
 from tradingsite.errors import ConflictError, DomainError, TradingHalted
 from tradingsite.live import broadcast
 from tradingsite.live_config import OrderExecutionConfig, site_config
-from tradingsite.rows import insert_row, update_row
+from tradingsite.rows import ASYNC_COMMIT, insert_row, update_row
 from tradingsite.services import ensure_trading_allowed, trading_halted_sql
 
 log = logging.getLogger(__name__)
@@ -156,14 +156,14 @@ def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: 
                   client_order_id=client_order_id or new_client_order_id())
     if claim:
         order.status, order.attempts = S.SUBMITTING, 1
-        order.submitted_at = order.updated_at = timezone.now()
+        order.submitted_at = timezone.now()
     # a halt refuses new entries; exits always go through
     guard = trading_halted_sql() if purpose == OrderPurpose.ENTRY else None
+    # A duplicate explicit id is answered below: inside the caller's transaction the
+    # failed insert must not break it, so it gets a savepoint.
+    duplicate_possible = client_order_id is not None and connection.in_atomic_block
     try:
-        if connection.in_atomic_block:  # a failed insert must not break the caller's transaction
-            with transaction.atomic():
-                recorded = insert_row(order, unless=guard)
-        else:
+        with transaction.atomic() if duplicate_possible else nullcontext():
             recorded = insert_row(order, unless=guard)
     except IntegrityError:
         if client_order_id is None:
@@ -176,15 +176,22 @@ def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: 
             raise ConflictError(f"client order id {client_order_id} is already used by another "
                                 "order") from None
         return existing
-    if not recorded:
-        ensure_trading_allowed()  # raises TradingHalted with the reason
-        return order_submit(account=account, symbol=symbol, side=side, quantity=quantity,
-                            order_type=order_type, price=price, purpose=purpose,
-                            expected_price=expected_price, reduce_only=reduce_only,
-                            strategy=strategy, position=position, action=action,
-                            client_order_id=client_order_id, replaces=replaces, claim=claim)
+    if not recorded:  # the insert's halt check refused it
+        ensure_trading_allowed()  # raises TradingHalted with the halt's reason
+        raise TradingHalted("trading was halted when the entry was recorded")
     order.claim_held = claim
     return order
+
+
+def _take_insert_claim(order: Order) -> bool:
+    """True once for an order this thread recorded already claimed (``order_submit(claim=True)``).
+
+    Until its first send such an order is handled as never sent: CREATED, attempt 0.
+    """
+    if not order.__dict__.pop("claim_held", False):
+        return False
+    order.status, order.attempts, order.submitted_at = S.CREATED, 0, None
+    return True
 
 
 # --- the step ------------------------------------------------------------------------
@@ -197,8 +204,7 @@ def order_step(order: Order, *, exchange: Exchange | None = None) -> Next:
     try:
         exchange = exchange or exchange_for(order.account)
     except ExchangeError as exc:  # e.g. an unknown ccxt exchange id on the account
-        if order.__dict__.pop("claim_held", False):  # claimed at insert, never sent
-            order.status, order.attempts, order.submitted_at = S.CREATED, 0, None
+        _take_insert_claim(order)
         if order.status == S.CREATED and order.attempts == 0:
             return _refused(order, exc, now)  # never sent: it can fail for good
         raise
@@ -250,7 +256,7 @@ def recoverable_write() -> Iterator[None]:
     with transaction.atomic(savepoint=False):
         if outermost and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")
+                cursor.execute(ASYNC_COMMIT)
         yield
 
 
@@ -269,9 +275,7 @@ def _request(order: Order) -> OrderRequest:
 
 def _attempt(order: Order, exchange: Exchange, cfg: OrderExecutionConfig, now: datetime) -> Next:
     """One placement attempt: prepare (first time), claim, look up if needed, send."""
-    claimed_at_insert = order.__dict__.pop("claim_held", False) and order.attempts == 1
-    if claimed_at_insert:  # recorded claimed by this thread, never sent: prepare it first
-        order.status, order.attempts, order.submitted_at = S.CREATED, 0, None
+    claimed_at_insert = _take_insert_claim(order)
     if order.status == S.CREATED and order.attempts == 0:
         try:
             refused = _prepare(order, exchange, cfg)

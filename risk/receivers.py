@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import DEFAULT_DB_ALIAS
+
 from risk import services
 
 
@@ -12,7 +14,7 @@ def resolve_alerts_of_closed_position(sender: Any, position: Any, **kwargs: Any)
     services.resolve_position_alerts(position_id=position.pk)
 
 
-def create_risk_check_row(sender: Any, instance: Any, created: bool, using: str = "default",
+def create_risk_check_row(sender: Any, instance: Any, created: bool, using: str = DEFAULT_DB_ALIAS,
                           **kwargs: Any) -> None:
     """Every strategy has its check row from the start (the check also creates missing ones).
 

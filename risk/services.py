@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.utils import timezone
 
 from execution.models import ActionKind, CloseReason
@@ -153,7 +153,7 @@ def acknowledge_alert(*, alert_id: int, by: str) -> RiskAlert:
 
 # --- the periodic check ---------------------------------------------------------------
 
-def strategy_check_row(*, strategy_id: int, using: str = "default") -> StrategyRiskCheck:
+def strategy_check_row(*, strategy_id: int, using: str = DEFAULT_DB_ALIAS) -> StrategyRiskCheck:
     """The strategy's check row (never checked yet when new)."""
     return StrategyRiskCheck.objects.using(using).get_or_create(strategy_id=strategy_id)[0]
 

@@ -25,6 +25,15 @@ def _jsonable(payload: Any) -> Any:
     return json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
 
 
+async def _send_all(layer: Any, messages: list[dict]) -> None:
+    """Hand a burst to the layer in order; a failure is logged, never raised."""
+    try:
+        for message in messages:
+            await layer.group_send(LIVE_GROUP, message)
+    except Exception:  # a dead channel layer must not break trading
+        log.exception("live push of %d event(s) failed", len(messages))
+
+
 class _Publisher:
     """One event loop per process that sends live events in order, off the caller's thread.
 
@@ -36,7 +45,6 @@ class _Publisher:
     """
 
     def __init__(self) -> None:
-        self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self._queue: asyncio.Queue | None = None
         self.dropped = 0
@@ -61,10 +69,7 @@ class _Publisher:
         while True:
             layer, messages = await self._queue.get()
             try:
-                for message in messages:
-                    await layer.group_send(LIVE_GROUP, message)
-            except Exception:  # a dead channel layer must not break trading
-                log.exception("live push of %d event(s) failed", len(messages))
+                await _send_all(layer, messages)
             finally:
                 self._queue.task_done()
 
@@ -104,21 +109,26 @@ os.register_at_fork(after_in_child=_forget_publisher_in_child)
 
 
 def _process_publisher() -> _Publisher:
-    """This process's publisher (a forked worker starts its own)."""
+    """This process's publisher, started with the first event."""
     global _publisher
     with _publisher_lock:
-        if _publisher is None or _publisher.pid != os.getpid():
+        if _publisher is None:
             _publisher = _Publisher()
         return _publisher
 
 
+def _wait_delivered(publisher: _Publisher | None, timeout: float) -> None:
+    if publisher is None:
+        return
+    try:
+        publisher.flush(timeout)
+    except Exception:
+        log.warning("live events still queued after %.1f s", timeout)
+
+
 def flush(timeout: float = 5.0) -> None:
     """Wait until every queued live event has been handed to the channel layer."""
-    if _publisher is not None and _publisher.pid == os.getpid():
-        try:
-            _publisher.flush(timeout)
-        except Exception:
-            log.warning("live events still queued after %.1f s", timeout)
+    _wait_delivered(_publisher, timeout)
 
 
 def shutdown(timeout: float = 5.0) -> None:
@@ -130,11 +140,8 @@ def shutdown(timeout: float = 5.0) -> None:
     global _publisher
     with _publisher_lock:
         publisher, _publisher = _publisher, None
-    if publisher is not None and publisher.pid == os.getpid():
-        try:
-            publisher.flush(timeout)
-        except Exception:
-            log.warning("live events still queued after %.1f s: dropped", timeout)
+    if publisher is not None:
+        _wait_delivered(publisher, timeout)
         publisher.stop(timeout)
 
 
@@ -154,18 +161,13 @@ def send_many(events: Iterable[tuple[str, Any]]) -> None:
                 for event, payload in events]
     if layer is None or not messages:
         return
-    if not isinstance(layer, InMemoryChannelLayer):
+    if isinstance(layer, InMemoryChannelLayer):
+        try:
+            async_to_sync(_send_all)(layer, messages)
+        except Exception:  # e.g. called from inside a running event loop
+            log.exception("live push of %d event(s) failed", len(messages))
+    else:
         _process_publisher().submit(layer, messages)
-        return
-
-    async def _send_all() -> None:
-        for message in messages:
-            await layer.group_send(LIVE_GROUP, message)
-
-    try:
-        async_to_sync(_send_all)()
-    except Exception:  # a dead channel layer must not break trading
-        log.exception("live push of %d event(s) failed", len(messages))
 
 
 def send_now(event: str, payload: Any) -> None:

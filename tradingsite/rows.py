@@ -22,7 +22,8 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field, Model
 
-ASYNC_COMMIT = "SET LOCAL synchronous_commit TO OFF; "
+# This transaction may be acknowledged before its WAL reaches disk.
+ASYNC_COMMIT = "SET LOCAL synchronous_commit TO OFF"
 
 
 @cache
@@ -75,7 +76,7 @@ def _run(db: BaseDatabaseWrapper, sql: str, params: list[Any], *, async_commit: 
     """Execute; (rowcount, first row or None)."""
     split = async_commit and db.vendor == "postgresql" and not db.in_atomic_block
     if split:
-        sql = ASYNC_COMMIT + sql
+        sql = f"{ASYNC_COMMIT}; {sql}"
     with db.cursor() as cursor:
         cursor.execute(sql, params)
         if split:

@@ -1,4 +1,12 @@
-"""Risk alerts raised by execution: an emergency close sent despite its slippage estimate.
+"""Risk alerts raised by execution: what the operator must see about an order.
+
+- ``slippage``: an emergency close sent despite its slippage estimate;
+- ``order_unknown``: an order whose outcome was unknown was proven absent from the
+  exchange (CRITICAL for an exit, WARNING for an entry);
+- ``order_reappeared``: an order declared absent showed up on the exchange later and
+  was taken back (CRITICAL);
+- ``fill_unapplied``: an exit fill the position could not take (CRITICAL): the fill
+  stays on the order and the position is marked for reconciliation.
 
 The alert itself (one open alert per position and kind, refreshed on repeat, pushed
 live) is ``risk.services.raise_alert``; this only says what execution reports.
@@ -12,6 +20,9 @@ from risk.models import AlertSeverity, RiskAlert
 from risk.services import raise_alert
 
 SLIPPAGE_ALERT = "slippage"
+ORDER_UNKNOWN_ALERT = "order_unknown"
+ORDER_REAPPEARED_ALERT = "order_reappeared"
+FILL_UNAPPLIED_ALERT = "fill_unapplied"
 
 
 def raise_slippage_alert(order: Any, *, detail: str) -> RiskAlert:
@@ -20,3 +31,13 @@ def raise_slippage_alert(order: Any, *, detail: str) -> RiskAlert:
         position=order.position, kind=SLIPPAGE_ALERT, severity=AlertSeverity.CRITICAL,
         message=f"Emergency close {order.client_order_id} ({order.symbol}) sent anyway: "
                 f"{detail}")
+
+
+def raise_order_alert(order: Any, *, kind: str, message: str, critical: bool = True
+                      ) -> RiskAlert:
+    """An alert about ``order``, on its position when it has one."""
+    return raise_alert(
+        position=order.position if order.position_id else None, kind=kind,
+        severity=AlertSeverity.CRITICAL if critical else AlertSeverity.WARNING,
+        message=f"{order.client_order_id} ({order.purpose} {order.side} {order.symbol}): "
+                f"{message}")

@@ -189,6 +189,21 @@ class Order(models.Model):
     last_error = models.TextField(blank=True, default="")
     error_code = models.CharField(max_length=64, blank=True, default="")
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    version = models.PositiveIntegerField(
+        default=0, help_text="Bumped by every write that moves the order: each write is a "
+                             "compare-and-set on the version it read.")
+    lease_holder = models.CharField(max_length=128, blank=True, default="",
+                                    help_text="The worker that may be sending this order.")
+    lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="Until then the holder may be sending: nobody else "
+                                         "moves the order.")
+    in_doubt_since = models.DateTimeField(
+        null=True, blank=True, help_text="The exchange has not answered definitively since "
+                                         "then (a send with an unknown outcome, an order it "
+                                         "stopped listing).")
+    doubt_lookups = models.PositiveIntegerField(
+        default=0, help_text="Targeted lookups that did not find the order since "
+                             "in_doubt_since.")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     submitted_at = models.DateTimeField(null=True, blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
@@ -229,6 +244,11 @@ class Order(models.Model):
     @property
     def remaining_quantity(self) -> Decimal:
         return self.quantity - self.filled_quantity
+
+    @property
+    def in_doubt(self) -> bool:
+        """Not final, and the exchange has not said definitively whether it has the order."""
+        return self.in_doubt_since is not None and not self.is_final
 
 
 class ActionKind(models.TextChoices):
@@ -286,6 +306,11 @@ class Action(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     result = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True, default="")
+    lease_holder = models.CharField(max_length=128, blank=True, default="",
+                                    help_text="The worker running the action.")
+    lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="A running action whose lease ran out is taken "
+                                         "over (orderExecution.actionLeaseSeconds).")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

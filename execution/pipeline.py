@@ -2,26 +2,39 @@
 
 ``order_submit`` records the order and its client order id before any network
 call. ``order_step`` then does exactly one thing and says when to come back
-(``Next``): a placement attempt, a status poll, or the cancel-and-verify of a
-timed-out order. A Celery task runs one step and schedules the next with a
-countdown; tests and scripts run the steps in a loop with an injectable sleep.
+(``Next``): a placement attempt, a status poll, a lookup of an order in doubt, or
+the cancel-and-verify of a timed-out order. A Celery task runs one step and
+schedules the next with a countdown; tests and scripts run the steps in a loop with
+an injectable sleep.
 
-Placement is safe to retry because every attempt after one whose outcome is
-unknown first asks the exchange for the client order id, and a resend reuses
-that id (a duplicate refusal such as Bybit's 110072 means "it exists"). Only
-``TransientError`` is retried, after ``retryDelayMs × 2^n`` (1 s, 2 s, 4 s by
-default, ``maxRetries`` = 3); a rejection fails at once with the exchange's
-message on the order.
+One writer at a time. Every write that moves an order is a compare-and-set on the
+``version`` it read (each write bumps it), so a worker acting on a stale copy —
+a recovery beside a live worker, a redelivered task — writes nothing and stops
+(``OrderMoved``). A placement attempt takes a lease (``lease_holder``, ``lease_until``:
+the request timeout plus a margin): until it runs out nobody else moves the order.
 
-Each attempt is claimed with a compare-and-set on ``(status, attempts)``, so two
-workers running the same step send at most one request.
+Orders in doubt. After any unknown outcome — a timeout, a dropped connection, a
+5xx or 429 after sending, a "success" without an order id — the order is *in doubt*
+(``in_doubt_since``) until the exchange answers definitively. A resend reuses its
+client order id (a duplicate refusal such as Bybit's 110072 means "it exists"), and
+every attempt after one whose outcome is unknown first asks the exchange for that
+id. Only ``TransientError`` is retried, after ``retryDelayMs × 2^n`` (1 s, 2 s, 4 s by
+default, ``maxRetries`` = 3); a rejection fails at once with the exchange's message
+on the order. When the sends are over, the order is looked up by client order id
+(open and history, and by exchange id once known) every ``inDoubtGraceSeconds /
+inDoubtLookups`` s; "not found" becomes definitive only when ``inDoubtLookups``
+lookups missed and ``inDoubtGraceSeconds`` passed since the doubt began. Until then
+the order timeout does not replace it and nothing new is sent for its position. An
+order declared absent that shows up later is taken back (``order_take_back``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,7 +45,13 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from execution.alerts import raise_slippage_alert
+from execution.alerts import (
+    FILL_UNAPPLIED_ALERT,
+    ORDER_REAPPEARED_ALERT,
+    ORDER_UNKNOWN_ALERT,
+    raise_order_alert,
+    raise_slippage_alert,
+)
 from execution.exchanges import exchange_for
 from execution.exchanges.base import (
     BUY,
@@ -61,7 +80,11 @@ from execution.models import (
 )
 from execution.slippage import signed_slippage_percent, walk_book
 from lifecycle.models import PositionSide, PositionState
-from lifecycle.services import position_apply_close_fill, position_open
+from lifecycle.services import (
+    position_apply_close_fill,
+    position_flag_attention,
+    position_open,
+)
 from tradingsite.errors import ConflictError, DomainError, TradingHalted
 from tradingsite.live import broadcast
 from tradingsite.live_config import OrderExecutionConfig, site_config
@@ -75,18 +98,27 @@ PRICE_PLACES = Decimal("1e-10")
 UNACKNOWLEDGED = (S.CREATED, S.SUBMITTING, S.UNKNOWN)
 LIVE_ON_EXCHANGE = (S.OPEN, S.PARTIALLY_FILLED)
 BOOK_DEPTH = 25
+ABSENT = "unknown_to_exchange"  # error code of an order proven absent from the exchange
+# Written with every step's write: the claim (version), the lease (released), the doubt.
+STEP_FIELDS = ("version", "lease_holder", "lease_until", "in_doubt_since", "doubt_lookups",
+               "next_attempt_at", "updated_at")
 # Everything a step may change; the final write sends these and nothing else.
 FINAL_FIELDS = ["status", "quantity", "price", "expected_price", "exchange_order_id",
                 "filled_quantity", "average_fill_price", "fee", "fee_currency",
                 "slippage_percent", "estimated_slippage_percent", "attempts", "retries",
-                "timed_out", "latency_ms", "last_error", "error_code", "next_attempt_at",
-                "submitted_at", "acknowledged_at", "filled_at", "finalized_at", "updated_at"]
+                "timed_out", "latency_ms", "last_error", "error_code", "submitted_at",
+                "acknowledged_at", "filled_at", "finalized_at", *STEP_FIELDS]
 # What _prepare decides before the first send (rounded quantity and price, the
 # reference price, the slippage estimate): written with the attempt's claim, or with
 # the attempt's next write when the order was recorded already claimed.
 PREPARED_FIELDS = ("quantity", "price", "expected_price", "estimated_slippage_percent")
-CLAIM_FIELDS = ("status", "attempts", "next_attempt_at", "submitted_at", "updated_at",
-                *PREPARED_FIELDS)
+CLAIM_FIELDS = ("status", "attempts", "submitted_at", *STEP_FIELDS, *PREPARED_FIELDS)
+
+
+class OrderMoved(ConflictError):
+    """Another writer moved the order since this step read it: the step's write is dropped."""
+
+    code = "order_moved"
 
 
 @dataclass(frozen=True)
@@ -154,9 +186,11 @@ def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: 
                   expected_price=expected_price, reduce_only=reduce_only, strategy=strategy,
                   position=position, action=action, replaces=replaces,
                   client_order_id=client_order_id or new_client_order_id())
-    if claim:
-        order.status, order.attempts = S.SUBMITTING, 1
-        order.submitted_at = timezone.now()
+    if claim:  # the doubt begins with the send: the lease covers it
+        now = timezone.now()
+        order.status, order.attempts, order.submitted_at = S.SUBMITTING, 1, now
+        order.lease_holder, order.lease_until = lease_holder(), now + _in_flight_window()
+        order.in_doubt_since = now
     # a halt refuses new entries; exits always go through
     guard = trading_halted_sql() if purpose == OrderPurpose.ENTRY else None
     # A duplicate explicit id is answered below: inside the caller's transaction the
@@ -183,6 +217,11 @@ def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: 
     return order
 
 
+def lease_holder() -> str:
+    """Who holds a lease taken in this process (shown to the operator)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _take_insert_claim(order: Order) -> bool:
     """True once for an order this thread recorded already claimed (``order_submit(claim=True)``).
 
@@ -197,28 +236,45 @@ def _take_insert_claim(order: Order) -> bool:
 # --- the step ------------------------------------------------------------------------
 
 def order_step(order: Order, *, exchange: Exchange | None = None) -> Next:
-    """Advance ``order`` by one step and say when to come back."""
+    """Advance ``order`` by one step and say when to come back.
+
+    A step whose write finds the order moved by another writer ends here: that
+    writer (and whoever it scheduled) carries the order on.
+    """
     if order.is_final:
         return Next(order, None, "final")
     now = timezone.now()
+    if not getattr(order, "claim_held", False) and order_held(order, now):
+        return Next(order, _lease_left(order, now), "attempt in flight elsewhere")
     try:
         exchange = exchange or exchange_for(order.account)
     except ExchangeError as exc:  # e.g. an unknown ccxt exchange id on the account
         _take_insert_claim(order)
         if order.status == S.CREATED and order.attempts == 0:
-            return _refused(order, exc, now)  # never sent: it can fail for good
+            return _moved_aside(order, _refused, order, exc, now)  # never sent
         raise
-    cfg = order_config(order)
+    return _moved_aside(order, _step, order, exchange, order_config(order), now)
+
+
+def _moved_aside(order: Order, step: Callable[..., Next], *args: Any) -> Next:
+    """Run ``step``; if another writer moved the order meanwhile, stop with its state."""
+    try:
+        return step(*args)
+    except OrderMoved:
+        order.refresh_from_db()
+        return Next(order, None, "moved by another worker")
+
+
+def _step(order: Order, exchange: Exchange, cfg: OrderExecutionConfig, now: datetime) -> Next:
     if order.status == S.CANCELLING:
-        return _cancel_and_verify(order, exchange, cfg)
-    if (order.status == S.SUBMITTING and not getattr(order, "claim_held", False)
-            and attempt_in_flight(order, now)):
-        return Next(order, _in_flight_left(order, now), "attempt in flight elsewhere")
+        return _cancel_and_verify(order, exchange, cfg, now)
     if now >= order_deadline(order, cfg):
         return order_expire(order, exchange=exchange)
+    if order.next_attempt_at and now < order.next_attempt_at:
+        return Next(order, (order.next_attempt_at - now).total_seconds(), "retry scheduled")
+    if order.status == S.UNKNOWN and _sending_over(order):
+        return _verify_in_doubt(order, exchange, cfg, now)
     if order.status in UNACKNOWLEDGED:
-        if order.next_attempt_at and now < order.next_attempt_at:
-            return Next(order, (order.next_attempt_at - now).total_seconds(), "retry scheduled")
         return _attempt(order, exchange, cfg, now)
     return _poll(order, exchange, cfg, now)
 
@@ -232,13 +288,19 @@ def _in_flight_window() -> timedelta:
     return timedelta(milliseconds=settings.EXCHANGE_TIMEOUT_MS + 5000)
 
 
-def attempt_in_flight(order: Order, now: datetime) -> bool:
-    """A placement attempt claimed this recently may still be waiting on the exchange."""
-    return order.updated_at is not None and now - order.updated_at < _in_flight_window()
+def order_held(order: Order, now: datetime) -> bool:
+    """A worker holds the order's lease: it may be sending it right now."""
+    return order.lease_until is not None and now < order.lease_until
 
 
-def _in_flight_left(order: Order, now: datetime) -> float:
-    return max((order.updated_at + _in_flight_window() - now).total_seconds(), 0.0)
+def _lease_left(order: Order, now: datetime) -> float:
+    return max((order.lease_until - now).total_seconds(), 0.0)
+
+
+def _sending_over(order: Order) -> bool:
+    """Every scheduled attempt was made (a retry is scheduled by counting it in ``retries``
+    before it is claimed, which counts it in ``attempts``): only lookups are left."""
+    return order.attempts > order.retries
 
 
 @contextmanager
@@ -253,16 +315,30 @@ def recoverable_write() -> Iterator[None]:
     a server crash are replayed from the exchange). This keeps one disk flush per order.
     """
     outermost = not connection.in_atomic_block
-    with transaction.atomic(savepoint=False):
+    # Nested in a caller's transaction it gets a savepoint: a write that finds the order
+    # moved (``OrderMoved``) undoes this block only.
+    with transaction.atomic(savepoint=not outermost):
         if outermost and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute(ASYNC_COMMIT)
         yield
 
 
-def _save(order: Order, *fields: str) -> None:
-    """Write some fields of the order (a recoverable write: see ``recoverable_write``)."""
-    update_row(order, (*dict.fromkeys(fields), "updated_at"), async_commit=True)
+def _save(order: Order, *fields: str, keep_lease: bool = False) -> None:
+    """Write some fields of the order: a compare-and-set on the version it read.
+
+    Releases the lease (a step's write ends its claim) unless ``keep_lease``. Raises
+    ``OrderMoved`` when another writer got there first. A recoverable write (see
+    ``recoverable_write``).
+    """
+    if not keep_lease:
+        order.lease_holder, order.lease_until = "", None
+    read = order.version
+    order.version = read + 1
+    if not update_row(order, (*dict.fromkeys(fields), *STEP_FIELDS), expect={"version": read},
+                      async_commit=True):
+        order.version = read
+        raise OrderMoved(f"order {order.client_order_id} was moved by another worker")
 
 
 # --- placement -----------------------------------------------------------------------
@@ -280,48 +356,81 @@ def _attempt(order: Order, exchange: Exchange, cfg: OrderExecutionConfig, now: d
         try:
             refused = _prepare(order, exchange, cfg)
         except TransientError as exc:
-            return _transient_failure(order, exc, exchange, cfg, now, sent=False)
+            return _transient_failure(order, exc, cfg, now, sent=False)
         except ExchangeError as exc:
             return _refused(order, exc, now)
         if refused:
             return refused
     previous = order.status
-    if not claimed_at_insert:
-        # A never-sent entry is not sent once trading is halted (checked in the claim).
-        guard = (trading_halted_sql() if order.purpose == OrderPurpose.ENTRY
-                 and previous == S.CREATED and order.attempts == 0 else None)
-        expect = {"status": previous, "attempts": order.attempts}
-        order.status, order.attempts, order.next_attempt_at = S.SUBMITTING, order.attempts + 1, None
-        order.submitted_at, order.updated_at = order.submitted_at or now, now
-        # what _prepare decided travels with the claim (one write per attempt); a claim
-        # lost in a crash is harmless: the resend is refused as a duplicate
-        if not update_row(order, CLAIM_FIELDS, expect=expect, unless=guard, async_commit=True):
-            order.status, order.attempts = expect["status"], expect["attempts"]
-            if guard is not None:
-                try:
-                    ensure_trading_allowed()
-                except TradingHalted as exc:
-                    return _refuse_locally(order, TradingHalted.code, f"{exc}: entry not sent")
-            return Next(order, None, "attempt claimed by another worker")
-    else:
+    if claimed_at_insert:
         order.status, order.attempts, order.submitted_at = S.SUBMITTING, 1, now
+    else:
+        lost = _claim_attempt(order, now)
+        if lost is not None:
+            return lost
     try:
         snapshot = None
         if previous != S.CREATED:  # an earlier attempt may have reached the exchange
             snapshot = exchange.find_order(order.client_order_id, order.symbol)
         if snapshot is None:
-            try:
-                snapshot = exchange.place_order(_request(order))
-            except DuplicateOrderError as exc:
-                snapshot = exchange.find_order(order.client_order_id, order.symbol)
-                if snapshot is None:
-                    raise TransientError(f"exchange says the client order id exists but does "
-                                         f"not list it yet: {exc}", code=exc.code) from exc
+            snapshot = _send(order, exchange)
     except TransientError as exc:
-        return _transient_failure(order, exc, exchange, cfg, timezone.now(), sent=True)
+        return _transient_failure(order, exc, cfg, timezone.now(), sent=True)
     except ExchangeError as exc:
+        if previous != S.CREATED:  # refused now, but an earlier send's outcome is unknown
+            order.status, order.error_code = S.UNKNOWN, exc.code
+            order.last_error = (f"resend refused ({exc.message}); an earlier attempt's outcome "
+                                "is unknown")
+            return _schedule_lookup(order, cfg, timezone.now(), "in doubt")
         return _refused(order, exc, timezone.now())
     return _acknowledged(order, snapshot, exchange, cfg)
+
+
+def _claim_attempt(order: Order, now: datetime) -> Next | None:
+    """Claim the next attempt (compare-and-set) and take the lease; ``None`` when claimed.
+
+    The doubt begins with the send: from here the exchange may have the order. What
+    _prepare decided travels with the claim (one write per attempt); a claim lost in a
+    crash is harmless: the resend is refused as a duplicate. A never-sent entry is not
+    sent once trading is halted (checked in the same statement).
+    """
+    never_sent = order.status == S.CREATED and order.attempts == 0
+    guard = trading_halted_sql() if order.purpose == OrderPurpose.ENTRY and never_sent else None
+    read = {name: getattr(order, name) for name in CLAIM_FIELDS}
+    order.status, order.attempts, order.next_attempt_at = S.SUBMITTING, order.attempts + 1, None
+    if never_sent:
+        order.retries = 0  # the retries of a failed preparation were not sends
+    order.submitted_at, order.updated_at = order.submitted_at or now, now
+    order.lease_holder, order.lease_until = lease_holder(), now + _in_flight_window()
+    order.in_doubt_since, order.doubt_lookups = now, 0
+    order.version = read["version"] + 1
+    fields = (*CLAIM_FIELDS, "retries") if never_sent else CLAIM_FIELDS
+    if update_row(order, fields, expect={"version": read["version"]}, unless=guard,
+                  async_commit=True):
+        return None
+    for name, value in read.items():
+        setattr(order, name, value)
+    if guard is not None:
+        try:
+            ensure_trading_allowed()
+        except TradingHalted as exc:
+            return _refuse_locally(order, TradingHalted.code, f"{exc}: entry not sent")
+    return Next(order, None, "attempt claimed by another worker")
+
+
+def _send(order: Order, exchange: Exchange) -> OrderSnapshot:
+    """Send the order; a duplicate refusal means it exists. ``TransientError``: unknown outcome."""
+    try:
+        snapshot = exchange.place_order(_request(order))
+    except DuplicateOrderError as exc:
+        snapshot = exchange.find_order(order.client_order_id, order.symbol)
+        if snapshot is None:
+            raise TransientError(f"exchange says the client order id exists but does not "
+                                 f"list it yet: {exc}", code=exc.code) from exc
+    if not snapshot.id:  # e.g. a 200 reply whose body was cut off: not an acknowledgement
+        raise TransientError("the exchange answered without an order id: outcome unknown",
+                             code="no_order_id")
+    return snapshot
 
 
 def _prepare(order: Order, exchange: Exchange, cfg: OrderExecutionConfig) -> Next | None:
@@ -385,9 +494,13 @@ def _refuse_locally(order: Order, code: str, message: str) -> Next:
     return _finalize(order, timezone.now())
 
 
-def _transient_failure(order: Order, exc: TransientError, exchange: Exchange,
-                       cfg: OrderExecutionConfig, now: datetime, *, sent: bool) -> Next:
-    """Schedule the next attempt after ``retryDelayMs × 2^retries``, or give up."""
+def _transient_failure(order: Order, exc: TransientError, cfg: OrderExecutionConfig,
+                       now: datetime, *, sent: bool) -> Next:
+    """Schedule the next attempt after ``retryDelayMs × 2^retries``, or stop sending.
+
+    Never sent: the order fails. Sent: its outcome is unknown, so it stays in doubt
+    and is looked up by client order id until the exchange answers definitively.
+    """
     order.error_code = exc.code
     if sent:
         order.status = S.UNKNOWN
@@ -397,25 +510,15 @@ def _transient_failure(order: Order, exc: TransientError, exchange: Exchange,
         order.next_attempt_at = now + timedelta(seconds=delay)
         order.last_error = (f"{exc} (attempt {max(order.attempts, 1)}; "
                             f"retry {order.retries} of {cfg.max_retries} in {delay:g} s)")
-        _save(order, "status", "retries", "next_attempt_at", "last_error", "error_code",
-              "attempts", "submitted_at", *PREPARED_FIELDS)
+        _save(order, "status", "retries", "last_error", "error_code", "attempts",
+              "submitted_at", *PREPARED_FIELDS)
         return Next(order, delay, "retry")
     gave_up = f"no answer after {order.attempts} attempts: {exc}"
-    if sent:  # the last attempt may have reached the exchange: ask before giving up
-        try:
-            snapshot = exchange.find_order(order.client_order_id, order.symbol)
-        except ExchangeError as lookup_exc:
-            order.last_error = (f"{gave_up}; lookup failed ({lookup_exc}): outcome unknown, "
-                                "verified at the order timeout")
-            order.next_attempt_at = order_deadline(order, cfg)  # no attempt before that
-            _save(order, "status", "last_error", "error_code", "next_attempt_at", "attempts",
-                  "submitted_at", *PREPARED_FIELDS)
-            wait = (order.next_attempt_at - timezone.now()).total_seconds()
-            return Next(order, max(wait, 0.0), "verify at timeout")
-        if snapshot is not None:
-            return _acknowledged(order, snapshot, exchange, cfg)
-    order.status, order.last_error = S.FAILED, gave_up
-    return _finalize(order, timezone.now())
+    if not sent:
+        order.status, order.last_error = S.FAILED, gave_up
+        return _finalize(order, now)
+    order.last_error = gave_up  # in doubt: looked up by client order id from here
+    return _schedule_lookup(order, cfg, now, "in doubt")
 
 
 def _refused(order: Order, exc: ExchangeError, now: datetime) -> Next:
@@ -438,7 +541,133 @@ def _acknowledged(order: Order, snapshot: OrderSnapshot, exchange: Exchange,
             pass
     return _apply_snapshot(order, snapshot, cfg, now, extra=(
         "exchange_order_id", "acknowledged_at", "latency_ms", "attempts", "submitted_at",
-        "retries", "next_attempt_at", "last_error", "error_code", *PREPARED_FIELDS))
+        "retries", "last_error", "error_code", *PREPARED_FIELDS))
+
+
+# --- orders in doubt -------------------------------------------------------------------
+
+def order_locate(order: Order, exchange: Exchange, *, by_id: bool = True
+                 ) -> OrderSnapshot | None:
+    """The exchange's view of ``order``: by exchange id, else by client order id (open and
+    history); ``None`` when neither finds it. ``TransientError``: no answer."""
+    if by_id and order.exchange_order_id:
+        try:
+            return exchange.fetch_order(order.exchange_order_id, order.symbol)
+        except OrderNotFound:
+            pass  # out of the recent orders: search by client order id
+    return exchange.find_order(order.client_order_id, order.symbol)
+
+
+def proven_absent(order: Order, cfg: OrderExecutionConfig, now: datetime) -> bool:
+    """Enough lookups missed, spread over enough time, for "not found" to be definitive."""
+    return (order.in_doubt_since is not None and order.doubt_lookups >= cfg.in_doubt_lookups
+            and now - order.in_doubt_since >= timedelta(seconds=cfg.in_doubt_grace_seconds))
+
+
+def order_not_found(order: Order, *, now: datetime | None = None, note: str = "") -> Next:
+    """A targeted lookup did not find ``order``: count the miss; end it once proven absent.
+
+    An order never sent (no attempt, no exchange id) is absent at once. Otherwise the
+    miss is counted and the order stays in doubt, looked up again in
+    ``inDoubtGraceSeconds / inDoubtLookups`` s, until ``proven_absent``. ``note`` says
+    who found it missing (kept on the order when it ends).
+    """
+    now = now or timezone.now()
+    cfg = order_config(order)
+    if order.attempts == 0 and not order.exchange_order_id:
+        return _end_absent(order, cfg, now, note=note)
+    order.in_doubt_since = order.in_doubt_since or now
+    order.doubt_lookups += 1
+    if proven_absent(order, cfg, now):
+        return _end_absent(order, cfg, now, note=note)
+    return _schedule_lookup(order, cfg, now, "in doubt: not found yet")
+
+
+def _look_up_in_doubt(order: Order, exchange: Exchange, now: datetime, *, by_id: bool = True
+                      ) -> OrderSnapshot | Next:
+    """The snapshot of an order the exchange may not have, or the step that follows a miss."""
+    snapshot = order_locate(order, exchange, by_id=by_id)
+    if snapshot is None:
+        return order_not_found(order, now=now)
+    return snapshot
+
+
+def _verify_in_doubt(order: Order, exchange: Exchange, cfg: OrderExecutionConfig,
+                     now: datetime) -> Next:
+    """The sends are over and their outcome unknown: one lookup by client order id."""
+    try:
+        found = _look_up_in_doubt(order, exchange, now)
+    except TransientError as exc:
+        log.warning("order %s: lookup in doubt failed (%s)", order.client_order_id, exc)
+        return _schedule_lookup(order, cfg, now, "in doubt: lookup failed")
+    if isinstance(found, Next):
+        return found
+    return _acknowledged(order, found, exchange, cfg)
+
+
+def _schedule_lookup(order: Order, cfg: OrderExecutionConfig, now: datetime, why: str) -> Next:
+    """Come back for the next lookup: every grace/lookups s, and not before the grace ends
+    once enough lookups missed."""
+    delay = cfg.in_doubt_grace_seconds / cfg.in_doubt_lookups
+    if order.in_doubt_since and order.doubt_lookups >= cfg.in_doubt_lookups:
+        until = order.in_doubt_since + timedelta(seconds=cfg.in_doubt_grace_seconds)
+        delay = max((until - now).total_seconds(), 0.0)
+    order.next_attempt_at = now + timedelta(seconds=delay)
+    _save(order, "status", "last_error", "error_code", "attempts", "retries", "submitted_at",
+          "exchange_order_id", "acknowledged_at", *PREPARED_FIELDS)
+    return Next(order, delay, why)
+
+
+def _end_absent(order: Order, cfg: OrderExecutionConfig, now: datetime, *, note: str = ""
+                ) -> Next:
+    """The exchange does not have ``order``: it ends with what was filled so far.
+
+    Never sent: expired at its timeout, cancelled on request, failed otherwise. Sent and
+    proven absent: FAILED if never acknowledged (the request never arrived), EXPIRED if
+    acknowledged before (the exchange no longer knows it); an ``order_unknown`` alert
+    says so. A timed-out emergency close is then replaced (``_after_cancel``).
+    """
+    never_sent = order.attempts == 0 and not order.exchange_order_id
+    if never_sent:
+        cancelling = order.status == S.CANCELLING
+        order.status = (S.EXPIRED if order.timed_out else S.CANCELLED) if cancelling else S.FAILED
+        why = "the exchange never had it"
+    else:
+        order.status = S.EXPIRED if order.exchange_order_id else S.FAILED
+        order.error_code = ABSENT
+        why = (f"not found by client order id in {order.doubt_lookups} lookups over "
+               f"{cfg.in_doubt_grace_seconds:g} s")
+    why = f"{note}: {why}" if note else why
+    order.last_error = f"{order.last_error}; {why}" if order.last_error else why
+    step = _after_cancel(order, cfg, now)
+    if not never_sent:
+        raise_order_alert(order, kind=ORDER_UNKNOWN_ALERT, critical=order.purpose
+                          != OrderPurpose.ENTRY, message=f"proven absent from the exchange "
+                                                         f"({why}): marked {order.status}")
+    return step
+
+
+def order_take_back(order: Order, snapshot: OrderSnapshot) -> Next:
+    """An order declared absent shows up on the exchange: take it back.
+
+    Its fills are applied once (keyed, as always), its state follows the exchange (an
+    order still open is tracked and cancelled at its timeout like any other), and an
+    ``order_reappeared`` alert is raised. Compare-and-set like every write.
+    """
+    now = timezone.now()
+    before = order.status
+    order.status, order.finalized_at = S.OPEN, None
+    order.exchange_order_id = order.exchange_order_id or snapshot.id
+    order.acknowledged_at = order.acknowledged_at or now
+    order.error_code = "reappeared"
+    note = f"reappeared on the exchange after being marked {before}: taken back"
+    order.last_error = f"{order.last_error}; {note}" if order.last_error else note
+    step = _apply_snapshot(order, snapshot, order_config(order), now, extra=(
+        "exchange_order_id", "acknowledged_at", "error_code", "finalized_at"))
+    raise_order_alert(order, kind=ORDER_REAPPEARED_ALERT,
+                      message=f"{note}; now {order.status}, filled "
+                              f"{plain(order.filled_quantity)} of {plain(order.quantity)}")
+    return step
 
 
 # --- polling, fills, finalisation ----------------------------------------------------
@@ -446,11 +675,24 @@ def _acknowledged(order: Order, snapshot: OrderSnapshot, exchange: Exchange,
 def _poll(order: Order, exchange: Exchange, cfg: OrderExecutionConfig, now: datetime) -> Next:
     try:
         snapshot = exchange.fetch_order(order.exchange_order_id, order.symbol)
-    except (TransientError, OrderNotFound) as exc:
-        order.last_error = f"status poll: {exc}"
-        _save(order, "last_error")
-        return Next(order, _poll_delay(order, cfg, now), "poll failed")
+    except OrderNotFound:  # no longer listed by id: in doubt until the exchange says more
+        try:
+            found = _look_up_in_doubt(order, exchange, now, by_id=False)
+        except TransientError as exc:
+            return _poll_failed(order, exc, cfg, now)
+        if isinstance(found, Next):
+            return found
+        snapshot = found
+    except TransientError as exc:
+        return _poll_failed(order, exc, cfg, now)
     return _apply_snapshot(order, snapshot, cfg, now)
+
+
+def _poll_failed(order: Order, exc: ExchangeError, cfg: OrderExecutionConfig,
+                 now: datetime) -> Next:
+    order.last_error = f"status poll: {exc}"
+    _save(order, "last_error")
+    return Next(order, _poll_delay(order, cfg, now), "poll failed")
 
 
 def _poll_delay(order: Order, cfg: OrderExecutionConfig, now: datetime) -> float:
@@ -477,10 +719,12 @@ def _apply_snapshot(order: Order, snapshot: OrderSnapshot, cfg: OrderExecutionCo
                     now: datetime, *, extra: tuple[str, ...] = ()) -> Next:
     """Record fills and status from the exchange; finalise when the order is over.
 
-    An exit order's fill moves its position in the same transaction as the order's
-    own write; other orders need a single write, which commits on its own.
+    The exchange answered: the order is no longer in doubt. An exit order's fill moves
+    its position in the same transaction as the order's own write; other orders need a
+    single write, which commits on its own.
     """
     moves_position = order.purpose != OrderPurpose.ENTRY and order.position_id is not None
+    order.in_doubt_since, order.doubt_lookups = None, 0
     with recoverable_write() if moves_position else nullcontext():
         _record_fill(order, snapshot, now)
         order.status = _status_from(snapshot, order)
@@ -494,7 +738,13 @@ def _apply_snapshot(order: Order, snapshot: OrderSnapshot, cfg: OrderExecutionCo
 
 
 def _record_fill(order: Order, snapshot: OrderSnapshot, now: datetime) -> None:
-    """Take the exchange's cumulative fill; a close order's new fill goes to its position."""
+    """Take the exchange's cumulative fill; a close order's new fill goes to its position.
+
+    A fill the position cannot take (it is no longer closing, or holds less) stays on
+    the order: the position is marked for reconciliation and a CRITICAL
+    ``fill_unapplied`` alert raised, so the timeout pass reconciles it with the
+    exchange instead of sending more closes.
+    """
     filled = min(snapshot.filled, order.quantity)
     if filled <= order.filled_quantity:
         return
@@ -524,19 +774,27 @@ def _record_fill(order: Order, snapshot: OrderSnapshot, now: datetime) -> None:
         except (DomainError, ValueError) as exc:  # the position moved on without this order
             log.error("order %s: exit fill not applied to position %s: %s",
                       order.client_order_id, order.position_id, exc)
-            order.last_error = f"exit fill of {delta} not applied to the position: {exc}"
+            why = f"exit fill of {plain(delta)} not applied to the position: {exc}"
+            order.last_error = why
+            position_flag_attention(order.position_id, reason=f"{order.client_order_id}: {why}",
+                                    actor="execution")
+            raise_order_alert(order, kind=FILL_UNAPPLIED_ALERT, message=(
+                f"{why}; the fill stays on the order and the position is reconciled with the "
+                "exchange before anything else is sent for it"))
 
 
 def _finalize(order: Order, now: datetime) -> Next:
     """Write the final state; an entry fill opens its position in the same transaction.
 
-    An order that ends without its full fill (refused, failed, cancelled, timed
-    out) is pushed live: that is what the operator must see. Fills show up as
-    position events.
+    A compare-and-set like every write (``OrderMoved`` if another writer got there
+    first: nothing of this step is kept). An order that ends without its full fill
+    (refused, failed, cancelled, timed out) is pushed live: that is what the operator
+    must see. Fills show up as position events.
     """
     order.finalized_at = now
     if order.status == S.FILLED:
         order.filled_at = order.filled_at or now
+    order.lease_holder, order.lease_until, order.next_attempt_at = "", None, None
     opens_position = (order.purpose == OrderPurpose.ENTRY and order.filled_quantity > 0
                       and order.strategy_id and not order.position_id)
     with recoverable_write() if opens_position else nullcontext():
@@ -549,7 +807,11 @@ def _finalize(order: Order, now: datetime) -> Next:
                 opened_at=order.filled_at or now, entry_fee=order.fee, actor="execution",
                 fill_key=f"{order.client_order_id}:{order.filled_quantity.normalize()}")
             fields = [*FINAL_FIELDS, "position"]
-        update_row(order, fields, async_commit=True)
+        read = order.version
+        order.version = read + 1
+        if not update_row(order, fields, expect={"version": read}, async_commit=True):
+            order.version = read
+            raise OrderMoved(f"order {order.client_order_id} was moved by another worker")
         if order.status != S.FILLED:
             broadcast("order.unfilled", order_payload(order))
     return Next(order, None, "final")
@@ -577,7 +839,8 @@ def order_sync(order: Order, snapshot: OrderSnapshot) -> Next:
     keyed path as live updates, so nothing is applied twice. A market order the
     exchange reports filled filled on arrival: its fill (and the position it opens
     or closes) is dated at the exchange's order time, not at the restart, so the
-    holding-time limits count from the real fill.
+    holding-time limits count from the real fill. ``OrderMoved`` if another writer
+    moved the order since it was read.
     """
     now = timezone.now()
     extra: tuple[str, ...] = ()
@@ -591,65 +854,63 @@ def order_sync(order: Order, snapshot: OrderSnapshot) -> Next:
     return _apply_snapshot(order, snapshot, order_config(order), when, extra=extra)
 
 
-def order_end_unknown(order: Order, *, why: str) -> Next:
-    """The exchange has no trace of ``order``: it ends with what was filled so far.
-
-    Never acknowledged: FAILED (the request never arrived). Acknowledged before:
-    EXPIRED (the exchange no longer has it). ``why`` is kept on the order.
-    """
-    order.status = S.EXPIRED if order.exchange_order_id else S.FAILED
-    order.error_code = "unknown_to_exchange"
-    order.last_error = f"{order.last_error}; {why}" if order.last_error else why
-    return _finalize(order, timezone.now())
-
-
 # --- timeout, cancel, verify, replace -------------------------------------------------
 
 def order_expire(order: Order, *, exchange: Exchange | None = None) -> Next:
-    """The order is not final after ``orderTimeoutSeconds``: cancel it, verify, replace."""
+    """The order is not final after ``orderTimeoutSeconds``: cancel it, verify, replace.
+
+    An order in doubt is marked timed out and keeps being looked up: it is cancelled
+    when found, and ends only when the exchange says so or it is proven absent.
+    """
     exchange = exchange or exchange_for(order.account)
-    now = timezone.now()
-    claimed = Order.objects.filter(pk=order.pk, status=order.status).exclude(
-        status__in=[*S.final(), S.CANCELLING]).update(status=S.CANCELLING, timed_out=True,
-                                                      updated_at=now)
-    if not claimed:
-        return Next(order, None, "expired by another worker")
     cfg = order_config(order)
+    timed_out = f"not final after {cfg.order_timeout_seconds:g} s"
+    order.last_error = (f"{order.last_error}; {timed_out}" if order.in_doubt
+                        else f"{timed_out}: cancelled")
     order.status, order.timed_out = S.CANCELLING, True
-    order.last_error = f"not final after {cfg.order_timeout_seconds:g} s: cancelled"
-    _save(order, "last_error")
-    return _cancel_and_verify(order, exchange, cfg)
+    _save(order, "status", "timed_out", "last_error")
+    return _cancel_and_verify(order, exchange, cfg, timezone.now())
 
 
 def order_begin_cancel(order: Order, *, reason: str) -> bool:
-    """Claim an active order for cancelling (compare-and-set); False if it is final."""
-    claimed = Order.objects.filter(pk=order.pk).exclude(
-        status__in=[*S.final(), S.CANCELLING]).update(status=S.CANCELLING, last_error=reason,
-                                                      updated_at=timezone.now())
-    if claimed:
+    """Mark an active order for cancelling (compare-and-set); False if it is final.
+
+    A placement attempt in flight keeps its lease: the cancel goes out once it ends.
+    """
+    for _ in range(5):
+        if order.is_final:
+            return False
+        if order.status == S.CANCELLING:
+            return True
         order.status, order.last_error = S.CANCELLING, reason
-    else:
-        order.refresh_from_db()
-    return bool(claimed) or order.status == S.CANCELLING
+        try:
+            _save(order, "status", "last_error", keep_lease=True)
+            return True
+        except OrderMoved:
+            order.refresh_from_db()
+    return order.status == S.CANCELLING
 
 
-def _cancel_and_verify(order: Order, exchange: Exchange, cfg: OrderExecutionConfig) -> Next:
+def _cancel_and_verify(order: Order, exchange: Exchange, cfg: OrderExecutionConfig,
+                       now: datetime) -> Next:
     """Cancel on the exchange, then read the order back: the exchange decides the outcome.
 
-    A fill that happened during the cancel is applied; a partial fill is kept.
-    Until the exchange reports a final state the order stays CANCELLING and this
-    runs again after the poll interval.
+    A fill that happened during the cancel is applied; a partial fill is kept. An
+    order without an exchange id is first looked up by client order id: while it is
+    in doubt it is looked up again (paced), and it ends without the exchange only once
+    proven absent. Until the exchange reports a final state the order stays CANCELLING
+    and this runs again after the poll interval.
     """
-    now = timezone.now()
     retry = Next(order, cfg.status_poll_interval_ms / 1000, "cancel pending")
+    if order.next_attempt_at and now < order.next_attempt_at:  # a paced lookup in doubt
+        return Next(order, (order.next_attempt_at - now).total_seconds(), "lookup scheduled")
     try:
         if not order.exchange_order_id:
-            snapshot = exchange.find_order(order.client_order_id, order.symbol)
-            if snapshot is None:
-                return _unknown_to_exchange(order, exchange, cfg, now, "the exchange never had it")
-            order.exchange_order_id = snapshot.id
+            found = _look_up_in_doubt(order, exchange, now)
+            if isinstance(found, Next):
+                return found
+            order.exchange_order_id = found.id
             order.acknowledged_at = order.acknowledged_at or now
-            _save(order, "exchange_order_id", "acknowledged_at")
         try:
             exchange.cancel_order(order.exchange_order_id, order.symbol)
         except (OrderNotFound, TransientError):
@@ -659,34 +920,32 @@ def _cancel_and_verify(order: Order, exchange: Exchange, cfg: OrderExecutionConf
         try:
             snapshot = exchange.fetch_order(order.exchange_order_id, order.symbol)
         except OrderNotFound:  # out of the exchange's recent orders: search its history
-            snapshot = exchange.find_order(order.client_order_id, order.symbol)
-            if snapshot is None:
-                return _unknown_to_exchange(order, exchange, cfg, now,
-                                            "the exchange no longer knows it")
-    except (TransientError, OrderNotFound) as exc:
+            found = _look_up_in_doubt(order, exchange, now, by_id=False)
+            if isinstance(found, Next):
+                return found
+            snapshot = found
+    except TransientError as exc:
         log.warning("order %s: cancel/verify incomplete (%s)", order.client_order_id, exc)
         return retry
+    order.in_doubt_since, order.doubt_lookups = None, 0
     with recoverable_write():
         _record_fill(order, snapshot, now)
         order.status = _status_from(snapshot, order)
         if not order.is_final:
             _save(order, "status", "filled_quantity", "average_fill_price", "fee",
-                  "fee_currency", "slippage_percent", "last_error", "exchange_order_id")
+                  "fee_currency", "slippage_percent", "last_error", "exchange_order_id",
+                  "acknowledged_at")
             return retry
-    return _after_cancel(order, exchange, cfg, now)
+        return _after_cancel(order, cfg, now)
 
 
-def _unknown_to_exchange(order: Order, exchange: Exchange, cfg: OrderExecutionConfig,
-                         now: datetime, why: str) -> Next:
-    """Nothing to cancel: the order ends with what was filled (expired if it timed out)."""
-    order.status = S.EXPIRED if order.timed_out else S.CANCELLED
-    order.last_error = f"{order.last_error}; {why}" if order.last_error else why
-    return _after_cancel(order, exchange, cfg, now)
+def _after_cancel(order: Order, cfg: OrderExecutionConfig, now: datetime) -> Next:
+    """Finalise; a timed-out emergency close with quantity left is replaced at market.
 
-
-def _after_cancel(order: Order, exchange: Exchange, cfg: OrderExecutionConfig,
-                  now: datetime) -> Next:
-    """Finalise; a timed-out emergency close with quantity left is replaced at market."""
+    Only once the order is final or proven absent (this runs then), and only when no
+    other order of the position is still active (one may be in doubt): the order's end
+    and its replacement commit together.
+    """
     replace = (order.purpose == OrderPurpose.EMERGENCY_CLOSE and order.timed_out
                and order.remaining_quantity > 0 and order.position_id
                and _replacement_number(order) <= cfg.max_retries)
@@ -696,13 +955,21 @@ def _after_cancel(order: Order, exchange: Exchange, cfg: OrderExecutionConfig,
     position.refresh_from_db(fields=["state", "quantity"])
     if position.state != PositionState.CLOSING or position.quantity <= 0:
         return _finalize(order, now)
-    _finalize(order, now)
-    replacement = order_submit(
-        account=order.account, symbol=order.symbol, side=order.side,
-        quantity=min(order.remaining_quantity, position.quantity),
-        order_type=OrderType.MARKET, purpose=OrderPurpose.EMERGENCY_CLOSE, reduce_only=True,
-        strategy=order.strategy, position=position, action=order.action, replaces=order,
-        client_order_id=f"{_root(order).client_order_id}-r{_replacement_number(order)}")
+    with recoverable_write():
+        _finalize(order, now)
+        busy = Order.objects.filter(position=position, status__in=S.active()).exclude(
+            pk=order.pk).values_list("client_order_id", flat=True).first()
+        if busy:
+            log.warning("emergency close %s timed out; not replaced: order %s of the position "
+                        "is still active", order.client_order_id, busy)
+            return Next(order, None, "final")
+        replacement = order_submit(
+            account=order.account, symbol=order.symbol, side=order.side,
+            quantity=min(order.remaining_quantity, position.quantity),
+            order_type=OrderType.MARKET, purpose=OrderPurpose.EMERGENCY_CLOSE,
+            reduce_only=True, strategy=order.strategy, position=position, action=order.action,
+            replaces=order,
+            client_order_id=f"{_root(order).client_order_id}-r{_replacement_number(order)}")
     log.warning("emergency close %s timed out with %s left: replaced by market order %s",
                 order.client_order_id, order.remaining_quantity, replacement.client_order_id)
     return Next(replacement, 0.0, "replacement")

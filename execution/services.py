@@ -6,18 +6,25 @@ this thread (tests, benchmarks, scripts — with an injectable sleep), and the
 Celery driver in ``execution.tasks`` runs one step and schedules the next with a
 countdown, so a worker never sleeps.
 
-Actions are idempotent: processing claims the action with a compare-and-set
-(pending → running); the close order's client id is derived from the action
-(``close-<action id>``), so a redelivered task or a second worker finds the order
-already recorded instead of placing another.
+Actions are idempotent and resumable from any step: processing claims the action
+with a compare-and-set (pending → running) and a lease (``lease_holder``,
+``lease_until`` = now + ``actionLeaseSeconds``). The close order's client id is
+derived from the action (``close-<action id>``), so a redelivered task or a second
+worker finds the order already recorded instead of placing another. A running
+action whose lease ran out without its order moving — its worker was killed after
+the order's final write, or between ``position_begin_close`` and ``order_submit`` —
+is taken over by the sweep within seconds and carried on from where it stopped.
+Cancels are actions too: the request is answered at once and the exchange work
+runs on the account's own queue.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -37,10 +44,20 @@ from execution.models import (
     OrderStatus,
     OrderType,
 )
-from execution.pipeline import Next, order_begin_cancel, order_step, order_submit, plain
+from execution.pipeline import (
+    Next,
+    lease_holder,
+    order_begin_cancel,
+    order_config,
+    order_deadline,
+    order_step,
+    order_submit,
+    plain,
+)
 from lifecycle.models import Position, PositionSide, PositionState
 from lifecycle.services import position_begin_close, position_close_failed
 from tradingsite.errors import DomainError, InvalidStateTransition
+from tradingsite.live_config import site_config
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +65,16 @@ Driver = Callable[[Order], Order]
 
 # A pending action no on-commit task picked up within this is run by the sweep.
 ACTION_PICKUP_SECONDS = 5
-# A running action started this long ago is taken over: its worker died. Longer than
-# the longest close (timeout 30 s, then up to maxRetries market replacements).
-ACTION_STALE_SECONDS = 300
 
 
 # --- driving orders --------------------------------------------------------------
 
 def order_advance(order: Order, *, exchange: Exchange | None = None) -> Next:
-    """One pipeline step; when an action's order chain ends, settle the action."""
+    """One pipeline step; when an order ends, settle the actions waiting on it."""
+    was_cancelling = order.status == OrderStatus.CANCELLING
     step = order_step(order, exchange=exchange)
-    if step.done and step.order.action_id and step.order.is_final:
-        action_settle(step.order)
+    if step.done and step.order.is_final:
+        settle_order_actions(step.order, cancelled=was_cancelling or step.order.timed_out)
     return step
 
 
@@ -68,16 +83,35 @@ def run_inline(*, exchange: Exchange | None = None,
     """A driver that runs an order to its end in this thread, sleeping between steps."""
 
     def drive(order: Order) -> Order:
-        step = order_advance(order, exchange=exchange)
-        for _ in range(max_steps):
-            if step.done:
-                return step.order
-            sleep(step.delay)
-            step = order_advance(_fresh(step.order), exchange=exchange)
-        raise RuntimeError(f"order {step.order.client_order_id} not final after {max_steps} "
-                           "steps")
+        return drive_until_final([order], exchange=exchange, sleep=sleep,
+                                 max_steps=max_steps)[-1]
 
     return drive
+
+
+def drive_until_final(orders: Iterable[Order], *, exchange: Exchange | None = None,
+                      sleep: Callable[[float], None] = time.sleep,
+                      max_steps: int = 10_000) -> list[Order]:
+    """Drive orders to their end in this thread, each step when it is due (earliest first).
+
+    The first step of each order runs on the instance given (it may carry an insert
+    claim), later ones on a fresh copy. Returns each chain's last order (a replacement
+    carries on the chain of the order it replaces), in the order given.
+    """
+    last = list(orders)
+    due = [(timezone.now(), index, False) for index in range(len(last))]
+    for _ in range(max_steps):
+        if not due:
+            return last
+        at, index, fresh = heapq.heappop(due)
+        if fresh:
+            sleep(max((at - timezone.now()).total_seconds(), 0.0))
+        step = order_advance(_fresh(last[index]) if fresh else last[index], exchange=exchange)
+        last[index] = step.order
+        if not step.done:
+            heapq.heappush(due, (timezone.now() + timedelta(seconds=step.delay), index, True))
+    raise RuntimeError(f"orders not final after {max_steps} steps: "
+                       f"{[last[index].client_order_id for _, index, _ in due]}")
 
 
 def _fresh(order: Order) -> Order:
@@ -97,11 +131,12 @@ def order_place(*, drive: Driver, **fields: Any) -> Order:
 # --- cancelling --------------------------------------------------------------------
 
 def order_cancel(order: Order, *, actor: str, exchange: Exchange | None = None) -> Order:
-    """Cancel an active order now and verify the outcome with the exchange.
+    """Cancel an active order now, in this thread, and verify the outcome with the exchange.
 
     The exchange decides: a fill that happened meanwhile is applied and the order
     may end FILLED. If the exchange has not confirmed yet, the order stays
-    CANCELLING and the timeout sweep finishes the verification.
+    CANCELLING and the timeout sweep finishes the verification. Operators go through
+    ``order_request_cancel`` (an action); this is the step that action runs.
     """
     if order.is_final:
         raise InvalidStateTransition(f"order {order.client_order_id} is already {order.status}")
@@ -111,7 +146,7 @@ def order_cancel(order: Order, *, actor: str, exchange: Exchange | None = None) 
 
 
 def order_request_cancel(order: Order, *, actor: str) -> tuple[Action, bool]:
-    """Queue a cancel of ``order`` (one open cancel action per order)."""
+    """Queue a cancel of ``order`` (one open cancel action per order); nothing is sent here."""
     if order.is_final:
         raise InvalidStateTransition(f"order {order.client_order_id} is already {order.status}")
     action, created = Action.objects.get_or_create(
@@ -126,27 +161,55 @@ def order_request_cancel(order: Order, *, actor: str) -> tuple[Action, bool]:
 
 # --- the action queue ------------------------------------------------------------
 
+def _lease_seconds(action: Action) -> float:
+    """``actionLeaseSeconds`` of the strategy the action works for (site config without one)."""
+    strategy = (action.position.strategy if action.position_id else
+                action.order.strategy if action.order_id and action.order.strategy_id else None)
+    config = strategy.effective_config() if strategy else site_config()
+    return config.order_execution.action_lease_seconds
+
+
+def _load(action_id: int) -> Action | None:
+    return Action.objects.select_related("position__strategy__account", "order__account",
+                                         "order__strategy").filter(pk=action_id).first()
+
+
 def action_claim(action_id: int) -> Action | None:
-    """pending → running (compare-and-set); ``None`` when another worker has it."""
+    """pending → running with a lease (compare-and-set); ``None`` when another worker has it."""
+    action = _load(action_id)
+    if action is None or action.state != ActionState.PENDING:
+        return None
     now = timezone.now()
+    until = now + timedelta(seconds=_lease_seconds(action))
     claimed = Action.objects.filter(pk=action_id, state=ActionState.PENDING).update(
-        state=ActionState.RUNNING, started_at=now, attempts=F("attempts") + 1, updated_at=now)
+        state=ActionState.RUNNING, started_at=now, attempts=F("attempts") + 1,
+        lease_holder=lease_holder(), lease_until=until, updated_at=now)
     if not claimed:
         return None
-    return Action.objects.select_related("position__strategy__account", "order__account").get(
-        pk=action_id)
+    action.state, action.started_at, action.attempts = ActionState.RUNNING, now, action.attempts + 1
+    action.lease_holder, action.lease_until = lease_holder(), until
+    return action
 
 
 def action_take_over(action: Action) -> Action | None:
-    """Take over a running action whose worker died (its ``started_at`` is stale)."""
+    """Take over a running action whose lease ran out: its worker went silent."""
     now = timezone.now()
+    until = now + timedelta(seconds=_lease_seconds(action))
     claimed = Action.objects.filter(pk=action.pk, state=ActionState.RUNNING,
-                                    started_at=action.started_at).update(
-        started_at=now, attempts=F("attempts") + 1, updated_at=now)
+                                    lease_until=action.lease_until).update(
+        started_at=now, attempts=F("attempts") + 1, lease_holder=lease_holder(),
+        lease_until=until, updated_at=now)
     if not claimed:
         return None
-    return Action.objects.select_related("position__strategy__account", "order__account").get(
-        pk=action.pk)
+    return _load(action.pk)
+
+
+def _action_renew(action: Action) -> bool:
+    """Extend a lease whose action is progressing through its order (compare-and-set)."""
+    now = timezone.now()
+    return bool(Action.objects.filter(pk=action.pk, state=ActionState.RUNNING,
+                                      lease_until=action.lease_until).update(
+        lease_until=now + timedelta(seconds=_lease_seconds(action)), updated_at=now))
 
 
 def action_process(action_id: int, *, drive: Driver, exchange: Exchange | None = None
@@ -164,7 +227,7 @@ def action_run(action: Action, *, drive: Driver, exchange: Exchange | None = Non
         if action.kind in ActionKind.closing():
             _run_close(action, drive)
         else:
-            _run_cancel(action, exchange)
+            _run_cancel(action, drive)
     except (DomainError, ExchangeError) as exc:
         log.warning("action %s failed: %s", action.pk, exc)
         _action_finish(action, ActionState.FAILED, error=str(exc))
@@ -178,12 +241,24 @@ def close_purpose(kind: str) -> str:
 
 
 def _run_close(action: Action, drive: Driver) -> None:
+    """Close the action's position; resumable from any step a killed worker left.
+
+    No order yet: the position is moved to CLOSING (if it is not already) and the
+    close recorded — unless another order of the position is still active (it may be
+    in doubt): then nothing is sent and the action waits for its lease to run out.
+    """
     position = Position.objects.select_related("strategy__account").get(pk=action.position_id)
     order = action.orders.select_related("account", "strategy", "position").order_by(
         "-created_at", "-pk").first()
     if order is None:
         if position.state == PositionState.CLOSED:
             _action_finish(action, ActionState.DONE, result={"position": "already closed"})
+            return
+        busy = Order.objects.filter(position=position, status__in=OrderStatus.active()
+                                    ).values_list("client_order_id", flat=True).first()
+        if busy:
+            log.warning("action %s: order %s of position %s is still active: close deferred",
+                        action.pk, busy, position.pk)
             return
         if position.state != PositionState.CLOSING:
             try:
@@ -216,11 +291,25 @@ def _run_close(action: Action, drive: Driver) -> None:
     drive(order)
 
 
-def _run_cancel(action: Action, exchange: Exchange | None) -> None:
-    order = action.order
-    if not order.is_final:
-        order_cancel(order, actor=action.requested_by, exchange=exchange)
-    _action_finish(action, ActionState.DONE, result=_order_result(order))
+def _run_cancel(action: Action, drive: Driver) -> None:
+    """Mark the order for cancelling; the cancel and its read-back run on its account's queue."""
+    order = Order.objects.select_related("account", "strategy", "position", "action").get(
+        pk=action.order_id)
+    if order.is_final or not order_begin_cancel(order, reason=f"cancel requested by "
+                                                              f"{action.requested_by}"):
+        _action_finish(action, ActionState.DONE, result=_order_result(order))
+        return
+    drive(order)
+
+
+def settle_order_actions(order: Order, *, cancelled: bool = True) -> None:
+    """A final order settles its close action and, if it was being cancelled, its cancels."""
+    if order.action_id:
+        action_settle(order)
+    if cancelled:
+        for action in Action.objects.filter(order=order, kind=ActionKind.CANCEL_ORDER,
+                                            state__in=ActionState.open()):
+            _action_finish(action, ActionState.DONE, result=_order_result(order))
 
 
 def action_settle(order: Order) -> Action | None:
@@ -255,7 +344,8 @@ def _action_finish(action: Action, state: str, *, result: dict | None = None,
     """running → done/failed (compare-and-set); False if it was already finished."""
     now = timezone.now()
     changed = Action.objects.filter(pk=action.pk, state__in=ActionState.open()).update(
-        state=state, result=result or {}, error=error, finished_at=now, updated_at=now)
+        state=state, result=result or {}, error=error, finished_at=now, lease_until=None,
+        updated_at=now)
     if changed:
         action.state, action.result, action.error, action.finished_at = (
             state, result or {}, error, now)
@@ -275,21 +365,40 @@ def _order_result(order: Order) -> dict[str, Any]:
 # --- sweeps ------------------------------------------------------------------------
 
 def actions_due(now=None) -> list[Action]:
-    """Pending actions nobody picked up, and running ones whose worker went silent."""
+    """Pending actions nobody picked up, and running ones whose lease ran out."""
     now = now or timezone.now()
     return list(Action.objects.filter(
         Q(state=ActionState.PENDING, created_at__lte=now - timedelta(seconds=ACTION_PICKUP_SECONDS))
-        | Q(state=ActionState.RUNNING,
-            started_at__lte=now - timedelta(seconds=ACTION_STALE_SECONDS))
-    ).order_by("created_at")[:100])
+        | Q(state=ActionState.RUNNING, lease_until__lte=now)
+        | Q(state=ActionState.RUNNING, lease_until__isnull=True)
+    ).select_related("position__strategy__account", "order__account", "order__strategy")
+        .order_by("created_at")[:100])
+
+
+def _order_progressing(action: Action, now: datetime) -> bool:
+    """An active order of the action was written within the lease: its chain is alive."""
+    since = now - timedelta(seconds=_lease_seconds(action))
+    orders = Order.objects.filter(status__in=OrderStatus.active(), updated_at__gt=since)
+    if action.kind == ActionKind.CANCEL_ORDER:
+        return orders.filter(pk=action.order_id).exists()
+    return orders.filter(action=action).exists()
 
 
 def actions_sweep(*, drive: Driver, now=None) -> int:
-    """Process due actions; returns how many this worker took."""
+    """Process due actions; returns how many this worker took.
+
+    A running action whose order is still moving gets its lease extended instead.
+    """
+    now = now or timezone.now()
     taken = 0
     for action in actions_due(now):
-        claimed = (action_claim(action.pk) if action.state == ActionState.PENDING
-                   else action_take_over(action))
+        if action.state == ActionState.PENDING:
+            claimed = action_claim(action.pk)
+        elif _order_progressing(action, now):
+            _action_renew(action)
+            continue
+        else:
+            claimed = action_take_over(action)
         if claimed is None:
             continue
         taken += 1
@@ -297,24 +406,27 @@ def actions_sweep(*, drive: Driver, now=None) -> int:
     return taken
 
 
-def orders_overdue(now=None) -> list[Order]:
+def orders_overdue(now=None, *, account_id: int | None = None) -> list[Order]:
     """Active orders past their strategy's ``orderTimeoutSeconds`` (or stuck cancelling)."""
-    from execution.pipeline import order_config, order_deadline
-
     now = now or timezone.now()
-    candidates = Order.objects.filter(status__in=OrderStatus.active()).select_related(
+    candidates = Order.objects.filter(status__in=OrderStatus.active())
+    if account_id is not None:
+        candidates = candidates.filter(account_id=account_id)
+    candidates = candidates.select_related(
         "account", "strategy", "position__strategy", "action").order_by("created_at")[:500]
     return [o for o in candidates if now >= order_deadline(o, order_config(o))]
 
 
 def orders_expire_overdue(*, schedule: Callable[[Next], None], now=None,
+                          account_id: int | None = None,
                           exchange_of: Callable[[Any], Exchange] = exchange_for) -> int:
     """The timeout sweep: one step for each overdue order (cancel → verify → replace).
 
-    A replacement order starts its own chain through ``schedule``.
+    Runs on the account's queue (``account_id``) so that a hung exchange holds up
+    only its own account. A replacement order starts its own chain through ``schedule``.
     """
     handled = 0
-    for order in orders_overdue(now):
+    for order in orders_overdue(now, account_id=account_id):
         try:
             step = order_advance(order, exchange=exchange_of(order.account))
         except ExchangeError as exc:
@@ -324,3 +436,8 @@ def orders_expire_overdue(*, schedule: Callable[[Next], None], now=None,
         if not step.done and step.order.pk != order.pk:
             schedule(step)
     return handled
+
+
+def accounts_with_overdue_orders(now=None) -> list[int]:
+    """Accounts that hold an order past its timeout (the sweep's fan-out, database only)."""
+    return sorted({order.account_id for order in orders_overdue(now)})

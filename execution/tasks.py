@@ -5,6 +5,9 @@ task run: after a step the next run is scheduled with ``countdown`` (a retry
 backoff or a poll interval), never slept. Order work goes to the account's queue:
 ``ExchangeAccount.order_queue``, else ``settings.EXCHANGE_QUEUES[account name]``,
 else the default queue (start a worker with ``-Q <queue>`` to serve one account).
+That includes the order-timeout sweep (the beat task only finds the accounts with
+overdue orders and hands each its own ``expire_overdue_orders``) and every cancel
+and read-back: a hung exchange fills only its own queue.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from execution.market_data import candles_refresh_in_use
 from execution.models import Action, ExchangeAccount, Order
 from execution.pipeline import Next
 from execution.services import (
+    accounts_with_overdue_orders,
     action_process,
     actions_sweep,
     order_advance,
@@ -91,7 +95,17 @@ def sweep_actions() -> int:
 
 @shared_task(acks_late=True)
 def sweep_order_timeouts() -> int:
-    return orders_expire_overdue(schedule=schedule_next)
+    """Hand each account with overdue orders its own timeout sweep, on its own queue."""
+    accounts = ExchangeAccount.objects.filter(pk__in=accounts_with_overdue_orders())
+    for account in accounts:
+        expire_overdue_orders.apply_async((account.pk,), queue=queue_for(account))
+    return len(accounts)
+
+
+@shared_task(acks_late=True)
+def expire_overdue_orders(account_id: int) -> int:
+    """Cancel, verify and replace one account's orders not final after their timeout."""
+    return orders_expire_overdue(schedule=schedule_next, account_id=account_id)
 
 
 @shared_task(acks_late=True)

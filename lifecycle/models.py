@@ -123,6 +123,10 @@ class Position(models.Model):
     exit_value = models.DecimalField(**MONEY, default=Decimal("0"),
                                      help_text="Sum of quantity × price of the exit fills.")
     exit_fees = models.DecimalField(**MONEY, default=Decimal("0"))
+    attention = models.CharField(
+        max_length=255, blank=True, default="",
+        help_text="Why the position needs reconciling before anything else is sent for it "
+                  "(an exit fill that could not be applied); empty when it does not.")
     source = models.CharField(max_length=10, choices=PositionSource.choices,
                               default=PositionSource.FILL)
     external_ref = models.CharField(max_length=128, blank=True, default="",

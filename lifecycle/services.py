@@ -425,6 +425,31 @@ def _copy_fields(source: Position, target: Position) -> None:
         target.__dict__.update({k: v for k, v in source.__dict__.items() if not k.startswith("_")})
 
 
+def position_flag_attention(position_id: int, *, reason: str, actor: str) -> None:
+    """Mark a position for reconciliation: nothing more is sent for it until it is done.
+
+    An exit fill it could not take is the reason today; the timeout pass then
+    reconciles the position with the exchange instead of queueing closes.
+    """
+    now = timezone.now()
+    position = Position.objects.filter(pk=position_id).first()
+    if position is None:
+        return
+    Position.objects.filter(pk=position_id).update(attention=reason[:255], updated_at=now)
+    _record_event(position, kind="attention", reason=reason, actor=actor, at=now)
+
+
+def position_clear_attention(position: Position, *, reason: str, actor: str) -> bool:
+    """The reconciliation is done: the position is handled normally again."""
+    now = timezone.now()
+    cleared = Position.objects.filter(pk=position.pk).exclude(attention="").update(
+        attention="", updated_at=now)
+    if cleared:
+        position.attention = ""
+        _record_event(position, kind="reconciled", reason=reason, actor=actor, at=now)
+    return bool(cleared)
+
+
 def realised_pnl(*, side: str, entry_price: Decimal, quantity: Decimal, exit_value: Decimal,
                  fees: Decimal) -> Decimal:
     """PnL of closing ``quantity`` bought/sold at ``entry_price`` for ``exit_value``, net of fees."""

@@ -109,6 +109,16 @@ class OrderExecutionConfig:
     order_timeout_seconds: float = field(default=30, metadata=_rule(gt=0))
     max_slippage_percent: float = field(default=0.5, metadata=_rule(gt=0, lt=100))
     status_poll_interval_ms: int = field(default=1000, metadata=_rule(gt=0))
+    in_doubt_lookups: int = field(
+        default=3, metadata=_rule(ge=1, le=20, doc="Targeted lookups by client order id that "
+                                                   "must all miss before an order whose "
+                                                   "outcome is unknown counts as absent."))
+    in_doubt_grace_seconds: float = field(
+        default=30, metadata=_rule(ge=1, le=3600, doc="Those lookups span at least this long "
+                                                      "from the moment the doubt began."))
+    action_lease_seconds: float = field(
+        default=15, metadata=_rule(ge=1, le=3600, doc="A running action whose worker went "
+                                                      "silent this long is taken over."))
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,14 @@
 2. every non-final order is looked up on its exchange by exchange id, else by client
    order id. Filled while the platform was down → the fills are applied through the
    pipeline (``order_sync``: keyed, never twice) and the positions move with them;
-   still open → tracked again by the pipeline; unknown to the exchange → ended
-   (``order_end_unknown``: FAILED if never acknowledged, EXPIRED otherwise) and a risk
-   alert is raised. An attempt that another worker may still be sending is left to it;
+   still open → tracked again by the pipeline; not found → in doubt: the miss is
+   counted (``order_not_found``) and the order tracked, and it ends (FAILED if never
+   acknowledged, EXPIRED otherwise, with a risk alert) only once ``inDoubtLookups``
+   lookups over ``inDoubtGraceSeconds`` missed. An order whose lease a worker holds
+   (it may be sending it) is left to that worker, and every write is a compare-and-set
+   on the order's version: a stale copy never overwrites a live worker. Orders declared
+   absent in the last day are looked up too: one that shows up is taken back
+   (``order_take_back``, alert ``order_reappeared``);
 3. each account's open positions are compared with the exchange's (net quantity per
    symbol); differences are reported and alerted. A paper book that restarted with
    this process holds nothing to compare and is skipped;
@@ -33,22 +38,33 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from execution.exchanges import exchange_for
 from execution.exchanges.base import Exchange, OrderSnapshot
-from execution.exchanges.errors import ExchangeError, OrderNotFound
+from execution.exchanges.errors import ExchangeError
 from execution.exchanges.paper import PaperExchange
 from execution.models import ExchangeAccount, Order, OrderPurpose, OrderStatus
-from execution.pipeline import attempt_in_flight, order_end_unknown, order_sync, plain
-from execution.services import action_settle
+from execution.pipeline import (
+    ABSENT,
+    OrderMoved,
+    order_config,
+    order_held,
+    order_locate,
+    order_not_found,
+    order_sync,
+    order_take_back,
+    plain,
+)
+from execution.services import settle_order_actions
 from lifecycle.models import Position, PositionSide, PositionState
 from lifecycle.services import check_timeouts, state_for_holding_time
 from risk.models import AlertSeverity
@@ -72,6 +88,8 @@ Track = Callable[[Order], None]
 
 RECOVERY_ACTOR = "recovery"
 ORDER_UNKNOWN_ALERT = "order_unknown"
+# Orders declared absent this recently are looked up again: one may show up late.
+REAPPEAR_WINDOW = timedelta(days=1)
 POSITION_MISMATCH_ALERT = "position_mismatch"
 # pg_try_advisory_lock key: one recovery at a time when several workers start together.
 ADVISORY_LOCK_KEY = 7_410_007
@@ -90,13 +108,13 @@ class OrderCheck:
     purpose: str
     before: str
     after: str
-    outcome: str  # filled | tracked | ended | unknown | left | error
+    outcome: str  # filled | tracked | ended | unknown | in_doubt | reappeared | left | error
     detail: str
 
     @property
     def is_difference(self) -> bool:
         """The database did not know what the exchange knew (or the exchange has no trace)."""
-        return self.outcome in ("filled", "ended", "unknown") or (
+        return self.outcome in ("filled", "ended", "unknown", "in_doubt", "reappeared") or (
             self.outcome == "tracked" and self.before != self.after)
 
 
@@ -143,6 +161,8 @@ class RecoveryReport:
             counts[check.outcome] += 1
         labels = [("filled", "filled while down"), ("tracked", "still open, tracked again"),
                   ("ended", "ended on the exchange"), ("unknown", "unknown to the exchange"),
+                  ("in_doubt", "in doubt, looked up again"),
+                  ("reappeared", "reappeared and taken back"),
                   ("left", "left to the worker sending it"), ("error", "not checked")]
         order_part = ", ".join(f"{label}: {counts[key]}" for key, label in labels if counts[key])
         parts = [f"open orders checked: {len(self.orders)}" + (f" ({order_part})" if order_part
@@ -216,16 +236,6 @@ def _snapshot_orders_missing(data: dict[str, Any] | None) -> list[str]:
 
 # --- 2. orders ----------------------------------------------------------------------------------
 
-def _look_up(order: Order, exchange: Exchange) -> OrderSnapshot | None:
-    """The exchange's view of ``order``: by exchange id, else by client order id."""
-    if order.exchange_order_id:
-        try:
-            return exchange.fetch_order(order.exchange_order_id, order.symbol)
-        except OrderNotFound:
-            pass  # out of the recent orders: search by client order id
-    return exchange.find_order(order.client_order_id, order.symbol)
-
-
 def _label(order: Order) -> str:
     return (f"{order.client_order_id} ({order.purpose} {order.side} {plain(order.quantity)} "
             f"{order.symbol})")
@@ -233,47 +243,43 @@ def _label(order: Order) -> str:
 
 def reconcile_order(order: Order, exchange: Exchange, *, dry_run: bool, exclusive: bool,
                     track: Track, now: datetime) -> OrderCheck:
-    """Compare one non-final order with the exchange and, unless ``dry_run``, apply it."""
+    """Compare one order with the exchange and, unless ``dry_run``, apply what it says.
+
+    ``order`` may be stale by the time it is written: every write is a compare-and-set,
+    and an order another worker moved meanwhile is reported as left to it.
+    """
     before, before_filled = order.status, order.filled_quantity
 
     def check(outcome: str, detail: str) -> OrderCheck:
         return OrderCheck(order.pk, order.client_order_id, order.account.name, order.symbol,
                           order.purpose, before, order.status, outcome, detail)
 
-    snapshot = _look_up(order, exchange)
-    if snapshot is None:
-        may_be_sending = before in (OrderStatus.CREATED, OrderStatus.SUBMITTING) and (
-            before == OrderStatus.CREATED or attempt_in_flight(order, now))
-        if may_be_sending and not exclusive:
-            if not dry_run:
-                track(order)
-            return check("left", "not on the exchange yet: a worker may be sending it; "
-                                 "left to the pipeline")
-        why = ("not on the exchange: the platform stopped before it arrived"
-               if not order.exchange_order_id else "the exchange no longer knows it")
+    if not exclusive and order_held(order, now):
+        if not dry_run:
+            track(order)
+        return check("left", f"held by {order.lease_holder or 'a worker'} until "
+                             f"{order.lease_until:%H:%M:%S}: it may be sending it; left to it")
+    snapshot = order_locate(order, exchange)
+    try:
+        if snapshot is None:
+            return _not_found(order, check, dry_run=dry_run, exclusive=exclusive, track=track,
+                              now=now)
         if dry_run:
-            return check("unknown", f"{why}: would be marked "
-                                    f"{'expired' if order.exchange_order_id else 'failed'}")
-        order_end_unknown(order, why=f"reconciliation: {why}")
-        if order.action_id:
-            action_settle(order)
-        return check("unknown", f"{why}: marked {order.status}")
-    seen = (f"exchange: {snapshot.status or 'no status'}, filled {plain(snapshot.filled)} of "
-            f"{plain(order.quantity)}")
-    if dry_run:
-        ended = snapshot.is_final
-        filled = snapshot.filled > before_filled
-        outcome = "filled" if filled and ended else "ended" if ended else "tracked"
-        return check(outcome, f"{seen}: would be applied" if (filled or ended) else seen)
-    step = order_sync(order, snapshot)
-    order = step.order
-    if order.is_final and order.action_id:
-        action_settle(order)
-    if not order.is_final:
+            ended = snapshot.is_final
+            filled = snapshot.filled > before_filled
+            outcome = "filled" if filled and ended else "ended" if ended else "tracked"
+            return check(outcome, f"{_seen(order, snapshot)}: would be applied"
+                         if (filled or ended) else _seen(order, snapshot))
+        order = order_sync(order, snapshot).order
+    except OrderMoved:
+        return check("left", "moved by another worker meanwhile: left to it")
+    if order.is_final:
+        settle_order_actions(order)
+    else:
         track(order)
         fills = (f", {plain(order.filled_quantity - before_filled)} filled while down"
                  if order.filled_quantity > before_filled else "")
-        return check("tracked", f"{seen}: still open, tracked again{fills}")
+        return check("tracked", f"{_seen(order, snapshot)}: still open, tracked again{fills}")
     if order.filled_quantity > before_filled:
         price = plain(order.average_fill_price) if order.average_fill_price else "?"
         effect = ""
@@ -281,9 +287,63 @@ def reconcile_order(order: Order, exchange: Exchange, *, dry_run: bool, exclusiv
             effect = f", position #{order.position_id} opened"
         elif order.position_id:
             effect = f", position #{order.position_id} reduced"
-        return check("filled", f"{seen}: {plain(order.filled_quantity - before_filled)} "
-                               f"filled while down at {price}{effect}")
-    return check("ended", f"{seen}: {order.status} on the exchange")
+        return check("filled", f"{_seen(order, snapshot)}: "
+                               f"{plain(order.filled_quantity - before_filled)} filled while "
+                               f"down at {price}{effect}")
+    return check("ended", f"{_seen(order, snapshot)}: {order.status} on the exchange")
+
+
+def _seen(order: Order, snapshot: OrderSnapshot) -> str:
+    return (f"exchange: {snapshot.status or 'no status'}, filled {plain(snapshot.filled)} of "
+            f"{plain(order.quantity)}")
+
+
+def _not_found(order: Order, check: Callable[[str, str], OrderCheck], *, dry_run: bool,
+               exclusive: bool, track: Track, now: datetime) -> OrderCheck:
+    """The exchange does not list ``order``: never sent, or in doubt until proven absent."""
+    never_sent = order.attempts == 0 and not order.exchange_order_id
+    if never_sent and not exclusive:
+        if not dry_run:
+            track(order)
+        return check("left", "not sent yet: left to the pipeline")
+    cfg = order_config(order)
+    if dry_run:
+        if never_sent:
+            return check("unknown", "never sent: would be marked failed")
+        return check("in_doubt", f"not found: lookup {order.doubt_lookups + 1} of "
+                                 f"{cfg.in_doubt_lookups} before it counts as absent")
+    note = "reconciliation: the platform stopped before sending it" if never_sent else ""
+    order_not_found(order, now=now, note=note)
+    if order.is_final:
+        settle_order_actions(order)
+        return check("unknown", f"{order.last_error}: marked {order.status}")
+    track(order)
+    return check("in_doubt", f"not found by client order id (lookup {order.doubt_lookups} of "
+                             f"{cfg.in_doubt_lookups}, in doubt since "
+                             f"{order.in_doubt_since:%H:%M:%S}): looked up again")
+
+
+def reconcile_absent_order(order: Order, exchange: Exchange, *, dry_run: bool, track: Track
+                           ) -> OrderCheck | None:
+    """An order declared absent: if the exchange lists it after all, take it back."""
+    snapshot = order_locate(order, exchange)
+    if snapshot is None:
+        return None
+    before = order.status
+
+    def check(outcome: str, detail: str) -> OrderCheck:
+        return OrderCheck(order.pk, order.client_order_id, order.account.name, order.symbol,
+                          order.purpose, before, order.status, outcome, detail)
+
+    if dry_run:
+        return check("reappeared", f"{_seen(order, snapshot)}: would be taken back")
+    try:
+        order_take_back(order, snapshot)
+    except OrderMoved:
+        return check("left", "moved by another worker meanwhile: left to it")
+    if not order.is_final:
+        track(order)
+    return check("reappeared", f"{_seen(order, snapshot)}: taken back, now {order.status}")
 
 
 def _not_checked(order: Order, detail: str) -> OrderCheck:
@@ -294,20 +354,31 @@ def _not_checked(order: Order, detail: str) -> OrderCheck:
 def _reconcile_orders(report: RecoveryReport, *, exchanges: dict[int, Exchange | None],
                       dry_run: bool, exclusive: bool, track: Track, now: datetime,
                       out: Output) -> None:
-    orders = list(Order.objects.filter(status__in=OrderStatus.active()).select_related(
+    orders = list(Order.objects.filter(
+        Q(status__in=OrderStatus.active())
+        | Q(status__in=OrderStatus.final(), error_code=ABSENT,
+            finalized_at__gte=now - REAPPEAR_WINDOW)).select_related(
         "account", "strategy", "position", "action").order_by("created_at", "pk"))
-    out(f"orders: {len(orders)} not final in the database")
+    active = sum(1 for order in orders if not order.is_final)
+    absent = (f", {len(orders) - active} declared absent in the last day looked up again"
+              if len(orders) > active else "")
+    out(f"orders: {active} not final in the database{absent}")
     for order in orders:
         exchange = exchanges.get(order.account_id)
+        result: OrderCheck | None
         if exchange is None:
             result = _not_checked(order, "exchange not reachable: not checked")
         else:
             try:
-                result = reconcile_order(order, exchange, dry_run=dry_run, exclusive=exclusive,
-                                         track=track, now=now)
+                result = (reconcile_absent_order(order, exchange, dry_run=dry_run, track=track)
+                          if order.is_final else
+                          reconcile_order(order, exchange, dry_run=dry_run, exclusive=exclusive,
+                                          track=track, now=now))
             except ExchangeError as exc:
                 report.errors.append(f"order {order.client_order_id}: {exc}")
                 result = _not_checked(order, f"lookup failed: {exc}")
+        if result is None:
+            continue
         report.orders.append(result)
         out(f"  {_label(order)}: {result.before} → {result.after}: {result.detail}")
 
@@ -390,7 +461,10 @@ def _exchanges(*, out: Output, report: RecoveryReport,
     """The exchange of every enabled account that holds positions or active orders."""
     wanted = set(Position.objects.filter(state__in=PositionState.active()).values_list(
         "strategy__account_id", flat=True))
-    wanted |= set(Order.objects.filter(status__in=OrderStatus.active()).values_list(
+    wanted |= set(Order.objects.filter(
+        Q(status__in=OrderStatus.active())
+        | Q(status__in=OrderStatus.final(), error_code=ABSENT,
+            finalized_at__gte=timezone.now() - REAPPEAR_WINDOW)).values_list(
         "account_id", flat=True))
     exchanges: dict[int, Exchange | None] = {}
     for account in ExchangeAccount.objects.filter(pk__in=wanted).order_by("name"):

@@ -22,8 +22,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,7 @@ class PaperExchange(Exchange):
         self.positions: dict[str, PaperPosition] = {}
         self.cash: dict[str, Decimal] = {quote_currency: Decimal(starting_capital)}
         self._feeds: dict[str, Feed] = {}
+        self._delayed: list[tuple[datetime, OrderRequest]] = []
         self.calls: Counter[str] = Counter()
         self.configure(config)
         self.cash.update(config.balances)
@@ -175,6 +176,8 @@ class PaperExchange(Exchange):
     def _enter(self, call: str) -> None:
         """Count the call, wait the simulated latency, raise a 'before' fault if one is due."""
         self.calls[call] += 1
+        if self._delayed:
+            self._process_delayed()
         if self.config.latency_ms:
             self.sleep(self.config.latency_ms / 1000)
         spec = self._take_fault(call, BEFORE_KINDS)
@@ -259,26 +262,48 @@ class PaperExchange(Exchange):
     def place_order(self, request: OrderRequest) -> OrderSnapshot:
         with self._lock:
             self._enter("place")
-            self._validate(request)
-            order = PaperOrder(
-                id=f"paper-{next(self._ids)}", client_order_id=request.client_order_id,
-                symbol=request.symbol, side=request.side, order_type=request.order_type,
-                amount=Decimal(request.amount), price=request.price,
-                reduce_only=request.reduce_only, created_at=timezone.now())
-            self.orders[order.id] = order
-            if order.client_order_id:
-                self._by_client_id[order.client_order_id] = order.id
-            behaviour = self._take_fault("place", ("stay_open", "partial_fill"))
-            if behaviour and behaviour.kind == "partial_fill":
-                part = self.amount_to_precision(order.symbol, order.amount * behaviour.ratio)
-                if part > 0:
-                    self._take_liquidity(order, part)
-            if behaviour:
-                order.frozen = True
-            else:
-                self._try_fill(order, placing=True)
+            late = self._take_fault("place", ("delayed_accept",))
+            if late:  # processed later: the answer never comes
+                self._delayed.append((timezone.now() + timedelta(seconds=float(late.seconds)),
+                                      request))
+                raise TransientError("paper: read timed out", code="timeout")
+            order = self._create(request)
             self._after("place")
+            if self._take_fault("place", ("truncated_after_accept",)):
+                return replace(self._snapshot(order), id="", status=None)
             return self._snapshot(order)
+
+    def _create(self, request: OrderRequest) -> PaperOrder:
+        self._validate(request)
+        order = PaperOrder(
+            id=f"paper-{next(self._ids)}", client_order_id=request.client_order_id,
+            symbol=request.symbol, side=request.side, order_type=request.order_type,
+            amount=Decimal(request.amount), price=request.price,
+            reduce_only=request.reduce_only, created_at=timezone.now())
+        self.orders[order.id] = order
+        if order.client_order_id:
+            self._by_client_id[order.client_order_id] = order.id
+        behaviour = self._take_fault("place", ("stay_open", "partial_fill"))
+        if behaviour and behaviour.kind == "partial_fill":
+            part = self.amount_to_precision(order.symbol, order.amount * behaviour.ratio)
+            if part > 0:
+                self._take_liquidity(order, part)
+        if behaviour:
+            order.frozen = True
+        else:
+            self._try_fill(order, placing=True)
+        return order
+
+    def _process_delayed(self) -> None:
+        """Requests whose processing was delayed arrive now (a duplicate id is refused)."""
+        now = timezone.now()
+        due = [entry for entry in self._delayed if entry[0] <= now]
+        self._delayed = [entry for entry in self._delayed if entry[0] > now]
+        for _, request in due:
+            try:
+                self._create(request)
+            except ExchangeError:
+                pass  # refused (e.g. the client id exists): nobody hears the answer
 
     def _validate(self, request: OrderRequest) -> None:
         if request.side not in (BUY, SELL):

@@ -33,7 +33,12 @@ by ``on`` (``place``, ``fetch``, ``find``, ``cancel``, ``ticker``, ``book``,
   ``rate_limit``, ``unavailable``, ``reject`` (with ``error``: ``insufficient_funds``,
   ``invalid_order`` or ``bad_symbol``, and an optional ``message``), ``auth``;
 - after the exchange acted (the order exists, the answer is lost):
-  ``timeout_after_accept``, ``drop_after_accept``, ``rate_limit_after_accept``;
+  ``timeout_after_accept``, ``drop_after_accept``, ``rate_limit_after_accept``,
+  ``unavailable_after_accept`` (HTTP 500 after processing); on ``place``,
+  ``truncated_after_accept`` answers "success" without an order id (what ccxt makes
+  of a 200 reply whose body was cut off);
+- ``delayed_accept`` on ``place``: the request times out and the exchange processes
+  it ``seconds`` later (default 5) — unless an order with that client id arrived first;
 - order behaviour on ``place``: ``stay_open`` (accepted, never fills by itself),
   ``partial_fill`` (fills ``ratio`` of the quantity, the rest stays open);
 - on ``cancel``: ``fill_on_cancel`` (the order fills — ``ratio`` of what is left,
@@ -59,8 +64,9 @@ FEED_TYPES = ("candle_replay", "random_walk", "manual")
 CALLS = ("place", "fetch", "find", "cancel", "ticker", "book", "balance", "positions", "candles",
          "any")
 BEFORE_KINDS = ("timeout", "drop", "rate_limit", "unavailable", "reject", "auth")
-AFTER_KINDS = ("timeout_after_accept", "drop_after_accept", "rate_limit_after_accept")
-PLACE_KINDS = ("stay_open", "partial_fill")
+AFTER_KINDS = ("timeout_after_accept", "drop_after_accept", "rate_limit_after_accept",
+               "unavailable_after_accept")
+PLACE_KINDS = ("stay_open", "partial_fill", "truncated_after_accept", "delayed_accept")
 CANCEL_KINDS = ("fill_on_cancel",)
 FIND_KINDS = ("not_listed",)
 FAULT_KINDS = BEFORE_KINDS + AFTER_KINDS + PLACE_KINDS + CANCEL_KINDS + FIND_KINDS
@@ -115,6 +121,7 @@ class FaultSpec:
     error: str = "invalid_order"
     message: str = ""
     ratio: Decimal = Decimal("1")
+    seconds: Decimal = Decimal("5")
 
 
 @dataclass(frozen=True)
@@ -227,7 +234,7 @@ def _feed(raw: Any, path: str) -> FeedConfig:
 
 def _fault(raw: Any, path: str) -> FaultSpec:
     data = _snake(raw, path)
-    _check_keys(data, {"on", "kind", "times", "error", "message", "ratio"}, path)
+    _check_keys(data, {"on", "kind", "times", "error", "message", "ratio", "seconds"}, path)
     if "kind" not in data:
         raise PaperConfigError(f"{path}.kind: required")
     kind = _choice(data["kind"], FAULT_KINDS, f"{path}.kind")
@@ -243,7 +250,8 @@ def _fault(raw: Any, path: str) -> FaultSpec:
     return FaultSpec(
         on=on, kind=kind, times=_int(data.get("times", 1), f"{path}.times", minimum=1),
         error=_choice(data.get("error", "invalid_order"), REJECT_ERRORS, f"{path}.error"),
-        message=str(data.get("message", "")), ratio=ratio)
+        message=str(data.get("message", "")), ratio=ratio,
+        seconds=_decimal(data.get("seconds", "5"), f"{path}.seconds", non_negative=True))
 
 
 def parse_paper_config(raw: dict[str, Any] | None, path: str = "paper_config") -> PaperConfig:

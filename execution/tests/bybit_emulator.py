@@ -8,7 +8,11 @@ carry a valid ``X-BAPI-SIGN`` HMAC-SHA256 signature
 
 Faults are scripted per path with ``fail_next``: HTTP 500/429, any retCode, a
 read timeout (the answer is held back), a dropped connection — before or after
-the exchange acted (``*_after_accept``: the order exists, the answer is lost).
+the exchange acted (``*_after_accept``: the order exists, the answer is lost);
+``truncated_after_accept`` (a 200 reply whose body is cut off); ``empty`` (a
+listing that does not show the order yet, ``times`` lookups in a row); ``delayed``
+(the request is processed only after ``hold_seconds``, when the client has given up;
+``delayed_processed`` is set then).
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ INSTRUMENTS = [_instrument("BTCUSDT", "BTC", "0.10", "0.001", "0.001"),
 @dataclass
 class Fault:
     path: str
-    kind: str  # http500 | http429 | retcode | timeout | drop | empty | <kind>_after_accept
+    kind: str  # http500 | http429 | retcode | timeout | drop | empty | delayed
+    #            | truncated_after_accept | <kind>_after_accept
     code: int = 0
     message: str = ""
     times: int = 1
@@ -90,6 +95,7 @@ class BybitEmulator:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._release = threading.Event()
+        self.delayed_processed = threading.Event()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -194,7 +200,17 @@ class BybitEmulator:
                         self._json({"retCode": 10004, "retMsg": "error sign! origin_string[...]",
                                     "result": {}, "retExtInfo": {}, "time": _ms()})
                         return
+                if fault and fault.kind == "delayed":  # processed after the client gave up
+                    emulator._release.wait(emulator.hold_seconds)
+                    emulator._route(method, path, params)
+                    emulator.delayed_processed.set()
+                    self.close_connection = True
+                    return
                 answer = emulator._route(method, path, params)
+                if fault and fault.kind == "truncated_after_accept":
+                    body = json.dumps(answer).encode()
+                    self._raw(200, body[:len(body) // 2], "application/json")
+                    return
                 if fault:  # *_after_accept: the exchange acted, the answer is lost
                     self._fail(Fault(path, fault.kind.removesuffix("_after_accept")))
                     return

@@ -131,7 +131,7 @@ def test_a_running_action_whose_worker_died_is_taken_over_without_a_second_order
     order_advance(order)  # accepted, answer lost; then the worker is killed
     assert actions_due() == []
 
-    clock.shift(299)
+    clock.shift(14)  # actionLeaseSeconds: 15
     assert actions_due() == []
     clock.shift(1)
     assert actions_due() == [claimed]
@@ -294,8 +294,9 @@ def test_the_execution_tasks_are_registered_and_acknowledged_late():
 
     names = {"execution.tasks.process_action", "execution.tasks.drive_order",
              "execution.tasks.sweep_actions", "execution.tasks.sweep_order_timeouts",
-             "execution.tasks.refresh_candles"}
+             "execution.tasks.expire_overdue_orders", "execution.tasks.refresh_candles"}
     assert {name for name in app.tasks if name.startswith("execution.")} == names
     assert all(app.tasks[name].acks_late for name in names)
     assert {spec.task for spec in tasks.PERIODIC_TASKS} == names - {
-        "execution.tasks.process_action", "execution.tasks.drive_order"}
+        "execution.tasks.process_action", "execution.tasks.drive_order",
+        "execution.tasks.expire_overdue_orders"}

@@ -297,3 +297,94 @@ def test_a_resting_order_is_cancelled_at_the_timeout_and_verified(bybit_account,
     assert emulator.calls("v5/order/cancel") == 1
     assert emulator.state.orders[order.exchange_order_id]["orderStatus"] == "Cancelled"
     assert sum(sleep.delays) == 30
+
+
+# --- orders in doubt through real ccxt ----------------------------------------------
+
+REALTIME, HISTORY = "v5/order/realtime", "v5/order/history"
+
+
+@pytest.fixture
+def one_retry_strategy(bybit_account):
+    return StrategyFactory(name="bybit-one-retry", account=bybit_account,
+                           live_trading={"orderExecution": {"maxRetries": 1}})
+
+
+def _emergency_close(strategy, sleep):
+    from execution.services import action_process
+    from lifecycle.services import position_request_close
+    from tradingsite.testing.factories import PositionFactory
+
+    position = PositionFactory(strategy=strategy, symbol=BTC, quantity=Decimal("0.4"),
+                               entry_price=Decimal("49000"))
+    action, _ = position_request_close(position=position, reason="timeout", actor="timeout")
+    return position, action_process(action.pk, drive=run_inline(sleep=sleep))
+
+
+def test_bybit_a_close_whose_create_timed_out_is_not_replaced_after_one_empty_listing(
+        bybit_account, one_retry_strategy, emulator, sleep):
+    from execution.models import Order
+
+    emulator.fail_next(CREATE, "timeout_after_accept")
+    emulator.fail_next(REALTIME, "http500", times=2)
+    emulator.fail_next(REALTIME, "empty")
+    emulator.fail_next(HISTORY, "empty")
+
+    position, action = _emergency_close(one_retry_strategy, sleep)
+
+    assert emulator.calls(CREATE) == 1
+    assert [o["orderLinkId"] for o in emulator.state.orders.values()] == [f"close-{action.pk}"]
+    order = Order.objects.get(position=position)
+    assert (order.status, order.exchange_order_id, order.filled_quantity) == (
+        OrderStatus.FILLED, "emu-000001", Decimal("0.4"))
+    assert action.state == "done"
+
+
+def test_bybit_a_listing_lagging_twice_at_the_order_timeout_leaves_one_order(
+        bybit_account, one_retry_strategy, emulator, sleep):
+    from execution.models import Order
+
+    emulator.fail_next(CREATE, "timeout_after_accept")
+    emulator.fail_next(REALTIME, "http500", times=3)  # 1 s, 11 s, 21 s
+    emulator.fail_next(REALTIME, "empty", times=2)  # 31 s (timed out), 41 s
+    emulator.fail_next(HISTORY, "empty", times=2)
+
+    position, action = _emergency_close(one_retry_strategy, sleep)
+
+    assert emulator.calls(CREATE) == 1
+    [row] = emulator.state.orders.values()
+    order = Order.objects.get(position=position)
+    assert (order.status, order.exchange_order_id, order.filled_quantity) == (
+        OrderStatus.FILLED, row["orderId"], Decimal(row["cumExecQty"]))
+    assert row["orderStatus"] == "Filled"
+    assert sleep.delays == [1.0, 10.0, 10.0, 10.0, 10.0, 10.0]
+    assert action.state == "done"
+
+
+def test_bybit_a_limit_entry_in_doubt_at_its_timeout_is_cancelled_on_the_exchange(
+        bybit_account, one_retry_strategy, emulator, sleep):
+    emulator.fail_next(CREATE, "timeout_after_accept")
+    emulator.fail_next(REALTIME, "http500", times=2)
+    emulator.fail_next(REALTIME, "empty")
+    emulator.fail_next(HISTORY, "empty")
+
+    order = _place(bybit_account, one_retry_strategy, sleep, order_type="limit",
+                   price=Decimal("49000"))
+
+    [row] = emulator.state.orders.values()
+    assert row["orderStatus"] == "Cancelled"
+    assert (order.status, order.exchange_order_id, order.filled_quantity) == (
+        OrderStatus.CANCELLED, row["orderId"], Decimal("0"))
+
+
+def test_bybit_a_truncated_200_reply_is_resolved_by_the_client_id_lookup(
+        bybit_account, bybit_strategy, emulator, sleep):
+    emulator.fail_next(CREATE, "truncated_after_accept")
+
+    order = _place(bybit_account, bybit_strategy, sleep)
+
+    assert emulator.calls(CREATE) == 1
+    assert [p for _, p, q in emulator.state.requests if q.get("orderId") == ""] == []
+    assert (order.status, order.exchange_order_id, order.filled_quantity) == (
+        OrderStatus.FILLED, "emu-000001", Decimal("0.5"))
+    assert sleep.delays == [1.0]

@@ -193,8 +193,8 @@ def test_a_timed_out_normal_close_fails_and_returns_the_position(paper_account, 
     assert Action.objects.filter(position=position, state__in=ActionState.open()).count() == 0
 
 
-def test_an_order_the_exchange_forgot_ends_expired_at_the_timeout(paper_account, paper_strategy,
-                                                                 clock):
+def test_an_order_the_exchange_forgot_ends_expired_once_proven_absent(paper_account,
+                                                                     paper_strategy, clock):
     paper = configure(paper_account, faults=[{"kind": "stay_open"}])
     order = order_submit(account=paper_account, strategy=paper_strategy, symbol=SYMBOL,
                          side="buy", quantity=Decimal("0.5"))
@@ -203,9 +203,17 @@ def test_an_order_the_exchange_forgot_ends_expired_at_the_timeout(paper_account,
     paper._by_client_id.clear()
     clock.shift(30)
 
-    order_advance(Order.objects.get(pk=order.pk))
+    step = order_advance(Order.objects.get(pk=order.pk))
+    assert (step.order.status, step.order.doubt_lookups, step.delay) == (
+        OrderStatus.CANCELLING, 1, 10.0)  # one miss is no proof: in doubt from here
+    delays = []
+    while not step.done:
+        delays.append(step.delay)
+        clock.shift(step.delay)
+        step = order_advance(Order.objects.get(pk=order.pk))
 
+    assert delays == [10.0, 10.0, 10.0]
     order.refresh_from_db()
-    assert order.status == OrderStatus.EXPIRED
-    assert order.last_error == ("not final after 30 s: cancelled; the exchange no longer "
-                                "knows it")
+    assert (order.status, order.error_code) == (OrderStatus.EXPIRED, "unknown_to_exchange")
+    assert order.last_error == ("not final after 30 s: cancelled; not found by client order id "
+                                "in 4 lookups over 30 s")

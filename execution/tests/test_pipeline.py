@@ -76,9 +76,12 @@ def test_the_backoff_follows_the_strategys_retry_config(paper_account, sleep):
 
     order = _buy(paper_account, strategy, run_inline(sleep=sleep))
 
-    assert sleep.delays == [0.25, 0.5]
-    assert order.status == OrderStatus.FAILED
-    assert order.last_error == "no answer after 3 attempts: paper: too many visits"
+    # then in doubt (each 429 came after sending): three lookups over 30 s, none finds it
+    assert sleep.delays == [0.25, 0.5, 10.0, 10.0, 10.0]
+    assert (order.status, order.error_code) == (OrderStatus.FAILED, "unknown_to_exchange")
+    assert order.last_error == ("no answer after 3 attempts: paper: too many visits; not final "
+                                "after 30 s; not found by client order id in 3 lookups over "
+                                "30 s")
 
 
 def test_after_the_last_retry_the_order_fails_when_the_exchange_does_not_have_it(
@@ -87,11 +90,15 @@ def test_after_the_last_retry_the_order_fails_when_the_exchange_does_not_have_it
 
     order = _buy(paper_account, paper_strategy, run_inline(sleep=sleep))
 
-    assert sleep.delays == [1.0, 2.0, 4.0]
+    # a timeout may come after the exchange acted: in doubt after the last send (7 s),
+    # the order fails once three lookups by client order id over 30 s did not find it
+    assert sleep.delays == [1.0, 2.0, 4.0, 10.0, 10.0, 10.0]
     assert order.status == OrderStatus.FAILED
     assert (order.attempts, order.retries) == (4, 3)
-    assert order.last_error == "no answer after 4 attempts: paper: read timed out"
-    assert order.error_code == "timeout"
+    assert order.last_error == ("no answer after 4 attempts: paper: read timed out; not final "
+                                "after 30 s; not found by client order id in 3 lookups over "
+                                "30 s")
+    assert order.error_code == "unknown_to_exchange"
     assert paper.orders == {}
     assert order.position_id is None
 
@@ -274,7 +281,7 @@ def test_a_limit_order_rests_until_the_price_crosses_it(paper_account, paper_str
     assert order.purpose == OrderPurpose.ENTRY
 
 
-def test_when_even_the_last_lookup_fails_the_order_waits_for_the_timeout_check(
+def test_when_even_the_last_lookup_fails_the_order_stays_in_doubt_and_is_looked_up_again(
         paper_account, paper_strategy, clock):
     from execution.services import order_advance
 
@@ -290,15 +297,20 @@ def test_when_even_the_last_lookup_fails_the_order_waits_for_the_timeout_check(
         step = order_advance(Order.objects.get(pk=order.pk))
 
     assert delays == [1.0, 2.0, 4.0]
-    assert (step.why, step.delay) == ("verify at timeout", 23.0)
-    assert step.order.status == OrderStatus.UNKNOWN
-    clock.shift(10)
+    assert (step.why, step.delay) == ("in doubt", 10.0)
+    assert (step.order.status, step.order.in_doubt_since) == (OrderStatus.UNKNOWN,
+                                                             START + timedelta(seconds=7))
+    clock.shift(5)
     early = order_advance(Order.objects.get(pk=order.pk))  # a stray redelivery
-    assert (early.why, early.delay) == ("retry scheduled", 13.0)
-    clock.shift(13)
+    assert (early.why, early.delay) == ("retry scheduled", 5.0)
+    clock.shift(5)
+    failed = order_advance(Order.objects.get(pk=order.pk))  # the lookup times out again
+    assert (failed.why, failed.delay) == ("in doubt: lookup failed", 10.0)
+    clock.shift(10)
     final = order_advance(Order.objects.get(pk=order.pk))
-    assert final.order.status == OrderStatus.FILLED  # found at the timeout: it had filled
-    assert final.order.timed_out is True
+    assert final.order.status == OrderStatus.FILLED  # found 27 s in: it had filled
+    assert (final.order.timed_out, final.order.in_doubt_since) == (False, None)
+    assert (paper.calls["place"], paper.calls["find"]) == (1, 5)
     assert len(paper.orders) == 1
 
 

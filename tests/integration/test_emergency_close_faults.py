@@ -82,19 +82,26 @@ def test_an_answer_lost_after_the_exchange_accepted_is_found_by_client_id_not_re
 def test_a_close_that_gives_up_returns_the_position_and_the_timeout_pass_asks_again(
         platform, held):
     account, position = held
+    # a grace shorter than the order timeout: proven absent before it times out
     position.strategy.live_trading = {"lifecycle": {"warningThresholdMinutes": 30,
-                                                    "maxHoldingTimeMinutes": 60}}
+                                                    "maxHoldingTimeMinutes": 60},
+                                      "orderExecution": {"inDoubtGraceSeconds": 9}}
     position.strategy.save(update_fields=["live_trading"])
     paper = inject_faults(account, {"on": "place", "kind": "unavailable", "times": 4})
     platform.schedule("lifecycle.tasks.check_timeouts", 60)
 
-    platform.run(until=START + timedelta(minutes=1, seconds=7))
+    platform.run(until=START + timedelta(minutes=1, seconds=16))
     first = Action.objects.get()
     failed = Order.objects.get(action=first)
+    # sends at 60, 61, 63 and 67 s, each unanswered (in doubt); then three lookups by
+    # client order id over 9 s: none finds it, so the close failed for good
     assert drive_steps(platform) == [(1.0, timedelta(seconds=61)), (2.0, timedelta(seconds=63)),
-                                     (4.0, timedelta(seconds=67))]
-    assert (failed.status, failed.attempts, failed.last_error) == (
-        "failed", 4, "no answer after 4 attempts: paper: service unavailable")
+                                     (4.0, timedelta(seconds=67)), (3.0, timedelta(seconds=70)),
+                                     (3.0, timedelta(seconds=73)), (3.0, timedelta(seconds=76))]
+    assert (failed.status, failed.attempts, failed.error_code, failed.last_error) == (
+        "failed", 4, "unknown_to_exchange", "no answer after 4 attempts: paper: service "
+        "unavailable; not found by client order id in 3 lookups over 9 s")
+    assert paper.calls["find"] == 6  # before each resend, then the three in doubt
     assert (first.state, first.error) == ("failed", failed.last_error)
     assert Position.objects.get(pk=position.pk).state == "CRITICAL"
 

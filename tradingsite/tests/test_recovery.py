@@ -150,18 +150,28 @@ def test_an_order_still_open_is_tracked_again(paper_strategy, clock, run, tracke
     assert report.differences == 0
 
 
-def test_an_order_the_exchange_never_received_is_failed_and_alerted(paper_strategy, paper,
-                                                                     clock, run):
+def test_an_order_the_exchange_never_received_is_in_doubt_then_failed_and_alerted(
+        paper_strategy, paper, clock, run, tracked):
     order = order_submit(account=paper_strategy.account, strategy=paper_strategy,
                          symbol=SYMBOL, side="buy", quantity=Decimal("0.5"))
     Order.objects.filter(pk=order.pk).update(status=OrderStatus.SUBMITTING, attempts=1)
 
-    report = run(exclusive=True)
+    first = run(exclusive=True)  # one miss is no proof: the listing may lag
+
+    order.refresh_from_db()
+    assert (order.status, order.doubt_lookups, order.in_doubt_since) == (
+        OrderStatus.SUBMITTING, 1, START)
+    assert [o.pk for o in tracked] == [order.pk]
+    assert first.data["orders"][0]["outcome"] == "in_doubt"
+    assert not RiskAlert.objects.exists()
+    clock.shift(15)
+    run(exclusive=True)
+    clock.shift(15)
+    report = run(exclusive=True)  # the third miss, 30 s after the first: proven absent
 
     order.refresh_from_db()
     assert (order.status, order.error_code) == (OrderStatus.FAILED, "unknown_to_exchange")
-    assert order.last_error == ("reconciliation: not on the exchange: the platform stopped "
-                                "before it arrived")
+    assert order.last_error == "not found by client order id in 3 lookups over 30 s"
     alert = RiskAlert.objects.get()
     assert (alert.kind, alert.severity, alert.position) == ("order_unknown", "WARNING", None)
     assert alert.message == (f"Reconciliation: unknown to the exchange, marked "
@@ -175,13 +185,17 @@ def test_an_attempt_another_worker_may_still_be_sending_is_left_to_it(paper_stra
     order = order_submit(account=paper_strategy.account, strategy=paper_strategy,
                          symbol=SYMBOL, side="buy", quantity=Decimal("0.5"))
     Order.objects.filter(pk=order.pk).update(status=OrderStatus.SUBMITTING, attempts=1,
-                                             updated_at=START - timedelta(seconds=3))
+                                             lease_holder="worker-2:42",
+                                             lease_until=START + timedelta(seconds=12))
 
     report = run(exclusive=False)
 
     assert Order.objects.get(pk=order.pk).status == OrderStatus.SUBMITTING
     assert [o.pk for o in tracked] == [order.pk]
     assert report.data["orders"][0]["outcome"] == "left"
+    assert report.data["orders"][0]["detail"] == (
+        "held by worker-2:42 until 12:00:12: it may be sending it; left to it")
+    assert paper.calls["find"] == 0  # not even looked up: its holder decides
     assert report.differences == 0
     assert not RiskAlert.objects.exists()
 

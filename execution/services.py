@@ -245,7 +245,8 @@ def _run_close(action: Action, drive: Driver) -> None:
 
     No order yet: the position is moved to CLOSING (if it is not already) and the
     close recorded — unless another order of the position is still active (it may be
-    in doubt): then nothing is sent and the action waits for its lease to run out.
+    in doubt) or the position is marked for reconciliation: then nothing is sent and
+    the action waits for its lease to run out.
     """
     position = Position.objects.select_related("strategy__account").get(pk=action.position_id)
     order = action.orders.select_related("account", "strategy", "position").order_by(
@@ -254,11 +255,12 @@ def _run_close(action: Action, drive: Driver) -> None:
         if position.state == PositionState.CLOSED:
             _action_finish(action, ActionState.DONE, result={"position": "already closed"})
             return
-        busy = Order.objects.filter(position=position, status__in=OrderStatus.active()
-                                    ).values_list("client_order_id", flat=True).first()
+        busy = position.attention or Order.objects.filter(
+            position=position, status__in=OrderStatus.active()).values_list(
+            "client_order_id", flat=True).first()
         if busy:
-            log.warning("action %s: order %s of position %s is still active: close deferred",
-                        action.pk, busy, position.pk)
+            log.warning("action %s: position %s is not closed now (%s): deferred",
+                        action.pk, position.pk, busy)
             return
         if position.state != PositionState.CLOSING:
             try:

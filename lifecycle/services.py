@@ -43,7 +43,12 @@ from lifecycle.models import (
     Trade,
 )
 from lifecycle.selectors import limits_of, strategy_limits
-from lifecycle.signals import position_closed, position_opened, position_state_changed
+from lifecycle.signals import (
+    position_closed,
+    position_opened,
+    position_state_changed,
+    positions_need_reconcile,
+)
 from lifecycle.timeouts import (
     CLOSE_RETRY_MAX,
     HoldingLimits,
@@ -501,7 +506,10 @@ def check_timeouts(now: datetime | None = None) -> TimeoutPassResult:
     OPEN → WARNING at each strategy's warning threshold, WARNING → CRITICAL at its
     max holding time (a position past both gets both transitions in one pass), then
     one emergency-close ``Action`` per CRITICAL position without an open close
-    action when the strategy has ``enableAutomaticTimeout``.
+    action when the strategy has ``enableAutomaticTimeout``. A position marked for
+    attention (an exit fill it could not take) gets no close: it is handed to the
+    reconciliation (``positions_need_reconcile``, after commit), which asks the
+    exchange first.
 
     Safe on several workers at once: rows are locked in id order with SKIP LOCKED
     (a row another pass holds is left to it), each UPDATE re-checks the state and
@@ -518,6 +526,11 @@ def check_timeouts(now: datetime | None = None) -> TimeoutPassResult:
         timed_out = _advance_held_positions(now, S.WARNING, S.CRITICAL, limits)
         created = _queue_timeout_closes(
             now, [pk for pk, strategy_limits in limits.items() if strategy_limits.automatic_timeout])
+        flagged = list(Position.objects.filter(state__in=S.active()).exclude(attention="")
+                       .order_by("pk").values_list("pk", flat=True))
+        if flagged:
+            transaction.on_commit(lambda: positions_need_reconcile.send(
+                sender=Position, position_ids=flagged))
     return TimeoutPassResult(now, len(warned), len(timed_out), len(created))
 
 
@@ -599,7 +612,7 @@ def _queue_timeout_closes(now: datetime, strategy_ids: list[int]) -> list[tuple[
         *[When(previous_closes=n, then=Value(now - delay)) for n, delay in close_retry_schedule()],
         default=Value(now - CLOSE_RETRY_MAX), output_field=DateTimeField())
     candidates = (
-        Position.objects.filter(state=S.CRITICAL, strategy_id__in=strategy_ids)
+        Position.objects.filter(state=S.CRITICAL, strategy_id__in=strategy_ids, attention="")
         .annotate(open_closes=Count("actions", filter=closing & Q(
                       actions__state__in=ActionState.open())),
                   previous_closes=Count("actions", filter=closing),

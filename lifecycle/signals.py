@@ -8,3 +8,6 @@ position_opened = Signal()
 position_state_changed = Signal()
 # kwargs: position, trade
 position_closed = Signal()
+# kwargs: position_ids — positions marked for attention that the timeout pass left alone:
+# they are reconciled with the exchange (by whoever listens) before any close is queued.
+positions_need_reconcile = Signal()

@@ -12,12 +12,17 @@ class TradingsiteConfig(AppConfig):
         from celery.signals import worker_ready, worker_shutting_down
         from django.db.models.signals import post_migrate
 
+        from lifecycle.signals import positions_need_reconcile
         from tradingsite import checks  # noqa: F401  (registers the system checks)
         from tradingsite.recovery import on_worker_ready
         from tradingsite.schedule import ensure_periodic_tasks
         from tradingsite.shutdown import on_worker_shutting_down
+        from tradingsite.tasks import dispatch_position_reconciles
 
         post_migrate.connect(ensure_periodic_tasks, dispatch_uid="tradingsite.periodic_tasks")
         # Production Celery workers (the CLI worker; runplatform recovers in its startup hook).
         worker_ready.connect(on_worker_ready, dispatch_uid="tradingsite.recovery")
         worker_shutting_down.connect(on_worker_shutting_down, dispatch_uid="tradingsite.shutdown")
+        # Positions the timeout pass left alone: reconciled on their account's queue.
+        positions_need_reconcile.connect(dispatch_position_reconciles,
+                                         dispatch_uid="tradingsite.reconcile_positions")

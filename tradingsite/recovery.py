@@ -43,7 +43,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -52,7 +52,7 @@ from execution.exchanges import exchange_for
 from execution.exchanges.base import Exchange, OrderSnapshot
 from execution.exchanges.errors import ExchangeError
 from execution.exchanges.paper import PaperExchange
-from execution.models import ExchangeAccount, Order, OrderPurpose, OrderStatus
+from execution.models import CloseReason, ExchangeAccount, Order, OrderPurpose, OrderStatus
 from execution.pipeline import (
     ABSENT,
     OrderMoved,
@@ -65,8 +65,14 @@ from execution.pipeline import (
     plain,
 )
 from execution.services import settle_order_actions
-from lifecycle.models import Position, PositionSide, PositionState
-from lifecycle.services import check_timeouts, state_for_holding_time
+from lifecycle.models import Position, PositionFill, PositionSide, PositionState
+from lifecycle.services import (
+    check_timeouts,
+    position_apply_close_fill,
+    position_begin_close,
+    position_clear_attention,
+    state_for_holding_time,
+)
 from risk.models import AlertSeverity
 from risk.services import raise_alert
 from tradingsite.models import ReconciliationReport, StateSnapshot
@@ -477,6 +483,91 @@ def _exchanges(*, out: Output, report: RecoveryReport,
                                     "detail": str(exc)})
             out(f"account {account.name}: exchange not reachable: {exc}")
     return exchanges
+
+
+# --- a position marked for attention -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class UnappliedFill:
+    """The part of an exit order's fill that its position never took."""
+
+    order: Order
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+
+
+def unapplied_exit_fills(position: Position) -> list[UnappliedFill]:
+    """What the exit orders of ``position`` filled beyond the fills the position recorded."""
+    applied = list(PositionFill.objects.filter(position=position, kind=PositionFill.Kind.EXIT)
+                   .values_list("fill_key", "quantity", "price", "fee"))
+    missing = []
+    for order in Order.objects.filter(position=position, filled_quantity__gt=0).exclude(
+            purpose=OrderPurpose.ENTRY).order_by("created_at", "pk"):
+        mine = [row for row in applied if row[0].startswith(f"{order.client_order_id}:")]
+        quantity = order.filled_quantity - sum((q for _, q, _, _ in mine), Decimal("0"))
+        if quantity <= 0:
+            continue
+        value = order.filled_quantity * (order.average_fill_price or Decimal("0")) - sum(
+            (q * p for _, q, p, _ in mine), Decimal("0"))
+        fee = max(order.fee - sum((f for _, _, _, f in mine), Decimal("0")), Decimal("0"))
+        missing.append(UnappliedFill(order, quantity, (value / quantity).quantize(
+            Decimal("1e-10")), fee))
+    return missing
+
+
+def _close_reason(order: Order) -> str:
+    if order.action_id and order.action.reason:
+        return order.action.reason
+    return CloseReason.SIGNAL if order.purpose == OrderPurpose.CLOSE else CloseReason.MANUAL
+
+
+def position_reconcile(position_id: int, *,
+                       exchange_of: Callable[[Any], Exchange] = exchange_for) -> str:
+    """Reconcile a position marked for attention with its exchange; what was done.
+
+    The exchange's net quantity for the symbol decides. When it equals the database's
+    minus the exit fills the position never took, those fills are applied now (the
+    position moves to CLOSING and the fills close or reduce it, dated when they
+    happened) and the mark is cleared. When the database already agrees, the mark is
+    cleared. Otherwise the mark stays and a ``position_mismatch`` alert says why: an
+    operator decides.
+    """
+    position = Position.objects.select_related("strategy__account").filter(
+        pk=position_id).first()
+    if position is None or not position.attention:
+        return "nothing to reconcile"
+    account = position.strategy.account
+    [check] = [c for c in compare_positions(account, exchange_of(account))
+               if c.symbol == position.symbol] or [PositionCheck(account.name, position.symbol,
+                                                                 Decimal("0"), Decimal("0"))]
+    missing = unapplied_exit_fills(position)
+    sign = 1 if position.side == PositionSide.LONG else -1
+    unapplied = sum((fill.quantity for fill in missing), Decimal("0")) * sign
+    if missing and check.exchange == check.database - unapplied:
+        with transaction.atomic():
+            for fill in missing:
+                position.refresh_from_db()
+                if position.state in PositionState.holding():
+                    position_begin_close(position, reason=_close_reason(fill.order),
+                                         actor=RECOVERY_ACTOR)
+                position_apply_close_fill(
+                    position, fill_key=f"{fill.order.client_order_id}:"
+                                       f"{fill.order.filled_quantity.normalize()}",
+                    quantity=fill.quantity, price=fill.price, fee=fill.fee,
+                    filled_at=fill.order.filled_at or timezone.now(), actor=RECOVERY_ACTOR)
+            position_clear_attention(position, reason="exit fills applied after reconciling "
+                                                      "with the exchange", actor=RECOVERY_ACTOR)
+        return f"applied {plain(abs(unapplied))} of exit fills: position {position.state}"
+    if check.matches:
+        position_clear_attention(position, reason="the exchange agrees with the database",
+                                 actor=RECOVERY_ACTOR)
+        return "the exchange agrees: mark cleared"
+    raise_alert(position=position, kind=POSITION_MISMATCH_ALERT, severity=AlertSeverity.CRITICAL,
+                message=f"Position #{position.pk} {position.symbol}: database "
+                        f"{plain(check.database)}, exchange {plain(check.exchange)}, exit "
+                        f"fills not applied {plain(unapplied)}: check before closing it")
+    return "differs from the exchange: alerted"
 
 
 # --- 4. timeouts --------------------------------------------------------------------------------

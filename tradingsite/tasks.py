@@ -1,4 +1,4 @@
-"""Platform-level tasks."""
+"""Platform-level tasks (thin, acknowledged late)."""
 
 from __future__ import annotations
 
@@ -12,3 +12,22 @@ def ping(token: str) -> str:
     ``runplatform`` sends one at start-up and waits for its own worker to answer.
     """
     return token
+
+
+@shared_task(acks_late=True)
+def reconcile_position(position_id: int) -> str:
+    """Reconcile a position marked for attention with its exchange (on the account's queue)."""
+    from tradingsite.recovery import position_reconcile
+
+    return position_reconcile(position_id)
+
+
+def dispatch_position_reconciles(sender: object = None, *, position_ids: list[int],
+                                 **kwargs: object) -> None:
+    """``positions_need_reconcile`` receiver: one task per position, on its account's queue."""
+    from execution.tasks import queue_for
+    from lifecycle.models import Position
+
+    for position in Position.objects.filter(pk__in=position_ids).select_related(
+            "strategy__account"):
+        reconcile_position.apply_async((position.pk,), queue=queue_for(position.strategy.account))

@@ -116,3 +116,97 @@ def test_timeout_risk_and_operator_racing_then_two_workers_close_each_position_o
     reasons = Counter(Trade.objects.values_list("exit_reason", flat=True))
     assert sum(reasons.values()) == POSITIONS and set(reasons) <= {"timeout", "risk", "manual"}
     assert sorted(dispatched) == sorted(Action.objects.values_list("pk", flat=True))
+
+
+class Gate:
+    """An exchange whose lookups and sends first run a hook (to order two workers' steps)."""
+
+    def __init__(self, inner, *, before_find=None, before_place=None):
+        self.inner, self.before_find, self.before_place = inner, before_find, before_place
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def find_order(self, client_order_id, symbol):
+        if self.before_find:
+            self.before_find()
+        return self.inner.find_order(client_order_id, symbol)
+
+    def place_order(self, request):
+        if self.before_place:
+            self.before_place()
+        return self.inner.place_order(request)
+
+
+def test_a_recovery_working_from_a_stale_copy_never_finalises_the_close_a_live_worker_retries():
+    """Worker B restarts and reconciles from a copy read before worker A claimed its retry of
+    the same close; B's lookup misses (A has not sent yet), A's retry fills."""
+    from execution.models import ActionState
+    from execution.pipeline import order_submit
+    from execution.services import action_claim, order_advance
+    from lifecycle.services import position_begin_close
+    from risk.models import RiskAlert
+    from tradingsite.recovery import recover
+
+    account = paper_account()
+    position = position_open(strategy=strategy_on(account, "raced"), symbol=ETH, side="long",
+                             quantity=Decimal("1"), entry_price=Decimal("2500"),
+                             opened_at=START - timedelta(hours=1))
+    account.paper_config = {**account.paper_config,
+                            "faults": [{"on": "place", "kind": "timeout"}]}  # before acting
+    account.save(update_fields=["paper_config"])
+    paper = paper_exchange_for(account)
+    with time_machine.travel(START, tick=False) as clock:
+        action, _ = position_request_close(position=position, reason="timeout", actor="timeout")
+        action_claim(action.pk)
+        position_begin_close(position, reason="timeout", actor="timeout")
+        order = order_submit(account=account, strategy=position.strategy, position=position,
+                             action=action, symbol=ETH, side="sell", quantity=Decimal("1"),
+                             purpose="emergency_close", reduce_only=True,
+                             client_order_id=f"close-{action.pk}")
+        first = order_advance(order)  # A's first attempt: no answer, retry in 1 s
+        assert (first.order.status, first.delay) == ("unknown", 1.0)
+        clock.shift(1)
+
+        b_loaded, a_claimed, b_done = threading.Event(), threading.Event(), threading.Event()
+        worker_a = Gate(paper, before_find=a_claimed.set,
+                        before_place=lambda: b_done.wait(timeout=30))
+
+        def b_find():
+            b_loaded.set()
+            a_claimed.wait(timeout=30)
+
+        reports = []
+
+        def recovering_worker_b() -> None:
+            try:
+                reports.append(recover(trigger="worker start (B)", exclusive=False,
+                                       exchange_of=lambda _: Gate(paper, before_find=b_find),
+                                       track=lambda order: None, out=lambda line: None))
+            finally:
+                b_done.set()
+
+        def live_worker_a() -> None:
+            b_loaded.wait(timeout=30)
+            order_advance(Order.objects.select_related("account", "strategy", "position",
+                                                       "action").get(pk=order.pk),
+                          exchange=worker_a)
+
+        assert run_together(recovering_worker_b, live_worker_a) == []
+
+    assert [o.client_order_id for o in paper.orders.values()] == [f"close-{action.pk}"]
+    assert paper.calls["place"] == 2  # A's first attempt (never arrived) and its retry
+    stored = Order.objects.get(pk=order.pk)
+    assert (stored.status, stored.exchange_order_id, stored.filled_quantity) == (
+        "filled", "paper-1", Decimal("1"))
+    assert (stored.attempts, stored.submitted_at) == (2, START)  # never rewritten by B
+    [check] = reports[0].data["orders"]
+    assert (check["outcome"], check["detail"]) == (
+        "left", "moved by another worker meanwhile: left to it")
+    assert Action.objects.get(pk=action.pk).state == ActionState.DONE
+    assert Position.objects.get(pk=position.pk).state == "CLOSED"
+    assert Trade.objects.filter(position=position).count() == 1
+    assert not RiskAlert.objects.filter(kind__in=["order_unknown", "fill_unapplied"]).exists()
+    with time_machine.travel(START + timedelta(minutes=5), tick=False):
+        check_timeouts()
+    assert Action.objects.count() == 1  # nothing re-queued later

@@ -2,9 +2,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from execution.exchanges.errors import ExchangeError
-from execution.models import Action, Candle, ExchangeAccount, Order, OrderStatus
-from execution.services import order_cancel
+from execution.models import Action, Candle, ExchangeAccount, Order
+from execution.services import order_request_cancel
 from tradingsite.admin_helpers import AppendOnlyAdmin, confirmation_page
 from tradingsite.errors import DomainError
 
@@ -56,7 +55,8 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel selected orders", permissions=["cancel_orders"])
     def cancel_orders(self, request: HttpRequest, queryset: QuerySet[Order]):
-        """Ask for confirmation, then cancel each active order and report what the exchange says."""
+        """Ask for confirmation, then queue a cancel action per active order (nothing is sent
+        in the request: the action queue cancels and reads each back on its account's queue)."""
         if request.POST.get("confirm") != "yes":
             return confirmation_page(self, request, "admin/execution/order/cancel_orders.html",
                                      title="Cancel orders: are you sure?",
@@ -70,15 +70,13 @@ class OrderAdmin(admin.ModelAdmin):
                                   messages.WARNING)
                 continue
             try:
-                order_cancel(order, actor=actor)
-            except (DomainError, ExchangeError) as exc:
+                action, created = order_request_cancel(order, actor=actor)
+            except DomainError as exc:
                 self.message_user(request, f"{order.client_order_id}: {exc}", messages.ERROR)
                 continue
-            level = messages.SUCCESS if order.status == OrderStatus.CANCELLED else messages.INFO
-            self.message_user(request, f"{order.client_order_id}: "
-                              f"{order.get_status_display().lower()} (filled "
-                              f"{order.filled_quantity.normalize()} of "
-                              f"{order.quantity.normalize()}).", level)
+            self.message_user(request, f"{order.client_order_id}: cancel "
+                              f"{'queued' if created else 'already queued'} (action "
+                              f"#{action.pk}).", messages.SUCCESS)
         return None
 
 

@@ -32,7 +32,7 @@ from execution.models import (
     OrderType,
 )
 from execution.pipeline import Next, order_submit
-from execution.services import order_cancel
+from execution.services import order_request_cancel
 from lifecycle.models import Strategy
 from tradingsite.api_base import ReadModelSerializer
 
@@ -149,15 +149,23 @@ class PlaceOrderApi(APIView):
 
 
 class CancelOrderApi(APIView):
-    """Cancel an active order now and verify with the exchange (staff); 409 if it is final."""
+    """Queue the cancel of an active order (staff): 202 with the ``cancel_order`` action.
+
+    Nothing is sent in the request: the action queue marks the order for cancelling and
+    the cancel and its read-back run on the account's queue; the action is done when
+    the exchange has decided (follow it under ``/api/execution/actions``). A repeated
+    request while the cancel is queued answers 200 with the same action; 409 once the
+    order is final.
+    """
 
     @extend_schema(tags=[TAG], request=None, responses={
-        200: OrderSerializer, 409: OpenApiResponse(description="The order is already final.")})
+        202: ActionSerializer, 200: ActionSerializer,
+        409: OpenApiResponse(description="The order is already final.")})
     def post(self, request: Request, order_id: int) -> Response:
-        order = get_object_or_404(Order.objects.select_related(
-            "account", "strategy", "position", "action"), pk=order_id)
-        order_cancel(order, actor=request.user.get_username())
-        return Response(OrderSerializer(order).data)
+        order = get_object_or_404(Order.objects.select_related("account"), pk=order_id)
+        action, created = order_request_cancel(order, actor=request.user.get_username())
+        return Response(ActionSerializer(action).data,
+                        status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
 
 class ActionListApi(generics.ListAPIView):

@@ -9,9 +9,9 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from execution import tasks
-from execution.models import Order, OrderStatus
+from execution.models import Action, ActionKind, ActionState, Order, OrderStatus
 from execution.pipeline import order_submit
-from execution.services import order_advance
+from execution.services import action_process, order_advance, run_inline
 from execution.tests.conftest import SYMBOL, configure
 
 pytestmark = pytest.mark.django_db
@@ -41,15 +41,24 @@ def test_the_admin_asks_before_cancelling(client, staff_user, resting_order):
     assert resting_order.status == OrderStatus.OPEN
 
 
-def test_the_admin_cancels_after_confirmation(client, staff_user, resting_order):
+def test_the_admin_queues_a_cancel_after_confirmation_and_the_action_queue_cancels(
+        client, staff_user, resting_order, paper, clock):
     client.force_login(staff_user)
     response = _changelist_post(client, {"ids": [resting_order.pk], "confirm": "yes"})
     assert response.status_code == 302
+    action = Action.objects.get(order=resting_order)
+    assert (action.kind, action.state, action.requested_by) == (
+        ActionKind.CANCEL_ORDER, ActionState.PENDING, "operator")
+    messages = [str(m) for m in response.wsgi_request._messages]
+    assert messages == [f"{resting_order.client_order_id}: cancel queued (action #{action.pk})."]
+    assert paper.calls["cancel"] == 0  # nothing sent in the request
+
+    action_process(action.pk, drive=run_inline(sleep=clock.shift))
+
     resting_order.refresh_from_db()
     assert resting_order.status == OrderStatus.CANCELLED
     assert resting_order.last_error == "cancel requested by operator"
-    messages = [str(m) for m in response.wsgi_request._messages]
-    assert messages == [f"{resting_order.client_order_id}: cancelled (filled 0 of 0.5)."]
+    assert Action.objects.get(pk=action.pk).state == ActionState.DONE
 
 
 def test_a_non_staff_user_cannot_reach_the_order_admin(client, viewer_user, resting_order):
@@ -87,8 +96,10 @@ def test_only_staff_may_cancel_and_a_final_order_is_a_conflict(api, viewer_user,
     assert api.post(url).status_code == 403
     api.force_authenticate(staff_user)
     response = api.post(url)
-    assert response.status_code == 200
-    assert response.json()["status"] == "cancelled"
+    assert response.status_code == 202
+    assert (response.json()["kind"], response.json()["state"]) == ("cancel_order", "pending")
+    action_process(response.json()["id"], drive=run_inline(sleep=lambda seconds: None))
+    assert Order.objects.get(pk=resting_order.pk).status == "cancelled"
     again = api.post(url)
     assert again.status_code == 409
     assert again.json()["code"] == "invalid_state_transition"

@@ -89,7 +89,9 @@ def test_a_resting_limit_entry_is_cancelled_by_the_operator_and_the_next_fills_a
     platform.run(until=START + timedelta(seconds=5))
 
     response = operator.post(f"/api/execution/orders/{first.pk}/cancel")
-    assert (response.status_code, response.json()["status"]) == (200, "cancelled")
+    assert (response.status_code, response.json()["kind"]) == (202, "cancel_order")
+    platform.run(until=START + timedelta(seconds=5))  # the action queue cancels it
+    assert Order.objects.get(pk=first.pk).status == "cancelled"
 
     second = place(operator, strategy, order_type="limit", price="49900")
     platform.run(until=START + timedelta(seconds=10))

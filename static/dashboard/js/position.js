@@ -103,10 +103,11 @@ async function cancelOrder(order, button) {
   if (!window.confirm(`Cancel order ${order.client_order_id} (${order.side} ${fmtQty(order.quantity)} ${order.symbol})?`)) return;
   button.disabled = true;
   try {
-    const updated = await apiFetch(state.endpoints.cancel_order.replace("{id}", order.id), { method: "POST" });
-    state.orders = state.orders.map((o) => (o.id === updated.id ? updated : o));
-    renderOrders();
-    toast(`Order ${updated.client_order_id}: ${updated.status.replaceAll("_", " ")}.`);
+    // The cancel is an action: queued at once, sent and verified by the workers.
+    const action = await apiFetch(state.endpoints.cancel_order.replace("{id}", order.id), { method: "POST" });
+    state.actions = [action, ...state.actions.filter((a) => a.id !== action.id)];
+    renderActions();
+    toast(`Cancel of ${order.client_order_id} queued (action #${action.id}).`);
   } catch (err) {
     button.disabled = false;
     toast(`Cancel refused: ${err.message}`, { error: true });

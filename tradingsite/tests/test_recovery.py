@@ -363,6 +363,36 @@ def test_the_reconcile_command_does_not_lift_the_halt(clock, capsys):
     assert ReconciliationReport.objects.get().data["trigger"] == "reconcile command"
 
 
+def test_the_reconcile_command_without_redis_finishes_the_orders_it_found(
+        paper_strategy, paper, clock, capsys, settings, monkeypatch):
+    from tradingsite.management.commands import reconcile
+
+    settings.REDIS_URL = ""  # the in-memory broker would die with the command
+    monkeypatch.setattr(reconcile.Command, "sleep", staticmethod(clock.shift))
+    configure(paper_strategy.account, faults=[{"on": "place", "kind": "stay_open"}])
+    resting = open_entry(paper_strategy)  # open on the exchange: polled until its timeout
+    unsent = order_submit(account=paper_strategy.account, strategy=paper_strategy,
+                          symbol=SYMBOL, side="sell", quantity=Decimal("0.2"))
+    # its one send got no answer and no retry is left: it can only be looked up
+    Order.objects.filter(pk=unsent.pk).update(status=OrderStatus.UNKNOWN, attempts=1)
+
+    call_command("reconcile")
+
+    assert not Order.objects.filter(status__in=OrderStatus.active()).exists()
+    resting.refresh_from_db()
+    assert (resting.status, resting.timed_out, resting.finalized_at) == (
+        OrderStatus.CANCELLED, True, START + timedelta(seconds=30))
+    unsent.refresh_from_db()  # not found at 0, 10, 20 and 30 s: in doubt, then absent
+    assert (unsent.status, unsent.finalized_at) == (OrderStatus.FAILED,
+                                                    START + timedelta(seconds=30))
+    assert (paper.orders["paper-1"].status, paper.calls["place"]) == ("canceled", 1)
+    out = capsys.readouterr().out.splitlines()
+    assert ("no Redis: driving the 2 orders it tracks here until they end (the in-memory "
+            "broker would lose them)") in out
+    assert f"  {resting.client_order_id}: cancelled" in out
+    assert f"  {unsent.client_order_id}: failed" in out
+
+
 def test_the_newer_of_the_database_and_file_snapshots_is_read(paper_strategy, clock, run):
     snapshot_write(reason="SIGTERM")
     clock.move_to(LATER)

@@ -388,3 +388,17 @@ def test_bybit_a_truncated_200_reply_is_resolved_by_the_client_id_lookup(
     assert (order.status, order.exchange_order_id, order.filled_quantity) == (
         OrderStatus.FILLED, "emu-000001", Decimal("0.5"))
     assert sleep.delays == [1.0]
+
+
+def test_bybit_a_request_processed_after_the_client_gave_up_leaves_one_order(
+        bybit_account, bybit_strategy, emulator, sleep):
+    emulator.delayed_processed.clear()
+    emulator.fail_next(CREATE, "delayed")
+
+    order = _place(bybit_account, bybit_strategy, sleep)
+
+    assert emulator.delayed_processed.wait(timeout=10)  # the late original arrived too
+    assert len(emulator.orders_with_link_id(order.client_order_id)) == 1
+    assert (order.status, order.filled_quantity) == (OrderStatus.FILLED, Decimal("0.5"))
+    [row] = emulator.state.orders.values()
+    assert order.exchange_order_id == row["orderId"]

@@ -170,3 +170,38 @@ def test_a_resend_in_doubt_reuses_the_client_order_id(paper_account, paper_strat
 
     assert [o.client_order_id for o in paper.orders.values()] == [order.client_order_id]
     assert Order.objects.get(pk=order.pk).in_doubt_since is None
+
+
+def test_an_order_declared_absent_that_shows_up_later_is_taken_back_once(
+        paper_account, paper_strategy, sleep, clock):
+    from tradingsite.recovery import recover
+
+    # the first request is processed only after 100 s; every resend times out unprocessed
+    paper = configure(paper_account, faults=[
+        {"on": "place", "kind": "delayed_accept", "seconds": 100},
+        {"on": "place", "kind": "timeout", "times": 3}])
+    order = order_place(drive=run_inline(sleep=sleep), account=paper_account,
+                        strategy=paper_strategy, symbol=SYMBOL, side="buy",
+                        quantity=Decimal("0.5"))
+    assert (order.status, order.error_code, order.finalized_at) == (
+        OrderStatus.FAILED, "unknown_to_exchange", START + timedelta(seconds=37))
+    assert RiskAlert.objects.get().kind == "order_unknown"
+    clock.move_to(START + timedelta(seconds=120))
+
+    report = recover(trigger="test", out=lambda line: None, track=lambda order: None)
+
+    order.refresh_from_db()
+    assert (order.status, order.exchange_order_id, order.filled_quantity) == (
+        OrderStatus.FILLED, "paper-1", Decimal("0.5"))
+    assert order.error_code == "reappeared"
+    assert order.last_error.endswith("reappeared on the exchange after being marked failed: "
+                                     "taken back")
+    position = Position.objects.get()
+    assert (position.quantity, position.entry_price) == (Decimal("0.5"), Decimal("50005"))
+    assert order.position_id == position.pk
+    assert report.data["orders"][0]["outcome"] == "reappeared"
+    alert = RiskAlert.objects.get(kind="order_reappeared")
+    assert alert.severity == "CRITICAL"
+    recover(trigger="test", out=lambda line: None, track=lambda order: None)  # once only
+    assert Position.objects.count() == 1
+    assert len(paper.orders) == 1

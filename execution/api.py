@@ -50,7 +50,8 @@ class OrderSerializer(serializers.ModelSerializer):
                   "quantity", "price", "expected_price", "filled_quantity", "average_fill_price",
                   "fee", "fee_currency", "status", "slippage_percent",
                   "estimated_slippage_percent", "attempts", "retries", "timed_out",
-                  "latency_ms", "last_error", "error_code", "next_attempt_at", "created_at",
+                  "latency_ms", "last_error", "error_code", "next_attempt_at", "in_doubt_since",
+                  "doubt_lookups", "lease_holder", "lease_until", "created_at",
                   "submitted_at", "acknowledged_at", "filled_at", "finalized_at"]
         read_only_fields = fields
 
@@ -59,8 +60,8 @@ class ActionSerializer(ReadModelSerializer):
     class Meta:
         model = Action
         fields = ["id", "kind", "state", "position", "order", "reason", "requested_by",
-                  "idempotency_key", "attempts", "result", "error", "created_at", "started_at",
-                  "finished_at"]
+                  "idempotency_key", "attempts", "result", "error", "lease_holder",
+                  "lease_until", "created_at", "started_at", "finished_at"]
         read_only_fields = fields
 
 

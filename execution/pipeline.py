@@ -724,7 +724,7 @@ def _apply_snapshot(order: Order, snapshot: OrderSnapshot, cfg: OrderExecutionCo
     single write, which commits on its own.
     """
     moves_position = order.purpose != OrderPurpose.ENTRY and order.position_id is not None
-    order.in_doubt_since, order.doubt_lookups = None, 0
+    order.in_doubt_since, order.doubt_lookups, order.next_attempt_at = None, 0, None
     with recoverable_write() if moves_position else nullcontext():
         _record_fill(order, snapshot, now)
         order.status = _status_from(snapshot, order)
@@ -927,7 +927,7 @@ def _cancel_and_verify(order: Order, exchange: Exchange, cfg: OrderExecutionConf
     except TransientError as exc:
         log.warning("order %s: cancel/verify incomplete (%s)", order.client_order_id, exc)
         return retry
-    order.in_doubt_since, order.doubt_lookups = None, 0
+    order.in_doubt_since, order.doubt_lookups, order.next_attempt_at = None, 0, None
     with recoverable_write():
         _record_fill(order, snapshot, now)
         order.status = _status_from(snapshot, order)

@@ -41,6 +41,12 @@ def test_defaults_are_the_original_specification():
             assert exported[section] == values
 
 
+def test_the_order_certainty_keys_default_to_three_lookups_over_30_s_and_a_15_s_lease():
+    order_execution = LiveTradingConfig().to_json_dict()["liveTrading"]["orderExecution"]
+    assert (order_execution["inDoubtLookups"], order_execution["inDoubtGraceSeconds"],
+            order_execution["actionLeaseSeconds"]) == (3, 30, 15)
+
+
 def test_the_design_json_form_is_accepted_unchanged():
     assert build([("liveTrading", DESIGN_JSON)]) == LiveTradingConfig()
 
@@ -69,6 +75,16 @@ def test_snake_case_and_camel_case_keys_are_the_same_setting():
      "unknown key"),
     ({"riskMonitoring": {"weights": {"drawdown": 0.5}}}, "liveTrading.riskMonitoring.weights",
      "must sum to 1"),
+    ({"orderExecution": {"inDoubtLookups": 0}}, "liveTrading.orderExecution.inDoubtLookups",
+     "must be at least 1, got 0"),
+    ({"orderExecution": {"inDoubtLookups": 21}}, "liveTrading.orderExecution.inDoubtLookups",
+     "must be at most 20, got 21"),
+    ({"orderExecution": {"inDoubtGraceSeconds": 0.5}},
+     "liveTrading.orderExecution.inDoubtGraceSeconds", "must be at least 1, got 0.5"),
+    ({"orderExecution": {"inDoubtGraceSeconds": 3601}},
+     "liveTrading.orderExecution.inDoubtGraceSeconds", "must be at most 3600, got 3601"),
+    ({"orderExecution": {"actionLeaseSeconds": 0}},
+     "liveTrading.orderExecution.actionLeaseSeconds", "must be at least 1, got 0"),
 ])
 def test_an_invalid_value_is_refused_with_its_key_named(layer, key, fragment):
     with pytest.raises(LiveConfigError) as info:

@@ -39,6 +39,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -219,7 +220,12 @@ def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: 
 
 def lease_holder() -> str:
     """Who holds a lease taken in this process (shown to the operator)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return _holder(os.getpid())
+
+
+@cache
+def _holder(pid: int) -> str:
+    return f"{socket.gethostname()}:{pid}"
 
 
 def _take_insert_claim(order: Order) -> bool:
@@ -230,6 +236,7 @@ def _take_insert_claim(order: Order) -> bool:
     if not order.__dict__.pop("claim_held", False):
         return False
     order.status, order.attempts, order.submitted_at = S.CREATED, 0, None
+    order.in_doubt_since = None
     return True
 
 
@@ -364,6 +371,7 @@ def _attempt(order: Order, exchange: Exchange, cfg: OrderExecutionConfig, now: d
     previous = order.status
     if claimed_at_insert:
         order.status, order.attempts, order.submitted_at = S.SUBMITTING, 1, now
+        order.in_doubt_since = now
     else:
         lost = _claim_attempt(order, now)
         if lost is not None:

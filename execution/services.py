@@ -11,9 +11,10 @@ with a compare-and-set (pending → running) and a lease (``lease_holder``,
 ``lease_until`` = now + ``actionLeaseSeconds``). The close order's client id is
 derived from the action (``close-<action id>``), so a redelivered task or a second
 worker finds the order already recorded instead of placing another. A running
-action whose lease ran out without its order moving — its worker was killed after
-the order's final write, or between ``position_begin_close`` and ``order_submit`` —
-is taken over by the sweep within seconds and carried on from where it stopped.
+action whose lease ran out with no order of its own still active — its worker was
+killed after the order's final write, or between ``position_begin_close`` and
+``order_submit`` — is taken over by the sweep within seconds and carried on from
+where it stopped (an active order carries its action on by itself).
 Cancels are actions too: the request is answered at once and the exchange work
 runs on the account's own queue.
 """
@@ -24,11 +25,11 @@ import heapq
 import logging
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from execution.exchanges import exchange_for
@@ -135,8 +136,9 @@ def order_cancel(order: Order, *, actor: str, exchange: Exchange | None = None) 
 
     The exchange decides: a fill that happened meanwhile is applied and the order
     may end FILLED. If the exchange has not confirmed yet, the order stays
-    CANCELLING and the timeout sweep finishes the verification. Operators go through
-    ``order_request_cancel`` (an action); this is the step that action runs.
+    CANCELLING and the timeout sweep finishes the verification. For scripts and tests:
+    operators queue the cancel as an action (``order_request_cancel``), whose exchange
+    work runs on the account's queue.
     """
     if order.is_final:
         raise InvalidStateTransition(f"order {order.client_order_id} is already {order.status}")
@@ -202,14 +204,6 @@ def action_take_over(action: Action) -> Action | None:
     if not claimed:
         return None
     return _load(action.pk)
-
-
-def _action_renew(action: Action) -> bool:
-    """Extend a lease whose action is progressing through its order (compare-and-set)."""
-    now = timezone.now()
-    return bool(Action.objects.filter(pk=action.pk, state=ActionState.RUNNING,
-                                      lease_until=action.lease_until).update(
-        lease_until=now + timedelta(seconds=_lease_seconds(action)), updated_at=now))
 
 
 def action_process(action_id: int, *, drive: Driver, exchange: Exchange | None = None
@@ -367,40 +361,36 @@ def _order_result(order: Order) -> dict[str, Any]:
 # --- sweeps ------------------------------------------------------------------------
 
 def actions_due(now=None) -> list[Action]:
-    """Pending actions nobody picked up, and running ones whose lease ran out."""
+    """Pending actions nobody picked up, and running ones whose worker went silent.
+
+    A running action is due when its lease ran out and nothing carries it on: no
+    order of its own is still active (a close), or its order is not being cancelled
+    (a cancel). An active order has its own chain and the order-timeout sweep behind
+    it; taking its action over while it waits in a busy queue would only add chains.
+    """
     now = now or timezone.now()
-    return list(Action.objects.filter(
-        Q(state=ActionState.PENDING, created_at__lte=now - timedelta(seconds=ACTION_PICKUP_SECONDS))
-        | Q(state=ActionState.RUNNING, lease_until__lte=now)
-        | Q(state=ActionState.RUNNING, lease_until__isnull=True)
-    ).select_related("position__strategy__account", "order__account", "order__strategy")
-        .order_by("created_at")[:100])
+    pending = Action.objects.filter(
+        state=ActionState.PENDING, created_at__lte=now - timedelta(seconds=ACTION_PICKUP_SECONDS))
+    silent = Action.objects.filter(
+        Q(lease_until__lte=now) | Q(lease_until__isnull=True), state=ActionState.RUNNING,
+    ).exclude(Exists(Order.objects.filter(action=OuterRef("pk"), status__in=OrderStatus.active()))
+              ).exclude(Exists(Order.objects.filter(pk=OuterRef("order_id"),
+                                                    status=OrderStatus.CANCELLING)))
+    return sorted((*_with_targets(pending)[:100], *_with_targets(silent)[:100]),
+                  key=lambda action: (action.created_at, action.pk))[:100]
 
 
-def _order_progressing(action: Action, now: datetime) -> bool:
-    """An active order of the action was written within the lease: its chain is alive."""
-    since = now - timedelta(seconds=_lease_seconds(action))
-    orders = Order.objects.filter(status__in=OrderStatus.active(), updated_at__gt=since)
-    if action.kind == ActionKind.CANCEL_ORDER:
-        return orders.filter(pk=action.order_id).exists()
-    return orders.filter(action=action).exists()
+def _with_targets(actions: Any) -> Any:
+    return actions.select_related("position__strategy__account", "order__account",
+                                  "order__strategy").order_by("created_at", "pk")
 
 
 def actions_sweep(*, drive: Driver, now=None) -> int:
-    """Process due actions; returns how many this worker took.
-
-    A running action whose order is still moving gets its lease extended instead.
-    """
-    now = now or timezone.now()
+    """Process due actions; returns how many this worker took."""
     taken = 0
     for action in actions_due(now):
-        if action.state == ActionState.PENDING:
-            claimed = action_claim(action.pk)
-        elif _order_progressing(action, now):
-            _action_renew(action)
-            continue
-        else:
-            claimed = action_take_over(action)
+        claimed = (action_claim(action.pk) if action.state == ActionState.PENDING
+                   else action_take_over(action))
         if claimed is None:
             continue
         taken += 1

@@ -13,8 +13,8 @@
    still open → tracked again by the pipeline; not found → in doubt: the miss is
    counted (``order_not_found``) and the order tracked, and it ends (FAILED if never
    acknowledged, EXPIRED otherwise, with a risk alert) only once ``inDoubtLookups``
-   lookups over ``inDoubtGraceSeconds`` missed. An order whose lease a worker holds
-   (it may be sending it) is left to that worker, and every write is a compare-and-set
+   lookups over ``inDoubtGraceSeconds`` missed. An order not found whose lease a worker
+   holds (it may be sending it) is left to that worker, and every write is a compare-and-set
    on the order's version: a stale copy never overwrites a live worker. Orders declared
    absent in the last day are looked up too: one that shows up is taken back
    (``order_take_back``, alert ``order_reappeared``);
@@ -260,13 +260,13 @@ def reconcile_order(order: Order, exchange: Exchange, *, dry_run: bool, exclusiv
         return OrderCheck(order.pk, order.client_order_id, order.account.name, order.symbol,
                           order.purpose, before, order.status, outcome, detail)
 
-    if not exclusive and order_held(order, now):
-        if not dry_run:
-            track(order)
-        return check("left", f"held by {order.lease_holder or 'a worker'} until "
-                             f"{order.lease_until:%H:%M:%S}: it may be sending it; left to it")
     snapshot = order_locate(order, exchange)
     try:
+        if snapshot is None and not exclusive and order_held(order, now):
+            if not dry_run:
+                track(order)
+            return check("left", f"not found; held by {order.lease_holder or 'a worker'} until "
+                                 f"{order.lease_until:%H:%M:%S}: it may be sending it; left to it")
         if snapshot is None:
             return _not_found(order, check, dry_run=dry_run, exclusive=exclusive, track=track,
                               now=now)

@@ -20,6 +20,7 @@ from execution.services import (
     actions_sweep,
     order_advance,
     order_request_cancel,
+    orders_expire_overdue,
     run_inline,
 )
 from execution.tests.conftest import SYMBOL, configure
@@ -116,9 +117,10 @@ def test_an_action_for_a_closed_position_is_done_without_an_order(paper_account,
 
 
 @pytest.mark.django_db
-def test_a_running_action_whose_worker_died_is_taken_over_without_a_second_order(
+def test_a_running_action_whose_worker_died_after_sending_is_finished_by_its_order(
         paper_account, paper_strategy, clock):
-    """The worker claimed the action, began the close, sent the order and died."""
+    """The worker claimed the action, began the close, sent the order and died: the active
+    order carries the action on (the order-timeout sweep steps it), nobody sends twice."""
     paper = configure(paper_account, faults=[{"kind": "drop_after_accept"}])
     position = _position(paper_strategy)
     action, _ = position_request_close(position=position, reason="timeout", actor="timeout")
@@ -129,16 +131,14 @@ def test_a_running_action_whose_worker_died_is_taken_over_without_a_second_order
                          purpose="emergency_close", reduce_only=True,
                          client_order_id=f"close-{action.pk}")
     order_advance(order)  # accepted, answer lost; then the worker is killed
+    clock.shift(15)  # actionLeaseSeconds: the lease ran out, but its order is active
     assert actions_due() == []
 
-    clock.shift(14)  # actionLeaseSeconds: 15
-    assert actions_due() == []
-    clock.shift(1)
-    assert actions_due() == [claimed]
-    assert actions_sweep(drive=run_inline(sleep=clock.shift)) == 1
+    clock.shift(15)
+    assert orders_expire_overdue(schedule=lambda step: None) == 1
 
     claimed.refresh_from_db()
-    assert (claimed.state, claimed.attempts) == (ActionState.DONE, 2)
+    assert (claimed.state, claimed.attempts) == (ActionState.DONE, 1)
     assert paper.calls["place"] == 1
     assert len(paper.orders_with_client_id(f"close-{action.pk}")) == 1
     assert Order.objects.filter(position=position).count() == 1

@@ -101,7 +101,7 @@ def test_a_close_killed_between_begin_close_and_order_submit_is_sent_at_15_s(
     assert Position.objects.get(pk=position.pk).trade.closed_at == START + timedelta(seconds=15)
 
 
-def test_a_running_action_whose_order_is_still_moving_keeps_its_lease(platform, held):
+def test_a_running_action_whose_order_is_still_active_is_not_taken_over(platform, held):
     account, position = held
     inject_faults(account, {"kind": "stay_open"})
     platform.schedule("execution.tasks.sweep_actions", 5)
@@ -111,9 +111,9 @@ def test_a_running_action_whose_order_is_still_moving_keeps_its_lease(platform, 
     platform.run(until=START + timedelta(seconds=29))
 
     action.refresh_from_db()
-    # polled every second: at 15 s the sweep extended the lease instead of taking it over
+    # polled every second: its lease ran out at 15 s, but the order carries it on
     assert (action.state, action.attempts) == ("running", 1)
-    assert action.lease_until == START + timedelta(seconds=30)
+    assert action.lease_until == START + timedelta(seconds=15)
     assert len(platform.ran("drive_order")) == 29
     assert Order.objects.filter(action=action).count() == 1
 

@@ -194,8 +194,8 @@ def test_an_attempt_another_worker_may_still_be_sending_is_left_to_it(paper_stra
     assert [o.pk for o in tracked] == [order.pk]
     assert report.data["orders"][0]["outcome"] == "left"
     assert report.data["orders"][0]["detail"] == (
-        "held by worker-2:42 until 12:00:12: it may be sending it; left to it")
-    assert paper.calls["find"] == 0  # not even looked up: its holder decides
+        "not found; held by worker-2:42 until 12:00:12: it may be sending it; left to it")
+    assert Order.objects.get(pk=order.pk).doubt_lookups == 0  # no miss counted against it
     assert report.differences == 0
     assert not RiskAlert.objects.exists()
 

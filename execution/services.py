@@ -66,6 +66,9 @@ Driver = Callable[[Order], Order]
 
 # A pending action no on-commit task picked up within this is run by the sweep.
 ACTION_PICKUP_SECONDS = 5
+# A running action whose order was written this recently is left to the worker that wrote it
+# (it settles the action right after the order's final write).
+ACTION_SETTLE_SECONDS = 5
 
 
 # --- driving orders --------------------------------------------------------------
@@ -364,18 +367,22 @@ def actions_due(now=None) -> list[Action]:
     """Pending actions nobody picked up, and running ones whose worker went silent.
 
     A running action is due when its lease ran out and nothing carries it on: no
-    order of its own is still active (a close), or its order is not being cancelled
-    (a cancel). An active order has its own chain and the order-timeout sweep behind
-    it; taking its action over while it waits in a busy queue would only add chains.
+    order of its own (a close) or being cancelled (a cancel) is still active or was
+    written in the last ``ACTION_SETTLE_SECONDS``. An active order has its own chain and
+    the order-timeout sweep behind it; taking its action over while it waits in a busy
+    queue would only add chains.
     """
     now = now or timezone.now()
     pending = Action.objects.filter(
         state=ActionState.PENDING, created_at__lte=now - timedelta(seconds=ACTION_PICKUP_SECONDS))
+    # an order written this recently may be settling its action in its worker right now
+    settling = Q(updated_at__gt=now - timedelta(seconds=ACTION_SETTLE_SECONDS))
     silent = Action.objects.filter(
         Q(lease_until__lte=now) | Q(lease_until__isnull=True), state=ActionState.RUNNING,
-    ).exclude(Exists(Order.objects.filter(action=OuterRef("pk"), status__in=OrderStatus.active()))
-              ).exclude(Exists(Order.objects.filter(pk=OuterRef("order_id"),
-                                                    status=OrderStatus.CANCELLING)))
+    ).exclude(Exists(Order.objects.filter(
+        Q(status__in=OrderStatus.active()) | settling, action=OuterRef("pk")))).exclude(
+        Exists(Order.objects.filter(Q(status=OrderStatus.CANCELLING) | settling,
+                                    pk=OuterRef("order_id"))))
     return sorted((*_with_targets(pending)[:100], *_with_targets(silent)[:100]),
                   key=lambda action: (action.created_at, action.pk))[:100]
 

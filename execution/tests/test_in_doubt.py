@@ -205,3 +205,23 @@ def test_an_order_declared_absent_that_shows_up_later_is_taken_back_once(
     recover(trigger="test", out=lambda line: None, track=lambda order: None)  # once only
     assert Position.objects.count() == 1
     assert len(paper.orders) == 1
+
+
+def test_a_timed_out_emergency_close_is_replaced_only_once_proven_absent(
+        paper_account, paper_strategy, sleep):
+    # every send fails before the exchange acts: at the 30 s timeout the close is still
+    # in doubt; it is replaced at 37 s, when the third lookup 30 s after the last send missed
+    paper = configure(paper_account, faults=[{"on": "place", "kind": "unavailable",
+                                              "times": 4}])
+
+    position, action = _close(paper_strategy, sleep)
+
+    first, replacement = Order.objects.filter(position=position).order_by("pk")
+    assert (first.status, first.error_code, first.timed_out, first.finalized_at) == (
+        OrderStatus.FAILED, "unknown_to_exchange", True, START + timedelta(seconds=37))
+    assert (replacement.client_order_id, replacement.replaces_id, replacement.created_at) == (
+        f"close-{action.pk}-r1", first.pk, START + timedelta(seconds=37))
+    assert [o.client_order_id for o in paper.orders.values()] == [f"close-{action.pk}-r1"]
+    assert sleep.delays == [1.0, 2.0, 4.0, 10.0, 10.0, 10.0, 0.0]
+    assert (action.state, Position.objects.get(pk=position.pk).state) == (
+        ActionState.DONE, PositionState.CLOSED)

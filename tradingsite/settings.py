@@ -117,16 +117,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # Several threads (ASGI server, in-process worker and beat) share one file.
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
-elif env_bool("DATABASE_POOL", True):
-    # A connection pool per process (psycopg_pool). Under the ASGI server each request runs
-    # in a thread of its own, so a persistent per-thread connection would be opened and
-    # closed for every request; Celery's Django fixup likewise closes connections around
-    # every task (see CELERY_DB_REUSE_MAX below). A checked-out connection is checked with
-    # a round trip, so a restarted server costs one reconnect, not an error.
+elif env_bool("DATABASE_POOL", False):
+    # A connection pool per process (psycopg_pool), on by default in the ASGI server
+    # (tradingsite/asgi.py): there every request runs in a thread of its own, so a
+    # persistent per-thread connection would be opened and closed for every request.
+    # A checked-out connection is checked with a round trip, so a restarted database
+    # costs one reconnect, not an error.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # the pool's check on checkout
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1, "max_size": env_int("DATABASE_POOL_SIZE", 10), "timeout": 10}
+else:
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: Celery broker and Channels layer ------------------------------

@@ -2,9 +2,14 @@
 
 import os
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tradingsite.settings")
+if not settings.configured:
+    # Each HTTP request runs its sync code in a thread of its own: on PostgreSQL a pool
+    # keeps connections across requests (DATABASE_POOL=0 turns it off, e.g. behind pgbouncer).
+    os.environ.setdefault("DATABASE_POOL", "1")
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402

@@ -117,6 +117,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # Several threads (ASGI server, in-process worker and beat) share one file.
     DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
+elif env_bool("DATABASE_POOL", False):
+    # A connection pool per process (psycopg_pool), on by default in the ASGI server
+    # (tradingsite/asgi.py): there every request runs in a thread of its own, so a
+    # persistent per-thread connection would be opened and closed for every request.
+    # A checked-out connection is checked with a round trip, so a restarted database
+    # costs one reconnect, not an error.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1, "max_size": env_int("DATABASE_POOL_SIZE", 10), "timeout": 10}
+else:
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: Celery broker and Channels layer ------------------------------
@@ -137,6 +149,11 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.1}
 
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Celery's Django fixup closes every database connection before and after each task
+# unless this is set (and, in a prefork child, the whole pool): a reconnect per task.
+# Connections are recycled after this many tasks instead; a broken one is replaced by
+# the pool's check.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -236,7 +236,6 @@ def position_transition(position: Position, *, to_state: str, reason: str, actor
 
 def position_request_close(*, position: Position, reason: str, actor: str,
                            kind: str = ActionKind.EMERGENCY_CLOSE,
-                           idempotency_key: str | None = None,
                            note: str = "") -> tuple[Action, bool]:
     """Queue the one close of a position; a repeated request returns the open one.
 
@@ -244,6 +243,8 @@ def position_request_close(*, position: Position, reason: str, actor: str,
     first wins and the others get ``(existing_action, False)``. The action queue
     (``execution``) moves the position to CLOSING when it places the order.
     ``note`` is the operator's free text, kept on the ``close_requested`` event.
+    The action's key is built here (``close:<id>:<n>``), never taken from a client:
+    callers' own keys live in ``execution.ClientRequest``.
     """
     if reason not in CloseReason.values:
         raise ValueError(f"reason must be one of {CloseReason.values}, got {reason!r}")
@@ -258,7 +259,7 @@ def position_request_close(*, position: Position, reason: str, actor: str,
     # Deterministic: the n-th close of a position has one key, so racing requests collide
     # on it (and on the one-open-close constraint) instead of queueing twice.
     previous = Action.objects.filter(position=position, kind__in=ActionKind.closing()).count()
-    key = idempotency_key or f"close:{position.pk}:{previous}"
+    key = f"close:{position.pk}:{previous}"
     note = note.strip()
     try:
         with transaction.atomic():
@@ -270,7 +271,7 @@ def position_request_close(*, position: Position, reason: str, actor: str,
                                                 **({"note": note} if note else {})})
     except IntegrityError:
         existing = _open_close_action(position) or Action.objects.filter(
-            idempotency_key=key).first()
+            idempotency_key=key, position=position).first()
         if existing is None:
             raise
         return existing, False

@@ -147,8 +147,11 @@ class ActionRequestSerializer(serializers.Serializer):
     reason = serializers.ChoiceField(choices=CloseReason.choices, default=CloseReason.MANUAL)
     idempotency_key = serializers.CharField(
         max_length=128, required=False, allow_blank=False,
-        help_text="Repeat a request safely: the same key returns the action it created. "
-                  "May also be sent as the Idempotency-Key header.")
+        help_text="Your key for this request (yours alone: it never meets other callers' "
+                  "or the platform's keys). Repeated with the same request it returns the "
+                  "action the first one got (200); with a different request it is a 409 "
+                  "naming the fields that differ. May also be sent as the Idempotency-Key "
+                  "header.")
     note = serializers.CharField(max_length=200, required=False, allow_blank=True, default="",
                                  help_text="Why, kept on the position's history.")
 
@@ -269,8 +272,8 @@ class ActionRequestView(APIView):
             data = {**dict(data.items()), "idempotency_key": header_key}
         given = ActionRequestSerializer(data=data)
         given.is_valid(raise_exception=True)
-        action_obj, created = operator_action_request(
-            actor=request.user.get_username(), **given.validated_data)
+        action_obj, created = operator_action_request(caller=request.user,
+                                                      **given.validated_data)
         return Response(ActionSerializer(action_obj).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

@@ -88,7 +88,8 @@ def test_a_resting_limit_entry_is_cancelled_by_the_operator_and_the_next_fills_a
     first = place(operator, strategy, order_type="limit", price="49800")
     platform.run(until=START + timedelta(seconds=5))
 
-    response = operator.post(f"/api/execution/orders/{first.pk}/cancel")
+    response = operator.post(f"/api/execution/orders/{first.pk}/cancel",
+                             content_type="application/json")
     assert (response.status_code, response.json()["status"]) == (200, "cancelled")
 
     second = place(operator, strategy, order_type="limit", price="49900")

@@ -81,9 +81,15 @@ class TimeoutPositionSerializer(TrackedPositionSerializer):
                                                   read_only=True)
     minutes_past_timeout = serializers.FloatField(source="timing.minutes_past_timeout",
                                                   read_only=True)
-    warning_at = serializers.DateTimeField(read_only=True)
-    critical_at = serializers.DateTimeField(read_only=True)
-    closing_at = serializers.DateTimeField(read_only=True)
+    warning_at = serializers.DateTimeField(
+        read_only=True, allow_null=True,
+        help_text="When it became WARNING; null if it never was (a close can come first).")
+    critical_at = serializers.DateTimeField(
+        read_only=True, allow_null=True,
+        help_text="When it became CRITICAL (timed out); null while it has not.")
+    closing_at = serializers.DateTimeField(
+        read_only=True, allow_null=True,
+        help_text="When its close order went out; null until then.")
 
     class Meta(TrackedPositionSerializer.Meta):
         fields = [*TrackedPositionSerializer.Meta.fields, "minutes_past_warning",

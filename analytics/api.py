@@ -33,9 +33,9 @@ class PerformanceView(StrictApi, APIView):
     @extend_schema(responses=PerformanceReportSerializer, operation_id="analytics_performance",
                    summary="Performance metrics of the closed trades of a period")
     def get(self, request: Request) -> Response:
-        report_request = PerformanceQuerySerializer.report_request(self.query,
-                                                                   top_n=self.query["top"])
-        if self.query["fresh"]:
+        report_request = PerformanceQuerySerializer.report_request(self.params,
+                                                                   top_n=self.params["top"])
+        if self.params["fresh"]:
             report = services.performance_report(report_request)
         else:
             report = services.cached_performance_report(report_request)
@@ -49,9 +49,9 @@ class EquityView(StrictApi, APIView):
                    operation_id="analytics_equity",
                    summary="Realised equity curve of a period, downsampled")
     def get(self, request: Request) -> Response:
-        curve = services.equity_curve(EquityQuerySerializer.report_request(self.query),
-                                      resolution=self.query["resolution"],
-                                      max_points=self.query["points"])
+        curve = services.equity_curve(EquityQuerySerializer.report_request(self.params),
+                                      resolution=self.params["resolution"],
+                                      max_points=self.params["points"])
         return Response(EquityCurveSerializer(curve).data)
 
 
@@ -72,7 +72,7 @@ class ExecutionView(StrictApi, APIView):
                    operation_id="analytics_execution",
                    summary="Execution metrics of orders, overall and per exchange account")
     def get(self, request: Request) -> Response:
-        data = self.query
+        data = self.params
         report = execution_metrics(period=data["period"], start=data.get("start"),
                                    end=data.get("end"), account=data.get("account"))
         return Response(ExecutionReportSerializer(report).data)

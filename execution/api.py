@@ -9,8 +9,7 @@ and serialises the result. Reads need an authenticated user, writes staff
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -33,6 +32,7 @@ from lifecycle.models import Strategy
 from tradingsite.api_base import ReadModelSerializer
 from tradingsite.api_input import (
     IDEMPOTENCY_HEADER,
+    IDEMPOTENCY_PARAMETER,
     EmptyBody,
     StrictApi,
     StrictBooleanField,
@@ -93,10 +93,10 @@ class OrderListApi(StrictApi, generics.ListAPIView):
                                                                               "-pk")
         for field, lookup in (("status", "status"), ("purpose", "purpose"),
                               ("account", "account__name"), ("symbol", "symbol")):
-            if self.query.get(field):
-                orders = orders.filter(**{lookup: self.query[field]})
-        if self.query.get("active") is not None:
-            statuses = OrderStatus.active() if self.query["active"] else OrderStatus.final()
+            if self.params.get(field):
+                orders = orders.filter(**{lookup: self.params[field]})
+        if self.params.get("active") is not None:
+            statuses = OrderStatus.active() if self.params["active"] else OrderStatus.final()
             orders = orders.filter(status__in=statuses)
         return orders
 
@@ -148,9 +148,8 @@ class PlaceOrderApi(StrictApi, APIView):
                 raise serializers.ValidationError({"price": "a market order takes no price"})
             return data
 
-    @extend_schema(tags=[TAG], request=PlaceOrderSerializer, parameters=[
-        OpenApiParameter(IDEMPOTENCY_HEADER, OpenApiTypes.STR, OpenApiParameter.HEADER,
-                         description="Same as the idempotency_key field.")], responses={
+    @extend_schema(tags=[TAG], request=PlaceOrderSerializer, parameters=[IDEMPOTENCY_PARAMETER],
+                   responses={
         202: OrderSerializer,
         200: OpenApiResponse(OrderSerializer, description="Already placed with this key."),
         409: OpenApiResponse(description="Trading is halted (new entries are refused), or the "
@@ -188,7 +187,7 @@ class ActionListApi(StrictApi, generics.ListAPIView):
     query_serializer_class = ActionFilterSerializer
 
     def get_queryset(self):
-        return Action.objects.filter(**self.query).order_by("-created_at", "-pk")
+        return Action.objects.filter(**self.params).order_by("-created_at", "-pk")
 
     @extend_schema(tags=[TAG])
     def get(self, request: Request, *args, **kwargs) -> Response:

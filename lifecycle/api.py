@@ -143,10 +143,10 @@ class TrackedPositionsApi(_PositionPage):
     @extend_schema(tags=[TAG],
                    responses=_page_schema("TrackedPositionPage", TrackedPositionSerializer))
     def get(self, request: Request) -> Response:
-        state = self.query.get("state")
+        state = self.params.get("state")
         return self.page_response(request, tracked_positions(
-            states=[state] if state else None, strategy=self.query.get("strategy"),
-            symbol=self.query.get("symbol")))
+            states=[state] if state else None, strategy=self.params.get("strategy"),
+            symbol=self.params.get("symbol")))
 
 
 class TimeoutsApi(_PositionPage):

@@ -68,7 +68,7 @@ class HealthReportView(StrictApi, APIView):
     query_serializer_class = HealthReportQuery
 
     def get(self, request: Request) -> Response:
-        report = selectors.health_report(worst=self.query["worst"])
+        report = selectors.health_report(worst=self.params["worst"])
         return Response(HealthReportSerializer(report).data)
 
 

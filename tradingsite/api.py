@@ -14,8 +14,7 @@ from typing import Any
 import django_filters
 from django.db.models import QuerySet
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -31,6 +30,7 @@ from risk.models import HealthSnapshot
 from tradingsite import selectors
 from tradingsite.api_base import ReadModelSerializer
 from tradingsite.api_input import (
+    IDEMPOTENCY_PARAMETER,
     BooleanFilter,
     EmptyBody,
     IdField,
@@ -255,9 +255,7 @@ class ActionRequestView(StrictApi, APIView):
 
     @extend_schema(
         request=ActionRequestSerializer,
-        parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER,
-                                     required=False,
-                                     description="Same as the idempotency_key field.")],
+        parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: ActionSerializer, 200: ActionSerializer},
         summary="Request an emergency close (201 queued, 200 already requested)")
     def post(self, request: Request) -> Response:

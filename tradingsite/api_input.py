@@ -33,7 +33,7 @@ from django.urls import register_converter
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import APIException, ParseError, ValidationError
 from rest_framework.filters import OrderingFilter
@@ -122,13 +122,13 @@ def _in_query(field: serializers.Field) -> bool:
     return getattr(field.root, "in_query", False)
 
 
-def _integer(field: serializers.Field, data: Any) -> int:
+def _integer(field: serializers.Field, data: Any, code: str = "invalid") -> int:
     if _in_query(field):
         if not isinstance(data, str) or not INTEGER_TEXT.fullmatch(data):
-            field.fail("invalid")
+            field.fail(code)
         return int(data)
     if isinstance(data, bool) or not isinstance(data, int):
-        field.fail("invalid")
+        field.fail(code)
     return data
 
 
@@ -149,10 +149,7 @@ class IdField(serializers.PrimaryKeyRelatedField):
     default_error_messages = {"incorrect_type": "Enter an object id (a positive whole number)."}
 
     def to_internal_value(self, data: Any) -> Any:
-        try:
-            value = _integer(self, data)
-        except ValidationError:
-            self.fail("incorrect_type", data_type=type(data).__name__)
+        value = _integer(self, data, "incorrect_type")
         if not 1 <= value <= MAX_ID:
             self.fail("does_not_exist", pk_value=value)
         return super().to_internal_value(value)
@@ -279,6 +276,14 @@ class StrictDecimalField(serializers.DecimalField):
         return value
 
 
+class IdFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = IdField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        return {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+
+
 class StrictDecimalFieldSchema(OpenApiSerializerFieldExtension):
     target_class = StrictDecimalField
     match_subclasses = True
@@ -345,6 +350,12 @@ class EmptyBody(StrictSerializer):
     """For writes that take no body: nothing, or ``{}``."""
 
 
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_HEADER, {"type": "string", "minLength": 1, "maxLength": 128,
+                         "pattern": StrictCharField.VISIBLE},
+    OpenApiParameter.HEADER, description="Same as the idempotency_key field.")
+
+
 def idempotency_key(request: Request, data: Any) -> Any:
     """The body with the ``Idempotency-Key`` header as its ``idempotency_key``.
 
@@ -353,8 +364,7 @@ def idempotency_key(request: Request, data: Any) -> Any:
     header = request.headers.get(IDEMPOTENCY_HEADER)
     if header is None or not isinstance(data, Mapping):
         return data
-    given = data.get("idempotency_key")
-    if given is not None and given != header:
+    if "idempotency_key" in data and data["idempotency_key"] != header:
         raise ValidationError({"idempotency_key": [
             f"Differs from the {IDEMPOTENCY_HEADER} header; send one of them."]})
     return {**data, "idempotency_key": header}
@@ -545,25 +555,28 @@ class StrictApi:
     """Mixed into every API view: query parameters the operation does not document → 400.
 
     ``query_serializer_class`` (a ``StrictQuerySerializer``) validates the query once,
-    before the handler, into ``self.query``; the schema lists its fields too
+    before the handler, into ``self.params``; the schema lists its fields too
     (``tradingsite.api_schema.ApiSchema``).
     """
 
     query_serializer_class: type[StrictQuerySerializer] | None = None
     paged = False  # a page the view builds itself (``self.paginator``)
-    query: Mapping[str, Any] = MappingProxyType({})  # (schema generation runs no request)
+    params: Mapping[str, Any] = MappingProxyType({})  # (schema generation runs no request)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
+        method = request.method.lower()
+        if method not in self.http_method_names or not hasattr(self, method):
+            return  # a method the view does not have: dispatch answers 405
         accepted = self.accepted_query_params()
         unknown = sorted(name for name in request.query_params if name not in accepted)
         if unknown:
             raise ValidationError({name: ["Unknown query parameter."] for name in unknown})
-        self.query = {}
+        self.params = {}
         if self.query_serializer_class is not None and request.method == "GET":
             given = self.query_serializer_class(data=request.query_params.dict())
             given.is_valid(raise_exception=True)
-            self.query = given.validated_data
+            self.params = given.validated_data
 
     def lists(self) -> bool:
         action = getattr(self, "action", None)

@@ -60,7 +60,7 @@ DECIMAL_TEXT = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?", re.ASCII)
 
 class PayloadTooLarge(APIException):
     status_code = 413
-    default_detail = f"The request body is larger than {MAX_BODY_BYTES} bytes."
+    default_detail = f"The request body is too large (more than {MAX_BODY_BYTES} bytes)."
     default_code = "payload_too_large"
 
 
@@ -78,20 +78,26 @@ def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def _check_shape(data: Any) -> None:
-    """At most ``MAX_DEPTH`` levels; every string encodable (no lone surrogates)."""
-    stack = [(data, 1)]
+    """At most ``MAX_DEPTH`` levels; every string encodable (no lone surrogates).
+
+    The error names where: the top-level field the bad value sits in.
+    """
+    stack: list[tuple[Any, int, str]] = [(data, 1, "the body")]
     while stack:
-        value, depth = stack.pop()
+        value, depth, where = stack.pop()
         if isinstance(value, str):
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
-                raise ParseError("JSON parse error - a string holds a lone surrogate") from None
+                raise ParseError(f"JSON parse error - a lone surrogate in {where}") from None
         elif isinstance(value, (dict, list)):
             if depth > MAX_DEPTH:
-                raise ParseError(f"JSON parse error - nested deeper than {MAX_DEPTH} levels")
+                raise ParseError(f"JSON parse error - {where} is nested deeper than "
+                                 f"{MAX_DEPTH} levels")
             items = value.items() if isinstance(value, dict) else enumerate(value)
-            stack.extend((item, depth + 1) for pair in items for item in pair)
+            for key, item in items:
+                inside = key if depth == 1 and isinstance(key, str) else where
+                stack.extend([(key, depth + 1, inside), (item, depth + 1, inside)])
 
 
 class StrictJSONParser(JSONParser):
@@ -108,7 +114,8 @@ class StrictJSONParser(JSONParser):
         except UnicodeDecodeError:
             raise ParseError("JSON parse error - the body is not UTF-8") from None
         except RecursionError:
-            raise ParseError(f"JSON parse error - nested deeper than {MAX_DEPTH} levels") from None
+            raise ParseError(f"JSON parse error - the body is nested deeper than {MAX_DEPTH} "
+                             "levels") from None
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
         _check_shape(data)
@@ -264,6 +271,9 @@ class StrictDecimalField(serializers.DecimalField):
         return decimal_pattern(self.max_digits, self.decimal_places, positive=self.positive,
                                signed=self.signed)
 
+    def validate_empty_values(self, data: Any) -> tuple[bool, Any]:
+        return serializers.Field.validate_empty_values(self, data)  # "" is not null here
+
     def to_internal_value(self, data: Any) -> Decimal:
         text = _text(self, data)
         if not DECIMAL_TEXT.fullmatch(text):
@@ -298,8 +308,10 @@ class StrictDateTimeField(serializers.DateTimeField):
     default_error_messages = {"not_text": "Enter an ISO 8601 time (a JSON string)."}
 
     def to_internal_value(self, data: Any) -> datetime:
+        if not _text(self, data).isascii():  # Python's ISO parser reads any Unicode digit
+            self.fail("invalid", format="ISO 8601")
         try:
-            return super().to_internal_value(_text(self, data)).astimezone(UTC)
+            return super().to_internal_value(data).astimezone(UTC)
         except OverflowError:
             self.fail("overflow")
 

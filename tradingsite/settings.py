@@ -180,6 +180,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["tradingsite.api_input.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    "URL_FORMAT_OVERRIDE": None,  # ?format= is no parameter of ours (400 like any unknown)
+    "DEFAULT_METADATA_CLASS": None,  # OPTIONS is not in the schema: 405 like any other
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "tradingsite.api_input.StrictOrderingFilter",

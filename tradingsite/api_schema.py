@@ -11,6 +11,7 @@ from typing import Any
 
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import force_instance
+from rest_framework.negotiation import DefaultContentNegotiation
 
 from tradingsite.api_input import StrictSerializer
 
@@ -74,6 +75,17 @@ class ApiSchema(AutoSchema):
         if direction == "request" and isinstance(strict, StrictSerializer) and not strict.in_query:
             schema["additionalProperties"] = False
         return schema
+
+
+class SchemaFormatNegotiation(DefaultContentNegotiation):
+    """``/api/schema/?format=json|yaml``: the schema's one query parameter.
+
+    The API itself takes no ``format`` (``URL_FORMAT_OVERRIDE`` is off: it answers JSON).
+    """
+
+    def select_renderer(self, request: Any, renderers: Any, format_suffix: Any = None) -> Any:
+        return super().select_renderer(request, renderers,
+                                       format_suffix or request.query_params.get("format"))
 
 
 def add_error_responses(result: dict[str, Any], generator: Any, request: Any,

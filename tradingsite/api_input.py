@@ -52,7 +52,7 @@ PAST_FLOOR = datetime(2000, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
-INTEGER_TEXT = re.compile(r"0|-?[1-9][0-9]*", re.ASCII)
+INTEGER_TEXT = re.compile(r"0|-?[1-9][0-9]{0,18}", re.ASCII)  # 64 bits at most: int() is cheap
 DECIMAL_TEXT = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?", re.ASCII)
 
 
@@ -66,6 +66,12 @@ class PayloadTooLarge(APIException):
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _integer_literal(text: str) -> int:
+    if len(text.lstrip("-")) > 19:
+        raise ValueError(f"an integer of {len(text)} characters is beyond 64 bits")
+    return int(text)
 
 
 def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -109,7 +115,7 @@ class StrictJSONParser(JSONParser):
             raise PayloadTooLarge()
         try:
             data = json.loads(raw.decode("utf-8"), parse_float=Decimal,
-                              parse_constant=_refuse_constant,
+                              parse_int=_integer_literal, parse_constant=_refuse_constant,
                               object_pairs_hook=_object_without_repeats)
         except UnicodeDecodeError:
             raise ParseError("JSON parse error - the body is not UTF-8") from None

@@ -71,7 +71,7 @@ WRITES = list(VALID)
 
 NOT_TEXT = ["123", "1.5", "true", "false", "[]", "{}", '["x"]', '{"x": 1}']
 BAD_ID = ["62.9", "62.0", "1e3", "1E2", '"62"', '"{position}"', "true", "false", "null", "-1",
-          "0", "9223372036854775808", "1" + "0" * 30, "[]", "{}", '"\u0666\u0662"', "NaN",
+          "0", "9223372036854775808", "1" + "0" * 30, "9" * 5000, "[]", "{}", '"\u0666\u0662"', "NaN",
           "-0", "[{position}]"]
 BAD_CHOICE = ['"LONG"', '"Buy"', '"buy "', '" buy"', '"sideways"', '""', "1", "0", "true",
               "null", "[]", "{}", '["buy"]', '"cancel_order"', '"\u0628\u064a\u0639"']
@@ -152,9 +152,9 @@ LISTS = ["/api/positions/", "/api/strategies/", "/api/execution/orders", "/api/e
          "/api/health/alerts", "/api/health/position-health", "/api/analytics/trades",
          "/api/lifecycle/tracked-positions", "/api/lifecycle/timeouts"]
 BAD_LIMIT = ["9223372036854775808", "9223372036854775807", "18446744073709551616",
-             "1" + "0" * 40, "100000000", "1001", "0", "-1", "1.5", "1e3", "abc", "",
+             "1" + "0" * 40, "9" * 5000, "100000000", "1001", "0", "-1", "1.5", "1e3", "abc", "",
              "\u0661\u0660", "+10", "0x10", "10%20", "NaN"]
-BAD_OFFSET = ["-1", "1e3", "1000000001", "9223372036854775808", "abc", "", "1.0",
+BAD_OFFSET = ["-1", "1e3", "1000000001", "9223372036854775808", "9" * 5000, "abc", "", "1.0",
               "\u0663", "+1"]
 UNKNOWN_PARAMS = ["foo=1", "format=api", "page=2", "limit_price=1", "LIMIT=5"]
 FILTERS: dict[str, dict[str, list[str]]] = {
@@ -166,7 +166,8 @@ FILTERS: dict[str, dict[str, list[str]]] = {
     "/api/execution/orders": {"active": ["yes", "1", ""], "status": ["bogus", ""],
                               "purpose": ["ENTRY"], "ordering": ["id"]},
     "/api/execution/actions": {"state": ["bogus", ""], "kind": ["explode"]},
-    "/api/health/alerts": {"position": ["62.9", "-1", "0", "9223372036854775808", "abc", ""],
+    "/api/health/alerts": {"position": ["62.9", "-1", "0", "9223372036854775808", "9" * 5000,
+                                        "abc", ""],
                            "open": ["2", "yes", ""], "acknowledged": ["no"],
                            "severity": ["loud"], "since": ["garbage", "9999-99-99"]},
     "/api/health/position-health": {"danger_level": ["DEADLY"], "state": ["CLOSED"]},
@@ -176,8 +177,8 @@ FILTERS: dict[str, dict[str, list[str]]] = {
                               "closed_after": ["garbage"], "side": ["up"],
                               "ordering": ["pnl,fees", "strategy"]},
     "/api/lifecycle/tracked-positions": {"state": ["CLOSED", "open"], "symbol": [""]},
-    "/api/health/report": {"worst": ["0", "101", "1.5", "abc", "", "1e1", "\u0665"]},
-    "/api/analytics/performance": {"top": ["-1", "101", "1.0", ""], "period": ["week", "YEAR"],
+    "/api/health/report": {"worst": ["0", "101", "1.5", "abc", "", "1e1", "\u0665", "9" * 5000]},
+    "/api/analytics/performance": {"top": ["-1", "101", "1.0", "", "1" * 5000], "period": ["week", "YEAR"],
                                    "fresh": ["yes", "1"], "start": ["garbage", ""],
                                    "strategy": ["no-such-strategy"], "exit_reason": ["boom"]},
     "/api/analytics/equity": {"points": ["9", "5001", "1e3"], "resolution": ["hour"]},
@@ -205,8 +206,10 @@ def corpus() -> list[Hostile]:
         for name, values in fields.items():
             for n, raw in enumerate(values):
                 body = render({**VALID[path], name: raw})
-                # JSON without NaN or Infinity is refused as a whole, before any field
-                named = raw.lstrip("-") if raw.lstrip("-") in ("NaN", "Infinity") else name
+                # NaN, Infinity and integers beyond 64 bits are refused as a whole,
+                # while the JSON is read, before any field
+                named = {"NaN": "NaN", "Infinity": "Infinity", "-Infinity": "Infinity"}.get(
+                    raw, "64 bits" if raw.isdigit() and len(raw) > 19 else name)
                 cases.append(Hostile(f"POST {path} {name}#{n} {_short(raw)}",
                                      f"POST {path} {name}", "POST", path, body,
                                      names=(named,)))

@@ -24,37 +24,38 @@ from analytics.serializers import (
     TradeSerializer,
 )
 from lifecycle.models import Trade
+from tradingsite.api_input import StrictApi
 
 
-class PerformanceView(APIView):
-    @extend_schema(parameters=[PerformanceQuerySerializer],
-                   responses=PerformanceReportSerializer, operation_id="analytics_performance",
+class PerformanceView(StrictApi, APIView):
+    query_serializer_class = PerformanceQuerySerializer
+
+    @extend_schema(responses=PerformanceReportSerializer, operation_id="analytics_performance",
                    summary="Performance metrics of the closed trades of a period")
     def get(self, request: Request) -> Response:
-        query = PerformanceQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        report_request = query.report_request(top_n=query.validated_data["top"])
-        if query.validated_data["fresh"]:
+        report_request = PerformanceQuerySerializer.report_request(self.params,
+                                                                   top_n=self.params["top"])
+        if self.params["fresh"]:
             report = services.performance_report(report_request)
         else:
             report = services.cached_performance_report(report_request)
         return Response(PerformanceReportSerializer(report).data)
 
 
-class EquityView(APIView):
-    @extend_schema(parameters=[EquityQuerySerializer], responses=EquityCurveSerializer,
+class EquityView(StrictApi, APIView):
+    query_serializer_class = EquityQuerySerializer
+
+    @extend_schema(responses=EquityCurveSerializer,
                    operation_id="analytics_equity",
                    summary="Realised equity curve of a period, downsampled")
     def get(self, request: Request) -> Response:
-        query = EquityQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        curve = services.equity_curve(query.report_request(),
-                                      resolution=query.validated_data["resolution"],
-                                      max_points=query.validated_data["points"])
+        curve = services.equity_curve(EquityQuerySerializer.report_request(self.params),
+                                      resolution=self.params["resolution"],
+                                      max_points=self.params["points"])
         return Response(EquityCurveSerializer(curve).data)
 
 
-class TradeListView(generics.ListAPIView):
+class TradeListView(StrictApi, generics.ListAPIView):
     """Closed trades, newest first; filter by strategy, symbol, side, exit reason, period."""
 
     serializer_class = TradeSerializer
@@ -64,14 +65,14 @@ class TradeListView(generics.ListAPIView):
     queryset = Trade.objects.select_related("strategy")
 
 
-class ExecutionView(APIView):
-    @extend_schema(parameters=[ExecutionQuerySerializer], responses=ExecutionReportSerializer,
+class ExecutionView(StrictApi, APIView):
+    query_serializer_class = ExecutionQuerySerializer
+
+    @extend_schema(responses=ExecutionReportSerializer,
                    operation_id="analytics_execution",
                    summary="Execution metrics of orders, overall and per exchange account")
     def get(self, request: Request) -> Response:
-        query = ExecutionQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        data = query.validated_data
+        data = self.params
         report = execution_metrics(period=data["period"], start=data.get("start"),
                                    end=data.get("end"), account=data.get("account"))
         return Response(ExecutionReportSerializer(report).data)

@@ -9,20 +9,21 @@ from django.utils import timezone
 from analytics.periods import Period, period_window
 from execution.models import CloseReason
 from lifecycle.models import PositionSide, Trade
+from tradingsite.api_input import ChoiceFilter, DecimalFilter, StrictFilterSet, TimeFilter
 
 
-class TradeFilter(django_filters.FilterSet):
+class TradeFilter(StrictFilterSet):
     strategy = django_filters.CharFilter(field_name="strategy__name", help_text="Strategy name.")
     symbol = django_filters.CharFilter()
-    side = django_filters.ChoiceFilter(choices=PositionSide.choices)
-    exit_reason = django_filters.ChoiceFilter(choices=CloseReason.choices)
-    period = django_filters.ChoiceFilter(
+    side = ChoiceFilter(choices=PositionSide.choices)
+    exit_reason = ChoiceFilter(choices=CloseReason.choices)
+    period = ChoiceFilter(
         choices=[(p.value, p.value) for p in Period], method="filter_period",
         help_text="Calendar period of closed_at in the configured time zone.")
-    closed_after = django_filters.IsoDateTimeFilter(field_name="closed_at", lookup_expr="gte")
-    closed_before = django_filters.IsoDateTimeFilter(field_name="closed_at", lookup_expr="lt")
-    min_pnl = django_filters.NumberFilter(field_name="pnl", lookup_expr="gte")
-    max_pnl = django_filters.NumberFilter(field_name="pnl", lookup_expr="lte")
+    closed_after = TimeFilter(field_name="closed_at", lookup_expr="gte")
+    closed_before = TimeFilter(field_name="closed_at", lookup_expr="lt")
+    min_pnl = DecimalFilter(field_name="pnl", lookup_expr="gte")
+    max_pnl = DecimalFilter(field_name="pnl", lookup_expr="lte")
 
     class Meta:
         model = Trade

@@ -13,12 +13,20 @@ from analytics.selectors import TradeFilters
 from analytics.services import DEFAULT_TOP_N, MAX_EQUITY_POINTS, ReportRequest
 from execution.models import CloseReason
 from lifecycle.models import Strategy, Trade
+from tradingsite.api_input import (
+    StrictBooleanField,
+    StrictCharField,
+    StrictChoiceField,
+    StrictDateTimeField,
+    StrictIntegerField,
+    StrictQuerySerializer,
+)
 
 # --- input ---------------------------------------------------------------------------------
 
 
-class PeriodField(serializers.ChoiceField):
-    """ALL, TODAY, WEEK or MONTH (any case): calendar periods in the configured time zone."""
+class PeriodField(StrictChoiceField):
+    """ALL, TODAY, WEEK or MONTH: calendar periods in the configured time zone."""
 
     def __init__(self, **kwargs: Any):
         kwargs.setdefault("help_text", "Calendar period in the configured time zone: ALL, TODAY, "
@@ -26,16 +34,16 @@ class PeriodField(serializers.ChoiceField):
         super().__init__(choices=[p.value for p in Period], **kwargs)
 
     def to_internal_value(self, data: Any) -> Period:
-        return Period(super().to_internal_value(str(data).upper()))
+        return Period(super().to_internal_value(data))
 
 
-class WindowQuerySerializer(serializers.Serializer):
+class WindowQuerySerializer(StrictQuerySerializer):
     period = PeriodField(default=Period.ALL)
-    start = serializers.DateTimeField(
+    start = StrictDateTimeField(
         required=False, help_text="Narrows the window: closed at or after (ISO 8601; without "
                                   "offset: the configured time zone).")
-    end = serializers.DateTimeField(required=False,
-                                    help_text="Narrows the window: closed before (ISO 8601).")
+    end = StrictDateTimeField(required=False,
+                              help_text="Narrows the window: closed before (ISO 8601).")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("start") and attrs.get("end") and attrs["end"] <= attrs["start"]:
@@ -44,18 +52,19 @@ class WindowQuerySerializer(serializers.Serializer):
 
 
 class ReportQuerySerializer(WindowQuerySerializer):
-    strategy = serializers.SlugField(required=False, help_text="Strategy name.")
-    symbol = serializers.CharField(required=False, max_length=64,
-                                   help_text="Symbol, e.g. BTC/USDT:USDT.")
-    exit_reason = serializers.ChoiceField(choices=CloseReason.choices, required=False)
+    strategy = StrictCharField(required=False, max_length=64, help_text="Strategy name.")
+    symbol = StrictCharField(required=False, max_length=64,
+                             help_text="Symbol, e.g. BTC/USDT:USDT.")
+    exit_reason = StrictChoiceField(choices=CloseReason.choices, required=False)
 
     def validate_strategy(self, value: str) -> str:
         if not Strategy.objects.filter(name=value).exists():
             raise serializers.ValidationError(f"Unknown strategy {value!r}.")
         return value
 
-    def report_request(self, top_n: int = DEFAULT_TOP_N) -> ReportRequest:
-        data = self.validated_data
+    @staticmethod
+    def report_request(data: dict[str, Any], top_n: int = DEFAULT_TOP_N) -> ReportRequest:
+        """The report a validated query asks for."""
         return ReportRequest(
             period=data["period"],
             filters=TradeFilters(strategy=data.get("strategy"), symbol=data.get("symbol"),
@@ -64,23 +73,23 @@ class ReportQuerySerializer(WindowQuerySerializer):
 
 
 class PerformanceQuerySerializer(ReportQuerySerializer):
-    top = serializers.IntegerField(default=DEFAULT_TOP_N, min_value=0, max_value=100,
-                                   help_text="How many top and worst trades to list.")
-    fresh = serializers.BooleanField(
+    top = StrictIntegerField(default=DEFAULT_TOP_N, min_value=0, max_value=100,
+                             help_text="How many top and worst trades to list.")
+    fresh = StrictBooleanField(
         default=False, help_text="Compute now instead of reading the cached snapshot.")
 
 
 class EquityQuerySerializer(ReportQuerySerializer):
-    resolution = serializers.ChoiceField(
+    resolution = StrictChoiceField(
         choices=["trade", "day"], default="trade",
         help_text="'trade': equity after every trade (downsampled); 'day': end-of-day equity.")
-    points = serializers.IntegerField(
+    points = StrictIntegerField(
         default=MAX_EQUITY_POINTS, min_value=10, max_value=5000,
         help_text="Most points returned; above it each bucket of trades keeps its low and high.")
 
 
 class ExecutionQuerySerializer(WindowQuerySerializer):
-    account = serializers.SlugField(required=False, help_text="Exchange account name.")
+    account = StrictCharField(required=False, max_length=64, help_text="Exchange account name.")
 
 
 # --- output --------------------------------------------------------------------------------

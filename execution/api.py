@@ -8,9 +8,6 @@ and serialises the result. Reads need an authenticated user, writes staff
 
 from __future__ import annotations
 
-from decimal import Decimal
-
-from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers, status
@@ -24,17 +21,29 @@ from execution.models import (
     Action,
     ActionKind,
     ActionState,
-    ExchangeAccount,
     Order,
     OrderPurpose,
     OrderSide,
     OrderStatus,
     OrderType,
 )
-from execution.pipeline import Next, order_submit
-from execution.services import order_request_cancel
+from execution.services import order_request, order_request_cancel
 from lifecycle.models import Strategy
 from tradingsite.api_base import ReadModelSerializer
+from tradingsite.api_input import (
+    IDEMPOTENCY_HEADER,
+    IDEMPOTENCY_PARAMETER,
+    EmptyBody,
+    StrictApi,
+    StrictBooleanField,
+    StrictCharField,
+    StrictChoiceField,
+    StrictDecimalField,
+    StrictQuerySerializer,
+    StrictSerializer,
+    StrictSlugRelatedField,
+    idempotency_key,
+)
 
 TAG = "execution"
 
@@ -65,40 +74,39 @@ class ActionSerializer(ReadModelSerializer):
         read_only_fields = fields
 
 
-class OrderListApi(generics.ListAPIView):
+class OrderListApi(StrictApi, generics.ListAPIView):
     """Orders, newest first; filter by status, purpose, account name, symbol."""
 
     serializer_class = OrderSerializer
 
-    class OrderFilterSerializer(serializers.Serializer):
-        status = serializers.ChoiceField(choices=OrderStatus.choices, required=False)
-        purpose = serializers.ChoiceField(choices=OrderPurpose.choices, required=False)
-        account = serializers.CharField(required=False)
-        symbol = serializers.CharField(required=False)
-        active = serializers.BooleanField(required=False, allow_null=True, default=None,
-                                          help_text="true: not final yet; false: final.")
+    class OrderFilterSerializer(StrictQuerySerializer):
+        status = StrictChoiceField(choices=OrderStatus.choices, required=False)
+        purpose = StrictChoiceField(choices=OrderPurpose.choices, required=False)
+        account = StrictCharField(required=False)
+        symbol = StrictCharField(required=False)
+        active = StrictBooleanField(required=False, allow_null=True, default=None,
+                                    help_text="true: not final yet; false: final.")
+
+    query_serializer_class = OrderFilterSerializer
 
     def get_queryset(self):
-        filters = self.OrderFilterSerializer(data=self.request.query_params)
-        filters.is_valid(raise_exception=True)
-        data = filters.validated_data
         orders = Order.objects.select_related("account", "strategy").order_by("-created_at",
                                                                               "-pk")
         for field, lookup in (("status", "status"), ("purpose", "purpose"),
                               ("account", "account__name"), ("symbol", "symbol")):
-            if data.get(field):
-                orders = orders.filter(**{lookup: data[field]})
-        if data.get("active") is not None:
-            statuses = OrderStatus.active() if data["active"] else OrderStatus.final()
+            if self.params.get(field):
+                orders = orders.filter(**{lookup: self.params[field]})
+        if self.params.get("active") is not None:
+            statuses = OrderStatus.active() if self.params["active"] else OrderStatus.final()
             orders = orders.filter(status__in=statuses)
         return orders
 
-    @extend_schema(tags=[TAG], parameters=[OrderFilterSerializer])
+    @extend_schema(tags=[TAG])
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
 
 
-class OrderDetailApi(generics.RetrieveAPIView):
+class OrderDetailApi(StrictApi, generics.RetrieveAPIView):
     serializer_class = OrderSerializer
     queryset = Order.objects.select_related("account", "strategy")
 
@@ -107,49 +115,55 @@ class OrderDetailApi(generics.RetrieveAPIView):
         return super().get(request, *args, **kwargs)
 
 
-class PlaceOrderApi(APIView):
+class PlaceOrderApi(StrictApi, APIView):
     """Send an entry order through the pipeline (staff); its fill opens the position.
 
     Answers 202 at once: placement, retries and polling run on the workers; 409 while
-    trading is halted (``halt_trading``, or a shutdown in progress).
+    trading is halted (``halt_trading``, or a shutdown in progress). With an
+    idempotency key, a retry after a lost 202 gets the same order (200).
     """
 
-    class PlaceOrderSerializer(serializers.Serializer):
-        strategy = serializers.SlugRelatedField(slug_field="name",
-                                                queryset=Strategy.objects.select_related(
-                                                    "account"))
-        symbol = serializers.CharField(max_length=64)
-        side = serializers.ChoiceField(choices=OrderSide.choices)
-        quantity = serializers.DecimalField(**QTY, min_value=Decimal("1e-12"))
-        order_type = serializers.ChoiceField(choices=OrderType.choices, default=OrderType.MARKET)
-        price = serializers.DecimalField(**MONEY, min_value=Decimal("1e-10"), required=False,
-                                         allow_null=True, default=None)
-        expected_price = serializers.DecimalField(
-            **MONEY, min_value=Decimal("1e-10"), required=False, allow_null=True, default=None,
+    class PlaceOrderSerializer(StrictSerializer):
+        strategy = StrictSlugRelatedField(slug_field="name",
+                                          queryset=Strategy.objects.select_related("account"))
+        symbol = StrictCharField(max_length=64, visible=True)
+        side = StrictChoiceField(choices=OrderSide.choices)
+        quantity = StrictDecimalField(**QTY, positive=True)
+        order_type = StrictChoiceField(choices=OrderType.choices, default=OrderType.MARKET)
+        price = StrictDecimalField(**MONEY, positive=True, required=False, allow_null=True,
+                                   default=None, help_text="Limit price (limit orders only).")
+        expected_price = StrictDecimalField(
+            **MONEY, positive=True, required=False, allow_null=True, default=None,
             help_text="The price the decision was based on: slippage is measured against it.")
+        idempotency_key = StrictCharField(
+            max_length=128, required=False, visible=True,
+            help_text="Your key for this order: repeated with the same order it returns the "
+                      "order the first request recorded (200) and places nothing; with other "
+                      "order fields it is a 409 naming them. May also be sent as the "
+                      f"{IDEMPOTENCY_HEADER} header.")
 
         def validate(self, data):
             if data["order_type"] == OrderType.LIMIT and data.get("price") is None:
                 raise serializers.ValidationError({"price": "a limit order needs a price"})
+            if data["order_type"] == OrderType.MARKET and data.get("price") is not None:
+                raise serializers.ValidationError({"price": "a market order takes no price"})
             return data
 
-    @extend_schema(tags=[TAG], request=PlaceOrderSerializer, responses={
+    @extend_schema(tags=[TAG], request=PlaceOrderSerializer, parameters=[IDEMPOTENCY_PARAMETER],
+                   responses={
         202: OrderSerializer,
-        409: OpenApiResponse(description="Trading is halted: new entries are refused.")})
+        200: OpenApiResponse(OrderSerializer, description="Already placed with this key."),
+        409: OpenApiResponse(description="Trading is halted (new entries are refused), or the "
+                                         "key was used for a different order.")})
     def post(self, request: Request) -> Response:
-        from execution.tasks import schedule_next
-
-        data = self.PlaceOrderSerializer(data=request.data)
+        data = self.PlaceOrderSerializer(data=idempotency_key(request, request.data))
         data.is_valid(raise_exception=True)
-        strategy: Strategy = data.validated_data.pop("strategy")
-        account: ExchangeAccount = strategy.account
-        with transaction.atomic():
-            order = order_submit(account=account, strategy=strategy, **data.validated_data)
-            transaction.on_commit(lambda: schedule_next(Next(order, 0.0, "placed by API")))
-        return Response(OrderSerializer(order).data, status=status.HTTP_202_ACCEPTED)
+        order, created = order_request(caller=request.user, **data.validated_data)
+        return Response(OrderSerializer(order).data,
+                        status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
 
-class CancelOrderApi(APIView):
+class CancelOrderApi(StrictApi, APIView):
     """Queue the cancel of an active order (staff): 202 with the ``cancel_order`` action.
 
     Nothing is sent in the request: the action queue marks the order for cancelling and
@@ -163,26 +177,27 @@ class CancelOrderApi(APIView):
         202: ActionSerializer, 200: ActionSerializer,
         409: OpenApiResponse(description="The order is already final.")})
     def post(self, request: Request, order_id: int) -> Response:
+        EmptyBody(data=request.data).is_valid(raise_exception=True)
         order = get_object_or_404(Order.objects.select_related("account"), pk=order_id)
         action, created = order_request_cancel(order, actor=request.user.get_username())
         return Response(ActionSerializer(action).data,
                         status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
 
-class ActionListApi(generics.ListAPIView):
+class ActionListApi(StrictApi, generics.ListAPIView):
     """The action queue, newest first; filter by state and kind."""
 
     serializer_class = ActionSerializer
 
-    class ActionFilterSerializer(serializers.Serializer):
-        state = serializers.ChoiceField(choices=ActionState.choices, required=False)
-        kind = serializers.ChoiceField(choices=ActionKind.choices, required=False)
+    class ActionFilterSerializer(StrictQuerySerializer):
+        state = StrictChoiceField(choices=ActionState.choices, required=False)
+        kind = StrictChoiceField(choices=ActionKind.choices, required=False)
+
+    query_serializer_class = ActionFilterSerializer
 
     def get_queryset(self):
-        filters = self.ActionFilterSerializer(data=self.request.query_params)
-        filters.is_valid(raise_exception=True)
-        return Action.objects.filter(**filters.validated_data).order_by("-created_at", "-pk")
+        return Action.objects.filter(**self.params).order_by("-created_at", "-pk")
 
-    @extend_schema(tags=[TAG], parameters=[ActionFilterSerializer])
+    @extend_schema(tags=[TAG])
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)

@@ -13,8 +13,8 @@ from execution.api import (
 urlpatterns = [
     path("execution/orders", OrderListApi.as_view(), name="execution-orders"),
     path("execution/orders/place", PlaceOrderApi.as_view(), name="execution-order-place"),
-    path("execution/orders/<int:pk>", OrderDetailApi.as_view(), name="execution-order"),
-    path("execution/orders/<int:order_id>/cancel", CancelOrderApi.as_view(),
+    path("execution/orders/<id:pk>", OrderDetailApi.as_view(), name="execution-order"),
+    path("execution/orders/<id:order_id>/cancel", CancelOrderApi.as_view(),
          name="execution-order-cancel"),
     path("execution/actions", ActionListApi.as_view(), name="execution-actions"),
 ]

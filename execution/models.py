@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
@@ -338,6 +339,46 @@ class Action(models.Model):
     def __str__(self) -> str:
         target = f"position {self.position_id}" if self.position_id else f"order {self.order_id}"
         return f"{self.get_kind_display()} {target} [{self.state}]"
+
+
+class ClientRequestScope(models.TextChoices):
+    """What a caller's idempotency key names."""
+
+    ACTION = "action", "Action request"
+    ORDER = "order", "Order placement"
+
+
+class ClientRequest(models.Model):
+    """A caller's idempotency key and the request it named, with the answer it got.
+
+    Callers' keys live here, apart from the keys the server builds for its own
+    actions (``Action.idempotency_key``: ``timeout:<id>:<n>``, ``close:<id>:<n>``…),
+    so no client can take a key the platform needs. A key belongs to its caller:
+    unique per (caller, scope, key), and one ``INSERT … ON CONFLICT DO NOTHING``
+    decides which request it names (``execution.client_requests``).
+    """
+
+    caller = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                               related_name="+")
+    scope = models.CharField(max_length=16, choices=ClientRequestScope.choices)
+    key = models.CharField(max_length=128)
+    request = models.JSONField(help_text="The request as first validated, to compare retries.")
+    action = models.ForeignKey(Action, null=True, blank=True, on_delete=models.CASCADE,
+                               related_name="+")
+    order = models.ForeignKey(Order, null=True, blank=True, on_delete=models.CASCADE,
+                              related_name="+")
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["caller", "scope", "key"],
+                                    name="one_request_per_client_key"),
+            models.CheckConstraint(condition=Q(scope__in=ClientRequestScope.values),
+                                   name="client_request_scope_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} key {self.key!r} of user {self.caller_id}"
 
 
 class Candle(models.Model):

@@ -28,10 +28,12 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from execution.client_requests import client_request_answer, client_request_claim
 from execution.exchanges import exchange_for
 from execution.exchanges.base import Exchange
 from execution.exchanges.errors import ExchangeError
@@ -39,6 +41,7 @@ from execution.models import (
     Action,
     ActionKind,
     ActionState,
+    ClientRequestScope,
     Order,
     OrderPurpose,
     OrderSide,
@@ -55,7 +58,7 @@ from execution.pipeline import (
     order_submit,
     plain,
 )
-from lifecycle.models import Position, PositionSide, PositionState
+from lifecycle.models import Position, PositionSide, PositionState, Strategy
 from lifecycle.services import position_begin_close, position_close_failed
 from tradingsite.errors import DomainError, InvalidStateTransition
 from tradingsite.live_config import site_config
@@ -130,6 +133,32 @@ def order_place(*, drive: Driver, **fields: Any) -> Order:
     run the first step in this thread (``run_inline``, ``tasks.drive_in_background``).
     """
     return drive(order_submit(claim=True, **fields))
+
+
+def order_request(*, caller: AbstractBaseUser, strategy: Strategy,
+                  idempotency_key: str | None = None, **fields: Any) -> tuple[Order, bool]:
+    """A caller's entry order: recorded now, sent by the workers; ``(order, created)``.
+
+    With the caller's idempotency key a retry (the 202 was lost) gets the order the
+    first request recorded, ``created`` False, and nothing new is placed; the same
+    key with different order fields is a ``RequestMismatch`` naming them. The key is
+    claimed in the order's own transaction: a refused order (halt) leaves it free.
+    """
+    from execution.tasks import schedule_next
+
+    with transaction.atomic():
+        record = None
+        if idempotency_key:
+            record, fresh = client_request_claim(
+                caller=caller, scope=ClientRequestScope.ORDER, key=idempotency_key,
+                request={"strategy": strategy.name, **fields})
+            if not fresh:
+                return record.order, False
+        order = order_submit(account=strategy.account, strategy=strategy, **fields)
+        if record is not None:
+            client_request_answer(record, order=order)
+        transaction.on_commit(lambda: schedule_next(Next(order, 0.0, "placed by API")))
+    return order, True
 
 
 # --- cancelling --------------------------------------------------------------------

@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -31,6 +31,16 @@ from lifecycle.selectors import (
 )
 from lifecycle.services import position_hand_over, position_request_close
 from tradingsite.api_base import ReadModelSerializer
+from tradingsite.api_input import (
+    PastDateTimeField,
+    StrictApi,
+    StrictCharField,
+    StrictChoiceField,
+    StrictDecimalField,
+    StrictQuerySerializer,
+    StrictSerializer,
+    StrictSlugRelatedField,
+)
 
 TAG = "lifecycle"
 
@@ -71,9 +81,15 @@ class TimeoutPositionSerializer(TrackedPositionSerializer):
                                                   read_only=True)
     minutes_past_timeout = serializers.FloatField(source="timing.minutes_past_timeout",
                                                   read_only=True)
-    warning_at = serializers.DateTimeField(read_only=True)
-    critical_at = serializers.DateTimeField(read_only=True)
-    closing_at = serializers.DateTimeField(read_only=True)
+    warning_at = serializers.DateTimeField(
+        read_only=True, allow_null=True,
+        help_text="When it became WARNING; null if it never was (a close can come first).")
+    critical_at = serializers.DateTimeField(
+        read_only=True, allow_null=True,
+        help_text="When it became CRITICAL (timed out); null while it has not.")
+    closing_at = serializers.DateTimeField(
+        read_only=True, allow_null=True,
+        help_text="When its close order went out; null until then.")
 
     class Meta(TrackedPositionSerializer.Meta):
         fields = [*TrackedPositionSerializer.Meta.fields, "minutes_past_warning",
@@ -93,22 +109,23 @@ def _page_schema(name: str, item: type[serializers.Serializer]) -> serializers.S
     })
 
 
-class _PositionPage(APIView):
+class _PositionPage(StrictApi, GenericAPIView):
     """A page of positions with their timing, plus the count of positions per state."""
 
     item_serializer: type[serializers.Serializer] = TrackedPositionSerializer
     count_states: list[str] = PositionState.active()
+    filter_backends: list = []
+    paged = True
 
     def page_response(self, request: Request, queryset: QuerySet[Position]) -> Response:
         now = timezone.now()
-        paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(queryset, request, view=self)
+        page = self.paginator.paginate_queryset(queryset, request, view=self)
         return Response({
             "checked_at": now,
             "counts": position_state_counts(self.count_states),
-            "count": paginator.count,
-            "next": paginator.get_next_link(),
-            "previous": paginator.get_previous_link(),
+            "count": self.paginator.count,
+            "next": self.paginator.get_next_link(),
+            "previous": self.paginator.get_previous_link(),
             "results": self.item_serializer(with_timing(page, now), many=True).data,
         })
 
@@ -116,20 +133,20 @@ class _PositionPage(APIView):
 class TrackedPositionsApi(_PositionPage):
     """Positions under supervision with their age and minutes to warning and timeout."""
 
-    class TrackedFilterSerializer(serializers.Serializer):
-        state = serializers.ChoiceField(choices=PositionState.active(), required=False)
-        strategy = serializers.CharField(required=False)
-        symbol = serializers.CharField(required=False)
+    class TrackedFilterSerializer(StrictQuerySerializer):
+        state = StrictChoiceField(choices=PositionState.active(), required=False)
+        strategy = StrictCharField(required=False)
+        symbol = StrictCharField(required=False)
 
-    @extend_schema(tags=[TAG], parameters=[TrackedFilterSerializer],
+    query_serializer_class = TrackedFilterSerializer
+
+    @extend_schema(tags=[TAG],
                    responses=_page_schema("TrackedPositionPage", TrackedPositionSerializer))
     def get(self, request: Request) -> Response:
-        filters = self.TrackedFilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        state = filters.validated_data.get("state")
+        state = self.params.get("state")
         return self.page_response(request, tracked_positions(
-            states=[state] if state else None, strategy=filters.validated_data.get("strategy"),
-            symbol=filters.validated_data.get("symbol")))
+            states=[state] if state else None, strategy=self.params.get("strategy"),
+            symbol=self.params.get("symbol")))
 
 
 class TimeoutsApi(_PositionPage):
@@ -144,21 +161,23 @@ class TimeoutsApi(_PositionPage):
         return self.page_response(request, timeout_positions())
 
 
-class HandOverPositionApi(APIView):
+class HandOverPositionApi(StrictApi, APIView):
     """An external bot hands a filled position to the platform for supervision (staff)."""
 
-    class HandOverSerializer(serializers.Serializer):
-        strategy = serializers.SlugRelatedField(slug_field="name", queryset=Strategy.objects.all())
-        symbol = serializers.CharField(max_length=64)
-        side = serializers.ChoiceField(choices=PositionSide.choices)
-        quantity = serializers.DecimalField(**QTY, min_value=Decimal("1e-12"))
-        entry_price = serializers.DecimalField(**MONEY, min_value=Decimal("1e-10"))
-        entry_fee = serializers.DecimalField(**MONEY, min_value=Decimal("0"), default=Decimal("0"))
-        opened_at = serializers.DateTimeField(required=False,
-                                              help_text="When the entry filled (default: now).")
-        external_ref = serializers.CharField(
+    class HandOverSerializer(StrictSerializer):
+        strategy = StrictSlugRelatedField(slug_field="name", queryset=Strategy.objects.all())
+        symbol = StrictCharField(max_length=64, visible=True)
+        side = StrictChoiceField(choices=PositionSide.choices)
+        quantity = StrictDecimalField(**QTY, positive=True)
+        entry_price = StrictDecimalField(**MONEY, positive=True)
+        entry_fee = StrictDecimalField(**MONEY, min_value=0, default=Decimal("0"))
+        opened_at = PastDateTimeField(required=False,
+                                      help_text="When the entry filled (default: now).")
+        external_ref = StrictCharField(
             max_length=128, required=False, allow_blank=True, default="",
-            help_text="The bot's reference; a repeated hand-over with it returns the position.")
+            help_text="The bot's reference: a hand-over repeated with it returns the position "
+                      "(200) if the rest of the request is the same, else a 409 naming the "
+                      "fields that differ.")
 
         def validate_opened_at(self, value: datetime) -> datetime:
             if value > timezone.now():
@@ -167,7 +186,8 @@ class HandOverPositionApi(APIView):
 
     @extend_schema(tags=[TAG], request=HandOverSerializer, responses={
         201: PositionSerializer,
-        200: OpenApiResponse(PositionSerializer, description="Already handed over (same ref)."),
+        200: OpenApiResponse(PositionSerializer, description="Already handed over (same ref "
+                                                             "and request)."),
     })
     def post(self, request: Request) -> Response:
         data = self.HandOverSerializer(data=request.data)
@@ -178,12 +198,12 @@ class HandOverPositionApi(APIView):
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
-class ClosePositionApi(APIView):
+class ClosePositionApi(StrictApi, APIView):
     """Queue the emergency close of a position (staff); 409 when it is already closed."""
 
-    class CloseRequestSerializer(serializers.Serializer):
-        note = serializers.CharField(max_length=200, required=False, allow_blank=True,
-                                     default="", help_text="Why, kept on the position's history.")
+    class CloseRequestSerializer(StrictSerializer):
+        note = StrictCharField(max_length=200, required=False, allow_blank=True, default="",
+                               help_text="Why, kept on the position's history.")
 
     class CloseResultSerializer(serializers.Serializer):
         position = serializers.IntegerField()

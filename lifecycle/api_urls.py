@@ -9,6 +9,6 @@ urlpatterns = [
          name="lifecycle-tracked-positions"),
     path("lifecycle/timeouts", api.TimeoutsApi.as_view(), name="lifecycle-timeouts"),
     path("lifecycle/positions", api.HandOverPositionApi.as_view(), name="lifecycle-positions"),
-    path("lifecycle/positions/<int:position_id>/close", api.ClosePositionApi.as_view(),
+    path("lifecycle/positions/<id:position_id>/close", api.ClosePositionApi.as_view(),
          name="lifecycle-position-close"),
 ]

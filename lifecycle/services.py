@@ -30,6 +30,7 @@ from django.db.models import (
 from django.db.models.functions import Cast, Coalesce, Concat, JSONObject
 from django.utils import timezone
 
+from execution.client_requests import canonical
 from execution.models import Action, ActionKind, ActionState, CloseReason
 from lifecycle.bulk import InArray, insert_select, update_returning_pks
 from lifecycle.models import (
@@ -56,7 +57,7 @@ from lifecycle.timeouts import (
     close_retry_schedule,
     group_strategies,
 )
-from tradingsite.errors import InvalidStateTransition
+from tradingsite.errors import InvalidStateTransition, RequestMismatch
 from tradingsite.live import broadcast, broadcast_many
 from tradingsite.rows import insert_row
 
@@ -135,18 +136,37 @@ def position_hand_over(*, strategy: Strategy, symbol: str, side: str, quantity: 
     """Take over supervision of a position an external bot filled; ``(position, created)``.
 
     Idempotent on ``(strategy, external_ref)`` when a reference is given: the bot may
-    retry the hand-over and gets the position it already handed over.
+    retry the hand-over and gets the position it already handed over, if it asks for
+    the same position; a different symbol, side, quantity, price, fee or (given)
+    opening time is a ``RequestMismatch`` naming them. Concurrent hand-overs are
+    decided by the entry fill's unique key.
     """
+    given = {"symbol": symbol, "side": side, "quantity": Decimal(quantity),
+             "entry_price": Decimal(entry_price), "entry_fee": Decimal(entry_fee),
+             **({"opened_at": opened_at} if opened_at is not None else {})}
     fill_key = None
     if external_ref:
         existing = Position.objects.filter(strategy=strategy, external_ref=external_ref).first()
         if existing:
-            return existing, False
+            return _handed_over_again(existing, given), False
         fill_key = f"handover:{strategy.pk}:{external_ref}"
-    return _open_position(strategy=strategy, symbol=symbol, side=side, quantity=quantity,
-                          entry_price=entry_price, opened_at=opened_at, entry_fee=entry_fee,
-                          source=PositionSource.API, external_ref=external_ref, actor=actor,
-                          fill_key=fill_key)
+    position, created = _open_position(
+        strategy=strategy, symbol=symbol, side=side, quantity=quantity, entry_price=entry_price,
+        opened_at=opened_at, entry_fee=entry_fee, source=PositionSource.API,
+        external_ref=external_ref, actor=actor, fill_key=fill_key)
+    return (position if created else _handed_over_again(position, given)), created
+
+
+def _handed_over_again(position: Position, given: dict[str, Any]) -> Position:
+    """The position a repeated hand-over names, if it asks for the same one."""
+    first = {"symbol": position.symbol, "side": position.side,
+             "quantity": position.initial_quantity, "entry_price": position.entry_price,
+             "entry_fee": position.entry_fee, "opened_at": position.opened_at}
+    differences = {name: (canonical(first[name]), canonical(value))
+                   for name, value in given.items() if first[name] != value}
+    if differences:
+        raise RequestMismatch(f"external_ref {position.external_ref!r}", differences)
+    return position
 
 
 def _existing_entry(fill_key: str | None) -> Position | None:
@@ -241,7 +261,6 @@ def position_transition(position: Position, *, to_state: str, reason: str, actor
 
 def position_request_close(*, position: Position, reason: str, actor: str,
                            kind: str = ActionKind.EMERGENCY_CLOSE,
-                           idempotency_key: str | None = None,
                            note: str = "") -> tuple[Action, bool]:
     """Queue the one close of a position; a repeated request returns the open one.
 
@@ -249,6 +268,8 @@ def position_request_close(*, position: Position, reason: str, actor: str,
     first wins and the others get ``(existing_action, False)``. The action queue
     (``execution``) moves the position to CLOSING when it places the order.
     ``note`` is the operator's free text, kept on the ``close_requested`` event.
+    The action's key is built here (``close:<id>:<n>``), never taken from a client:
+    callers' own keys live in ``execution.ClientRequest``.
     """
     if reason not in CloseReason.values:
         raise ValueError(f"reason must be one of {CloseReason.values}, got {reason!r}")
@@ -263,7 +284,7 @@ def position_request_close(*, position: Position, reason: str, actor: str,
     # Deterministic: the n-th close of a position has one key, so racing requests collide
     # on it (and on the one-open-close constraint) instead of queueing twice.
     previous = Action.objects.filter(position=position, kind__in=ActionKind.closing()).count()
-    key = idempotency_key or f"close:{position.pk}:{previous}"
+    key = f"close:{position.pk}:{previous}"
     note = note.strip()
     try:
         with transaction.atomic():
@@ -275,7 +296,7 @@ def position_request_close(*, position: Position, reason: str, actor: str,
                                                 **({"note": note} if note else {})})
     except IntegrityError:
         existing = _open_close_action(position) or Action.objects.filter(
-            idempotency_key=key).first()
+            idempotency_key=key, position=position).first()
         if existing is None:
             raise
         return existing, False

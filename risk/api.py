@@ -5,8 +5,7 @@ from __future__ import annotations
 import django_filters
 import django_filters.rest_framework
 from django.shortcuts import get_object_or_404
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import generics
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,15 +16,26 @@ from risk import selectors
 from risk.models import AlertSeverity, RiskAlert
 from risk.serializers import HealthReportSerializer, PositionHealthSerializer, RiskAlertSerializer
 from risk.services import acknowledge_alert
+from tradingsite.api_input import (
+    BooleanFilter,
+    ChoiceFilter,
+    EmptyBody,
+    IdFilter,
+    StrictApi,
+    StrictFilterSet,
+    StrictIntegerField,
+    StrictQuerySerializer,
+    TimeFilter,
+)
 
 TAGS = ["risk"]
 
 
-class PositionHealthFilter(django_filters.FilterSet):
+class PositionHealthFilter(StrictFilterSet):
     strategy = django_filters.CharFilter(field_name="strategy__name")
     symbol = django_filters.CharFilter()
-    danger_level = django_filters.ChoiceFilter(choices=DangerLevel.choices)
-    state = django_filters.ChoiceFilter(choices=[(s, s) for s in PositionState.active()])
+    danger_level = ChoiceFilter(choices=DangerLevel.choices)
+    state = ChoiceFilter(choices=[(s, s) for s in PositionState.active()])
 
     class Meta:
         model = Position
@@ -33,7 +43,7 @@ class PositionHealthFilter(django_filters.FilterSet):
 
 
 @extend_schema(tags=TAGS, summary="Current health of every held position, worst first")
-class PositionHealthView(generics.ListAPIView):
+class PositionHealthView(StrictApi, generics.ListAPIView):
     serializer_class = PositionHealthSerializer
     filterset_class = PositionHealthFilter
     filter_backends = [django_filters.rest_framework.DjangoFilterBackend]  # worst first, always
@@ -47,30 +57,31 @@ class PositionHealthView(generics.ListAPIView):
         return self.get_paginated_response(self.get_serializer(items, many=True).data)
 
 
+class HealthReportQuery(StrictQuerySerializer):
+    worst = StrictIntegerField(min_value=1, max_value=100, default=10,
+                               help_text="How many worst positions to list.")
+
+
 @extend_schema(tags=TAGS, summary="Counts per danger level, worst positions, open alerts",
-               parameters=[OpenApiParameter("worst", OpenApiTypes.INT,
-                                            description="How many worst positions (1–100, "
-                                                        "default 10).")],
                responses=HealthReportSerializer)
-class HealthReportView(APIView):
+class HealthReportView(StrictApi, APIView):
+    query_serializer_class = HealthReportQuery
+
     def get(self, request: Request) -> Response:
-        try:
-            worst = min(100, max(1, int(request.query_params.get("worst", 10))))
-        except ValueError:
-            worst = 10
-        return Response(HealthReportSerializer(selectors.health_report(worst=worst)).data)
+        report = selectors.health_report(worst=self.params["worst"])
+        return Response(HealthReportSerializer(report).data)
 
 
-class RiskAlertFilter(django_filters.FilterSet):
-    severity = django_filters.ChoiceFilter(choices=AlertSeverity.choices)
+class RiskAlertFilter(StrictFilterSet):
+    severity = ChoiceFilter(choices=AlertSeverity.choices)
     kind = django_filters.CharFilter()
-    position = django_filters.NumberFilter(field_name="position_id")
+    position = IdFilter(field_name="position_id")
     strategy = django_filters.CharFilter(field_name="position__strategy__name")
     symbol = django_filters.CharFilter(field_name="position__symbol")
-    open = django_filters.BooleanFilter(field_name="resolved_at", lookup_expr="isnull",
-                                        label="Open (not resolved)")
-    acknowledged = django_filters.BooleanFilter()
-    since = django_filters.IsoDateTimeFilter(field_name="last_seen", lookup_expr="gte")
+    open = BooleanFilter(field_name="resolved_at", lookup_expr="isnull",
+                         label="Open (not resolved)")
+    acknowledged = BooleanFilter()
+    since = TimeFilter(field_name="last_seen", lookup_expr="gte")
 
     class Meta:
         model = RiskAlert
@@ -79,7 +90,7 @@ class RiskAlertFilter(django_filters.FilterSet):
 
 
 @extend_schema(tags=TAGS, summary="Risk alerts, newest first (filter open=true for open ones)")
-class RiskAlertListView(generics.ListAPIView):
+class RiskAlertListView(StrictApi, generics.ListAPIView):
     serializer_class = RiskAlertSerializer
     filterset_class = RiskAlertFilter
     ordering_fields = ["last_seen", "first_seen", "severity", "occurrences"]
@@ -89,7 +100,7 @@ class RiskAlertListView(generics.ListAPIView):
 
 
 @extend_schema(tags=TAGS, summary="One risk alert")
-class RiskAlertDetailView(generics.RetrieveAPIView):
+class RiskAlertDetailView(StrictApi, generics.RetrieveAPIView):
     serializer_class = RiskAlertSerializer
 
     def get_queryset(self):
@@ -98,8 +109,9 @@ class RiskAlertDetailView(generics.RetrieveAPIView):
 
 @extend_schema(tags=TAGS, summary="Acknowledge an alert (staff)", request=None,
                responses=RiskAlertSerializer)
-class AcknowledgeAlertView(APIView):
+class AcknowledgeAlertView(StrictApi, APIView):
     def post(self, request: Request, pk: int) -> Response:
+        EmptyBody(data=request.data).is_valid(raise_exception=True)
         get_object_or_404(RiskAlert, pk=pk)
         alert = acknowledge_alert(alert_id=pk, by=request.user.get_username())
         return Response(RiskAlertSerializer(alert).data)

@@ -8,16 +8,13 @@ close requests and the trading halt.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import django_filters
-from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils import timezone
-from django_filters.fields import IsoDateTimeField
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -32,6 +29,19 @@ from lifecycle.selectors import limits_of, position_timing
 from risk.models import HealthSnapshot
 from tradingsite import selectors
 from tradingsite.api_base import ReadModelSerializer
+from tradingsite.api_input import (
+    IDEMPOTENCY_PARAMETER,
+    BooleanFilter,
+    EmptyBody,
+    IdField,
+    StrictApi,
+    StrictCharField,
+    StrictChoiceField,
+    StrictFilterSet,
+    StrictSerializer,
+    TimeFilter,
+    idempotency_key,
+)
 from tradingsite.operations import operator_action_request
 from tradingsite.services import halt_payload, platform_state, trading_halt, trading_resume
 
@@ -137,20 +147,23 @@ class PositionDetailSerializer(PositionOverviewSerializer):
         read_only_fields = fields
 
 
-class ActionRequestSerializer(serializers.Serializer):
+class ActionRequestSerializer(StrictSerializer):
     """An operator's request: close a position now (the close goes through the action queue)."""
 
-    kind = serializers.ChoiceField(
+    kind = StrictChoiceField(
         choices=[(k, ActionKind(k).label) for k in ActionKind.closing()],
         default=ActionKind.EMERGENCY_CLOSE)
-    position = serializers.PrimaryKeyRelatedField(queryset=Position.objects.all())
-    reason = serializers.ChoiceField(choices=CloseReason.choices, default=CloseReason.MANUAL)
-    idempotency_key = serializers.CharField(
-        max_length=128, required=False, allow_blank=False,
-        help_text="Repeat a request safely: the same key returns the action it created. "
-                  "May also be sent as the Idempotency-Key header.")
-    note = serializers.CharField(max_length=200, required=False, allow_blank=True, default="",
-                                 help_text="Why, kept on the position's history.")
+    position = IdField(queryset=Position.objects.all())
+    reason = StrictChoiceField(choices=CloseReason.choices, default=CloseReason.MANUAL)
+    idempotency_key = StrictCharField(
+        max_length=128, required=False, visible=True,
+        help_text="Your key for this request (yours alone: it never meets other callers' "
+                  "or the platform's keys). Repeated with the same request it returns the "
+                  "action the first one got (200); with a different request it is a 409 "
+                  "naming the fields that differ. May also be sent as the Idempotency-Key "
+                  "header.")
+    note = StrictCharField(max_length=200, required=False, allow_blank=True, default="",
+                           help_text="Why, kept on the position's history.")
 
 
 class TradingHaltSerializer(serializers.Serializer):
@@ -160,34 +173,17 @@ class TradingHaltSerializer(serializers.Serializer):
     halted_by = serializers.CharField(allow_blank=True)
 
 
-class TradingHaltRequestSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=255, help_text="Why new entries are stopped.")
+class TradingHaltRequestSerializer(StrictSerializer):
+    reason = StrictCharField(max_length=255, visible=True,
+                             help_text="Why new entries are stopped.")
 
 
 # --- filters -------------------------------------------------------------------
 
-class UtcIsoDateTimeField(IsoDateTimeField):
-    """An ISO 8601 time, normalised to UTC: the database refuses offsets beyond ±16 h."""
-
-    def to_python(self, value: Any) -> datetime | None:
-        parsed = super().to_python(value)
-        if parsed is None:
-            return None
-        try:
-            return parsed.astimezone(UTC)
-        except OverflowError:
-            raise ValidationError("Enter a time within the years 1–9999.", code="invalid")
-
-
-class TimeFilter(django_filters.IsoDateTimeFilter):
-    field_class = UtcIsoDateTimeField
-
-
-class PositionFilter(django_filters.FilterSet):
+class PositionFilter(StrictFilterSet):
     strategy = django_filters.CharFilter(field_name="strategy__name")
     state = django_filters.MultipleChoiceFilter(choices=PositionState.choices)
-    active = django_filters.BooleanFilter(method="filter_active",
-                                          label="Only positions still held (not CLOSED)")
+    active = BooleanFilter(method="filter_active", label="Only positions still held (not CLOSED)")
     opened_after = TimeFilter(field_name="opened_at", lookup_expr="gte")
     opened_before = TimeFilter(field_name="opened_at", lookup_expr="lt")
 
@@ -203,7 +199,7 @@ class PositionFilter(django_filters.FilterSet):
         return active if value else queryset.exclude(pk__in=active.values("pk"))
 
 
-class StrategyFilter(django_filters.FilterSet):
+class StrategyFilter(StrictFilterSet):
     account = django_filters.CharFilter(field_name="account__name")
 
     class Meta:
@@ -213,9 +209,10 @@ class StrategyFilter(django_filters.FilterSet):
 
 # --- views -----------------------------------------------------------------------
 
-class StrategyViewSet(viewsets.ReadOnlyModelViewSet):
+class StrategyViewSet(StrictApi, viewsets.ReadOnlyModelViewSet):
     """Strategies with their effective holding-time limits."""
 
+    lookup_value_converter = "id"
     serializer_class = StrategySerializer
     filterset_class = StrategyFilter
     ordering_fields = ["name", "created_at"]
@@ -224,9 +221,10 @@ class StrategyViewSet(viewsets.ReadOnlyModelViewSet):
         return selectors.strategies()
 
 
-class PositionViewSet(viewsets.ReadOnlyModelViewSet):
+class PositionViewSet(StrictApi, viewsets.ReadOnlyModelViewSet):
     """Supervised positions with their timings and newest health check (detail: events too)."""
 
+    lookup_value_converter = "id"
     filterset_class = PositionFilter
     ordering_fields = ["opened_at", "health_score", "symbol", "state_changed_at"]
 
@@ -242,14 +240,14 @@ class PositionViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(responses=HealthSnapshotSerializer(many=True),
                    summary="Health history of a position (oldest first, newest 500 checks)")
-    @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
     def health(self, request: Request, pk: str | None = None) -> Response:
         position = self.get_object()
         history = selectors.position_health_history(position)
         return Response(HealthSnapshotSerializer(history, many=True).data)
 
 
-class ActionRequestView(APIView):
+class ActionRequestView(StrictApi, APIView):
     """Staff request an emergency close through the action queue (idempotent by key).
 
     The queue itself is listed by ``/api/execution/actions``.
@@ -257,25 +255,19 @@ class ActionRequestView(APIView):
 
     @extend_schema(
         request=ActionRequestSerializer,
-        parameters=[OpenApiParameter("Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER,
-                                     required=False,
-                                     description="Same as the idempotency_key field.")],
+        parameters=[IDEMPOTENCY_PARAMETER],
         responses={201: ActionSerializer, 200: ActionSerializer},
         summary="Request an emergency close (201 queued, 200 already requested)")
     def post(self, request: Request) -> Response:
-        data = request.data
-        header_key = request.headers.get("Idempotency-Key")
-        if isinstance(data, dict) and header_key and not data.get("idempotency_key"):
-            data = {**dict(data.items()), "idempotency_key": header_key}
-        given = ActionRequestSerializer(data=data)
+        given = ActionRequestSerializer(data=idempotency_key(request, request.data))
         given.is_valid(raise_exception=True)
-        action_obj, created = operator_action_request(
-            actor=request.user.get_username(), **given.validated_data)
+        action_obj, created = operator_action_request(caller=request.user,
+                                                      **given.validated_data)
         return Response(ActionSerializer(action_obj).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
-class TradingHaltView(APIView):
+class TradingHaltView(StrictApi, APIView):
     """Whether new entries are halted; staff may halt them (closing goes on)."""
 
     @extend_schema(responses=TradingHaltSerializer, summary="Trading-halt state")
@@ -292,10 +284,11 @@ class TradingHaltView(APIView):
         return Response(TradingHaltSerializer(halt_payload(state)).data)
 
 
-class TradingResumeView(APIView):
+class TradingResumeView(StrictApi, APIView):
     """Staff resume new entries after a halt."""
 
     @extend_schema(request=None, responses=TradingHaltSerializer, summary="Resume new entries")
     def post(self, request: Request) -> Response:
+        EmptyBody(data=request.data).is_valid(raise_exception=True)
         state = trading_resume(actor=request.user.get_username())
         return Response(TradingHaltSerializer(halt_payload(state)).data)

@@ -5,7 +5,7 @@ from rest_framework.routers import SimpleRouter
 
 from tradingsite import api
 
-router = SimpleRouter()
+router = SimpleRouter(use_regex_path=False)
 router.register("strategies", api.StrategyViewSet, basename="strategy")
 router.register("positions", api.PositionViewSet, basename="position")
 

@@ -1,37 +1,44 @@
-"""Operator actions requested through the API: one entry point, idempotent by key.
+"""Operator actions requested through the API: one entry point, idempotent by the caller's key.
 
 The actions themselves belong to the apps (``lifecycle.services.position_request_close``
-queues a close); this module only resolves a repeated idempotency key to the action it
-already created and routes a request to the app's service.
+queues a close under a key the server builds); this module ties a caller's own
+idempotency key to the action its request got (``execution.client_requests``).
 """
 
 from __future__ import annotations
 
-from execution.models import Action, ActionKind, CloseReason
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from execution.client_requests import client_request_answer, client_request_claim
+from execution.models import Action, ActionKind, ClientRequestScope, CloseReason
 from lifecycle.models import Position
 from lifecycle.services import position_request_close
-from tradingsite.errors import ConflictError
 
 
-def operator_action_request(*, kind: str, actor: str, position: Position,
+def operator_action_request(*, kind: str, caller: AbstractBaseUser, position: Position,
                             reason: str = CloseReason.MANUAL,
                             idempotency_key: str | None = None,
                             note: str = "") -> tuple[Action, bool]:
     """Queue a close of ``position``; returns ``(action, created)``.
 
-    A key seen before returns the action it created (whatever its state now), so a
-    client retrying after a lost response never queues a second close. The same key
-    for a different request is a conflict.
+    A key seen before from the same caller returns the action its first request got
+    (whatever its state now), so a retry after a lost response never queues a second
+    close; the same key with another position, kind, reason or note is a
+    ``RequestMismatch`` (409). Without a key, a repeated request gets the open close.
     """
-    if idempotency_key:
-        previous = Action.objects.filter(idempotency_key=idempotency_key).first()
-        if previous is not None:
-            if previous.kind != kind or previous.position_id != position.pk:
-                raise ConflictError(
-                    f"idempotency key {idempotency_key!r} was already used for "
-                    f"{previous.get_kind_display().lower()} of position {previous.position_id}")
-            return previous, False
     if kind not in ActionKind.closing():
         raise ValueError(f"{kind!r} is not a closing action")
-    return position_request_close(position=position, reason=reason, actor=actor, kind=kind,
-                                  idempotency_key=idempotency_key, note=note)
+    close = {"position": position, "reason": reason, "kind": kind, "note": note,
+             "actor": caller.get_username()}
+    if not idempotency_key:
+        return position_request_close(**close)
+    with transaction.atomic():
+        record, fresh = client_request_claim(
+            caller=caller, scope=ClientRequestScope.ACTION, key=idempotency_key,
+            request={"kind": kind, "position": position, "reason": reason, "note": note})
+        if not fresh:
+            return record.action, False
+        action, created = position_request_close(**close)
+        client_request_answer(record, action=action)
+    return action, created

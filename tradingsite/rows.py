@@ -27,7 +27,8 @@ ASYNC_COMMIT = "SET LOCAL synchronous_commit TO OFF"
 
 
 @cache
-def _insert_sql(model: type[Model], guard: str | None) -> tuple[str, tuple[Field, ...]]:
+def _insert_sql(model: type[Model], guard: str | None, ignore_conflicts: bool = False
+                ) -> tuple[str, tuple[Field, ...]]:
     meta = model._meta
     fields = tuple(f for f in meta.concrete_fields if f is not meta.auto_field)
     qn = connection.ops.quote_name
@@ -39,6 +40,8 @@ def _insert_sql(model: type[Model], guard: str | None) -> tuple[str, tuple[Field
     else:
         sql = (f"INSERT INTO {table} ({columns}) SELECT {values} WHERE NOT EXISTS ({guard}) "
                f"RETURNING {pk}")
+    if ignore_conflicts:
+        sql = sql.replace(" RETURNING ", " ON CONFLICT DO NOTHING RETURNING ")
     return sql, fields
 
 
@@ -85,14 +88,18 @@ def _run(db: BaseDatabaseWrapper, sql: str, params: list[Any], *, async_commit: 
         return cursor.rowcount, row
 
 
-def insert_row(instance: Model, *, unless: str | None = None) -> bool:
+def insert_row(instance: Model, *, unless: str | None = None,
+               ignore_conflicts: bool = False) -> bool:
     """INSERT ``instance`` (its primary key is set); False if the ``unless`` query finds a row.
 
     ``unless`` is an SQL query without parameters (``SELECT 1 FROM … WHERE …``):
     checked in the same statement, so nothing can slip in between check and insert.
+    ``ignore_conflicts``: a row that would break a unique constraint is not written
+    (False), instead of raising; on PostgreSQL the statement first waits for a
+    concurrent transaction that holds the same key, and sees its outcome.
     """
     db = _wrapper()
-    sql, fields = _insert_sql(type(instance), unless)
+    sql, fields = _insert_sql(type(instance), unless, ignore_conflicts)
     _, row = _run(db, sql, _prepared(db, instance, fields, add=True), async_commit=False)
     if row is None:
         return False

@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views import defaults
+from django.views.decorators.http import require_safe
 
 from lifecycle.models import Position
 from tradingsite.dashboard import dashboard_state, position_page_state
@@ -14,12 +15,14 @@ LOGIN_URL = "login"
 API_PREFIX = "/api/"
 
 
+@require_safe
 @login_required(login_url=LOGIN_URL)
 def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/index.html",
                   {"state": dashboard_state(request.user)})
 
 
+@require_safe
 @login_required(login_url=LOGIN_URL)
 def position_detail(request: HttpRequest, position_id: int) -> HttpResponse:
     try:

@@ -51,7 +51,7 @@ def test_writes_are_not_allowed_even_for_staff(url, staff_user):
 
 @time_machine.travel(NOW, tick=False)
 def test_performance_report(client, trades):
-    response = client.get("/api/analytics/performance", {"period": "week", "top": 2})
+    response = client.get("/api/analytics/performance", {"period": "WEEK", "top": 2})
     assert response.status_code == 200
     body = response.json()
     assert body["period"] == "WEEK" and body["trade_count"] == 3

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from execution.models import Action, ActionState
@@ -80,6 +81,13 @@ def test_timeouts_list_how_late_each_position_is(viewer_api, book):
     assert rows == [(book["late"].pk, "CLOSING", 40.0, 10.0, "running"),
                     (book["warned"].pk, "WARNING", 20.0, -40.0, None)]
     assert body["results"][1]["warning_at"] == "2026-03-02T11:20:00Z"
+    # a WARNING position has not timed out yet, a close can skip WARNING: the schema says so
+    assert [(r["warning_at"], r["critical_at"]) for r in body["results"]] == [
+        (None, None), ("2026-03-02T11:20:00Z", None)]
+    item = SchemaGenerator().get_schema(public=True)["components"]["schemas"]["TimeoutPosition"]
+    assert {name: item["properties"][name].get("nullable") for name in (
+        "warning_at", "critical_at", "closing_at")} == {
+        "warning_at": True, "critical_at": True, "closing_at": True}
 
 
 HAND_OVER = {"strategy": None, "symbol": "BTC/USDT:USDT", "side": "short", "quantity": "0.25",
@@ -112,6 +120,25 @@ def test_handing_over_the_same_reference_twice_returns_the_same_position(staff_a
     without_ref = {**payload, "external_ref": ""}
     assert staff_api.post("/api/lifecycle/positions", without_ref, format="json").status_code == 201
     assert staff_api.post("/api/lifecycle/positions", without_ref, format="json").status_code == 201
+
+
+def test_a_reference_repeated_with_another_position_is_a_409_naming_the_fields(staff_api,
+                                                                               strategy):
+    payload = {**HAND_OVER, "strategy": strategy.name}
+    first = staff_api.post("/api/lifecycle/positions", payload, format="json")
+    other = staff_api.post("/api/lifecycle/positions", {
+        **payload, "symbol": "ETH/USDT:USDT", "side": "long", "quantity": "3"}, format="json")
+    assert (first.status_code, other.status_code) == (201, 409)
+    assert other.json() == {
+        "detail": "external_ref 'bot-42' was first used for a different request "
+                  "(quantity: first '0.25', now '3'; side: first 'short', now 'long'; "
+                  "symbol: first 'BTC/USDT:USDT', now 'ETH/USDT:USDT')",
+        "code": "request_mismatch", "fields": ["quantity", "side", "symbol"]}
+    # the same position written with other digits is the same request
+    same = staff_api.post("/api/lifecycle/positions", {**payload, "quantity": "0.2500"},
+                          format="json")
+    assert (same.status_code, same.json()["id"]) == (200, first.json()["id"])
+    assert Position.objects.count() == 1
 
 
 def test_a_bad_hand_over_gets_a_message_per_field(staff_api, strategy):

@@ -46,7 +46,8 @@ def test_a_bot_hands_over_a_position_the_operator_watches_and_closes_it_from_the
         content_type="application/json")
     again = client.post("/api/lifecycle/positions", {
         "strategy": strategy.name, "symbol": ETH, "side": "long", "quantity": "2",
-        "entry_price": "2500", "external_ref": "bot-7"}, content_type="application/json")
+        "entry_price": "2500", "entry_fee": "2.75", "external_ref": "bot-7"},
+        content_type="application/json")
     position_id = handed.json()["id"]
     for minutes, close in ((5, "2510"), (10, "2520"), (15, "2505"), (20, "2490"), (25, "2495"),
                            (30, "2500"), (35, "2502")):

@@ -88,7 +88,8 @@ def test_a_resting_limit_entry_is_cancelled_by_the_operator_and_the_next_fills_a
     first = place(operator, strategy, order_type="limit", price="49800")
     platform.run(until=START + timedelta(seconds=5))
 
-    response = operator.post(f"/api/execution/orders/{first.pk}/cancel")
+    response = operator.post(f"/api/execution/orders/{first.pk}/cancel",
+                             content_type="application/json")
     assert (response.status_code, response.json()["kind"]) == (202, "cancel_order")
     platform.run(until=START + timedelta(seconds=5))  # the action queue cancels it
     assert Order.objects.get(pk=first.pk).status == "cancelled"
@@ -173,3 +174,46 @@ def test_slippage_refuses_a_normal_close_but_not_an_emergency_close(platform, ac
     # (49 520 − 50 000) × 2 − 2 × 49 520 × 0.055 %
     assert (trade.exit_reason, trade.pnl) == ("risk", Decimal("-1014.4720000000"))
     assert Action.objects.filter(state="done").count() == 1
+
+
+def test_a_client_retrying_after_a_lost_202_gets_the_same_order_and_nothing_is_placed_twice(
+        platform, operator, account, strategy):
+    paper = paper_exchange_for(account)
+    body = {"strategy": strategy.name, "symbol": BTC, "side": "buy", "quantity": "0.5",
+            "expected_price": "50000"}
+
+    def send(**fields):
+        return operator.post("/api/execution/orders/place", {**body, **fields},
+                             content_type="application/json", HTTP_IDEMPOTENCY_KEY="entry-1")
+
+    first = send()  # the 202 is lost on the way back
+    platform.run()
+    retry = send()
+    platform.run()
+    changed = send(quantity="0.6", side="sell")
+    in_body = operator.post("/api/execution/orders/place", {**body, "idempotency_key": "entry-1"},
+                            content_type="application/json")
+
+    order = Order.objects.get()
+    assert (first.status_code, retry.status_code, in_body.status_code) == (202, 200, 200)
+    assert first.json()["id"] == retry.json()["id"] == in_body.json()["id"] == order.pk
+    assert retry.json()["status"] == "filled"
+    assert changed.status_code == 409
+    assert (changed.json()["code"], changed.json()["fields"]) == (
+        "request_mismatch", ["quantity", "side"])
+    assert paper.calls["place"] == 1
+    assert {m.args for m in platform.ran("drive_order")} == {(order.pk,)}
+    assert Position.objects.get().quantity == Decimal("0.5")
+
+
+def test_a_halted_entry_leaves_its_key_free_for_the_retry(platform, operator, strategy):
+    body = {"strategy": strategy.name, "symbol": BTC, "side": "buy", "quantity": "0.5",
+            "idempotency_key": "after-halt"}
+    operator.post("/api/trading/halt/", {"reason": "maintenance"},
+                  content_type="application/json")
+    refused = operator.post("/api/execution/orders/place", body, content_type="application/json")
+    operator.post("/api/trading/resume/", content_type="application/json")
+    accepted = operator.post("/api/execution/orders/place", body, content_type="application/json")
+    assert (refused.status_code, refused.json()["code"]) == (409, "trading_halted")
+    assert accepted.status_code == 202
+    assert Order.objects.count() == 1

@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 from django.db import DataError
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.settings import spectacular_settings
 from rest_framework.test import APIClient
 
 from tradingsite.api_errors import exception_handler
+from tradingsite.api_input import StrictApi
 from tradingsite.errors import InvalidStateTransition
 
 pytestmark = pytest.mark.django_db
@@ -58,3 +61,21 @@ def test_domain_errors_keep_their_status_and_code():
     response = exception_handler(InvalidStateTransition("CLOSED → OPEN"), {})
     assert (response.status_code, response.data) == (
         409, {"detail": "CLOSED → OPEN", "code": "invalid_state_transition"})
+
+
+def test_every_api_view_accepts_exactly_the_query_parameters_its_schema_lists():
+    """The strict-input mixin and the schema cannot drift apart."""
+    generator = SchemaGenerator()
+    generator._initialise_endpoints()
+    checked = 0
+    for path, path_regex, method, view in generator._get_paths_and_endpoints():
+        view.request = spectacular_settings.GET_MOCK_REQUEST(method, path, view, None)
+        operation = view.schema.get_operation(path, path_regex, "^/", method, generator.registry)
+        if operation is None:  # the schema and docs views themselves
+            continue
+        documented = {parameter["name"] for parameter in operation.get("parameters", [])
+                      if parameter["in"] == "query"}
+        assert isinstance(view, StrictApi), f"{method} {path}: {type(view).__name__}"
+        assert view.accepted_query_params() == documented, (method, path)
+        checked += 1
+    assert checked >= 27  # every operation of the schema (more as routes are added)

@@ -11,7 +11,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from execution.models import ActionKind, ActionState, Order
+from execution.models import ActionKind, ActionState, ClientRequest, Order
 from lifecycle.models import Position
 from tradingsite.testing.factories import (
     ActionFactory,
@@ -95,6 +95,18 @@ def test_a_client_order_id_is_used_once():
 def test_an_idempotency_key_is_used_once():
     ActionFactory(idempotency_key="close:42")
     _refused(lambda: ActionFactory(idempotency_key="close:42"))
+
+
+def test_a_callers_key_names_one_request_per_scope(staff_user, viewer_user):
+    def record(caller, scope="action", key="k-1"):
+        return ClientRequest.objects.create(caller=caller, scope=scope, key=key, request={})
+
+    record(staff_user)
+    _refused(lambda: record(staff_user))
+    _refused(lambda: record(staff_user, scope="elsewhere"), "client_request_scope_valid")
+    record(staff_user, scope="order")
+    record(viewer_user)
+    assert ClientRequest.objects.filter(key="k-1").count() == 3
 
 
 @pytest.mark.parametrize("second_kind", ActionKind.closing())

@@ -84,3 +84,13 @@ def test_every_dashboard_asset_is_served_locally(client, viewer_user):
     assert "https://" not in html
     for src in re.findall(r'(?:src|href)="(/static/[^"]+)"', html):
         assert client.get(src).status_code == 200, src
+
+
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+def test_dashboard_pages_answer_405_to_other_methods(client, staff_user, strategy, method):
+    position = PositionFactory(strategy=strategy)
+    client.force_login(staff_user)
+    for path in ("/", f"/positions/{position.pk}/"):
+        response = getattr(client, method)(path)
+        assert (response.status_code, response["Allow"]) == (405, "GET, HEAD")
+    assert client.head("/").status_code == 200

@@ -44,14 +44,16 @@ def test_the_api_answers_202_with_the_queued_cancel_and_the_action_queue_cancels
     order = place(operator, strategy_on(account, "resting"))
     platform.run(until=START + timedelta(seconds=5))
 
-    response = operator.post(f"/api/execution/orders/{order.pk}/cancel")
+    response = operator.post(f"/api/execution/orders/{order.pk}/cancel",
+                             content_type="application/json")
 
     assert response.status_code == 202
     body = response.json()
     assert (body["kind"], body["state"], body["order"], body["requested_by"]) == (
         "cancel_order", "pending", order.pk, "operator")
     assert paper.calls["cancel"] == 0  # nothing was sent in the request
-    again = operator.post(f"/api/execution/orders/{order.pk}/cancel")
+    again = operator.post(f"/api/execution/orders/{order.pk}/cancel",
+                          content_type="application/json")
     assert (again.status_code, again.json()["id"]) == (200, body["id"])
 
     platform.run(until=START + timedelta(seconds=5))
@@ -62,7 +64,8 @@ def test_the_api_answers_202_with_the_queued_cancel_and_the_action_queue_cancels
     order.refresh_from_db()
     assert (order.status, order.last_error) == ("cancelled", "cancel requested by operator")
     assert (paper.calls["cancel"], paper.orders["paper-1"].status) == (1, "canceled")
-    final = operator.post(f"/api/execution/orders/{order.pk}/cancel")
+    final = operator.post(f"/api/execution/orders/{order.pk}/cancel",
+                          content_type="application/json")
     assert (final.status_code, final.json()["code"]) == (409, "invalid_state_transition")
 
 
@@ -87,7 +90,8 @@ def test_a_hung_exchange_on_one_account_does_not_delay_an_action_on_another(
     other = paper_account("paper-other")
     position = position_open(strategy=strategy_on(other, "fine"), symbol=ETH, side="long",
                              quantity=Decimal("2"), entry_price=Decimal("2400"))
-    cancel = operator.post(f"/api/execution/orders/{order.pk}/cancel")
+    cancel = operator.post(f"/api/execution/orders/{order.pk}/cancel",
+                           content_type="application/json")
     assert cancel.status_code == 202
     close, _ = position_request_close(position=position, reason="risk", actor="risk")
     platform.run(until=START + timedelta(seconds=1))

@@ -14,10 +14,10 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, transaction
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import negative_data_rejection, positive_data_acceptance
 
 from tradingsite.testing.factories import HealthSnapshotFactory, OrderFactory, PositionFactory
+from tradingsite.tokens import api_token_issue
 from tradingsite.wsgi import application
 
 MAX_EXAMPLES = 8
@@ -57,7 +57,7 @@ def staff_token(db, staff_user, strategy, in_process_requests) -> str:
     position = PositionFactory(strategy=strategy)
     HealthSnapshotFactory(position=position)
     OrderFactory(account=strategy.account, position=position)
-    return Token.objects.create(user=staff_user).key
+    return api_token_issue(user=staff_user, actor="test")
 
 
 @pytest.mark.slow

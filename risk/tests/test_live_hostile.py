@@ -152,7 +152,7 @@ async def _open(cookie: bytes, origin: bytes = b"http://localhost:8000"
 
 @pytestmark_db
 async def test_origin_of_another_port_is_refused_at_the_handshake(cookie):
-    communicator, connected = await _open(cookie, origin=b"http://localhost:9999")
+    _, connected = await _open(cookie, origin=b"http://localhost:9999")
     assert connected is False
     same, connected = await _open(cookie)
     assert connected is True

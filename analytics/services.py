@@ -10,6 +10,7 @@ against the account's real equity, not against zero.
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
@@ -24,7 +25,7 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from analytics import selectors
-from analytics.importers import TradeBatch, TradeImportError, read_trade_batches
+from analytics.importers import ROW_FIELDS, TradeBatch, TradeImportError, read_trade_batches
 from analytics.metrics import (
     PerformanceInputs,
     TradeSeries,
@@ -288,6 +289,8 @@ class ImportResult:
     strategies_created: list[str]
 
 
+_STRATEGY, _CLOSED_AT = (operator.itemgetter(ROW_FIELDS.index(name))
+                         for name in ("strategy", "closed_at"))
 IMPORT_BATCH = 10_000  # rows per staged batch: memory stays flat (~30 MB of Python objects)
 Progress = Callable[[str], None]
 
@@ -314,7 +317,7 @@ def import_trade_file(path: Path, *, strategy: str | None = None, fmt: str = "au
     with TradeStaging(using) as staging:
         for batch in read_trade_batches(path, fmt=fmt, size=IMPORT_BATCH):
             batch = strategies.named(batch)
-            closed = min(row[7] for row in batch.rows)
+            closed = min(map(_CLOSED_AT, batch.rows))
             earliest = closed if earliest is None else min(earliest, closed)
             staging.add(batch)
             if progress:
@@ -343,7 +346,7 @@ class _ImportStrategies:
                 self.checked[self.override] = self._exists_or_creatable(self.override,
                                                                         batch.where(0))
             return replace(batch, rows=[(self.override, *row[1:]) for row in batch.rows])
-        new = {row[0] for row in batch.rows} - self.checked.keys()
+        new = set(map(_STRATEGY, batch.rows)) - self.checked.keys()
         if not new:
             return batch
         first = {}

@@ -2,16 +2,19 @@
 
 Parsed trades land in a temporary table of this database session, in batches (a binary
 ``COPY`` on PostgreSQL, ``executemany`` on SQLite), typed like ``lifecycle_trade`` so a
-value the database refuses is found while staging, with its row. ``publish`` then
-moves them with one ``INSERT … SELECT`` in the caller's transaction, skipping a trade
-whose ``(strategy, external_ref)`` is already stored or came earlier in the file.
+value the database refuses is found while staging, with its row. ``publish`` then,
+in the caller's transaction, drops the staged trades whose ``(strategy, external_ref)``
+is already stored (one pass over the stored refs) and moves the rest with one
+``INSERT … SELECT``, keeping the first of a ref repeated in the file.
 Nothing of the import is visible to anyone before that statement commits.
 """
 
 from __future__ import annotations
 
+import operator
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.db import DatabaseError, connections, transaction
 
@@ -39,9 +42,11 @@ COLUMNS = (
 )
 TRADE_COLUMNS = [name for name, _, _ in COLUMNS[2:]]
 TIME_COLUMNS = ("opened_at", "closed_at")
+TEXT_FIELDS = ("strategy", "symbol", "side", "exit_reason", "external_ref")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_US = timedelta(microseconds=1)
 _COPY_CONTEXT = re.compile(r"line (\d+), column (\w+)")
+_EXTERNAL_REF = operator.itemgetter(ROW_FIELDS.index("external_ref"))
 _COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
 
 
@@ -79,7 +84,7 @@ class TradeStaging:
         """Stage a batch whose rows name their strategy; a value the database refuses names
         its row."""
         first = self.staged
-        self.with_refs = self.with_refs or any(row[-1] for row in batch.rows)
+        self.with_refs = self.with_refs or any(map(_EXTERNAL_REF, batch.rows))
         try:
             with transaction.atomic(using=self.using):  # a savepoint inside a caller's transaction
                 if self.postgres:
@@ -92,14 +97,12 @@ class TradeStaging:
 
     def _copy(self, first: int, rows: list[Row]) -> None:
         """COPY in text format, the lines built here: much cheaper than adapting each value."""
-        text_columns = [i for i, name in enumerate(ROW_FIELDS)
-                        if name in ("strategy", "symbol", "side", "exit_reason", "external_ref")]
-        if any(_COPY_SPECIAL.search("\x1f".join(row[i] for row in rows)) for i in text_columns):
-            rows = [tuple(_copy_escaped(v) if i in text_columns else v for i, v in enumerate(row))
-                    for row in rows]
-        columns = list(zip(*rows, strict=True))
-        for index in (ROW_FIELDS.index(name) for name in TIME_COLUMNS):
-            columns[index] = [(moment - EPOCH) // ONE_US for moment in columns[index]]
+        columns: list[Any] = list(zip(*rows, strict=True))
+        for index, name in enumerate(ROW_FIELDS):
+            if name in TIME_COLUMNS:
+                columns[index] = [(moment - EPOCH) // ONE_US for moment in columns[index]]
+            elif name in TEXT_FIELDS and _COPY_SPECIAL.search("\x1f".join(columns[index])):
+                columns[index] = list(map(_copy_escaped, columns[index]))
         data = "\n".join(map("\t".join, zip(map(str, range(first, first + len(rows))),
                                              *(map(str, column) for column in columns),
                                              strict=True))) + "\n"
@@ -138,25 +141,27 @@ class TradeStaging:
         return f"s.{column}"
 
     def publish(self, *, created_at: datetime) -> int:
-        """Move the staged trades into ``lifecycle_trade`` (one statement); how many moved."""
+        """Move the staged trades into ``lifecycle_trade``; how many moved."""
         qn = self.connection.ops.quote_name
         trade, strategy = qn(Trade._meta.db_table), qn(Strategy._meta.db_table)
         columns = ", ".join(qn(c) for c in ["strategy_id", *TRADE_COLUMNS, "created_at"])
         values = ", ".join(["st.id", *(self._value(c) for c in TRADE_COLUMNS), "%s"])
-        if self.with_refs:  # the first of each (strategy, ref) in the file, if not stored yet
-            source = (f"(SELECT s.*, ROW_NUMBER() OVER (PARTITION BY s.strategy, s.external_ref "
-                      f"ORDER BY s.seq) AS nth FROM {TABLE} s) s")
-            condition = (f"WHERE s.external_ref = '' OR (s.nth = 1 AND NOT EXISTS (SELECT 1 "
-                         f"FROM {trade} t WHERE t.strategy_id = st.id "
-                         f"AND t.external_ref = s.external_ref))")
-        else:
-            source, condition = f"{TABLE} s", ""
+        joined = f"{TABLE} s JOIN {strategy} st ON st.name = s.strategy"
+        if self.with_refs:  # ... and of the rest, the first of each (strategy, ref) in the file
+            joined = (f"(SELECT s.*, ROW_NUMBER() OVER (PARTITION BY s.strategy, s.external_ref "
+                      f"ORDER BY s.seq) AS nth FROM {TABLE} s) s "
+                      f"JOIN {strategy} st ON st.name = s.strategy "
+                      "WHERE s.external_ref = '' OR s.nth = 1")
         created = Trade._meta.get_field("created_at").get_db_prep_save(created_at,
                                                                        self.connection)
         with self.connection.cursor() as cursor:
             if self.postgres:
                 cursor.execute("SET LOCAL work_mem = '64MB'")  # sort the batch in memory
-            cursor.execute(f"INSERT INTO {trade} ({columns}) SELECT {values} FROM {source} "
-                           f"JOIN {strategy} st ON st.name = s.strategy {condition} "
+            if self.with_refs:  # drop what is stored already: one pass over the stored refs ...
+                cursor.execute(f"DELETE FROM {TABLE} WHERE external_ref <> '' AND "
+                               f"(strategy, external_ref) IN (SELECT st.name, t.external_ref "
+                               f"FROM {trade} t JOIN {strategy} st ON st.id = t.strategy_id "
+                               f"WHERE t.external_ref <> '')")
+            cursor.execute(f"INSERT INTO {trade} ({columns}) SELECT {values} FROM {joined} "
                            "ORDER BY s.seq", [created])
             return cursor.rowcount

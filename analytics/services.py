@@ -9,10 +9,10 @@ against the account's real equity, not against zero.
 
 from __future__ import annotations
 
-import itertools
 import json
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
 from analytics import selectors
-from analytics.importers import ImportedTrade, TradeImportError, read_trade_file
+from analytics.importers import ROW_FIELDS, TradeBatch, TradeImportError, read_trade_batches
 from analytics.metrics import (
     PerformanceInputs,
     TradeSeries,
@@ -44,8 +44,9 @@ from analytics.periods import (
     period_window,
 )
 from analytics.selectors import TradeFilters
+from analytics.staging import TradeStaging
 from execution.models import ExchangeAccount
-from lifecycle.models import Strategy, Trade
+from lifecycle.models import Strategy
 from tradingsite.live_config import site_config
 
 DEFAULT_TOP_N = 5
@@ -288,7 +289,9 @@ class ImportResult:
     strategies_created: list[str]
 
 
-IMPORT_BATCH = 10_000
+_STRATEGY, _CLOSED_AT = (operator.itemgetter(ROW_FIELDS.index(name))
+                         for name in ("strategy", "closed_at"))
+IMPORT_BATCH = 10_000  # rows per staged batch: memory stays flat (~30 MB of Python objects)
 Progress = Callable[[str], None]
 
 
@@ -297,89 +300,94 @@ def import_trade_file(path: Path, *, strategy: str | None = None, fmt: str = "au
                       using: str = DEFAULT_DB_ALIAS) -> ImportResult:
     """Import the closed trades of a CSV or freqtrade file: all of them or, on error, none.
 
-    The file is parsed and inserted in batches inside one transaction, so a bad
-    line found late rolls back everything before it. ``strategy`` puts every trade
-    on that strategy; otherwise each trade names its own. A strategy that does not
-    exist yet is created on the first paper account (by id), so imported history
-    never lands on a live account by accident. Trades whose (strategy, external_ref)
-    is already stored, or repeated in the file, are skipped: importing the same file
-    twice is harmless.
+    The file is streamed: each trade is parsed and validated, then staged in batches of
+    ``IMPORT_BATCH`` in a temporary table (``analytics.staging``), so memory stays flat
+    however long the file is. Only after the last line is read do the trades move into
+    ``lifecycle_trade``, with one statement in one transaction; an error anywhere —
+    a bad line, a value the database refuses — leaves nothing imported.
+
+    ``strategy`` puts every trade on that strategy; otherwise each trade names its own.
+    A strategy that does not exist yet is created (in that same transaction) on the
+    first paper account (by id), so imported history never lands on a live account by
+    accident. Trades whose (strategy, external_ref) is already stored, or repeated in
+    the file, are skipped: importing the same file twice is harmless.
     """
     strategies = _ImportStrategies(strategy, using)
-    seen: set[tuple[int, str]] = set()
-    created = skipped = 0
     earliest: datetime | None = None
-    with transaction.atomic(using=using):
-        for batch in _batches(read_trade_file(path, fmt=fmt), IMPORT_BATCH):
-            refs = {t.external_ref for t in batch if t.external_ref}
-            owners = [strategies.get(t) for t in batch]
-            if refs:
-                seen.update(Trade.objects.using(using)
-                            .filter(strategy__in={o.pk for o in owners}, external_ref__in=refs)
-                            .values_list("strategy_id", "external_ref"))
-            rows = []
-            for trade, owner in zip(batch, owners, strict=True):
-                key = (owner.pk, trade.external_ref)
-                if trade.external_ref and key in seen:
-                    skipped += 1
-                    continue
-                seen.add(key)
-                rows.append(_trade_model(trade, owner))
-                earliest = min(earliest or trade.closed_at, trade.closed_at)
-            Trade.objects.using(using).bulk_create(rows)
-            created += len(rows)
+    with TradeStaging(using) as staging:
+        for batch in read_trade_batches(path, fmt=fmt, size=IMPORT_BATCH):
+            batch = strategies.named(batch)
+            closed = min(map(_CLOSED_AT, batch.rows))
+            earliest = closed if earliest is None else min(earliest, closed)
+            staging.add(batch)
             if progress:
-                progress(f"imported {created} trades" + (f", skipped {skipped}" if skipped else ""))
-        if earliest is not None:
-            selectors.forget_checkpoints_after(earliest, using)
-    return ImportResult(created, skipped, strategies.created)
-
-
-def _batches(items: Iterable[ImportedTrade], size: int) -> Iterator[list[ImportedTrade]]:
-    iterator = iter(items)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch
+                progress(f"read {staging.staged} trades (up to {batch.where(len(batch.rows) - 1)}"
+                         "), nothing imported yet")
+        with transaction.atomic(using=using):
+            created_strategies = strategies.create_missing()
+            created = staging.publish(created_at=timezone.now())
+            if earliest is not None:
+                selectors.forget_checkpoints_after(earliest, using)
+    return ImportResult(created, staging.staged - created, created_strategies)
 
 
 class _ImportStrategies:
-    """The strategy of each imported trade, created on the first paper account if missing."""
+    """The strategy of each imported trade: checked while reading, created when publishing."""
 
     def __init__(self, override: str | None, using: str):
         self.override, self.using = override, using
-        self.by_name: dict[str, Strategy] = {}
-        self.created: list[str] = []
+        self.checked: dict[str, bool] = {}  # name → exists already
+        self.paper_account: ExchangeAccount | None = None
 
-    def get(self, trade: ImportedTrade) -> Strategy:
-        name = self.override or trade.strategy
-        if not name:
-            raise TradeImportError(trade.where, "strategy",
-                                   "required (add a strategy column or pass --strategy)")
-        if name not in self.by_name:
-            found = Strategy.objects.using(self.using).filter(name=name).first()
-            self.by_name[name] = found or self._create(name, trade.where)
-        return self.by_name[name]
+    def named(self, batch: TradeBatch) -> TradeBatch:
+        """The batch with every row's strategy name; an error names the first row without one."""
+        if self.override:
+            if self.override not in self.checked:
+                self.checked[self.override] = self._exists_or_creatable(self.override,
+                                                                        batch.where(0))
+            return replace(batch, rows=[(self.override, *row[1:]) for row in batch.rows])
+        new = set(map(_STRATEGY, batch.rows)) - self.checked.keys()
+        if not new:
+            return batch
+        first = {}
+        for index, row in enumerate(batch.rows):
+            if row[0] in new and row[0] not in first:
+                first[row[0]] = index
+        for name, index in sorted(first.items(), key=lambda item: item[1]):  # the earliest first
+            if name is None:
+                raise TradeImportError(batch.where(index), "strategy",
+                                       "required (add a strategy column or pass --strategy)")
+            self.checked[name] = self._exists_or_creatable(name, batch.where(index))
+        return batch
 
-    def _create(self, name: str, where: str) -> Strategy:
-        account = (ExchangeAccount.objects.using(self.using)
-                   .filter(exchange_id=ExchangeAccount.PAPER).order_by("id").first())
-        if account is None:
+    def _exists_or_creatable(self, name: str, where: str) -> bool:
+        if Strategy.objects.using(self.using).filter(name=name).exists():
+            return True
+        self.paper_account = (ExchangeAccount.objects.using(self.using)
+                              .filter(exchange_id=ExchangeAccount.PAPER).order_by("id").first())
+        if self.paper_account is None:
             raise TradeImportError(where, "strategy",
-                                   f"unknown strategy {name!r} and no paper exchange account "
-                                   "to create it on: create one, or the strategy, first")
+                                   f"unknown strategy {name[:64]!r} and no paper exchange "
+                                   "account to create it on: create one, or the strategy, first")
         try:
             validate_slug(name)
         except ValidationError:
-            raise TradeImportError(where, "strategy", f"{name!r} is not a valid strategy name "
-                                                      "(letters, digits, - and _)")
-        self.created.append(name)
-        return Strategy.objects.using(self.using).create(
-            name=name, account=account, description="Created by import_trades.")
+            raise TradeImportError(where, "strategy", f"{name[:64]!r} is not a valid strategy "
+                                                      "name (letters, digits, - and _)") from None
+        if len(name) > Strategy._meta.get_field("name").max_length:
+            raise TradeImportError(where, "strategy", f"{name[:24]!r}… is longer than 64 "
+                                                      "characters")
+        return False
 
-
-def _trade_model(trade: ImportedTrade, strategy: Strategy) -> Trade:
-    return Trade(strategy=strategy, symbol=trade.symbol, side=trade.side,
-                 quantity=trade.quantity, entry_price=trade.entry_price,
-                 exit_price=trade.exit_price, opened_at=trade.opened_at,
-                 closed_at=trade.closed_at, fees=trade.fees, pnl=trade.pnl,
-                 pnl_percent=trade.pnl_percent, holding_seconds=trade.holding_seconds,
-                 exit_reason=trade.exit_reason, external_ref=trade.external_ref)
+    def create_missing(self) -> list[str]:
+        """Create the named strategies that do not exist, inside the import's transaction."""
+        created = []
+        for name, existed in self.checked.items():
+            if existed:
+                continue
+            _, made = Strategy.objects.using(self.using).get_or_create(
+                name=name, defaults={"account": self.paper_account,
+                                     "description": "Created by import_trades."})
+            if made:
+                created.append(name)
+        return created

@@ -225,7 +225,7 @@ def _reset(base_url: str) -> dict[str, Any]:
     from io import StringIO
 
     out = StringIO()
-    call_command("api_token", "bench", "--reset", stdout=out)
+    call_command("api_token", "bench", "--rotate", stdout=out, stderr=StringIO())
     token = out.getvalue().strip().splitlines()[-1].split()[-1]
     if base_url == "paper":
         account, _ = ExchangeAccount.objects.update_or_create(name="bench-paper", defaults={

@@ -1,15 +1,56 @@
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from execution.models import Action, Candle, ExchangeAccount, Order
+from execution.accounts import base_url_change_needs_confirmation, exchange_account_save
+from execution.models import (
+    CREDENTIAL_ENV_PREFIX,
+    CREDENTIAL_FIELDS,
+    Action,
+    Candle,
+    ExchangeAccount,
+    Order,
+    validate_base_url,
+)
 from execution.services import order_request_cancel
 from tradingsite.admin_helpers import AppendOnlyAdmin, confirmation_page
 from tradingsite.errors import DomainError
 
 
+class ExchangeAccountForm(forms.ModelForm):
+    """The account form; moving an account's credentials to another base URL needs a tick."""
+
+    api_base_url = forms.URLField(
+        required=False, assume_scheme="https",  # a base URL typed without scheme is https
+        validators=[validate_base_url], help_text=ExchangeAccount._meta.get_field(
+            "api_base_url").help_text)
+    confirm_base_url_change = forms.BooleanField(
+        required=False, label="Confirm the new API base URL",
+        help_text="Required when the API base URL of an account with credentials changes: "
+                  "its keys are sent to that host with every request.")
+
+    class Meta:
+        model = ExchangeAccount
+        exclude: list[str] = []  # every editable field; the admin's fieldsets lay them out
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        stored = self.instance if self.instance.pk else None  # not yet updated from the form
+        after = ExchangeAccount(api_base_url=cleaned.get("api_base_url") or "",
+                                **{name: cleaned.get(name) or "" for name in CREDENTIAL_FIELDS})
+        if (not self.errors and base_url_change_needs_confirmation(stored, after)
+                and not cleaned.get("confirm_base_url_change")):
+            self.add_error("confirm_base_url_change", (
+                f"The API base URL changes from {stored.api_base_url or '(the exchange default)'}"
+                f" to {after.api_base_url or '(the exchange default)'}: the credentials "
+                f"({after.credentials_status()}) will be sent there. Tick to confirm."))
+        return cleaned
+
+
 @admin.register(ExchangeAccount)
 class ExchangeAccountAdmin(admin.ModelAdmin):
+    form = ExchangeAccountForm
     list_display = ("name", "exchange_id", "testnet", "enabled", "quote_currency",
                     "starting_capital", "credentials")
     list_filter = ("exchange_id", "testnet", "enabled")
@@ -18,9 +59,9 @@ class ExchangeAccountAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "exchange_id", "testnet", "enabled", "market_type",
                            "quote_currency", "starting_capital", "order_queue")}),
-        ("Credentials (environment variable names only)",
+        (f"Credentials (names of environment variables starting with {CREDENTIAL_ENV_PREFIX})",
          {"fields": ("api_key_env", "api_secret_env", "api_password_env", "credentials",
-                     "api_base_url")}),
+                     "api_base_url", "confirm_base_url_change")}),
         ("Paper exchange", {"fields": ("paper_config",), "classes": ("collapse",)}),
         ("Audit", {"fields": ("created_at",)}),
     )
@@ -29,10 +70,11 @@ class ExchangeAccountAdmin(admin.ModelAdmin):
     def credentials(self, obj: ExchangeAccount) -> str:
         return obj.credentials_status()
 
-    def formfield_for_dbfield(self, db_field, request, **kwargs):
-        if db_field.name == "api_base_url":
-            kwargs["assume_scheme"] = "https"  # a base URL typed without scheme is https
-        return super().formfield_for_dbfield(db_field, request, **kwargs)
+    def save_model(self, request: HttpRequest, obj: ExchangeAccount, form, change: bool) -> None:
+        """Through the service: validated again, confirmed, and written to the audit log."""
+        exchange_account_save(account=obj, actor=request.user.get_username(),
+                              base_url_confirmed=form.cleaned_data.get("confirm_base_url_change",
+                                                                       False))
 
 
 @admin.register(Order)

@@ -2,17 +2,75 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Substr
+from django.db.models.lookups import Exact
 from django.utils import timezone
 
 MONEY = {"max_digits": 28, "decimal_places": 10}
 QTY = {"max_digits": 28, "decimal_places": 12}
+
+# Credentials come from environment variables whose names carry this prefix, so an
+# account can never name (and send to an exchange) DATABASE_URL, SECRET_KEY, ...
+CREDENTIAL_ENV_PREFIX = "EXCHANGE_"
+_CREDENTIAL_ENV_NAME = re.compile(rf"{CREDENTIAL_ENV_PREFIX}[A-Z0-9_]+")
+CREDENTIAL_FIELDS = ("api_key_env", "api_secret_env", "api_password_env")
+
+
+def credential_env_error(name: str) -> str | None:
+    """Why ``name`` may not hold a credential (``None`` when it may; empty means unused)."""
+    if not name or _CREDENTIAL_ENV_NAME.fullmatch(name):
+        return None
+    return (f"must be an environment variable name starting with {CREDENTIAL_ENV_PREFIX} "
+            f"(capital letters, digits, _), got {name[:64]!r}")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def base_url_error(url: str) -> str | None:
+    """Why credentials may not be sent to ``url``: https only, plain http only to this machine."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError as exc:
+        return f"not a valid URL: {exc}"
+    if parts.username is not None or parts.password is not None:
+        return "must not contain a user name or password"
+    if not host:
+        return f"has no host: {url[:200]!r}"
+    if parts.scheme == "https":
+        return None
+    if parts.scheme == "http" and _loopback(host):
+        return None
+    return f"must use https (plain http only for a loopback host), got {url[:200]!r}"
+
+
+def validate_credential_env(name: str) -> None:
+    if error := credential_env_error(name):
+        raise ValidationError(error, code="credential_env")
+
+
+def validate_base_url(url: str) -> None:
+    if error := base_url_error(url):
+        raise ValidationError(error, code="base_url")
 
 
 class ExchangeAccount(models.Model):
@@ -29,17 +87,21 @@ class ExchangeAccount(models.Model):
         max_length=64, help_text="ccxt exchange id (e.g. 'bybit') or 'paper'.")
     testnet = models.BooleanField(default=False, help_text="Use the exchange's sandbox/testnet.")
     api_base_url = models.URLField(
-        blank=True, default="",
-        help_text="Replaces every ccxt API base URL (testnets, proxies, local emulators).")
+        blank=True, default="", validators=[validate_base_url],
+        help_text="Replaces every ccxt API base URL (testnets, proxies, local emulators); "
+                  "https, or plain http to a loopback host only.")
     api_key_env = models.CharField(
-        max_length=128, blank=True, default="",
-        help_text="Name of the environment variable that holds the API key.")
+        max_length=128, blank=True, default="", validators=[validate_credential_env],
+        help_text="Name of the environment variable that holds the API key "
+                  f"(starts with {CREDENTIAL_ENV_PREFIX}).")
     api_secret_env = models.CharField(
-        max_length=128, blank=True, default="",
-        help_text="Name of the environment variable that holds the API secret.")
+        max_length=128, blank=True, default="", validators=[validate_credential_env],
+        help_text="Name of the environment variable that holds the API secret "
+                  f"(starts with {CREDENTIAL_ENV_PREFIX}).")
     api_password_env = models.CharField(
-        max_length=128, blank=True, default="",
-        help_text="Name of the environment variable that holds the API passphrase, if any.")
+        max_length=128, blank=True, default="", validators=[validate_credential_env],
+        help_text="Name of the environment variable that holds the API passphrase, if any "
+                  f"(starts with {CREDENTIAL_ENV_PREFIX}).")
     market_type = models.CharField(
         max_length=16, default="linear",
         help_text="ccxt market type to load (linear, spot, inverse).")
@@ -62,6 +124,10 @@ class ExchangeAccount(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(starting_capital__gte=0),
                                    name="account_starting_capital_non_negative"),
+            *(models.CheckConstraint(
+                condition=Q(**{name: ""}) | Q(Exact(Substr(name, 1, len(CREDENTIAL_ENV_PREFIX)),
+                                                    Value(CREDENTIAL_ENV_PREFIX))),
+                name=f"account_{name}_prefixed") for name in CREDENTIAL_FIELDS),
         ]
 
     def __str__(self) -> str:
@@ -72,12 +138,28 @@ class ExchangeAccount(models.Model):
     def is_paper(self) -> bool:
         return self.exchange_id == self.PAPER
 
+    @property
+    def has_credentials(self) -> bool:
+        return any(getattr(self, name) for name in CREDENTIAL_FIELDS)
+
+    def routing_errors(self) -> list[str]:
+        """Why this account's credentials may not be read or sent (empty when they may)."""
+        errors = [f"{name}: {error}" for name in CREDENTIAL_FIELDS
+                  if (error := credential_env_error(getattr(self, name)))]
+        if self.has_credentials and (error := base_url_error(self.api_base_url)):
+            errors.append(f"api_base_url: {error}")
+        return errors
+
     def credentials(self) -> dict[str, str]:
-        """Read credentials from the environment; never store or log the result."""
+        """Read credentials from the environment; never store or log the result.
+
+        Only variables with the credential prefix are read, whatever the row says
+        (it may have been written behind the model's validation).
+        """
         creds = {}
         for key, env_name in (("apiKey", self.api_key_env), ("secret", self.api_secret_env),
                               ("password", self.api_password_env)):
-            if env_name:
+            if env_name and credential_env_error(env_name) is None:
                 value = os.environ.get(env_name, "")
                 if value:
                     creds[key] = value

@@ -32,7 +32,7 @@ from django.utils import timezone
 from execution.models import Action, ActionKind
 from lifecycle.models import Position, PositionState, Strategy
 from lifecycle.timeouts import HoldingLimits, group_strategies, minutes_between
-from tradingsite.live_config import LiveConfigError, site_config
+from tradingsite.live_config import LiveConfigError, LiveTradingConfig, site_config
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,16 @@ TIMEOUT_STATES = [PositionState.WARNING, PositionState.CRITICAL, PositionState.C
 
 
 def site_limits() -> HoldingLimits:
-    """The platform-wide limits, for strategies without lifecycle overrides."""
-    return HoldingLimits.from_config(site_config().lifecycle)
+    """The platform-wide limits, for strategies without lifecycle overrides.
+
+    Start-up refuses an invalid site config; if one appears while running (a file
+    edited behind the platform's back), the defaults apply: timeouts never stop.
+    """
+    try:
+        return HoldingLimits.from_config(site_config().lifecycle)
+    except LiveConfigError as exc:
+        log.error("invalid site live-trading config (%s); using the default holding limits", exc)
+        return HoldingLimits.from_config(LiveTradingConfig().lifecycle)
 
 
 def limits_of(strategy: Strategy) -> HoldingLimits:

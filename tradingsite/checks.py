@@ -7,7 +7,7 @@ from typing import Any
 from django.core.checks import Error, register
 from django.db import DatabaseError
 
-from tradingsite.live_config import LiveConfigError, build, clear_cache, site_layers
+from tradingsite.live_config import LiveConfigError, LiveTradingConfig, build, clear_cache, site_layers
 
 
 @register("live_trading")
@@ -22,7 +22,7 @@ def check_live_trading_config(app_configs: Any = None, **kwargs: Any) -> list[Er
     return _strategy_errors(site)
 
 
-def _strategy_errors(site) -> list[Error]:
+def _strategy_errors(site: LiveTradingConfig) -> list[Error]:
     """Each strategy's overrides on top of the site config, when the table exists."""
     from lifecycle.models import Strategy
 
@@ -33,7 +33,7 @@ def _strategy_errors(site) -> list[Error]:
     errors = []
     for strategy in strategies:
         try:
-            build([("liveTrading", strategy.live_trading)], base=site)
+            build([("", strategy.live_trading)], base=site)
         except LiveConfigError as exc:
             errors.extend(Error(f"strategy {strategy.name!r}: {key}: {msg}",
                                 id="live_trading.E002") for key, msg in exc.errors)

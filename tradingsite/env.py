@@ -1,14 +1,48 @@
 """Typed readers for environment variables that refuse bad values loudly.
 
 A bad value stops start-up with the variable's name in the message, instead of
-silently falling back to a default the operator did not ask for.
+silently falling back to a default the operator did not ask for. The message is
+one line on stderr, not a traceback (``install_one_line_errors``), whichever
+process loads the settings: ``manage.py``, daphne, celery.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import sys
+from types import TracebackType
 
 from django.core.exceptions import ImproperlyConfigured
+
+
+class SettingsError(ImproperlyConfigured):
+    """A setting from the environment is wrong; the message starts with the variable's name."""
+
+
+def _one_line_hook(previous):  # type: ignore[no-untyped-def]
+    def hook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+        if isinstance(exc, SettingsError):
+            sys.stderr.write(f"configuration error: {exc}\n")
+            return
+        previous(kind, exc, tb)
+
+    hook.one_line_settings_errors = True  # type: ignore[attr-defined]
+    return hook
+
+
+def install_one_line_errors() -> None:
+    """An uncaught ``SettingsError`` ends the process with one line (exit code 1)."""
+    if not getattr(sys.excepthook, "one_line_settings_errors", False):
+        sys.excepthook = _one_line_hook(sys.excepthook)
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*):[^@/\s]*@", re.I)
+
+
+def mask_url(text: str) -> str:
+    """``scheme://user:secret@host`` → ``scheme://user:********@host`` (anywhere in ``text``)."""
+    return _URL_PASSWORD.sub(r"\g<head>:********@", text)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -22,7 +56,7 @@ def env_str(name: str, default: str = "") -> str:
             with open(file_path, encoding="utf-8") as fh:
                 return fh.read().strip()
         except OSError as exc:
-            raise ImproperlyConfigured(f"{name}_FILE: cannot read {file_path!r}: {exc}") from exc
+            raise SettingsError(f"{name}_FILE: cannot read {file_path!r}: {exc}") from exc
     return os.environ.get(name, default)
 
 
@@ -35,7 +69,7 @@ def env_bool(name: str, default: bool = False) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise ImproperlyConfigured(f"{name}: expected a boolean (1/0, true/false, yes/no), got {raw!r}")
+    raise SettingsError(f"{name}: expected a boolean (1/0, true/false, yes/no), got {raw!r}")
 
 
 def env_int(name: str, default: int) -> int:
@@ -45,7 +79,15 @@ def env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError as exc:
-        raise ImproperlyConfigured(f"{name}: expected an integer, got {raw!r}") from exc
+        raise SettingsError(f"{name}: expected an integer, got {raw!r}") from exc
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default)
+    if value not in choices:
+        raise SettingsError(f"{name}: expected {', '.join(choices[:-1])} or {choices[-1]}, "
+                            f"got {value!r}")
+    return value
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

@@ -1,13 +1,22 @@
-"""The live-trading configuration: defaults, layering, validation, JSON form.
+"""The live-trading configuration: defaults, bounds, layering, validation, JSON form.
 
-One place holds every default (the dataclasses below). The effective config of a
-strategy is built in layers, each validated with the offending key named:
+One place holds every default and every bound (the dataclasses below). The
+effective config of a strategy is built in layers, each checked by the one
+validator here (``build``) with the offending key — and the layer it came from —
+named:
 
 1. the defaults here;
 2. the config file ``settings.LIVE_TRADING_FILE`` (written by ``live_config --import``);
 3. ``settings.LIVE_TRADING`` (env ``LIVE_TRADING_CONFIG``: inline JSON or a file path);
 4. single keys from the environment: ``LIVE_TRADING__LIFECYCLE__MAX_HOLDING_TIME_MINUTES=90``;
 5. the strategy's own ``live_trading`` overrides.
+
+Every numeric key has an inclusive lower and upper bound (``bounds_table()``, the
+README's table). The bounds are chosen so that no value can switch supervision off
+by accident: holding limits end within a year, the risk check runs at least every
+100 candles, a health threshold of 0 (no position ever critical) is refused. Only
+the switches say "off": ``enableAutomaticTimeout``, ``riskMonitoring.enabled``,
+``emergencyCloseOnCritical``.
 
 Keys are accepted in the camelCase JSON form of the original specification or in
 snake_case; export always writes camelCase under a top-level ``liveTrading``.
@@ -20,126 +29,144 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
 ENV_PREFIX = "LIVE_TRADING__"
+ROOT = "liveTrading"
+MAX_FILE_BYTES = 1_000_000  # a config is a few hundred bytes; refuse to read a huge file
 
 
 class LiveConfigError(ValueError):
-    """A configuration value is invalid; ``key`` is its dotted camelCase path."""
+    """A configuration value is invalid; each error is ``(dotted camelCase key, message)``."""
 
     def __init__(self, errors: list[tuple[str, str]]):
         self.errors = errors
         super().__init__("; ".join(f"{key}: {msg}" for key, msg in errors))
 
 
-def _rule(*, gt: float | None = None, ge: float | None = None, le: float | None = None,
-          lt: float | None = None, choices: tuple[str, ...] | None = None,
-          doc: str = "") -> dict[str, Any]:
-    return {"gt": gt, "ge": ge, "le": le, "lt": lt, "choices": choices, "doc": doc}
+def _num(low: float, high: float, *, unit: str = "", doc: str = "") -> dict[str, Any]:
+    """Inclusive bounds of a numeric key; every numeric key has both."""
+    return {"min": low, "max": high, "unit": unit, "doc": doc}
+
+
+def _switch(doc: str = "") -> dict[str, Any]:
+    return {"doc": doc}
+
+
+YEAR_MINUTES = 525_600
+HOUR_MS = 3_600_000
 
 
 @dataclass(frozen=True)
 class LifecycleConfig:
-    max_holding_time_minutes: int = field(
-        default=240, metadata=_rule(gt=0, doc="Minutes after which a position times out (CRITICAL)."))
-    warning_threshold_minutes: int = field(
-        default=180, metadata=_rule(gt=0, doc="Minutes after which a position enters WARNING."))
-    enable_automatic_timeout: bool = field(
-        default=True, metadata=_rule(doc="Queue an emergency close when a position times out."))
+    max_holding_time_minutes: int = field(default=240, metadata=_num(
+        1, YEAR_MINUTES, unit="minutes", doc="A position older than this times out (CRITICAL)."))
+    warning_threshold_minutes: int = field(default=180, metadata=_num(
+        1, YEAR_MINUTES, unit="minutes",
+        doc="A position older than this enters WARNING; below maxHoldingTimeMinutes."))
+    enable_automatic_timeout: bool = field(default=True, metadata=_switch(
+        "Queue an emergency close when a position times out (the only way to switch it off)."))
 
 
 @dataclass(frozen=True)
 class RiskWeights:
-    time_at_risk: float = field(default=0.20, metadata=_rule(ge=0, le=1))
-    drawdown: float = field(default=0.30, metadata=_rule(ge=0, le=1))
-    volume: float = field(default=0.20, metadata=_rule(ge=0, le=1))
-    volatility: float = field(default=0.15, metadata=_rule(ge=0, le=1))
-    profitability: float = field(default=0.15, metadata=_rule(ge=0, le=1))
+    time_at_risk: float = field(default=0.20, metadata=_num(0, 1, doc="Weight; weights sum to 1."))
+    drawdown: float = field(default=0.30, metadata=_num(0, 1, doc="Weight; weights sum to 1."))
+    volume: float = field(default=0.20, metadata=_num(0, 1, doc="Weight; weights sum to 1."))
+    volatility: float = field(default=0.15, metadata=_num(0, 1, doc="Weight; weights sum to 1."))
+    profitability: float = field(default=0.15, metadata=_num(0, 1,
+                                                             doc="Weight; weights sum to 1."))
 
 
 @dataclass(frozen=True)
 class RiskMonitoringConfig:
-    enabled: bool = field(default=True, metadata=_rule())
-    check_interval_candles: int = field(
-        default=5, metadata=_rule(gt=0, doc="Score open positions every N candles of the timeframe."))
-    health_score_threshold: float = field(
-        default=30, metadata=_rule(ge=0, le=100, doc="Below this score a position is CRITICAL."))
-    warning_score_threshold: float = field(
-        default=60, metadata=_rule(ge=0, le=100, doc="Below this score a position is WARNING."))
-    emergency_close_on_critical: bool = field(default=True, metadata=_rule())
+    enabled: bool = field(default=True, metadata=_switch("Score open positions."))
+    check_interval_candles: int = field(default=5, metadata=_num(
+        1, 100, unit="candles", doc="Score open positions every N candles of the timeframe."))
+    health_score_threshold: float = field(default=30, metadata=_num(
+        1, 100, doc="Below this score a position is CRITICAL."))
+    warning_score_threshold: float = field(default=60, metadata=_num(
+        1, 100, doc="Below this score a position is WARNING; ≥ the critical one."))
+    emergency_close_on_critical: bool = field(default=True, metadata=_switch(
+        "Emergency-close a CRITICAL position."))
     weights: RiskWeights = field(default_factory=RiskWeights)
-    drawdown_limit_percent: float = field(
-        default=5.0, metadata=_rule(gt=0, doc="Adverse move from the best price that scores 0."))
-    loss_limit_percent: float = field(
-        default=3.0, metadata=_rule(gt=0, doc="Unrealised loss (after fees) that scores 0."))
-    profit_target_percent: float = field(
-        default=3.0, metadata=_rule(gt=0, doc="Unrealised profit (after fees) that scores 100."))
-    fee_rate_percent: float = field(
-        default=0.055, metadata=_rule(ge=0, lt=5, doc="Taker fee per side assumed for unrealised PnL."))
-    volume_lookback_candles: int = field(
-        default=20, metadata=_rule(gt=1, doc="Rolling window for the average volume."))
-    volume_recent_candles: int = field(
-        default=3, metadata=_rule(gt=0, doc="Candles averaged as 'recent' volume."))
-    volatility_short_candles: int = field(
-        default=12, metadata=_rule(gt=1, doc="Window of the recent realised volatility."))
-    volatility_long_candles: int = field(
-        default=96, metadata=_rule(gt=2, doc="Window of the baseline realised volatility."))
-    volatility_spike_ratio: float = field(
-        default=3.0, metadata=_rule(gt=1, doc="Recent/baseline volatility ratio that scores 0 "
-                                              "(a ratio of 1 or less scores 100)."))
-    missing_data_score: float = field(
-        default=50, metadata=_rule(ge=0, le=100, doc="Neutral score of a component whose market "
-                                                     "data is missing (flagged on the snapshot)."))
-    stale_data_candles: int = field(
-        default=3, metadata=_rule(gt=0, doc="Market data older than this many candles of the "
-                                            "timeframe counts as missing."))
-    component_collapse_score: float = field(
-        default=10, metadata=_rule(ge=0, le=100, doc="A component below this raises an alert."))
-    snapshot_retention_days: int = field(
-        default=7, metadata=_rule(gt=0, doc="Health snapshots older than this are pruned."))
+    drawdown_limit_percent: float = field(default=5.0, metadata=_num(
+        0.01, 100, unit="%", doc="Adverse move from the best price that scores 0."))
+    loss_limit_percent: float = field(default=3.0, metadata=_num(
+        0.01, 100, unit="%", doc="Unrealised loss (after fees) that scores 0."))
+    profit_target_percent: float = field(default=3.0, metadata=_num(
+        0.01, 100, unit="%", doc="Unrealised profit (after fees) that scores 100."))
+    fee_rate_percent: float = field(default=0.055, metadata=_num(
+        0, 5, unit="%", doc="Taker fee per side assumed for unrealised PnL."))
+    volume_lookback_candles: int = field(default=20, metadata=_num(
+        2, 1000, unit="candles", doc="Rolling window for the average volume."))
+    volume_recent_candles: int = field(default=3, metadata=_num(
+        1, 1000, unit="candles", doc="Candles averaged as 'recent' volume; below the lookback."))
+    volatility_short_candles: int = field(default=12, metadata=_num(
+        2, 1000, unit="candles", doc="Window of the recent realised volatility."))
+    volatility_long_candles: int = field(default=96, metadata=_num(
+        3, 1000, unit="candles", doc="Window of the baseline realised volatility."))
+    volatility_spike_ratio: float = field(default=3.0, metadata=_num(
+        1.01, 100, doc="Recent/baseline volatility ratio that scores 0 (≤ 1 scores 100)."))
+    missing_data_score: float = field(default=50, metadata=_num(
+        0, 100, doc="Neutral score of a component whose market data is missing."))
+    stale_data_candles: int = field(default=3, metadata=_num(
+        1, 100, unit="candles", doc="Market data older than this counts as missing."))
+    component_collapse_score: float = field(default=10, metadata=_num(
+        0, 100, doc="A component below this raises an alert."))
+    snapshot_retention_days: int = field(default=7, metadata=_num(
+        1, 3650, unit="days", doc="Health snapshots older than this are pruned."))
 
 
 @dataclass(frozen=True)
 class OrderExecutionConfig:
-    max_retries: int = field(default=3, metadata=_rule(ge=0, le=10))
-    retry_delay_ms: int = field(default=1000, metadata=_rule(ge=0))
-    order_timeout_seconds: float = field(default=30, metadata=_rule(gt=0))
-    max_slippage_percent: float = field(default=0.5, metadata=_rule(gt=0, lt=100))
-    status_poll_interval_ms: int = field(default=1000, metadata=_rule(gt=0))
-    in_doubt_lookups: int = field(
-        default=3, metadata=_rule(ge=1, le=20, doc="Targeted lookups by client order id that "
-                                                   "must all miss before an order whose "
-                                                   "outcome is unknown counts as absent."))
-    in_doubt_grace_seconds: float = field(
-        default=30, metadata=_rule(ge=1, le=3600, doc="Those lookups span at least this long "
-                                                      "from the moment the doubt began."))
-    action_lease_seconds: float = field(
-        default=15, metadata=_rule(ge=1, le=3600, doc="A running action whose worker went "
-                                                      "silent this long is taken over."))
+    max_retries: int = field(default=3, metadata=_num(
+        0, 10, doc="Retries of a transient failure (1 s → 2 s → 4 s with the default delay)."))
+    retry_delay_ms: int = field(default=1000, metadata=_num(
+        0, HOUR_MS, unit="ms", doc="First retry delay; doubles on every retry."))
+    order_timeout_seconds: float = field(default=30, metadata=_num(
+        1, 3600, unit="s", doc="An order not final after this is cancelled and read back."))
+    max_slippage_percent: float = field(default=0.5, metadata=_num(
+        0.01, 100, unit="%", doc="Estimated slippage above this refuses a normal order."))
+    status_poll_interval_ms: int = field(default=1000, metadata=_num(
+        100, HOUR_MS, unit="ms", doc="Delay between status polls of an open order."))
+    in_doubt_lookups: int = field(default=3, metadata=_num(
+        1, 20, doc="Lookups by client order id before an order in doubt counts as absent."))
+    in_doubt_grace_seconds: float = field(default=30, metadata=_num(
+        1, 3600, unit="s", doc="Time those lookups are spread over."))
+    action_lease_seconds: float = field(default=15, metadata=_num(
+        1, 3600, unit="s", doc="A running action whose worker went silent this long is taken "
+                               "over."))
 
 
 @dataclass(frozen=True)
 class PerformanceAnalyticsConfig:
-    enabled: bool = field(default=True, metadata=_rule())
-    metrics_interval: int = field(
-        default=10, metadata=_rule(gt=0, doc="Refresh cached reports every N closed trades."))
-    annualization_days: int = field(default=365, metadata=_rule(gt=0))
-    risk_free_rate: float = field(default=0.0, metadata=_rule(ge=0, lt=1))
+    enabled: bool = field(default=True, metadata=_switch("Refresh cached reports."))
+    metrics_interval: int = field(default=10, metadata=_num(
+        1, 10_000, unit="trades", doc="Refresh cached reports every N closed trades."))
+    annualization_days: int = field(default=365, metadata=_num(
+        1, 366, unit="days", doc="Days per year for Sharpe and Sortino."))
+    risk_free_rate: float = field(default=0.0, metadata=_num(
+        0, 1, doc="Yearly risk-free rate as a fraction (0.04 = 4 %)."))
 
 
 @dataclass(frozen=True)
 class ShutdownConfig:
-    close_positions_on_shutdown: bool = field(default=False, metadata=_rule())
-    shutdown_timeout_seconds: float = field(default=60, metadata=_rule(gt=0))
-    cancel_orders_on_shutdown: bool = field(default=True, metadata=_rule())
+    close_positions_on_shutdown: bool = field(default=False, metadata=_switch(
+        "Close every open position on shutdown."))
+    shutdown_timeout_seconds: float = field(default=60, metadata=_num(
+        1, 3600, unit="s", doc="The whole shutdown sequence ends within this."))
+    cancel_orders_on_shutdown: bool = field(default=True, metadata=_switch(
+        "Cancel open entry orders on shutdown."))
 
 
 @dataclass(frozen=True)
 class LiveTradingConfig:
-    enabled: bool = field(default=True, metadata=_rule())
+    enabled: bool = field(default=True, metadata=_switch(
+        "Kept for the original JSON form; the switches below are what the platform reads."))
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     risk_monitoring: RiskMonitoringConfig = field(default_factory=RiskMonitoringConfig)
     order_execution: OrderExecutionConfig = field(default_factory=OrderExecutionConfig)
@@ -149,14 +176,17 @@ class LiveTradingConfig:
 
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON form of DESIGN.md: ``{"liveTrading": {...camelCase...}}``."""
-        return {"liveTrading": _to_camel_dict(self)}
+        return {ROOT: _to_camel_dict(self)}
 
-    def with_overrides(self, overrides: dict[str, Any] | None, *, where: str = "liveTrading"
-                       ) -> LiveTradingConfig:
-        """A new config with ``overrides`` (partial, camelCase or snake_case) applied."""
-        if not overrides:
+    def with_overrides(self, overrides: Any, *, source: str = "") -> LiveTradingConfig:
+        """A new config with ``overrides`` (partial, camelCase or snake_case) applied.
+
+        ``source`` (a file, a variable) is named in every error message.
+        """
+        data = _unwrap(overrides, source)
+        if data == {}:
             return self
-        return _apply(self, _unwrap(overrides), where)
+        return _apply(self, data, ROOT, source)
 
 
 # --- name mapping --------------------------------------------------------------
@@ -179,76 +209,123 @@ def _to_camel_dict(obj: Any) -> dict[str, Any]:
     return out
 
 
-def _unwrap(data: dict[str, Any]) -> dict[str, Any]:
-    if isinstance(data, dict) and set(data) in ({"liveTrading"}, {"live_trading"}):
-        return next(iter(data.values()))
+def _json_type(value: Any) -> str:
+    """The JSON name of a value's type, for messages an operator reads."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _shown(value: Any) -> str:
+    """A value as JSON, shortened: a 5,000-digit number must not flood the log."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else f"{text[:24]}… ({len(text)} characters)"
+
+
+def _number(value: float) -> str:
+    """525600, 3600000, 0.01: plain digits, never ``3.6e+06``."""
+    return str(int(value)) if float(value).is_integer() else repr(value)
+
+
+def _in(source: str) -> str:
+    return f" (in {source})" if source else ""
+
+
+def _unwrap(data: Any, source: str) -> dict[str, Any]:
+    """The ``liveTrading`` block of a document (or the document when it is the block)."""
+    if isinstance(data, dict) and len(data) == 1 and set(data) <= {ROOT, "live_trading"}:
+        data = next(iter(data.values()))
+    if not isinstance(data, dict):
+        raise LiveConfigError([(ROOT, f"expected an object, got {_json_type(data)}"
+                                      f"{_in(source)}")])
     return data
 
 
-# --- building and validating ----------------------------------------------------
+# --- the validator ----------------------------------------------------------------
 
-def _coerce(value: Any, typ: type, key: str) -> Any:
+def _coerce(value: Any, typ: type, key: str, source: str) -> Any:
     if typ is bool:
         if isinstance(value, bool):
             return value
-        raise LiveConfigError([(key, f"expected true or false, got {value!r}")])
+        raise LiveConfigError([(key, f"expected true or false, got {_shown(value)}"
+                                     f"{_in(source)}")])
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            isinstance(value, float) and not math.isfinite(value)):
+        kind = "a whole number" if typ is int else "a finite number"
+        raise LiveConfigError([(key, f"expected {kind}, got {_shown(value)}{_in(source)}")])
     if typ is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                isinstance(value, float) and not value.is_integer()):
-            raise LiveConfigError([(key, f"expected a whole number, got {value!r}")])
+        if isinstance(value, float) and not value.is_integer():
+            raise LiveConfigError([(key, f"expected a whole number, got {_shown(value)}"
+                                         f"{_in(source)}")])
         return int(value)
-    if typ is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise LiveConfigError([(key, f"expected a finite number, got {value!r}")])
-        return value
     return value
 
 
-def _check_rule(value: Any, rule: dict[str, Any], key: str) -> list[tuple[str, str]]:
-    errors = []
-    if rule.get("gt") is not None and not value > rule["gt"]:
-        errors.append((key, f"must be greater than {rule['gt']}, got {value!r}"))
-    if rule.get("ge") is not None and not value >= rule["ge"]:
-        errors.append((key, f"must be at least {rule['ge']}, got {value!r}"))
-    if rule.get("lt") is not None and not value < rule["lt"]:
-        errors.append((key, f"must be less than {rule['lt']}, got {value!r}"))
-    if rule.get("le") is not None and not value <= rule["le"]:
-        errors.append((key, f"must be at most {rule['le']}, got {value!r}"))
-    return errors
+def _check_bounds(value: int | float, rule: Mapping[str, Any], key: str,
+                  source: str) -> list[tuple[str, str]]:
+    low, high = rule["min"], rule["max"]
+    if low <= value <= high:
+        return []
+    unit = f" {rule['unit']}" if rule.get("unit") else ""
+    return [(key, f"must be between {_number(low)} and {_number(high)}{unit}, got {_shown(value)}"
+                  f"{_in(source)}")]
 
 
-def _apply(obj: Any, data: Any, path: str) -> Any:
+def _apply(obj: Any, data: Any, path: str, source: str) -> Any:
     if not isinstance(data, dict):
-        raise LiveConfigError([(path, f"expected an object, got {type(data).__name__}")])
+        raise LiveConfigError([(path, f"expected an object, got {_json_type(data)}"
+                                      f"{_in(source)}")])
     hints = get_type_hints(type(obj))
     fields = {f.name: f for f in dataclasses.fields(obj)}
     changes: dict[str, Any] = {}
+    given_as: dict[str, str] = {}
     errors: list[tuple[str, str]] = []
     for raw_key, value in data.items():
-        name = camel_to_snake(raw_key) if raw_key not in fields else raw_key
+        raw_key = str(raw_key)
+        name = raw_key if raw_key in fields else camel_to_snake(raw_key)
         key = f"{path}.{snake_to_camel(name)}"
         if name not in fields:
-            errors.append((f"{path}.{raw_key}", "unknown key"))
+            shown = raw_key if len(raw_key) <= 40 else f"{raw_key[:24]}…"
+            errors.append((f"{path}.{shown}", f"unknown key{_in(source)}"))
             continue
+        if name in given_as:
+            errors.append((key, f"given twice (as {given_as[name]} and {raw_key}){_in(source)}"))
+            continue
+        given_as[name] = raw_key
         typ = hints[name]
         try:
             if dataclasses.is_dataclass(typ):
-                changes[name] = _apply(getattr(obj, name), value, key)
-            else:
-                coerced = _coerce(value, typ, key)
-                rule_errors = _check_rule(coerced, fields[name].metadata, key)
-                if rule_errors:
-                    errors.extend(rule_errors)
-                else:
-                    changes[name] = coerced
+                changes[name] = _apply(getattr(obj, name), value, key, source)
+                continue
+            coerced = _coerce(value, typ, key, source)
         except LiveConfigError as exc:
             errors.extend(exc.errors)
+            continue
+        if typ is bool:
+            changes[name] = coerced
+        elif bound_errors := _check_bounds(coerced, fields[name].metadata, key, source):
+            errors.extend(bound_errors)
+        else:
+            changes[name] = coerced
     if errors:
         raise LiveConfigError(errors)
     return dataclasses.replace(obj, **changes)
 
 
-def cross_field_errors(cfg: LiveTradingConfig, path: str = "liveTrading") -> list[tuple[str, str]]:
+def cross_field_errors(cfg: LiveTradingConfig, path: str = ROOT) -> list[tuple[str, str]]:
     """Rules that relate several keys; each error names the key to change."""
     errors = []
     lc = cfg.lifecycle
@@ -274,73 +351,151 @@ def cross_field_errors(cfg: LiveTradingConfig, path: str = "liveTrading") -> lis
     return errors
 
 
-def build(overrides: list[tuple[str, dict[str, Any]]], base: LiveTradingConfig | None = None
-          ) -> LiveTradingConfig:
-    """Apply layers ``(label, partial dict)`` in order, then the cross-field rules."""
+Layer = tuple[str, Any]  # (source named in errors, partial config)
+
+
+def build(layers: Iterable[Layer], base: LiveTradingConfig | None = None) -> LiveTradingConfig:
+    """THE validator: apply layers ``(source, partial dict)`` in order, then the cross-field rules.
+
+    Every layer of every origin (file, environment, strategy, import) goes through
+    here; all errors of a layer are reported together.
+    """
     cfg = base or LiveTradingConfig()
-    for label, layer in overrides:
-        cfg = cfg.with_overrides(layer, where=label)
+    for source, layer in layers:
+        cfg = cfg.with_overrides(layer, source=source)
     errors = cross_field_errors(cfg)
     if errors:
         raise LiveConfigError(errors)
     return cfg
 
 
+# --- reading sources -----------------------------------------------------------------
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ValueError(f"key {key!r} given twice")
+        seen[key] = value
+    return seen
+
+
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number")
+
+
 def parse_json_text(text: str, *, source: str) -> dict[str, Any]:
+    """A JSON document's ``liveTrading`` block; every failure is one line naming ``source``."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_refuse_duplicates,
+                          parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
-        raise LiveConfigError([(source, f"not valid JSON: {exc}")]) from exc
+        raise LiveConfigError([(source, f"not valid JSON: {exc}")]) from None
+    except RecursionError:
+        raise LiveConfigError([(source, "not valid JSON: nested too deeply")]) from None
+    except ValueError as exc:  # duplicate keys, NaN/Infinity, a number of > 4300 digits
+        raise LiveConfigError([(source, f"not valid JSON: {exc}")]) from None
     if not isinstance(data, dict):
-        raise LiveConfigError([(source, "expected a JSON object")])
-    return _unwrap(data)
+        raise LiveConfigError([(source, f"expected a JSON object, got {_json_type(data)}")])
+    return _unwrap(data, source)
 
 
-def env_layer(environ: dict[str, str] | os._Environ[str] | None = None) -> dict[str, Any]:
-    """``LIVE_TRADING__SECTION__KEY=value`` variables as a nested partial config."""
+def read_config_file(path: Path, *, source: str | None = None) -> dict[str, Any]:
+    """A config file's ``liveTrading`` block: unreadable, huge or binary files named in one line."""
+    source = source or str(path)
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise LiveConfigError([(source, f"cannot read: {exc.strerror or exc}")]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise LiveConfigError([(source, f"larger than {MAX_FILE_BYTES:,} bytes: not a config "
+                                        "file")])
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise LiveConfigError([(source, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at "
+                                        f"offset {exc.start}): not a JSON config file")]) from None
+    return parse_json_text(text, source=source)
+
+
+def _env_value(raw: str) -> Any:
+    try:
+        return json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        return raw  # compared as a string, so the error says "expected ..., got '...'"
+
+
+def _env_entries(environ: Mapping[str, str] | None) -> list[tuple[str, list[str], Any]]:
     environ = os.environ if environ is None else environ
-    layer: dict[str, Any] = {}
-    for name, raw in environ.items():
+    entries = []
+    for name in sorted(environ):
         if not name.startswith(ENV_PREFIX):
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        node = layer
+        if not all(parts):
+            raise LiveConfigError([(name, "expected LIVE_TRADING__SECTION__KEY, got an empty "
+                                          "part")])
+        entries.append((name, parts, _env_value(environ[name])))
+    return entries
+
+
+def env_variables(environ: Mapping[str, str] | None = None) -> list[Layer]:
+    """Each ``LIVE_TRADING__SECTION__KEY=value`` variable as its own layer, named in errors."""
+    layers: list[Layer] = []
+    for name, parts, value in _env_entries(environ):
+        for part in reversed(parts):
+            value = {part: value}
+        layers.append((name, value))
+    return layers
+
+
+def env_layer(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The ``LIVE_TRADING__…`` variables merged into one nested partial config (for display)."""
+    merged: dict[str, Any] = {}
+    for _, parts, value in _env_entries(environ):
+        node = merged
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
         node[parts[-1]] = value
-    return layer
+    return merged
 
 
-def site_layers() -> list[tuple[str, dict[str, Any]]]:
-    """The layers that come from settings, files and the environment (not strategies)."""
+def file_layers() -> list[Layer]:
+    """The config file written by ``live_config --import``, when there is one."""
     from django.conf import settings
 
-    layers: list[tuple[str, dict[str, Any]]] = []
     file_path = Path(getattr(settings, "LIVE_TRADING_FILE", ""))
-    if str(file_path) not in {"", "."} and file_path.is_file():
-        layers.append(("liveTrading",
-                       parse_json_text(file_path.read_text(encoding="utf-8"),
-                                       source=str(file_path))))
+    if str(file_path) in {"", "."} or not file_path.is_file():
+        return []
+    return [(str(file_path), read_config_file(file_path))]
+
+
+def override_layers() -> list[Layer]:
+    """The layers above the file: ``LIVE_TRADING_CONFIG`` then each ``LIVE_TRADING__…``."""
+    from django.conf import settings
+
+    layers: list[Layer] = []
     configured = getattr(settings, "LIVE_TRADING", None)
     if isinstance(configured, dict) and configured:
-        layers.append(("liveTrading", _unwrap(configured)))
+        layers.append(("settings.LIVE_TRADING", configured))
     elif isinstance(configured, str) and configured.strip():
         text = configured.strip()
-        if not text.startswith("{"):
-            try:
-                text = Path(text).read_text(encoding="utf-8")
-            except OSError as exc:
-                raise LiveConfigError([("LIVE_TRADING_CONFIG", f"cannot read {text!r}: {exc}")]
-                                      ) from exc
-        layers.append(("liveTrading", parse_json_text(text, source="LIVE_TRADING_CONFIG")))
-    env = env_layer()
-    if env:
-        layers.append(("liveTrading", env))
+        if text.startswith("{"):
+            layers.append(("LIVE_TRADING_CONFIG", parse_json_text(text,
+                                                                 source="LIVE_TRADING_CONFIG")))
+        else:
+            source = f"LIVE_TRADING_CONFIG={text}"
+            layers.append((source, read_config_file(Path(text), source=source)))
+    layers.extend(env_variables())
     return layers
+
+
+def site_layers() -> list[Layer]:
+    """The layers that come from settings, files and the environment (not strategies)."""
+    return file_layers() + override_layers()
 
 
 _site_cache: dict[str, LiveTradingConfig] = {}
@@ -359,12 +514,42 @@ def clear_cache() -> None:
     _site_cache.clear()
 
 
-def strategy_config(overrides: dict[str, Any] | None) -> LiveTradingConfig:
+def strategy_config(overrides: Any) -> LiveTradingConfig:
     """The effective config of a strategy: site config plus its overrides, validated."""
-    if not overrides:
+    if overrides == {}:
         return site_config()
-    cfg = site_config().with_overrides(overrides, where="liveTrading")
-    errors = cross_field_errors(cfg)
-    if errors:
-        raise LiveConfigError(errors)
-    return cfg
+    return build([("", overrides)], base=site_config())
+
+
+# --- documentation ------------------------------------------------------------------------
+
+def bounds_table() -> list[tuple[str, str, str, str]]:
+    """``(key, default, bounds, meaning)`` of every key, in declaration order (README table)."""
+    rows: list[tuple[str, str, str, str]] = []
+
+    def walk(obj: Any, path: str) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            key = f"{path}.{snake_to_camel(f.name)}" if path else snake_to_camel(f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, key)
+                continue
+            meta = f.metadata
+            if isinstance(value, bool):
+                bounds = "true / false"
+            else:
+                unit = f" {meta['unit']}" if meta.get("unit") else ""
+                low, high = (f"{int(v):,}" if float(v).is_integer() else repr(v)
+                             for v in (meta["min"], meta["max"]))
+                bounds = f"{low} … {high}{unit}"
+            rows.append((key, json.dumps(value), bounds, meta.get("doc", "")))
+
+    walk(LiveTradingConfig(), "")
+    return rows
+
+
+def bounds_markdown() -> str:
+    lines = ["| key | default | bounds | meaning |", "|---|---|---|---|"]
+    lines += [f"| `{key}` | {default} | {bounds} | {doc} |"
+              for key, default, bounds, doc in bounds_table()]
+    return "\n".join(lines)

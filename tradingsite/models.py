@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -61,3 +62,82 @@ class ReconciliationReport(models.Model):
 
     def __str__(self) -> str:
         return f"reconciliation @ {self.created_at:%Y-%m-%d %H:%M:%S}: {self.differences} differences"
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    """Rows are only ever added: bulk updates and deletes are refused."""
+
+    def update(self, **kwargs: object) -> int:
+        raise AppendOnlyError(f"{self.model.__name__} rows are never updated")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError(f"{self.model.__name__} rows are never deleted")
+
+
+class AppendOnlyError(RuntimeError):
+    """An attempt to change or remove an audit row."""
+
+
+class AuditEvent(models.Model):
+    """The platform's append-only audit log: who did what, when, and what it was before and after.
+
+    Written through ``tradingsite.audit.audit_record`` in the same transaction as the
+    change it describes. Rows are never updated or deleted: the model and its queryset
+    refuse, and on PostgreSQL a trigger refuses ``UPDATE`` and ``DELETE`` for every
+    client (SQLite: ``UPDATE``). No foreign keys: deleting what a row talks about
+    cannot remove the row.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    actor = models.CharField(max_length=150, help_text="Who: a user name, or the process "
+                                                       "(e.g. 'cli', 'shutdown').")
+    action = models.CharField(max_length=64, help_text="What, as noun.verb, e.g. "
+                                                       "'exchange_account.update'.")
+    target_type = models.CharField(max_length=100, blank=True, default="",
+                                   help_text="app_label.model of the object changed.")
+    target_id = models.CharField(max_length=64, blank=True, default="")
+    target_repr = models.CharField(max_length=200, blank=True, default="")
+    before = models.JSONField(default=dict, blank=True, help_text="Changed fields before.")
+    after = models.JSONField(default=dict, blank=True, help_text="Changed fields after.")
+    reason = models.TextField(blank=True, default="")
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["target_type", "target_id", "created_at"],
+                                name="audit_target_idx"),
+                   models.Index(fields=["created_at"], name="audit_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor}: {self.action} {self.target_repr}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self._state.adding:
+            raise AppendOnlyError("AuditEvent rows are never updated")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: object, **kwargs: object) -> tuple[int, dict[str, int]]:
+        raise AppendOnlyError("AuditEvent rows are never deleted")
+
+
+class ApiToken(models.Model):
+    """A user's API token (``Authorization: Token <key>``).
+
+    The key is shown once, when it is issued (``tradingsite.tokens``); the database keeps
+    only its SHA-256 digest and its first characters, which are all anyone sees after.
+    """
+
+    PREFIX_LENGTH = 8
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="api_token")
+    prefix = models.CharField(max_length=PREFIX_LENGTH, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"

@@ -76,6 +76,7 @@ from lifecycle.services import (
 from risk.models import AlertSeverity
 from risk.services import raise_alert
 from tradingsite.models import ReconciliationReport, StateSnapshot
+from tradingsite.runtime import runs_trading
 from tradingsite.services import platform_state, shutdown_request_clear, trading_resume
 from tradingsite.shutdown import (
     SHUTDOWN_ACTOR,
@@ -716,12 +717,19 @@ def previous_run_note() -> str:
 def platform_recover(platform: Any) -> None:
     """PLATFORM_STARTUP_HOOKS entry: clear a stale shutdown request, record our pid, recover.
 
+    A web-only instance does not recover: it must not lift the halt a stopping worker
+    instance set, nor reconcile orders that processes elsewhere are driving.
+
     Runs before the platform's worker starts: with the in-memory broker nothing else
     can be sending orders, so the reconciliation is exclusive.
     """
     shutdown_request_clear()
     note = previous_run_note()
     pid_file_write(timezone.now())
+    if not runs_trading(platform.options):
+        platform.out("    web-only instance: no reconciliation, trading state left as it is "
+                     "(recovery runs where the worker or beat runs)")
+        return
     exclusive = bool(platform.options.run_worker) and not settings.REDIS_URL
     recover(trigger="runplatform start", on_start=True, exclusive=exclusive,
             notes=[note] if note else [], out=lambda line: platform.out(f"    {line}"))

@@ -91,6 +91,15 @@ class PlatformOptions:
     beat_max_interval: float = 1.0
 
 
+def runs_trading(options: Any) -> bool:
+    """Whether an instance runs the worker or beat: its stop halts trading, its start recovers.
+
+    A web-only instance (``--no-worker --no-beat``) serves the dashboard and API for
+    workers that run elsewhere; stopping or starting it halts or resumes nothing.
+    """
+    return bool(options.run_worker or options.run_beat)
+
+
 class Component(Protocol):
     """A part of the platform running on its own thread."""
 

@@ -12,17 +12,23 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
 
-from tradingsite.env import env_bool, env_int, env_list, env_str
+from tradingsite.env import (
+    SettingsError,
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_str,
+    install_one_line_errors,
+    mask_url,
+)
+
+install_one_line_errors()  # a wrong variable ends start-up with one line, not a traceback
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-TRADING_ENV = env_str("TRADING_ENV", "development")
-if TRADING_ENV not in {"development", "production", "test"}:
-    raise ImproperlyConfigured(
-        f"TRADING_ENV: expected development, production or test, got {TRADING_ENV!r}"
-    )
+TRADING_ENV = env_choice("TRADING_ENV", "development", ("development", "production", "test"))
 PRODUCTION = TRADING_ENV == "production"
 
 STATE_DIR = Path(env_str("STATE_DIR", str(BASE_DIR / "var" / "state")))
@@ -34,7 +40,7 @@ def _secret_key() -> str:
     if key:
         return key
     if PRODUCTION:
-        raise ImproperlyConfigured(
+        raise SettingsError(
             "SECRET_KEY: required when TRADING_ENV=production (set SECRET_KEY or SECRET_KEY_FILE)"
         )
     # Development: generate once and keep it under var/ (ignored by git).
@@ -51,6 +57,10 @@ def _secret_key() -> str:
 
 SECRET_KEY = _secret_key()
 DEBUG = env_bool("DEBUG", False)
+if PRODUCTION and DEBUG:
+    # A debug page shows settings, source and local variables to whoever triggers an error.
+    raise SettingsError("DEBUG: must be off when TRADING_ENV=production (unset DEBUG or set "
+                        "DEBUG=0)")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -63,7 +73,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -79,6 +88,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "tradingsite.api_errors.JsonErrorsMiddleware",  # outermost: every /api/ error is JSON
     "django.middleware.security.SecurityMiddleware",
+    "tradingsite.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -112,7 +122,8 @@ DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
 try:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 except Exception as exc:  # dj-database-url raises several types for a bad URL
-    raise ImproperlyConfigured(f"DATABASE_URL: cannot parse {DATABASE_URL!r}: {exc}") from exc
+    raise SettingsError(f"DATABASE_URL: cannot parse {mask_url(DATABASE_URL)!r}: "
+                        f"{mask_url(str(exc))}") from exc
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -169,7 +180,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 try:
     EXCHANGE_QUEUES: dict[str, str] = json.loads(env_str("EXCHANGE_QUEUES", "{}"))
 except json.JSONDecodeError as exc:
-    raise ImproperlyConfigured(f"EXCHANGE_QUEUES: not valid JSON: {exc}") from exc
+    raise SettingsError(f"EXCHANGE_QUEUES: not valid JSON: {exc}") from exc
 
 # --- Live-trading configuration (see tradingsite/live_config.py) ----------
 # JSON (the DESIGN.md `liveTrading` form, camelCase or snake_case), inline or a file path.
@@ -189,7 +200,7 @@ REST_FRAMEWORK = {
     # Token first: an anonymous or bad-token request then gets 401 with
     # "WWW-Authenticate: Token" (session-only clients see the same 401).
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "tradingsite.tokens.DigestTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["tradingsite.permissions.IsStaffOrReadOnly"],
@@ -241,14 +252,43 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Security ----------------------------------------------------------------
+# Secure defaults in production, each overridable (README, "Production settings").
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SAMESITE = "Lax"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
-if PRODUCTION:
-    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
-    CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", PRODUCTION)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if PRODUCTION else 0)
+if SECURE_HSTS_SECONDS < 0:
+    raise SettingsError(f"SECURE_HSTS_SECONDS: expected 0 or more, got {SECURE_HSTS_SECONDS}")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", PRODUCTION)
+
+
+def _proxy_ssl_header() -> tuple[str, str] | None:
+    """``SECURE_PROXY_SSL_HEADER=X-Forwarded-Proto:https``: trust that header of the proxy."""
+    raw = env_str("SECURE_PROXY_SSL_HEADER", "").strip()
+    if not raw:
+        return None  # no proxy trusted: a client cannot claim https with a header
+    name, sep, value = raw.partition(":")
+    if not sep or not name.strip() or not value.strip() or " " in name.strip():
+        raise SettingsError(f"SECURE_PROXY_SSL_HEADER: expected Header-Name:value, e.g. "
+                            f"X-Forwarded-Proto:https, got {raw!r}")
+    return "HTTP_" + name.strip().upper().replace("-", "_"), value.strip()
+
+
+SECURE_PROXY_SSL_HEADER = _proxy_ssl_header()
+# Connection URLs and credentials never appear on an error page or in `diffsettings`.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "tradingsite.security.MaskingExceptionReporterFilter"
+# Content-Security-Policy (tradingsite/security.py): no inline script anywhere; the admin and
+# the API docs keep inline styles (their widgets set them).
+CSP_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+              "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+              "frame-ancestors 'none'; form-action 'self'")
+CSP_INLINE_STYLE_PATHS = ("/admin/", "/api/docs/", "/api/redoc/")
 
 # --- I18N, time ------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -1,7 +1,8 @@
 """Graceful shutdown: stop new entries, cancel orders, optionally close, keep a snapshot.
 
-The sequence (``shutdown_run``), on SIGINT/SIGTERM of ``runplatform`` (its shutdown
-hook ``platform_shutdown``) or from ``manage.py shutdown_platform --run-here``:
+The sequence (``shutdown_run``), on SIGINT/SIGTERM of a ``runplatform`` that runs the
+worker or beat (its shutdown hook ``platform_shutdown``; a web-only instance,
+``--no-worker --no-beat``, halts nothing) or from ``manage.py shutdown_platform --run-here``:
 
 1. halt new entries (``trading_halt`` with reason ``shutdown``; an operator's halt is kept);
 2. when ``cancelOrdersOnShutdown``: cancel every active entry order and read each one
@@ -60,6 +61,7 @@ from lifecycle.services import position_request_close
 from tradingsite.errors import InvalidStateTransition
 from tradingsite.live_config import site_config
 from tradingsite.models import PlatformState, StateSnapshot
+from tradingsite.runtime import runs_trading
 from tradingsite.services import platform_state, trading_halt
 
 log = logging.getLogger(__name__)
@@ -461,7 +463,16 @@ def shutdown_run(*, timeout: float, reason: str, force: threading.Event | None =
 # --- runplatform: hooks, stop check, pid file ------------------------------------------------
 
 def platform_shutdown(platform: Any) -> None:
-    """PLATFORM_SHUTDOWN_HOOKS entry: the sequence within the platform's time left."""
+    """PLATFORM_SHUTDOWN_HOOKS entry: the sequence within the platform's time left.
+
+    Only an instance that runs the worker or beat halts trading when it stops; a
+    web-only one stops serving and leaves trading to the processes that run it.
+    """
+    if not runs_trading(platform.options):
+        pid_file_remove()
+        platform.out("    web-only instance: trading left running (the halting shutdown runs "
+                     "where the worker or beat runs, or with shutdown_platform --run-here)")
+        return
     try:
         outcome = shutdown_run(timeout=platform.options.shutdown_timeout,
                                time_left=platform.seconds_left(),

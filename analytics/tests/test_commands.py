@@ -157,13 +157,18 @@ def test_a_missing_file_is_reported(tmp_path, db):
         run("import_trades", str(tmp_path / "nope.csv"))
 
 
-def test_progress_is_reported_every_ten_thousand_trades(tmp_path, paper_account, monkeypatch):
+def test_progress_is_reported_per_batch_and_imported_only_at_the_end(tmp_path, paper_account,
+                                                                      monkeypatch):
     monkeypatch.setattr(services, "IMPORT_BATCH", 2)
     rows = "".join(f"BTC/USDT,long,1,100,101,2026-01-05T10:00:{s:02d}Z,2026-01-05T11:00:00Z,0,"
                    "signal\n" for s in range(5))
     out = run("import_trades", str(write(tmp_path, HEADER + rows)), "--strategy", "backfill")
-    assert out.splitlines()[:3] == [
-        "imported 2 trades", "imported 4 trades", "imported 5 trades"]
+    assert out.splitlines() == [
+        "read 2 trades (up to line 3), nothing imported yet",
+        "read 4 trades (up to line 5), nothing imported yet",
+        "read 5 trades (up to line 6), nothing imported yet",
+        "created strategies: backfill",
+        "imported 5 trades"]
     assert Trade.objects.count() == 5
 
 

@@ -171,6 +171,9 @@ class CcxtSettings:
     @classmethod
     def from_account(cls, account: Any, *, timeout_ms: int | None = None,
                      enable_rate_limit: bool | None = None) -> CcxtSettings:
+        """The account's client settings; ``FatalError`` when its credentials could leak."""
+        if errors := account.routing_errors():
+            raise FatalError(f"account {account.name}: {'; '.join(errors)}", code="config")
         return cls(
             account_id=account.pk, exchange_id=account.exchange_id, testnet=account.testnet,
             api_base_url=account.api_base_url.rstrip("/"), market_type=account.market_type,

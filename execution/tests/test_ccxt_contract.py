@@ -45,13 +45,14 @@ def emulator():
 def bybit_account(emulator, monkeypatch, settings):
     emulator.reset()
     reset_ccxt_clients()
-    monkeypatch.setenv("EMU_BYBIT_KEY", emulator.api_key)
-    monkeypatch.setenv("EMU_BYBIT_SECRET", emulator.api_secret)
+    monkeypatch.setenv("EXCHANGE_EMU_BYBIT_KEY", emulator.api_key)
+    monkeypatch.setenv("EXCHANGE_EMU_BYBIT_SECRET", emulator.api_secret)
     settings.EXCHANGE_TIMEOUT_MS = 300  # a held-back answer times out fast
     settings.EXCHANGE_ENABLE_RATE_LIMIT = False
     yield ExchangeAccountFactory(name="bybit-emulator", exchange_id="bybit",
                                  api_base_url=emulator.base_url + "/",
-                                 api_key_env="EMU_BYBIT_KEY", api_secret_env="EMU_BYBIT_SECRET")
+                                 api_key_env="EXCHANGE_EMU_BYBIT_KEY",
+                                 api_secret_env="EXCHANGE_EMU_BYBIT_SECRET")
     reset_ccxt_clients()
 
 
@@ -159,7 +160,7 @@ def test_ccxt_calls_leave_the_threads_decimal_rounding_alone(bybit):
 
 
 def test_a_wrong_secret_is_refused_by_the_signature_check(bybit_account, emulator, monkeypatch):
-    monkeypatch.setenv("EMU_BYBIT_SECRET", "not-the-secret")
+    monkeypatch.setenv("EXCHANGE_EMU_BYBIT_SECRET", "not-the-secret")
     exchange = exchange_for(bybit_account)
     with pytest.raises(FatalError) as caught:
         exchange.fetch_balance()

@@ -22,6 +22,7 @@ from tradingsite.asgi import application
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORIGIN = (b"origin", b"http://127.0.0.1")
+HOST = (b"host", b"127.0.0.1")
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +62,7 @@ def warning_position(frozen, risk_strategy):
 
 async def _events_after_check(session_cookie: bytes, count: int) -> list[dict]:
     communicator = WebsocketCommunicator(application, "/ws/health/",
-                                         headers=[ORIGIN, (b"cookie", session_cookie)])
+                                         headers=[HOST, ORIGIN, (b"cookie", session_cookie)])
     connected, _ = await communicator.connect()
     assert connected
     assert await communicator.receive_json_from(timeout=5) == {
@@ -110,7 +111,7 @@ async def test_a_dashboard_receives_the_health_push_over_redis(
 
 async def test_an_anonymous_websocket_is_refused(use_layer, db):
     use_layer(InMemoryChannelLayer())
-    communicator = WebsocketCommunicator(application, "/ws/health/", headers=[ORIGIN])
+    communicator = WebsocketCommunicator(application, "/ws/health/", headers=[HOST, ORIGIN])
     connected, code = await communicator.connect()
     assert (connected, code) == (False, 4401)
 
@@ -118,6 +119,6 @@ async def test_an_anonymous_websocket_is_refused(use_layer, db):
 async def test_a_websocket_from_a_foreign_origin_is_refused(use_layer, session_cookie):
     use_layer(InMemoryChannelLayer())
     communicator = WebsocketCommunicator(application, "/ws/health/", headers=[
-        (b"origin", b"http://evil.example"), (b"cookie", session_cookie)])
+        HOST, (b"origin", b"http://evil.example"), (b"cookie", session_cookie)])
     connected, _ = await communicator.connect()
     assert connected is False

@@ -69,6 +69,17 @@ def log_in(page: Page, live_url: str, who: tuple[str, str]) -> None:
     expect(page.locator("body")).to_have_attribute("data-live-state", "open")
 
 
+def wait_until(page: Page, expression: str, timeout_ms: int = 5_000) -> None:
+    """Poll ``expression`` until true. Not ``page.wait_for_function``: that evaluates its
+    predicate with eval() inside the page, which the Content-Security-Policy refuses."""
+    waited = 0
+    while not page.evaluate(expression):
+        if waited >= timeout_ms:
+            raise AssertionError(f"not true after {timeout_ms} ms: {expression}")
+        page.wait_for_timeout(50)
+        waited += 50
+
+
 def row(page: Page, position_id: int):
     return page.locator(f'#positions-body tr[data-position-id="{position_id}"]')
 
@@ -136,8 +147,7 @@ def test_the_page_reconnects_after_the_connection_drops(page, live_url, book, us
     log_in(page, live_url, STAFF)
     page.evaluate("window.liveChannel.socket.close()")
     # A second connection opened by the backoff (0.5 s), and the reload it triggers done.
-    page.wait_for_function("window.liveChannel.opened === 2 && !window.liveChannel.reloading",
-                           timeout=5_000)
+    wait_until(page, "window.liveChannel.opened === 2 && !window.liveChannel.reloading")
     expect(page.locator("body")).to_have_attribute("data-live-state", "open")
     eth = book.positions["ETH"]
     in_worker(score_and_push, eth.pk, "55.5")

@@ -13,7 +13,6 @@ import pytest
 from django.apps import apps
 from django.db import connection
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from tradingsite.testing.factories import (
     HealthSnapshotFactory,
@@ -22,6 +21,7 @@ from tradingsite.testing.factories import (
     RiskAlertFactory,
     TradeFactory,
 )
+from tradingsite.tokens import api_token_issue
 
 APPS = ("tradingsite", "execution", "lifecycle", "risk", "analytics", "auth", "authtoken",
         "django_celery_beat")
@@ -54,7 +54,7 @@ def world(db, strategy) -> World:
 @pytest.fixture
 def api(staff_user) -> Client:
     """The live WSGI stack with a staff token; a server error raises here, not a 500."""
-    token = Token.objects.create(user=staff_user).key
+    token = api_token_issue(user=staff_user, actor="test")
     return Client(HTTP_AUTHORIZATION=f"Token {token}")
 
 

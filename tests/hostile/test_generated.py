@@ -15,12 +15,12 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections, transaction
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 from schemathesis.specs.openapi.checks import (
     has_only_additional_properties_in_non_body_parameters,
 )
 
 from tests.hostile.conftest import row_counts
+from tradingsite.tokens import api_token_issue
 from tradingsite.wsgi import application
 
 MAX_EXAMPLES = 10
@@ -35,7 +35,7 @@ schema.app = application
 def staff_token(db, staff_user, world) -> str:
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
-    yield Token.objects.create(user=staff_user).key
+    yield api_token_issue(user=staff_user, actor="test")
     request_started.connect(close_old_connections)
     request_finished.connect(close_old_connections)
 

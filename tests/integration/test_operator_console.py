@@ -134,7 +134,7 @@ async def test_a_dashboard_watches_a_position_time_out_and_close_live(
 
     position_id, cookie = await database_sync_to_async(setup)()
     dashboard = WebsocketCommunicator(application, "/ws/health/", headers=[
-        (b"origin", b"http://127.0.0.1"), (b"cookie", cookie)])
+        (b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1"), (b"cookie", cookie)])
     try:
         assert (await dashboard.connect())[0]
         assert (await dashboard.receive_json_from(timeout=5))["event"] == "hello"

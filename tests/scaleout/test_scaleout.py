@@ -97,11 +97,11 @@ def worker_names() -> set[str]:
 
 def test_two_workers_and_beat_execute_every_action_once_and_close_every_position_once(
         broker, emulator, monkeypatch, tmp_path):
-    monkeypatch.setenv("SCALEOUT_BYBIT_KEY", emulator.api_key)
-    monkeypatch.setenv("SCALEOUT_BYBIT_SECRET", emulator.api_secret)
+    monkeypatch.setenv("EXCHANGE_SCALEOUT_BYBIT_KEY", emulator.api_key)
+    monkeypatch.setenv("EXCHANGE_SCALEOUT_BYBIT_SECRET", emulator.api_secret)
     account = ExchangeAccountFactory(
         name="bybit-scaleout", exchange_id="bybit", api_base_url=emulator.base_url + "/",
-        api_key_env="SCALEOUT_BYBIT_KEY", api_secret_env="SCALEOUT_BYBIT_SECRET",
+        api_key_env="EXCHANGE_SCALEOUT_BYBIT_KEY", api_secret_env="EXCHANGE_SCALEOUT_BYBIT_SECRET",
         order_queue=ORDER_QUEUE)
     strategy = StrategyFactory(name="scaleout", account=account)
     now = timezone.now()

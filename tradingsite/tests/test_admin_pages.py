@@ -8,15 +8,16 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, SolarSchedule
-from rest_framework.authtoken.models import Token
 
 from analytics.models import MetricSnapshot
 from execution.models import ExchangeAccount
 from lifecycle.models import Position
+from tradingsite.audit import audit_record
 from tradingsite.demo import seed_demo
 from tradingsite.models import ReconciliationReport, StateSnapshot
 from tradingsite.services import trading_halt
 from tradingsite.testing.factories import ActionFactory, HealthSnapshotFactory, RiskAlertFactory
+from tradingsite.tokens import api_token_issue
 
 API_KEY = "sk-live-7f3a9c1e-never-show-me"
 API_SECRET = "s3cr3t-b64-Zm9vYmFyYmF6-never-show-me"
@@ -29,12 +30,12 @@ def every_model(db, monkeypatch, staff_user):
 
     A newly registered model needs a row here: its change page must render with data.
     """
-    monkeypatch.setenv("TEST_EXCHANGE_KEY", API_KEY)
-    monkeypatch.setenv("TEST_EXCHANGE_SECRET", API_SECRET)
+    monkeypatch.setenv("EXCHANGE_TEST_KEY", API_KEY)
+    monkeypatch.setenv("EXCHANGE_TEST_SECRET", API_SECRET)
     seed_demo(username="demo-admin")
     ExchangeAccount.objects.create(name="bybit-live", exchange_id="bybit",
-                                   api_key_env="TEST_EXCHANGE_KEY",
-                                   api_secret_env="TEST_EXCHANGE_SECRET",
+                                   api_key_env="EXCHANGE_TEST_KEY",
+                                   api_secret_env="EXCHANGE_TEST_SECRET",
                                    api_base_url="http://127.0.0.1:9/")
     position = Position.objects.order_by("opened_at").first()
     ActionFactory(position=position, requested_by="timeout")
@@ -42,7 +43,9 @@ def every_model(db, monkeypatch, staff_user):
     RiskAlertFactory(position=position)
     MetricSnapshot.objects.create(period="ALL", trade_count=36, report={"win_rate": 0.5})
     Group.objects.create(name="operators")
-    Token.objects.create(user=staff_user)
+    api_token_issue(user=staff_user, actor="test")
+    audit_record(actor="operator", action="exchange_account.update", target=position,
+                 before={"api_base_url": ""}, after={"api_base_url": "https://x"})
     ClockedSchedule.objects.create(clocked_time=timezone.now())
     CrontabSchedule.objects.create(minute="0", hour="*/4")
     SolarSchedule.objects.create(event="sunrise", latitude=Decimal("51.5"), longitude=Decimal("0.1"))
@@ -99,7 +102,7 @@ def test_every_admin_page_renders_without_credentials(operator_client, model):
 def test_the_account_page_names_the_variables_and_whether_they_are_set(operator_client):
     account = ExchangeAccount.objects.get(name="bybit-live")
     html = _html(operator_client.get(_url(ExchangeAccount, "change", account.pk)))
-    assert "key: $TEST_EXCHANGE_KEY (set), secret: $TEST_EXCHANGE_SECRET (set)" in html
+    assert "key: $EXCHANGE_TEST_KEY (set), secret: $EXCHANGE_TEST_SECRET (set)" in html
     assert API_KEY not in html and API_SECRET not in html
 
 

@@ -6,8 +6,9 @@ import re
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from tradingsite.tokens import api_token_issue
 
 pytestmark = pytest.mark.django_db
 
@@ -76,25 +77,10 @@ def test_non_staff_writes_are_forbidden_on_every_route(path, viewer_user):
 
 
 def test_a_staff_token_authenticates_scripts(staff_user):
-    token = Token.objects.create(user=staff_user)
+    key = api_token_issue(user=staff_user, actor="test")
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert client.get("/api/trading/halt/").status_code == 200
     response = client.post("/api/trading/halt/", {"reason": "maintenance"}, format="json")
     assert response.status_code == 200
     assert response.json()["halted_by"] == "operator"
-
-
-def test_the_api_token_command_prints_a_stable_token_and_resets_it(staff_user, capsys):
-    from django.core.management import call_command
-    from django.core.management.base import CommandError
-
-    call_command("api_token", "operator")
-    first = capsys.readouterr().out.strip()
-    call_command("api_token", "operator")
-    assert capsys.readouterr().out.strip() == first == Token.objects.get(user=staff_user).key
-    call_command("api_token", "operator", "--reset")
-    second = capsys.readouterr().out.strip()
-    assert second != first and Token.objects.get(user=staff_user).key == second
-    with pytest.raises(CommandError, match="no user named 'ghost'"):
-        call_command("api_token", "ghost")

@@ -22,9 +22,9 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 
 from tradingsite.testing.factories import HealthSnapshotFactory, OrderFactory, PositionFactory
+from tradingsite.tokens import api_token_issue
 from tradingsite.wsgi import application
 
 MAX_EXAMPLES = 5
@@ -94,12 +94,12 @@ def in_process_requests():
 
 @pytest.fixture
 def staff_token(db, staff_user, in_process_requests) -> str:
-    return Token.objects.create(user=staff_user).key
+    return api_token_issue(user=staff_user, actor="test")
 
 
 @pytest.fixture
 def viewer_token(db, viewer_user, in_process_requests) -> str:
-    return Token.objects.create(user=viewer_user).key
+    return api_token_issue(user=viewer_user, actor="test")
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -69,9 +70,9 @@ class _KeepRedirects(urllib.request.HTTPRedirectHandler):
 class Running:
     """A ``runplatform`` process, its collected output, and an HTTP client with cookies."""
 
-    def __init__(self, env: dict[str, str], port: int):
+    def __init__(self, env: dict[str, str], port: int, *args: str):
         self.port = port
-        self.proc = subprocess.Popen([*MANAGE, "runplatform", "--port", str(port)], env=env,
+        self.proc = subprocess.Popen([*MANAGE, "runplatform", "--port", str(port), *args], env=env,
                                      cwd=settings.BASE_DIR, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
@@ -179,3 +180,31 @@ def test_runplatform_refuses_a_taken_port_before_starting_anything(site):
             platform.kill()
     assert f"ERROR: web: cannot listen on 127.0.0.1:{port}: Address already in use" in platform.output
     assert "worker:" not in platform.output
+
+
+def _trading_halted(site: Site) -> tuple[bool, str]:
+    path = site.env["DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(path) as db:
+        halted, reason = db.execute("SELECT trading_halted, halt_reason FROM "
+                                    "tradingsite_platformstate WHERE id = 1").fetchone()
+    return bool(halted), reason
+
+
+@pytest.mark.slow
+def test_stopping_a_web_only_instance_leaves_trading_running(site):
+    """The issue's repro: SIGTERM to ``runplatform --no-worker --no-beat`` halted every process."""
+    subprocess.run([*MANAGE, "resume_trading"], env=site.env, check=True, timeout=120,
+                   cwd=settings.BASE_DIR, capture_output=True)
+    web = Running(site.env, _free_port(), "--no-worker", "--no-beat")
+    try:
+        web.wait_until_serving("/admin/login/")
+        assert ("    web-only instance: no reconciliation, trading state left as it is "
+                "(recovery runs where the worker or beat runs)") in web.lines
+        web.proc.send_signal(signal.SIGTERM)
+        assert web.finish() == 0, web.output
+    finally:
+        web.kill()
+    assert ("    web-only instance: trading left running (the halting shutdown runs where the "
+            "worker or beat runs, or with shutdown_platform --run-here)") in web.lines
+    assert "stopped cleanly" in web.lines
+    assert _trading_halted(site) == (False, "")

@@ -45,8 +45,8 @@ def _start_django(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
 def test_production_refuses_to_start_without_a_secret_key(tmp_path):
     result = _start_django(tmp_path, TRADING_ENV="production")
     assert result.returncode != 0
-    assert ("ImproperlyConfigured: SECRET_KEY: required when TRADING_ENV=production "
-            "(set SECRET_KEY or SECRET_KEY_FILE)") in result.stderr
+    assert result.stderr == ("configuration error: SECRET_KEY: required when "
+                             "TRADING_ENV=production (set SECRET_KEY or SECRET_KEY_FILE)\n")
     assert not (tmp_path / "secret_key").exists()
 
 

@@ -257,7 +257,8 @@ def test_the_platform_hook_raises_when_unfinished_and_removes_its_pid_file(paper
     pid_file_write(START)
     lines: list[str] = []
     platform = SimpleNamespace(seconds_left=lambda: 0.4, stop_reason="SIGTERM",
-                               options=SimpleNamespace(shutdown_timeout=0.4),
+                               options=SimpleNamespace(shutdown_timeout=0.4, run_worker=True,
+                                                       run_beat=True),
                                force_requested=threading.Event(), out=lines.append)
     monkeypatch.setattr("tradingsite.shutdown.exchange_for", lambda account: hanging)
     try:
@@ -274,7 +275,8 @@ def test_the_platform_hook_raises_when_unfinished_and_removes_its_pid_file(paper
 def test_a_clean_platform_hook_returns_and_leaves_no_pid_file(paper_strategy, clock):
     pid_file_write(START)
     platform = SimpleNamespace(seconds_left=lambda: 10.0, stop_reason="SIGTERM",
-                               options=SimpleNamespace(shutdown_timeout=10.0),
+                               options=SimpleNamespace(shutdown_timeout=10.0, run_worker=True,
+                                                       run_beat=True),
                                force_requested=threading.Event(), out=lambda line: None)
 
     platform_shutdown(platform)

@@ -47,18 +47,19 @@ PAPER_CONFIG = {
 }
 SEED = """
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
+from tradingsite.models import ApiToken
+from tradingsite.tokens import token_digest
 from execution.models import ExchangeAccount
 from lifecycle.models import Strategy
 
 user = get_user_model().objects.create_user("operator", is_staff=True, is_superuser=True)
-Token.objects.create(user=user, key={token!r})
+ApiToken.objects.create(user=user, prefix={token!r}[:8], digest=token_digest({token!r}))
 paper = ExchangeAccount.objects.create(name="paper-main", exchange_id="paper",
                                        paper_config={paper_config!r})
 Strategy.objects.create(name="paper-s", account=paper)
 bybit = ExchangeAccount.objects.create(
     name="bybit-emu", exchange_id="bybit", api_base_url={base_url!r},
-    api_key_env="EMU_BYBIT_KEY", api_secret_env="EMU_BYBIT_SECRET")
+    api_key_env="EXCHANGE_EMU_BYBIT_KEY", api_secret_env="EXCHANGE_EMU_BYBIT_SECRET")
 Strategy.objects.create(name="bybit-s", account=bybit)
 """
 
@@ -92,7 +93,7 @@ def _env(tmp: Path, db: Path) -> dict[str, str]:
     env.update(DJANGO_SETTINGS_MODULE="tradingsite.settings", TRADING_ENV="development",
                DATABASE_URL=f"sqlite:///{db}", VAR_DIR=str(tmp / "var"),
                STATE_DIR=str(tmp / "state"), PYTHONUNBUFFERED="1",
-               EMU_BYBIT_KEY="emulator-key", EMU_BYBIT_SECRET="emulator-secret",
+               EXCHANGE_EMU_BYBIT_KEY="emulator-key", EXCHANGE_EMU_BYBIT_SECRET="emulator-secret",
                EXCHANGE_TIMEOUT_MS=str(EXCHANGE_TIMEOUT_SECONDS * 1000), EXCHANGE_ENABLE_RATE_LIMIT="false",
                LIVE_TRADING__SHUTDOWN__SHUTDOWN_TIMEOUT_SECONDS="10")
     if os.environ.get("REDIS_URL"):

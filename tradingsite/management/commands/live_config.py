@@ -13,9 +13,11 @@ from lifecycle.models import Strategy
 from tradingsite.live_config import (
     LiveConfigError,
     LiveTradingConfig,
+    bounds_table,
     build,
     clear_cache,
-    parse_json_text,
+    override_layers,
+    read_config_file,
     site_config,
 )
 
@@ -28,9 +30,23 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return rows
 
 
+def _strategies_broken_by(site: LiveTradingConfig) -> str:
+    """The strategies whose overrides would be invalid on top of ``site``, as one line."""
+    errors = []
+    for strategy in Strategy.objects.exclude(live_trading={}).order_by("name"):
+        try:
+            build([("", strategy.live_trading)], base=site)
+        except LiveConfigError as exc:
+            errors.append(f"strategy {strategy.name!r}: {exc}")
+    return "; ".join(errors)
+
+
 class Command(BaseCommand):
     help = ("Show the effective live-trading config (site-wide or of one strategy); "
-            "--export writes it as JSON, --import validates a JSON file and stores it.")
+            "--export writes it as JSON, --import validates a JSON file and stores it, "
+            "--bounds lists every key's bounds.")
+    # This command validates the config itself, and must be able to replace a bad one.
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--strategy", help="Strategy name: show/import its overrides.")
@@ -39,15 +55,21 @@ class Command(BaseCommand):
         parser.add_argument("--import", dest="import_file", metavar="FILE",
                             help="Validate FILE and store it (site config file, or the "
                                  "strategy's overrides with --strategy).")
+        parser.add_argument("--bounds", action="store_true",
+                            help="List every key with its default and bounds.")
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        if opts["bounds"]:
+            for key, default, bounds, _ in bounds_table():
+                self.stdout.write(f"  {key:<52} {default:>8}  {bounds}")
+            return
         strategy = self._strategy(opts["strategy"])
         if opts["import_file"]:
             self._import(Path(opts["import_file"]), strategy)
         try:
             cfg = strategy.effective_config() if strategy else site_config()
         except LiveConfigError as exc:
-            raise CommandError(f"invalid live-trading config: {exc}") from exc
+            raise CommandError(f"invalid live-trading config: {exc}") from None
         data = cfg.to_json_dict()
         if opts["export"]:
             Path(opts["export"]).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -68,25 +90,25 @@ class Command(BaseCommand):
             return None
         try:
             return Strategy.objects.get(name=name)
-        except Strategy.DoesNotExist as exc:
-            raise CommandError(f"no strategy named {name!r}") from exc
+        except Strategy.DoesNotExist:
+            raise CommandError(f"no strategy named {name!r}") from None
 
     def _import(self, path: Path, strategy: Strategy | None) -> None:
+        """Validate ``path`` where it will sit in the layers, then store it; else nothing."""
         try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CommandError(f"cannot read {path}: {exc}") from exc
-        try:
-            layer = parse_json_text(text, source=str(path))
+            layer = read_config_file(path)
             if strategy:
                 strategy.live_trading = layer
                 strategy.effective_config()  # validates on top of the site config
                 strategy.save(update_fields=["live_trading"])
                 self.stdout.write(f"imported {path} as the overrides of strategy {strategy.name}")
                 return
-            build([("liveTrading", layer)], base=LiveTradingConfig())
+            site = build([(str(path), layer), *override_layers()])
         except LiveConfigError as exc:
-            raise CommandError(f"{path}: nothing imported: {exc}") from exc
+            raise CommandError(f"{path}: nothing imported: {exc}") from None
+        broken = _strategies_broken_by(site)
+        if broken:
+            raise CommandError(f"{path}: nothing imported: {broken}")
         target = Path(settings.LIVE_TRADING_FILE)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps({"liveTrading": layer}, indent=2) + "\n", encoding="utf-8")

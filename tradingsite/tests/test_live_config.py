@@ -80,11 +80,11 @@ def test_snake_case_and_camel_case_keys_are_the_same_setting():
     ({"orderExecution": {"inDoubtLookups": 21}}, "liveTrading.orderExecution.inDoubtLookups",
      "must be between 1 and 20, got 21"),
     ({"orderExecution": {"inDoubtGraceSeconds": 0.5}},
-     "liveTrading.orderExecution.inDoubtGraceSeconds", "must be between 1 and 3600, got 0.5"),
+     "liveTrading.orderExecution.inDoubtGraceSeconds", "must be between 1 and 3600 s, got 0.5"),
     ({"orderExecution": {"inDoubtGraceSeconds": 3601}},
-     "liveTrading.orderExecution.inDoubtGraceSeconds", "must be between 1 and 3600, got 3601"),
+     "liveTrading.orderExecution.inDoubtGraceSeconds", "must be between 1 and 3600 s, got 3601"),
     ({"orderExecution": {"actionLeaseSeconds": 0}},
-     "liveTrading.orderExecution.actionLeaseSeconds", "must be between 1 and 3600, got 0"),
+     "liveTrading.orderExecution.actionLeaseSeconds", "must be between 1 and 3600 s, got 0"),
 ])
 def test_an_invalid_value_is_refused_with_its_key_named(layer, key, fragment):
     with pytest.raises(LiveConfigError) as info:

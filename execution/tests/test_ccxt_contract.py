@@ -122,7 +122,8 @@ def test_create_fetch_lookup_and_cancel_round_trip(bybit, emulator):
     assert caught.value.code == "110001"
 
 
-def test_market_data_balance_and_positions_are_parsed(bybit):
+def test_market_data_balance_and_positions_are_parsed(bybit, emulator):
+    emulator.hold_position("LTCUSDT", Decimal("1.2"), Decimal("64.59947917"))
     ticker = bybit.fetch_ticker(BTC)
     assert (ticker.bid, ticker.ask, ticker.last) == (Decimal("49999.5"), Decimal("50000.5"),
                                                      Decimal("50000"))

@@ -142,7 +142,7 @@ def _symbols(account: ExchangeAccount, since: datetime) -> list[str]:
 
 
 def read_exchanges(*, now: datetime | None = None, since: datetime | None = None,
-                   exchange_of: ExchangeOf = exchange_for) -> list[AccountOnExchange]:
+                   exchange_of: ExchangeOf | None = None) -> list[AccountOnExchange]:
     """Every account in play as its exchange lists it: orders per symbol, net positions.
 
     An exchange that cannot be read, or a paper book that restarted empty with this
@@ -155,7 +155,7 @@ def read_exchanges(*, now: datetime | None = None, since: datetime | None = None
         view = AccountOnExchange(account, since)
         views.append(view)
         try:
-            view.exchange = exchange_of(account)
+            view.exchange = (exchange_of or exchange_for)(account)
             if fresh_paper_book(view.exchange):
                 view.unreadable = "the paper book restarted empty with this process"
                 continue
@@ -190,7 +190,7 @@ def _listed(view: AccountOnExchange) -> tuple[dict[str, OrderSnapshot], dict[str
 
 
 def _read(views: list[AccountOnExchange] | None, now: datetime,
-          exchange_of: ExchangeOf) -> list[AccountOnExchange]:
+          exchange_of: ExchangeOf | None) -> list[AccountOnExchange]:
     return views if views is not None else read_exchanges(now=now, exchange_of=exchange_of)
 
 
@@ -252,7 +252,7 @@ def positions_closed_in_time(*, now: datetime | None = None, grace: timedelta = 
 
 def client_ids_once(*, views: list[AccountOnExchange] | None = None,
                     now: datetime | None = None,
-                    exchange_of: ExchangeOf = exchange_for) -> list[Violation]:
+                    exchange_of: ExchangeOf | None = None) -> list[Violation]:
     """A client order id the exchange lists under more than one order."""
     now = now or timezone.now()
     violations = []
@@ -304,7 +304,7 @@ def order_allowed_unknown_until(order: Order, grace: timedelta) -> datetime:
 
 def active_orders_known(*, views: list[AccountOnExchange] | None = None,
                         now: datetime | None = None, grace: timedelta = GRACE,
-                        exchange_of: ExchangeOf = exchange_for) -> list[Violation]:
+                        exchange_of: ExchangeOf | None = None) -> list[Violation]:
     """An active order the exchange does not know past its allowance; an order the exchange
     has open that the database ended more than ``grace`` ago (nobody supervises it)."""
     now = now or timezone.now()
@@ -365,7 +365,7 @@ def active_orders_known(*, views: list[AccountOnExchange] | None = None,
 # --- 4. fills in the database equal fills on the exchange, per order ------------------------
 
 def fills_match(*, views: list[AccountOnExchange] | None = None, now: datetime | None = None,
-                grace: timedelta = GRACE, exchange_of: ExchangeOf = exchange_for
+                grace: timedelta = GRACE, exchange_of: ExchangeOf | None = None
                 ) -> list[Violation]:
     """Per order, filled quantity in the database against the exchange's.
 
@@ -441,7 +441,7 @@ def _fill_difference(view: AccountOnExchange, order: Order, filled: Decimal,
 
 def net_positions_match(*, views: list[AccountOnExchange] | None = None,
                         now: datetime | None = None, grace: timedelta = GRACE,
-                        exchange_of: ExchangeOf = exchange_for) -> list[Violation]:
+                        exchange_of: ExchangeOf | None = None) -> list[Violation]:
     """Net quantity held (long > 0) per account and symbol, database against exchange.
 
     A difference counts when no order of that account and symbol is active or was
@@ -476,7 +476,7 @@ def net_positions_match(*, views: list[AccountOnExchange] | None = None,
 # --- all of them -------------------------------------------------------------------------------
 
 def check_all(*, now: datetime | None = None, grace: timedelta = GRACE,
-              exchange_of: ExchangeOf = exchange_for) -> dict[str, list[Violation]]:
+              exchange_of: ExchangeOf | None = None) -> dict[str, list[Violation]]:
     """Every promise: name → violations (empty when it holds), each exchange read once.
 
     Accounts whose exchange could not be read are listed under ``exchange_unreadable``:

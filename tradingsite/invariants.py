@@ -483,7 +483,12 @@ def check_all(*, now: datetime | None = None, grace: timedelta = GRACE,
     their promises are unchecked, not broken.
     """
     now = now or timezone.now()
-    views = read_exchanges(now=now, exchange_of=exchange_of)
+    return check_read(read_exchanges(now=now, exchange_of=exchange_of), now=now, grace=grace)
+
+
+def check_read(views: list[AccountOnExchange], *, now: datetime, grace: timedelta = GRACE
+               ) -> dict[str, list[Violation]]:
+    """Every promise against exchanges already read (``read_exchanges``)."""
     result = {
         POSITIONS_CLOSED_IN_TIME: positions_closed_in_time(now=now, grace=grace),
         CLIENT_IDS_ONCE: client_ids_once(views=views, now=now),

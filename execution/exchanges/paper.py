@@ -553,6 +553,12 @@ def paper_exchange_for(account: Any) -> PaperExchange:
         return exchange
 
 
+def paper_exchanges() -> list[PaperExchange]:
+    """Every paper exchange of this process."""
+    with _registry_lock:
+        return [exchange for _, exchange in _registry.values()]
+
+
 def reset_paper_exchanges() -> None:
     """Forget every paper exchange of this process (tests; a fresh demo)."""
     with _registry_lock:

@@ -37,13 +37,14 @@ import itertools
 import json
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -119,6 +120,9 @@ class EmulatorState:
 class BybitEmulator:
     """Start with ``start()`` (port 0: any free port), point ccxt at ``base_url``."""
 
+    # Emulators serving now (the suite's invariant check holds their faults while it reads).
+    running: ClassVar[weakref.WeakSet[BybitEmulator]] = weakref.WeakSet()
+
     def __init__(self, *, api_key: str = "emulator-key", api_secret: str = "emulator-secret",
                  host: str = "127.0.0.1", port: int = 0, record_requests: bool = True,
                  hold_seconds: float = 1.0, latency_ms: float = 0.0):
@@ -147,9 +151,11 @@ class BybitEmulator:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
                                         name="bybit-emulator")
         self._thread.start()
+        BybitEmulator.running.add(self)
         return self
 
     def stop(self) -> None:
+        BybitEmulator.running.discard(self)
         self._release.set()
         self._server.shutdown()
         self._server.server_close()

@@ -406,3 +406,35 @@ def test_the_command_exits_2_when_an_exchange_could_not_be_read(clock, paper_str
 
     assert exited.value.code == 2
     assert '"reason": "TransientError: read timed out"' in capsys.readouterr().out
+
+
+# --- the check after each integration scenario ------------------------------------------------
+
+def test_the_scenario_check_holds_faults_back_and_leaves_out_handed_over_markets(
+        clock, paper_account, paper_strategy, paper):
+    from tradingsite.testing.promises import check_promises
+
+    filled_entry(paper_strategy)
+    PositionFactory(strategy=paper_strategy, symbol=SYMBOL, quantity=Decimal("0.3"))  # handed over
+    configure(paper_account, faults=[{"on": "any", "kind": "timeout", "times": 5}])
+
+    check = check_promises(now=START + MINUTE)
+
+    assert (check.violations, check.accounts_read, check.unreadable) == ([], ["paper-recovery"],
+                                                                        [])
+    assert check.markets_not_compared == [("paper-recovery", SYMBOL)]  # 0.8 held, 0.5 there
+    with pytest.raises(TransientError):  # the scenario's faults are all still queued
+        paper.fetch_ticker(SYMBOL)
+
+
+def test_the_scenario_check_reports_what_is_broken(clock, paper_strategy, paper):
+    from tradingsite.testing.promises import check_promises
+
+    filled_entry(paper_strategy)
+    paper.positions[SYMBOL].size = Decimal("0.2")
+
+    [found] = check_promises(now=START + MINUTE).violations
+
+    assert str(found) == (f"net_positions_match: paper-recovery {SYMBOL}: net 0.5 in the "
+                          f"database (positions [{Position.objects.get().pk}]), 0.2 on the "
+                          "exchange")

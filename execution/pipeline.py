@@ -80,7 +80,7 @@ from execution.models import (
     OrderType,
 )
 from execution.slippage import signed_slippage_percent, walk_book
-from lifecycle.models import PositionSide, PositionState
+from lifecycle.models import Position, PositionSide, PositionState
 from lifecycle.services import (
     position_apply_close_fill,
     position_flag_attention,
@@ -216,6 +216,20 @@ def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: 
         raise TradingHalted("trading was halted when the entry was recorded")
     order.claim_held = claim
     return order
+
+
+def close_reduce_only(position: Position) -> bool:
+    """Whether a close of ``position`` is sent reduce-only (it can never open or flip one).
+
+    Not when the account also holds a position on the other side of the same symbol: a
+    one-way exchange nets both into one, where a reduce-only close of the smaller side is
+    refused (or fills without moving anything), so the database would count a close the
+    exchange never made. A plain order nets there exactly as the database counts.
+    """
+    opposite = PositionSide.SHORT if position.side == PositionSide.LONG else PositionSide.LONG
+    return not Position.objects.filter(
+        strategy__account_id=position.strategy.account_id, symbol=position.symbol,
+        side=opposite, state__in=PositionState.active()).exclude(pk=position.pk).exists()
 
 
 def lease_holder() -> str:
@@ -975,7 +989,8 @@ def _after_cancel(order: Order, cfg: OrderExecutionConfig, now: datetime) -> Nex
             account=order.account, symbol=order.symbol, side=order.side,
             quantity=min(order.remaining_quantity, position.quantity),
             order_type=OrderType.MARKET, purpose=OrderPurpose.EMERGENCY_CLOSE,
-            reduce_only=True, strategy=order.strategy, position=position, action=order.action,
+            reduce_only=close_reduce_only(position), strategy=order.strategy,
+            position=position, action=order.action,
             replaces=order,
             client_order_id=f"{_root(order).client_order_id}-r{_replacement_number(order)}")
     log.warning("emergency close %s timed out with %s left: replaced by market order %s",

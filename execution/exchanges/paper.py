@@ -167,6 +167,16 @@ class PaperExchange(Exchange):
             self._feeds[symbol] = ManualFeed(Decimal(price))
             self._match(symbol)
 
+    def clear_faults(self) -> None:
+        """Drop every fault still queued (the config's and the injected ones)."""
+        with self._lock:
+            self._faults = []
+
+    def faults_left(self) -> int:
+        """How many fault firings are still queued."""
+        with self._lock:
+            return sum(left for _, left in self._faults)
+
     @contextmanager
     def faults_held(self) -> Iterator[None]:
         """No queued fault fires inside (an observer's reads must not use up a scenario's faults)."""

@@ -181,6 +181,14 @@ class BybitEmulator:
             self.state.faults.append(Fault(path, kind, code, message, times, Decimal(ratio),
                                            seconds, match))
 
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.state.faults.clear()
+
+    def faults_left(self) -> int:
+        with self._lock:
+            return sum(fault.times for fault in self.state.faults)
+
     @contextmanager
     def faults_held(self) -> Iterator[None]:
         """No scripted fault fires inside (an observer's reads must not use up a test's faults)."""

@@ -76,6 +76,7 @@ BEAT = {"lifecycle.tasks.check_timeouts": 15, "execution.tasks.sweep_actions": 5
         "execution.tasks.sweep_order_timeouts": 5}
 CHECK_EVERY = timedelta(seconds=15)  # the promises are checked at least this often
 LOOKUP_FAULT_COOLDOWN = timedelta(minutes=2)
+THEN = st.sampled_from([0, 1, 5])  # seconds the platform runs after an outside event
 REDELIVERY_DELAY = 10.0  # a killed worker's unacknowledged task comes back after this
 SETTLE_LIMIT = timedelta(minutes=40)
 CRASH_POINTS = ("after_claim", "after_send", "before_close_order", "before_settle",
@@ -232,6 +233,7 @@ class FaultHarness(RuleBasedStateMachine):
         self.keys: dict[str, tuple[int, dict[str, Any]]] = {}
         self.last_lookup_fault: datetime | None = None
         self.price = PRICE
+        self.writes = 0  # outside events that wrote to the database or the exchange
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -251,7 +253,16 @@ class FaultHarness(RuleBasedStateMachine):
     def _held_positions(self) -> list[Position]:
         return list(Position.objects.filter(state__in=PositionState.active()).order_by("pk"))
 
+    def _changed_since_last_check(self) -> bool:
+        """Something ran or was asked since the last check (arming a fault changes nothing)."""
+        mark = (timezone.now(), len(self.platform.sent), sum(
+            1 for m in self.platform.sent if m.ran_at), self.writes)
+        changed, self._last_check = mark != getattr(self, "_last_check", None), mark
+        return changed
+
     def _promises_hold_now(self, grace: timedelta = GRACE) -> None:
+        if grace == GRACE and not self._changed_since_last_check():
+            return
         check = check_promises(grace=grace)
         assert check.violations == [], "\n".join(
             ["promises broken:", *(f"  {v}" for v in check.violations), "run:",
@@ -283,8 +294,8 @@ class FaultHarness(RuleBasedStateMachine):
         self.enter(side, lots, limit=False, keyed=True)
 
     @rule(side=st.sampled_from(["buy", "sell"]), lots=st.integers(1, 10),
-          limit=st.booleans(), keyed=st.booleans())
-    def enter(self, side: str, lots: int, limit: bool, keyed: bool) -> None:
+          limit=st.booleans(), keyed=st.booleans(), then=THEN)
+    def enter(self, side: str, lots: int, limit: bool, keyed: bool, then: int = 0) -> None:
         """A bot places an entry through the API's service (limit: resting 0.5 % away)."""
         fields: dict[str, Any] = {"symbol": SYMBOL, "side": side,
                                   "quantity": Decimal("0.001") * lots,
@@ -298,8 +309,10 @@ class FaultHarness(RuleBasedStateMachine):
         assert created
         if key:
             self.keys[key] = (order.pk, fields)
+        self.writes += 1
         self.log.add(f"enter {side} {fields['quantity']} {fields['order_type']} "
                      f"→ {order.client_order_id}")
+        self._run_for(then)
 
     @precondition(lambda self: self.keys)
     @rule(data=st.data())
@@ -310,6 +323,7 @@ class FaultHarness(RuleBasedStateMachine):
         order, created = services.order_request(caller=self.caller, strategy=self.strategy,
                                                 idempotency_key=key, **fields)
         assert (order.pk, created) == (order_id, False)
+        self.writes += 1
         self.log.add(f"client retries {key}")
 
     def _close(self, data: st.DataObject, *, reason: str, actor: str, kind: str) -> None:
@@ -325,23 +339,28 @@ class FaultHarness(RuleBasedStateMachine):
 
             assert isinstance(exc, InvalidStateTransition), exc
             return
+        self.writes += 1
         self.log.add(f"{actor} closes position {position.pk} ({kind}) → action {action.pk}"
                      f"{'' if created else ' (already queued)'}")
 
-    @rule(data=st.data(), emergency=st.booleans())
-    def operator_closes(self, data: st.DataObject, emergency: bool) -> None:
+    @rule(data=st.data(), emergency=st.booleans(), then=THEN)
+    def operator_closes(self, data: st.DataObject, emergency: bool, then: int = 0) -> None:
         self._close(data, reason="manual", actor="operator",
                     kind=ActionKind.EMERGENCY_CLOSE if emergency else ActionKind.CLOSE)
+        self._run_for(then)
 
-    @rule(data=st.data())
-    def risk_closes(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), then=THEN)
+    def risk_closes(self, data: st.DataObject, then: int = 0) -> None:
         self._close(data, reason="risk", actor="risk", kind=ActionKind.EMERGENCY_CLOSE)
+        self._run_for(then)
 
-    @rule(percent=st.sampled_from([-1, 1]))
-    def price_moves(self, percent: int) -> None:
+    @rule(percent=st.sampled_from([-1, 1]), then=THEN)
+    def price_moves(self, percent: int, then: int = 0) -> None:
         self.price = (self.price * (1 + Decimal(percent) / 100)).quantize(Decimal("0.1"))
         self.venue.set_price(self.price)
+        self.writes += 1
         self.log.add(f"price {self.price}")
+        self._run_for(then)
 
     # --- time ---------------------------------------------------------------------------------
 
@@ -356,36 +375,41 @@ class FaultHarness(RuleBasedStateMachine):
 
     # --- workers --------------------------------------------------------------------------------
 
-    @rule(point=st.sampled_from(CRASH_POINTS), redeliver=st.booleans())
-    def a_worker_will_die(self, point: str, redeliver: bool) -> None:
+    @rule(point=st.sampled_from(CRASH_POINTS), redeliver=st.booleans(), then=THEN)
+    def a_worker_will_die(self, point: str, redeliver: bool, then: int = 0) -> None:
         CRASHES.armed[point] = redeliver
         self.log.add(f"a worker will die at {point} ({'redelivered' if redeliver else 'lost'})")
+        self._run_for(then)
 
     @precondition(lambda self: any(m.short_name in ("drive_order", "process_action")
                                    for m in self.platform.sent if m.ran_at))
-    @rule(data=st.data())
-    def a_task_is_delivered_twice(self, data: st.DataObject) -> None:
+    @rule(data=st.data(), then=THEN)
+    def a_task_is_delivered_twice(self, data: st.DataObject, then: int = 0) -> None:
         ran = [m for m in self.platform.sent if m.ran_at and m.short_name in (
             "drive_order", "process_action", "expire_overdue_orders")]
         message = self._pick(data, ran[-10:])
         self.platform.send(message.task, message.args, message.kwargs, queue=message.queue)
         self.log.add(f"redelivered {message.short_name}{message.args}")
+        self._run_for(then)
 
-    @rule()
-    def recovery_runs_beside_the_workers(self) -> None:
+    @rule(then=THEN)
+    def recovery_runs_beside_the_workers(self, then: int = 0) -> None:
         """A worker starts (or the operator reconciles) while others are mid-way."""
         from execution.pipeline import Next
         from execution.tasks import schedule_next
 
         recover(trigger="harness", exclusive=False, out=lambda line: None,
                 track=lambda order: schedule_next(Next(order, 0.0, "tracked by recovery")))
+        self.writes += 1
         self.log.add("recovery ran beside the workers")
+        self._run_for(then)
 
     # --- the exchange ----------------------------------------------------------------------------
 
     @rule(name=st.sampled_from(FAULTS), times=st.integers(1, 2),
-          ratio=st.sampled_from(["0.3", "0.5", "1"]), seconds=st.integers(1, 8))
-    def the_exchange_fails(self, name: str, times: int, ratio: str, seconds: int) -> None:
+          ratio=st.sampled_from(["0.3", "0.5", "1"]), seconds=st.integers(1, 8), then=THEN)
+    def the_exchange_fails(self, name: str, times: int, ratio: str, seconds: int,
+                           then: int = 0) -> None:
         now = timezone.now()
         if name in LOOKUP_FAULTS:
             if self.last_lookup_fault and now < self.last_lookup_fault + LOOKUP_FAULT_COOLDOWN:
@@ -394,6 +418,7 @@ class FaultHarness(RuleBasedStateMachine):
         fault = Fault(name, times, ratio, seconds)
         self.venue.inject(fault)
         self.log.add(f"exchange fault {fault}")
+        self._run_for(then)
 
     # --- after every step -------------------------------------------------------------------------
 

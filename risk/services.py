@@ -70,11 +70,12 @@ class RiskCheckResult:
 # --- alerts ---------------------------------------------------------------------------
 
 def raise_alert(*, position: Position | None = None, kind: str, severity: str,
-                message: str) -> RiskAlert:
+                message: str, announce: bool = False) -> RiskAlert:
     """Open an alert, or refresh the open one of the same position and kind.
 
     A repeat updates ``last_seen``, ``occurrences``, the message and the severity;
-    ``alert.raised`` is pushed when the alert is new or its severity changed.
+    ``alert.raised`` is pushed when the alert is new or its severity changed, or always
+    with ``announce`` (the caller decided the operator must hear it again).
     Alerts without a position are deduplicated by kind.
     """
     if severity not in AlertSeverity.values:
@@ -83,7 +84,7 @@ def raise_alert(*, position: Position | None = None, kind: str, severity: str,
         alert, changed = _upsert_alert(position_id=position.pk if position else None, kind=kind,
                                        severity=severity, message=message, now=timezone.now())
         alert.symbol = position.symbol if position else None
-        if changed:
+        if changed or announce:
             broadcast("alert.raised", alert_payload(alert))
     return alert
 

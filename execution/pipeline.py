@@ -46,6 +46,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from execution import handlers
 from execution.alerts import (
     FILL_UNAPPLIED_ALERT,
     ORDER_REAPPEARED_ALERT,
@@ -80,15 +81,9 @@ from execution.models import (
     OrderType,
 )
 from execution.slippage import signed_slippage_percent, walk_book
-from lifecycle.models import PositionSide, PositionState
-from lifecycle.services import (
-    position_apply_close_fill,
-    position_flag_attention,
-    position_open,
-)
 from tradingsite.errors import ConflictError, DomainError, TradingHalted
 from tradingsite.live import broadcast
-from tradingsite.live_config import OrderExecutionConfig, site_config
+from tradingsite.live_config import OrderExecutionConfig
 from tradingsite.rows import ASYNC_COMMIT, insert_row, update_row
 from tradingsite.services import ensure_trading_allowed, trading_halted_sql
 
@@ -137,11 +132,7 @@ class Next:
 
 def order_config(order: Order) -> OrderExecutionConfig:
     """The ``orderExecution`` config of the order's strategy (site config without one)."""
-    strategy = order.strategy
-    if strategy is None and order.position_id:
-        strategy = order.position.strategy
-    return strategy.effective_config().order_execution if strategy else (
-        site_config().order_execution)
+    return handlers.order_config(order)
 
 
 def plain(value: Decimal) -> str:
@@ -775,17 +766,15 @@ def _record_fill(order: Order, snapshot: OrderSnapshot, now: datetime) -> None:
                                                          average)
     if order.purpose != OrderPurpose.ENTRY and order.position_id:
         try:
-            position_apply_close_fill(
-                order.position, fill_key=f"{order.client_order_id}:{filled.normalize()}",
-                quantity=delta, price=delta_price.quantize(PRICE_PLACES), fee=delta_fee,
-                filled_at=now)
+            handlers.exit_filled(order, handlers.ExitFill(
+                fill_key=f"{order.client_order_id}:{filled.normalize()}", quantity=delta,
+                price=delta_price.quantize(PRICE_PLACES), fee=delta_fee, filled_at=now))
         except (DomainError, ValueError) as exc:  # the position moved on without this order
             log.error("order %s: exit fill not applied to position %s: %s",
                       order.client_order_id, order.position_id, exc)
             why = f"exit fill of {plain(delta)} not applied to the position: {exc}"
             order.last_error = why
-            position_flag_attention(order.position_id, reason=f"{order.client_order_id}: {why}",
-                                    actor="execution")
+            handlers.fill_unapplied(order, reason=f"{order.client_order_id}: {why}")
             raise_order_alert(order, kind=FILL_UNAPPLIED_ALERT, message=(
                 f"{why}; the fill stays on the order and the position is reconciled with the "
                 "exchange before anything else is sent for it"))
@@ -808,12 +797,7 @@ def _finalize(order: Order, now: datetime) -> Next:
     with recoverable_write() if opens_position else nullcontext():
         fields = FINAL_FIELDS
         if opens_position:
-            order.position = position_open(
-                strategy=order.strategy, symbol=order.symbol,
-                side=PositionSide.LONG if order.side == OrderSide.BUY else PositionSide.SHORT,
-                quantity=order.filled_quantity, entry_price=order.average_fill_price,
-                opened_at=order.filled_at or now, entry_fee=order.fee, actor="execution",
-                fill_key=f"{order.client_order_id}:{order.filled_quantity.normalize()}")
+            order.position = handlers.entry_filled(order, opened_at=order.filled_at or now)
             fields = [*FINAL_FIELDS, "position"]
         read = order.version
         order.version = read + 1
@@ -957,15 +941,12 @@ def _after_cancel(order: Order, cfg: OrderExecutionConfig, now: datetime) -> Nex
     replace = (order.purpose == OrderPurpose.EMERGENCY_CLOSE and order.timed_out
                and order.remaining_quantity > 0 and order.position_id
                and _replacement_number(order) <= cfg.max_retries)
-    if not replace:
-        return _finalize(order, now)
-    position = order.position
-    position.refresh_from_db(fields=["state", "quantity"])
-    if position.state != PositionState.CLOSING or position.quantity <= 0:
+    left = handlers.replacement_quantity(order) if replace else None
+    if left is None:
         return _finalize(order, now)
     with recoverable_write():
         _finalize(order, now)
-        busy = Order.objects.filter(position=position, status__in=S.active()).exclude(
+        busy = Order.objects.filter(position_id=order.position_id, status__in=S.active()).exclude(
             pk=order.pk).values_list("client_order_id", flat=True).first()
         if busy:
             log.warning("emergency close %s timed out; not replaced: order %s of the position "
@@ -973,9 +954,10 @@ def _after_cancel(order: Order, cfg: OrderExecutionConfig, now: datetime) -> Nex
             return Next(order, None, "final")
         replacement = order_submit(
             account=order.account, symbol=order.symbol, side=order.side,
-            quantity=min(order.remaining_quantity, position.quantity),
+            quantity=min(order.remaining_quantity, left),
             order_type=OrderType.MARKET, purpose=OrderPurpose.EMERGENCY_CLOSE,
-            reduce_only=True, strategy=order.strategy, position=position, action=order.action,
+            reduce_only=True, strategy=order.strategy, position=order.position,
+            action=order.action,
             replaces=order,
             client_order_id=f"{_root(order).client_order_id}-r{_replacement_number(order)}")
     log.warning("emergency close %s timed out with %s left: replaced by market order %s",

@@ -33,6 +33,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from execution import handlers
 from execution.client_requests import client_request_answer, client_request_claim
 from execution.exchanges import exchange_for
 from execution.exchanges.base import Exchange
@@ -43,10 +44,7 @@ from execution.models import (
     ActionState,
     ClientRequestScope,
     Order,
-    OrderPurpose,
-    OrderSide,
     OrderStatus,
-    OrderType,
 )
 from execution.pipeline import (
     Next,
@@ -58,10 +56,7 @@ from execution.pipeline import (
     order_submit,
     plain,
 )
-from lifecycle.models import Position, PositionSide, PositionState, Strategy
-from lifecycle.services import position_begin_close, position_close_failed
 from tradingsite.errors import DomainError, InvalidStateTransition
-from tradingsite.live_config import site_config
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +130,7 @@ def order_place(*, drive: Driver, **fields: Any) -> Order:
     return drive(order_submit(claim=True, **fields))
 
 
-def order_request(*, caller: AbstractBaseUser, strategy: Strategy,
+def order_request(*, caller: AbstractBaseUser, strategy: Any,
                   idempotency_key: str | None = None, **fields: Any) -> tuple[Order, bool]:
     """A caller's entry order: recorded now, sent by the workers; ``(order, created)``.
 
@@ -187,20 +182,61 @@ def order_request_cancel(order: Order, *, actor: str) -> tuple[Action, bool]:
         idempotency_key=f"cancel:{order.pk}",
         defaults={"kind": ActionKind.CANCEL_ORDER, "order": order, "requested_by": actor[:150]})
     if created:
-        from lifecycle.services import dispatch_action
-
         dispatch_action(action)
     return action, created
 
 
 # --- the action queue ------------------------------------------------------------
 
+def dispatch_action(action: Action) -> None:
+    """Hand an action to the worker once the transaction that created it commits."""
+    dispatch_actions([action.pk])
+
+
+# Above this many actions, dispatching is itself handed to workers in batches.
+DIRECT_DISPATCH_LIMIT = 100
+FAN_OUT_BATCH_SIZE = 500
+
+
+def dispatch_actions(action_ids: list[int]) -> None:
+    """Hand actions to the workers once the transaction that created them commits.
+
+    Up to ``DIRECT_DISPATCH_LIMIT`` go out as one ``process_action`` message each;
+    a mass timeout sends one ``dispatch_actions`` message per batch (registered as
+    ``lifecycle.tasks.dispatch_actions``, its name before the task moved here)
+    instead, so the pass that created them stays fast and the fan-out runs in
+    parallel on the workers. Pending actions that no message reaches are picked
+    up by ``execution.tasks.sweep_actions``.
+    """
+    if not action_ids:
+        return
+    ids = list(action_ids)
+
+    def send() -> None:
+        if len(ids) <= DIRECT_DISPATCH_LIMIT:
+            send_actions_now(ids)
+            return
+        from execution.tasks import dispatch_actions as dispatch_task
+
+        for start in range(0, len(ids), FAN_OUT_BATCH_SIZE):
+            batch = ids[start:start + FAN_OUT_BATCH_SIZE]
+            dispatch_task.apply_async((batch,), argsrepr=f"[{len(batch)} action ids]")
+
+    transaction.on_commit(send)
+
+
+def send_actions_now(action_ids: list[int]) -> None:
+    """One ``process_action`` message per action (the task is idempotent)."""
+    from execution.tasks import process_action
+
+    for action_id in action_ids:
+        process_action.delay(action_id)
+
+
+
 def _lease_seconds(action: Action) -> float:
     """``actionLeaseSeconds`` of the strategy the action works for (site config without one)."""
-    strategy = (action.position.strategy if action.position_id else
-                action.order.strategy if action.order_id and action.order.strategy_id else None)
-    config = strategy.effective_config() if strategy else site_config()
-    return config.order_execution.action_lease_seconds
+    return handlers.action_config(action).action_lease_seconds
 
 
 def _load(action_id: int) -> Action | None:
@@ -251,72 +287,14 @@ def action_run(action: Action, *, drive: Driver, exchange: Exchange | None = Non
     """Do the work of a claimed (running) action; any failure is recorded on it."""
     try:
         if action.kind in ActionKind.closing():
-            _run_close(action, drive)
+            handlers.close_action_run(action, drive)
         else:
             _run_cancel(action, drive)
     except (DomainError, ExchangeError) as exc:
         log.warning("action %s failed: %s", action.pk, exc)
-        _action_finish(action, ActionState.FAILED, error=str(exc))
+        action_finish(action, ActionState.FAILED, error=str(exc))
     action.refresh_from_db()
     return action
-
-
-def close_purpose(kind: str) -> str:
-    """Emergency and shutdown closes must go through whatever the slippage."""
-    return OrderPurpose.CLOSE if kind == ActionKind.CLOSE else OrderPurpose.EMERGENCY_CLOSE
-
-
-def _run_close(action: Action, drive: Driver) -> None:
-    """Close the action's position; resumable from any step a killed worker left.
-
-    No order yet: the position is moved to CLOSING (if it is not already) and the
-    close recorded — unless another order of the position is still active (it may be
-    in doubt) or the position is marked for reconciliation: then nothing is sent and
-    the action waits for its lease to run out.
-    """
-    position = Position.objects.select_related("strategy__account").get(pk=action.position_id)
-    order = action.orders.select_related("account", "strategy", "position").order_by(
-        "-created_at", "-pk").first()
-    if order is None:
-        if position.state == PositionState.CLOSED:
-            _action_finish(action, ActionState.DONE, result={"position": "already closed"})
-            return
-        busy = position.attention or Order.objects.filter(
-            position=position, status__in=OrderStatus.active()).values_list(
-            "client_order_id", flat=True).first()
-        if busy:
-            log.warning("action %s: position %s is not closed now (%s): deferred",
-                        action.pk, position.pk, busy)
-            return
-        if position.state != PositionState.CLOSING:
-            try:
-                position_begin_close(position, reason=action.reason or "manual",
-                                     actor=action.requested_by)
-            except InvalidStateTransition:
-                position.refresh_from_db()
-                if position.state == PositionState.CLOSED:
-                    _action_finish(action, ActionState.DONE,
-                                   result={"position": "already closed"})
-                    return
-                if position.state != PositionState.CLOSING:
-                    raise
-        try:
-            order = order_submit(
-                account=position.strategy.account, strategy=position.strategy,
-                position=position, action=action, symbol=position.symbol,
-                side=OrderSide.SELL if position.side == PositionSide.LONG else OrderSide.BUY,
-                quantity=position.quantity, order_type=OrderType.MARKET,
-                purpose=close_purpose(action.kind), reduce_only=True,
-                client_order_id=f"close-{action.pk}")
-        except DomainError as exc:  # no order could be recorded: the close is over
-            with transaction.atomic():
-                if _action_finish(action, ActionState.FAILED, error=str(exc)):
-                    position_close_failed(position, reason=str(exc)[:200], actor="execution")
-            return
-    if order.is_final:
-        action_settle(order)
-        return
-    drive(order)
 
 
 def _run_cancel(action: Action, drive: Driver) -> None:
@@ -325,7 +303,7 @@ def _run_cancel(action: Action, drive: Driver) -> None:
         pk=action.order_id)
     if order.is_final or not order_begin_cancel(order, reason=f"cancel requested by "
                                                               f"{action.requested_by}"):
-        _action_finish(action, ActionState.DONE, result=_order_result(order))
+        action_finish(action, ActionState.DONE, result=order_result(order))
         return
     drive(order)
 
@@ -333,41 +311,14 @@ def _run_cancel(action: Action, drive: Driver) -> None:
 def settle_order_actions(order: Order, *, cancelled: bool = True) -> None:
     """A final order settles its close action and, if it was being cancelled, its cancels."""
     if order.action_id:
-        action_settle(order)
+        handlers.close_action_settle(order)
     if cancelled:
         for action in Action.objects.filter(order=order, kind=ActionKind.CANCEL_ORDER,
                                             state__in=ActionState.open()):
-            _action_finish(action, ActionState.DONE, result=_order_result(order))
+            action_finish(action, ActionState.DONE, result=order_result(order))
 
 
-def action_settle(order: Order) -> Action | None:
-    """Record the end of a close: done when the position closed, failed otherwise.
-
-    A close that failed for good returns the position to its holding-time state
-    (``position_close_failed``) and keeps the order's error on the action.
-    """
-    action = Action.objects.filter(pk=order.action_id).first()
-    if action is None or action.state not in ActionState.open():
-        return action
-    position = Position.objects.get(pk=action.position_id) if action.position_id else None
-    result = _order_result(order)
-    if position is None or position.state == PositionState.CLOSED:
-        trade = getattr(position, "trade", None) if position else None
-        if trade is not None:
-            result.update(trade=trade.pk, pnl=plain(trade.pnl), exit_price=plain(trade.exit_price))
-        _action_finish(action, ActionState.DONE, result=result)
-        return action
-    error = order.last_error or f"close order {order.client_order_id} ended {order.status}"
-    if order.filled_quantity:
-        error = f"{error} ({plain(order.filled_quantity)} of {plain(order.quantity)} filled)"
-    with transaction.atomic():
-        if _action_finish(action, ActionState.FAILED, result=result, error=error) and (
-                position.state == PositionState.CLOSING):
-            position_close_failed(position, reason=error[:200], actor="execution")
-    return action
-
-
-def _action_finish(action: Action, state: str, *, result: dict | None = None,
+def action_finish(action: Action, state: str, *, result: dict | None = None,
                    error: str = "") -> bool:
     """running → done/failed (compare-and-set); False if it was already finished."""
     now = timezone.now()
@@ -380,7 +331,7 @@ def _action_finish(action: Action, state: str, *, result: dict | None = None,
     return bool(changed)
 
 
-def _order_result(order: Order) -> dict[str, Any]:
+def order_result(order: Order) -> dict[str, Any]:
     def text(value):
         return plain(value) if value is not None else None
 

@@ -26,6 +26,7 @@ from execution.services import (
     actions_sweep,
     order_advance,
     orders_expire_overdue,
+    send_actions_now,
 )
 from tradingsite.schedule import PeriodicSpec
 
@@ -86,6 +87,16 @@ def process_action(action_id: int) -> None:
         log.warning("process_action: action %s does not exist", action_id)
         return
     action_process(action_id, drive=drive_on_account_queue)
+
+
+@shared_task(name="lifecycle.tasks.dispatch_actions", acks_late=True)
+def dispatch_actions(action_ids: list[int]) -> None:
+    """Fan a batch of queued actions out to ``process_action`` (one message each).
+
+    Registered under its name from when it lived in ``lifecycle.tasks``, so batches
+    already queued under that name are still run.
+    """
+    send_actions_now(action_ids)
 
 
 @shared_task(acks_late=True)

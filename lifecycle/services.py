@@ -31,7 +31,8 @@ from django.db.models.functions import Cast, Coalesce, Concat, JSONObject
 from django.utils import timezone
 
 from execution.client_requests import canonical
-from execution.models import Action, ActionKind, ActionState, CloseReason
+from execution.models import Action, ActionKind, ActionState
+from execution.services import dispatch_action, dispatch_actions
 from lifecycle.bulk import InArray, insert_select, update_returning_pks
 from lifecycle.models import (
     Position,
@@ -57,6 +58,7 @@ from lifecycle.timeouts import (
     close_retry_schedule,
     group_strategies,
 )
+from tradingsite.domain import CloseReason
 from tradingsite.errors import InvalidStateTransition, RequestMismatch
 from tradingsite.live import broadcast, broadcast_many
 from tradingsite.rows import insert_row
@@ -307,49 +309,6 @@ def position_request_close(*, position: Position, reason: str, actor: str,
 def _open_close_action(position: Position) -> Action | None:
     return Action.objects.filter(position=position, kind__in=ActionKind.closing(),
                                  state__in=ActionState.open()).first()
-
-
-def dispatch_action(action: Action) -> None:
-    """Hand an action to the worker once the transaction that created it commits."""
-    dispatch_actions([action.pk])
-
-
-# Above this many actions, dispatching is itself handed to workers in batches.
-DIRECT_DISPATCH_LIMIT = 100
-FAN_OUT_BATCH_SIZE = 500
-
-
-def dispatch_actions(action_ids: list[int]) -> None:
-    """Hand actions to the workers once the transaction that created them commits.
-
-    Up to ``DIRECT_DISPATCH_LIMIT`` go out as one ``process_action`` message each;
-    a mass timeout sends one ``lifecycle.tasks.dispatch_actions`` message per batch
-    instead, so the pass that created them stays fast and the fan-out runs in
-    parallel on the workers. Pending actions that no message reaches are picked
-    up by ``execution.tasks.sweep_actions``.
-    """
-    if not action_ids:
-        return
-    ids = list(action_ids)
-
-    def send() -> None:
-        if len(ids) <= DIRECT_DISPATCH_LIMIT:
-            send_actions_now(ids)
-            return
-        from lifecycle.tasks import dispatch_actions as dispatch_task
-
-        for batch in chunked(ids, FAN_OUT_BATCH_SIZE):
-            dispatch_task.apply_async((batch,), argsrepr=f"[{len(batch)} action ids]")
-
-    transaction.on_commit(send)
-
-
-def send_actions_now(action_ids: list[int]) -> None:
-    """One ``process_action`` message per action (the task is idempotent)."""
-    from execution.tasks import process_action
-
-    for action_id in action_ids:
-        process_action.delay(action_id)
 
 
 def position_begin_close(position: Position, *, reason: str, actor: str) -> Position:

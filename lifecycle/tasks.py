@@ -27,11 +27,3 @@ def check_timeouts() -> dict[str, Any]:
         log.info("timeout pass: %d warned, %d timed out, %d close actions queued",
                  result.warned, result.timed_out, result.close_actions)
     return result.as_dict()
-
-
-@shared_task(acks_late=True)
-def dispatch_actions(action_ids: list[int]) -> None:
-    """Fan a batch of queued actions out to ``execution.tasks.process_action``."""
-    from lifecycle.services import send_actions_now
-
-    send_actions_now(action_ids)

@@ -21,7 +21,7 @@ import numpy as np
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.utils import timezone
 
-from execution.models import ActionKind, CloseReason
+from execution.models import ActionKind
 from lifecycle.models import Position, PositionSide, PositionState, Strategy
 from lifecycle.services import position_request_close
 from risk import scoring, selectors
@@ -29,6 +29,7 @@ from risk.bulk import insert_rows, update_rows
 from risk.models import AlertSeverity, HealthSnapshot, RiskAlert, StrategyRiskCheck
 from risk.selectors import MonitoredStrategy
 from risk.serializers import alert_payload, alert_payloads
+from tradingsite.domain import CloseReason
 from tradingsite.errors import InvalidStateTransition
 from tradingsite.live import broadcast, broadcast_many
 
@@ -107,6 +108,13 @@ def _upsert_alert(*, position_id: int | None, kind: str, severity: str, message:
     alert.severity, alert.message = severity, message
     alert.save(update_fields=["last_seen", "occurrences", "severity", "message"])
     return alert, regraded
+
+
+def order_alert_raise(order: Any, *, kind: str, critical: bool, message: str) -> RiskAlert:
+    """Execution's ``order_alert`` hook: an alert about an order, on its position if it has one."""
+    return raise_alert(position=order.position if order.position_id else None, kind=kind,
+                       severity=AlertSeverity.CRITICAL if critical else AlertSeverity.WARNING,
+                       message=message)
 
 
 def resolve_alerts(alerts: list[RiskAlert], *, now: datetime | None = None) -> int:

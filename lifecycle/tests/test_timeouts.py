@@ -223,10 +223,11 @@ def test_live_events_are_batched(strategy, monkeypatch):
 
 def test_many_created_actions_are_dispatched_through_fan_out_batches(
         strategy, monkeypatch, django_capture_on_commit_callbacks):
-    from lifecycle.tasks import dispatch_actions
+    from execution import services as execution_services
+    from execution.tasks import dispatch_actions
 
-    monkeypatch.setattr(services, "DIRECT_DISPATCH_LIMIT", 2)
-    monkeypatch.setattr(services, "FAN_OUT_BATCH_SIZE", 2)
+    monkeypatch.setattr(execution_services, "DIRECT_DISPATCH_LIMIT", 2)
+    monkeypatch.setattr(execution_services, "FAN_OUT_BATCH_SIZE", 2)
     batches = []
     monkeypatch.setattr(dispatch_actions, "apply_async",
                         lambda args, **kwargs: batches.append(args[0]))

@@ -145,8 +145,8 @@ def test_a_recovery_working_from_a_stale_copy_never_finalises_the_close_a_live_w
     from execution.pipeline import order_submit
     from execution.services import action_claim, order_advance
     from lifecycle.services import position_begin_close
+    from operations.recovery import recover
     from risk.models import RiskAlert
-    from tradingsite.recovery import recover
 
     account = paper_account()
     position = position_open(strategy=strategy_on(account, "raced"), symbol=ETH, side="long",

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from tradingsite.runtime import Platform, PlatformError, PlatformOptions
+from operations.runtime import Platform, PlatformError, PlatformOptions
 
 
 def record_startup(platform: Platform) -> None:
@@ -51,9 +51,9 @@ def make_platform(lines):
 
 
 def test_hooks_and_stop_checks_are_read_from_settings(settings, make_platform):
-    settings.PLATFORM_STARTUP_HOOKS = ["tradingsite.tests.test_runtime.record_startup"]
-    settings.PLATFORM_SHUTDOWN_HOOKS = ["tradingsite.tests.test_runtime.record_shutdown"]
-    settings.PLATFORM_STOP_CHECKS = ["tradingsite.tests.test_runtime.never_stop"]
+    settings.PLATFORM_STARTUP_HOOKS = ["operations.tests.test_runtime.record_startup"]
+    settings.PLATFORM_SHUTDOWN_HOOKS = ["operations.tests.test_runtime.record_shutdown"]
+    settings.PLATFORM_STOP_CHECKS = ["operations.tests.test_runtime.never_stop"]
     platform = make_platform()
     assert platform.startup_hooks == [record_startup]
     assert platform.shutdown_hooks == [record_shutdown]

@@ -21,10 +21,7 @@ from execution.exchanges.base import CANCELED, CLOSED
 from execution.models import Action, ActionKind, Order, OrderPurpose, OrderStatus
 from execution.pipeline import order_submit
 from lifecycle.models import Position, PositionState, Trade
-from tradingsite.errors import TradingHalted
-from tradingsite.models import PlatformState, StateSnapshot
-from tradingsite.services import is_trading_halted, shutdown_request, trading_halt
-from tradingsite.shutdown import (
+from operations.shutdown import (
     ShutdownIncomplete,
     pid_file_write,
     pid_path,
@@ -34,8 +31,11 @@ from tradingsite.shutdown import (
     snapshot_path,
     write_json_atomic,
 )
+from operations.tests.conftest import START, SYMBOL, configure, open_entry
+from tradingsite.errors import TradingHalted
+from tradingsite.models import PlatformState, StateSnapshot
+from tradingsite.services import is_trading_halted, shutdown_request, trading_halt
 from tradingsite.testing.factories import PositionFactory
-from tradingsite.tests.conftest import START, SYMBOL, configure, open_entry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -260,7 +260,7 @@ def test_the_platform_hook_raises_when_unfinished_and_removes_its_pid_file(paper
                                options=SimpleNamespace(shutdown_timeout=0.4, run_worker=True,
                                                        run_beat=True),
                                force_requested=threading.Event(), out=lines.append)
-    monkeypatch.setattr("tradingsite.shutdown.exchange_for", lambda account: hanging)
+    monkeypatch.setattr("operations.shutdown.exchange_for", lambda account: hanging)
     try:
         with pytest.raises(ShutdownIncomplete, match=r"past shutdownTimeoutSeconds=0\.4; "
                                                      r"unfinished: cancel open orders"):

@@ -12,12 +12,12 @@ from types import SimpleNamespace
 import pytest
 
 from execution.models import Order, OrderStatus
+from operations.recovery import platform_recover
+from operations.runtime import PlatformOptions, runs_trading
+from operations.shutdown import pid_file_write, pid_path, platform_shutdown
+from operations.tests.conftest import START, configure, open_entry
 from tradingsite.models import ReconciliationReport, StateSnapshot
-from tradingsite.recovery import platform_recover
-from tradingsite.runtime import PlatformOptions, runs_trading
 from tradingsite.services import is_trading_halted, platform_state, trading_halt
-from tradingsite.shutdown import pid_file_write, pid_path, platform_shutdown
-from tradingsite.tests.conftest import START, configure, open_entry
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from tradingsite.demo import ACCOUNT_NAME, CANDLE_FILE, SYMBOL, seed_demo
+from operations.demo import ACCOUNT_NAME, CANDLE_FILE, SYMBOL, seed_demo
 
 
 class Command(BaseCommand):

@@ -52,7 +52,7 @@ from execution.exchanges import exchange_for
 from execution.exchanges.base import Exchange, OrderSnapshot
 from execution.exchanges.errors import ExchangeError
 from execution.exchanges.paper import PaperExchange
-from execution.models import CloseReason, ExchangeAccount, Order, OrderPurpose, OrderStatus
+from execution.models import ExchangeAccount, Order, OrderPurpose, OrderStatus
 from execution.pipeline import (
     ABSENT,
     OrderMoved,
@@ -73,12 +73,8 @@ from lifecycle.services import (
     position_clear_attention,
     state_for_holding_time,
 )
-from risk.models import AlertSeverity
-from risk.services import raise_alert
-from tradingsite.models import ReconciliationReport, StateSnapshot
-from tradingsite.runtime import runs_trading
-from tradingsite.services import platform_state, shutdown_request_clear, trading_resume
-from tradingsite.shutdown import (
+from operations.runtime import runs_trading
+from operations.shutdown import (
     SHUTDOWN_ACTOR,
     SHUTDOWN_HALT_REASON,
     local_platform_pid,
@@ -87,6 +83,11 @@ from tradingsite.shutdown import (
     read_json,
     snapshot_path,
 )
+from risk.models import AlertSeverity
+from risk.services import raise_alert
+from tradingsite.domain import CloseReason
+from tradingsite.models import ReconciliationReport, StateSnapshot
+from tradingsite.services import platform_state, shutdown_request_clear, trading_resume
 
 log = logging.getLogger(__name__)
 

@@ -27,16 +27,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from execution.models import (
-    Candle,
-    CloseReason,
-    ExchangeAccount,
-    Order,
-    OrderPurpose,
-    OrderSide,
-    OrderStatus,
-    OrderType,
-)
+from execution.models import Candle, ExchangeAccount, Order, OrderPurpose, OrderSide, OrderStatus, OrderType
 from lifecycle.models import (
     Position,
     PositionSide,
@@ -46,6 +37,7 @@ from lifecycle.models import (
     Trade,
 )
 from lifecycle.services import position_open, position_transition
+from tradingsite.domain import CloseReason
 
 ACCOUNT_NAME = "paper-demo"
 SYMBOL = "XRP/USDT:USDT"

@@ -16,8 +16,8 @@ from analytics.metrics import METRIC_DEFINITIONS
 from analytics.periods import Period
 from execution.api import ActionSerializer, OrderSerializer
 from execution.models import OrderStatus
+from operations import api, selectors
 from risk.serializers import RiskAlertSerializer
-from tradingsite import api, selectors
 from tradingsite.services import halt_payload, platform_state
 
 PERIODS = [period.value for period in Period]

@@ -3,7 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from tradingsite import api
+from operations import api
 
 router = SimpleRouter(use_regex_path=False)
 router.register("strategies", api.StrategyViewSet, basename="strategy")

@@ -369,7 +369,7 @@ class Platform:
         """Send a ping task to this process's worker and wait for it to run."""
         from celery.signals import task_postrun
 
-        from tradingsite.tasks import ping
+        from operations.tasks import ping
 
         assert self.worker is not None
         token = uuid.uuid4().hex

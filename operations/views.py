@@ -9,7 +9,7 @@ from django.views import defaults
 from django.views.decorators.http import require_safe
 
 from lifecycle.models import Position
-from tradingsite.dashboard import dashboard_state, position_page_state
+from operations.dashboard import dashboard_state, position_page_state
 
 LOGIN_URL = "login"
 API_PREFIX = "/api/"

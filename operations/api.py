@@ -22,12 +22,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from execution.api import ActionSerializer
-from execution.models import ActionKind, CloseReason
+from execution.models import ActionKind
 from lifecycle.api import TrackedPositionSerializer
 from lifecycle.models import Position, PositionEvent, PositionState, Strategy
 from lifecycle.selectors import limits_of, position_timing
+from operations import selectors
+from operations.services import operator_action_request
 from risk.models import HealthSnapshot
-from tradingsite import selectors
 from tradingsite.api_base import ReadModelSerializer
 from tradingsite.api_input import (
     IDEMPOTENCY_PARAMETER,
@@ -42,7 +43,7 @@ from tradingsite.api_input import (
     TimeFilter,
     idempotency_key,
 )
-from tradingsite.operations import operator_action_request
+from tradingsite.domain import CloseReason
 from tradingsite.services import halt_payload, platform_state, trading_halt, trading_resume
 
 MONEY = {"max_digits": 28, "decimal_places": 10}

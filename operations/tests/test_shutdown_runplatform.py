@@ -29,7 +29,7 @@ from django.conf import settings
 
 from conftest import redis_url
 from execution.tests.bybit_emulator import BybitEmulator, _ok, _recorded
-from tradingsite.tests.test_runplatform import MANAGE, Running, _free_port
+from operations.tests.test_runplatform import MANAGE, Running, _free_port
 
 pytestmark = pytest.mark.slow
 
@@ -216,7 +216,7 @@ def test_sigterm_cancels_open_orders_writes_the_snapshot_and_exits_0(site):
     assert snapshot["trading"]["halted"] is True
     tail = platform.lines[platform.lines.index("stopping (SIGTERM) ..."):]
     assert tail[:5] == ["stopping (SIGTERM) ...",
-                        "  shutdown hook: tradingsite.shutdown.platform_shutdown",
+                        "  shutdown hook: operations.shutdown.platform_shutdown",
                         "    halt entries: new entries refused",
                         f"    cancel open orders: {ids[0]}: cancelled",
                         f"    cancel open orders: {ids[1]}: cancelled"]

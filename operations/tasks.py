@@ -1,4 +1,8 @@
-"""Platform-level tasks (thin, acknowledged late)."""
+"""Platform-level tasks (thin, acknowledged late).
+
+They keep the names they were registered under in ``tradingsite.tasks`` (``name=``), so
+messages already queued under those names still find them.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +18,10 @@ def ping(token: str) -> str:
     return token
 
 
-@shared_task(acks_late=True)
+@shared_task(name="tradingsite.tasks.reconcile_position", acks_late=True)
 def reconcile_position(position_id: int) -> str:
     """Reconcile a position marked for attention with its exchange (on the account's queue)."""
-    from tradingsite.recovery import position_reconcile
+    from operations.recovery import position_reconcile
 
     return position_reconcile(position_id)
 

@@ -45,23 +45,16 @@ from django.db import connections
 from django.utils import timezone
 
 from execution.exchanges import exchange_for
-from execution.models import (
-    Action,
-    ActionKind,
-    ActionState,
-    CloseReason,
-    Order,
-    OrderPurpose,
-    OrderStatus,
-)
+from execution.models import Action, ActionKind, ActionState, Order, OrderPurpose, OrderStatus
 from execution.pipeline import order_begin_cancel, plain
 from execution.services import action_process, order_advance, run_inline
 from lifecycle.models import Position, PositionState
 from lifecycle.services import position_request_close
+from operations.runtime import runs_trading
+from tradingsite.domain import CloseReason
 from tradingsite.errors import InvalidStateTransition
 from tradingsite.live_config import site_config
 from tradingsite.models import PlatformState, StateSnapshot
-from tradingsite.runtime import runs_trading
 from tradingsite.services import platform_state, trading_halt
 
 log = logging.getLogger(__name__)

@@ -11,9 +11,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from execution.client_requests import client_request_answer, client_request_claim
-from execution.models import Action, ActionKind, ClientRequestScope, CloseReason
+from execution.models import Action, ActionKind, ClientRequestScope
 from lifecycle.models import Position
 from lifecycle.services import position_request_close
+from tradingsite.domain import CloseReason
 
 
 def operator_action_request(*, kind: str, caller: AbstractBaseUser, position: Position,

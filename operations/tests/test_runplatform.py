@@ -162,7 +162,7 @@ def test_runplatform_serves_runs_tasks_and_stops_cleanly_on_sigterm(running, sit
     running.proc.send_signal(signal.SIGTERM)
     assert running.finish() == 0, running.output
     tail = running.lines[running.lines.index("stopping (SIGTERM) ..."):]
-    assert tail[1] == "  shutdown hook: tradingsite.shutdown.platform_shutdown"  # see test_shutdown*
+    assert tail[1] == "  shutdown hook: operations.shutdown.platform_shutdown"  # see test_shutdown*
     assert [line for line in tail if line.startswith(("  beat", "  web", "  worker", "stopped"))
             ] == ["  beat: stopped", "  web: stopped", "  worker: stopped", "stopped cleanly"]
 

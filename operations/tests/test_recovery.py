@@ -22,28 +22,28 @@ from execution.pipeline import order_submit
 from execution.services import order_advance, run_inline
 from lifecycle.models import Position, PositionState
 from lifecycle.services import check_timeouts, position_begin_close, position_request_close
-from risk.models import RiskAlert
-from tradingsite.models import PlatformState, ReconciliationReport, StateSnapshot
-from tradingsite.recovery import on_worker_ready, platform_recover, recover
-from tradingsite.services import (
-    is_trading_halted,
-    platform_state,
-    shutdown_request,
-    trading_halt,
-)
-from tradingsite.shutdown import (
+from operations.recovery import on_worker_ready, platform_recover, recover
+from operations.shutdown import (
     pid_path,
     shutdown_run,
     snapshot_path,
     snapshot_write,
     write_json_atomic,
 )
+from operations.tests.conftest import START, SYMBOL, accepted_then_crashed, configure, open_entry
+from risk.models import RiskAlert
+from tradingsite.models import PlatformState, ReconciliationReport, StateSnapshot
+from tradingsite.services import (
+    is_trading_halted,
+    platform_state,
+    shutdown_request,
+    trading_halt,
+)
 from tradingsite.testing.factories import (
     ExchangeAccountFactory,
     PositionFactory,
     StrategyFactory,
 )
-from tradingsite.tests.conftest import START, SYMBOL, accepted_then_crashed, configure, open_entry
 
 pytestmark = pytest.mark.django_db
 
@@ -77,7 +77,7 @@ def run(tracked):
 @pytest.fixture
 def dispatched(monkeypatch) -> list[int]:
     """Action ids handed to the workers (their ``process_action`` messages)."""
-    from lifecycle.tasks import dispatch_actions
+    from execution.tasks import dispatch_actions
 
     sent: list[int] = []
     monkeypatch.setattr(execution_tasks.process_action, "delay", sent.append)
@@ -365,7 +365,7 @@ def test_the_reconcile_command_does_not_lift_the_halt(clock, capsys):
 
 def test_the_reconcile_command_without_redis_finishes_the_orders_it_found(
         paper_strategy, paper, clock, capsys, settings, monkeypatch):
-    from tradingsite.management.commands import reconcile
+    from operations.management.commands import reconcile
 
     settings.REDIS_URL = ""  # the in-memory broker would die with the command
     monkeypatch.setattr(reconcile.Command, "sleep", staticmethod(clock.shift))
@@ -443,7 +443,7 @@ def test_a_failing_recovery_does_not_stop_the_worker(clock, monkeypatch, caplog)
     def broken(**kwargs):
         raise RuntimeError("database restarting")
 
-    monkeypatch.setattr("tradingsite.recovery.recover", broken)
+    monkeypatch.setattr("operations.recovery.recover", broken)
 
     on_worker_ready(sender=SimpleNamespace(hostname="celery@box"))
 

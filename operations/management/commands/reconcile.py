@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from execution.models import Order
 from execution.services import drive_until_final
-from tradingsite.recovery import recover
+from operations.recovery import recover
 
 
 class Command(BaseCommand):

@@ -10,8 +10,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from operations.runtime import Platform, PlatformOptions
 from tradingsite.live_config import site_config
-from tradingsite.runtime import Platform, PlatformOptions
 
 
 def _database_label() -> str:

@@ -17,7 +17,7 @@ from django.urls import reverse
 
 from execution.models import Candle, ExchangeAccount, Order, OrderStatus
 from lifecycle.models import Position, PositionEvent, PositionState, Strategy, Trade
-from tradingsite.demo import (
+from operations.demo import (
     BAR,
     CANDLE_FILE,
     SYMBOL,

@@ -118,7 +118,7 @@ def test_every_import_points_down_or_sideways():
 
 
 def test_no_import_loop_joins_two_apps():
-    graph, paths = import_graph()
+    graph, _ = import_graph()
     edges = defaultdict(set)
     for module, imports in graph.items():
         edges[module].update(target for _, target in imports if target != module)

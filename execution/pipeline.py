@@ -84,8 +84,8 @@ from execution.slippage import signed_slippage_percent, walk_book
 from tradingsite.errors import ConflictError, DomainError, TradingHalted
 from tradingsite.live import broadcast
 from tradingsite.live_config import OrderExecutionConfig
-from tradingsite.rows import ASYNC_COMMIT, insert_row, update_row
 from tradingsite.services import ensure_trading_allowed, trading_halted_sql
+from tradingsite.sql import ASYNC_COMMIT, insert_row, update_row
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,6 @@ from django.utils import timezone
 from execution.client_requests import canonical
 from execution.models import Action, ActionKind, ActionState
 from execution.services import dispatch_action, dispatch_actions
-from lifecycle.bulk import InArray, insert_select, update_returning_pks
 from lifecycle.models import (
     Position,
     PositionEvent,
@@ -61,7 +60,7 @@ from lifecycle.timeouts import (
 from tradingsite.domain import CloseReason
 from tradingsite.errors import InvalidStateTransition, RequestMismatch
 from tradingsite.live import broadcast, broadcast_many
-from tradingsite.rows import insert_row
+from tradingsite.sql import InArray, insert_row, insert_select, update_returning_pks
 
 S = PositionState
 

@@ -25,13 +25,13 @@ from execution.models import ActionKind
 from lifecycle.models import Position, PositionSide, PositionState, Strategy
 from lifecycle.services import position_request_close
 from risk import scoring, selectors
-from risk.bulk import insert_rows, update_rows
 from risk.models import AlertSeverity, HealthSnapshot, RiskAlert, StrategyRiskCheck
 from risk.selectors import MonitoredStrategy
 from risk.serializers import alert_payload, alert_payloads
 from tradingsite.domain import CloseReason
 from tradingsite.errors import InvalidStateTransition
 from tradingsite.live import broadcast, broadcast_many
+from tradingsite.sql import insert_rows, update_rows
 
 log = logging.getLogger(__name__)
 

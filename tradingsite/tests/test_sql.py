@@ -9,8 +9,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from execution.models import Order, OrderStatus
-from tradingsite.rows import insert_row, update_row
 from tradingsite.services import trading_halt, trading_halted_sql
+from tradingsite.sql import insert_row, update_row
 
 pytestmark = pytest.mark.django_db
 
@@ -51,9 +51,9 @@ def test_update_row_is_a_compare_and_set_on_expected_values_and_excluded_statuse
     order.attempts = 2
     assert update_row(order, ["attempts"], expect={"attempts": 0}) is False  # moved on
     order.status = OrderStatus.FILLED
-    assert update_row(order, ["status"], unless_status_in=OrderStatus.final()) is True
-    order.status = OrderStatus.CANCELLED
-    assert update_row(order, ["status"], unless_status_in=OrderStatus.final()) is False
+    assert update_row(order, ["status"], expect={"status": OrderStatus.SUBMITTING}) is True
+    order.status = OrderStatus.CANCELLED  # the row is final now: no longer SUBMITTING
+    assert update_row(order, ["status"], expect={"status": OrderStatus.SUBMITTING}) is False
 
     stored = Order.objects.get(pk=order.pk)
     assert (stored.status, stored.attempts) == (OrderStatus.FILLED, 1)

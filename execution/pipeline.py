@@ -105,8 +105,7 @@ FINAL_FIELDS = ["status", "quantity", "price", "expected_price", "exchange_order
                 "timed_out", "latency_ms", "last_error", "error_code", "submitted_at",
                 "acknowledged_at", "filled_at", "finalized_at", *STEP_FIELDS]
 # What _prepare decides before the first send (rounded quantity and price, the
-# reference price, the slippage estimate): written with the attempt's claim, or with
-# the attempt's next write when the order was recorded already claimed.
+# reference price, the slippage estimate): written with the attempt's claim.
 PREPARED_FIELDS = ("quantity", "price", "expected_price", "estimated_slippage_percent")
 CLAIM_FIELDS = ("status", "attempts", "submitted_at", *STEP_FIELDS, *PREPARED_FIELDS)
 
@@ -150,15 +149,11 @@ def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: 
                  purpose: str = OrderPurpose.ENTRY, expected_price: Decimal | None = None,
                  reduce_only: bool = False, strategy: Any = None, position: Any = None,
                  action: Any = None, client_order_id: str | None = None,
-                 replaces: Order | None = None, claim: bool = False) -> Order:
+                 replaces: Order | None = None) -> Order:
     """Record an order with its client order id; nothing is sent yet.
 
     With an explicit ``client_order_id`` the call is idempotent: the order already
     recorded under that id is returned (a redelivered task finds it again).
-
-    ``claim``: the caller sends the first attempt itself, in this thread (``order_place``).
-    The row is then recorded already claimed for that attempt (SUBMITTING, attempt 1),
-    which saves the separate claim write; the returned instance carries the claim.
 
     An entry is refused while trading is halted; the check is part of the insert.
     """
@@ -178,11 +173,6 @@ def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: 
                   expected_price=expected_price, reduce_only=reduce_only, strategy=strategy,
                   position=position, action=action, replaces=replaces,
                   client_order_id=client_order_id or new_client_order_id())
-    if claim:  # the doubt begins with the send: the lease covers it
-        now = timezone.now()
-        order.status, order.attempts, order.submitted_at = S.SUBMITTING, 1, now
-        order.lease_holder, order.lease_until = lease_holder(), now + _in_flight_window()
-        order.in_doubt_since = now
     # a halt refuses new entries; exits always go through
     guard = trading_halted_sql() if purpose == OrderPurpose.ENTRY else None
     # A duplicate explicit id is answered below: inside the caller's transaction the
@@ -205,7 +195,6 @@ def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: 
     if not recorded:  # the insert's halt check refused it
         ensure_trading_allowed()  # raises TradingHalted with the halt's reason
         raise TradingHalted("trading was halted when the entry was recorded")
-    order.claim_held = claim
     return order
 
 
@@ -219,18 +208,6 @@ def _holder(pid: int) -> str:
     return f"{socket.gethostname()}:{pid}"
 
 
-def _take_insert_claim(order: Order) -> bool:
-    """True once for an order this thread recorded already claimed (``order_submit(claim=True)``).
-
-    Until its first send such an order is handled as never sent: CREATED, attempt 0.
-    """
-    if not order.__dict__.pop("claim_held", False):
-        return False
-    order.status, order.attempts, order.submitted_at = S.CREATED, 0, None
-    order.in_doubt_since = None
-    return True
-
-
 # --- the step ------------------------------------------------------------------------
 
 def order_step(order: Order, *, exchange: Exchange | None = None) -> Next:
@@ -242,12 +219,11 @@ def order_step(order: Order, *, exchange: Exchange | None = None) -> Next:
     if order.is_final:
         return Next(order, None, "final")
     now = timezone.now()
-    if not getattr(order, "claim_held", False) and order_held(order, now):
+    if order_held(order, now):
         return Next(order, _lease_left(order, now), "attempt in flight elsewhere")
     try:
         exchange = exchange or exchange_for(order.account)
     except ExchangeError as exc:  # e.g. an unknown ccxt exchange id on the account
-        _take_insert_claim(order)
         if order.status == S.CREATED and order.attempts == 0:
             return _moved_aside(order, _refused, order, exc, now)  # never sent
         raise
@@ -349,7 +325,6 @@ def _request(order: Order) -> OrderRequest:
 
 def _attempt(order: Order, exchange: Exchange, cfg: OrderExecutionConfig, now: datetime) -> Next:
     """One placement attempt: prepare (first time), claim, look up if needed, send."""
-    claimed_at_insert = _take_insert_claim(order)
     if order.status == S.CREATED and order.attempts == 0:
         try:
             refused = _prepare(order, exchange, cfg)
@@ -360,13 +335,9 @@ def _attempt(order: Order, exchange: Exchange, cfg: OrderExecutionConfig, now: d
         if refused:
             return refused
     previous = order.status
-    if claimed_at_insert:
-        order.status, order.attempts, order.submitted_at = S.SUBMITTING, 1, now
-        order.in_doubt_since = now
-    else:
-        lost = _claim_attempt(order, now)
-        if lost is not None:
-            return lost
+    lost = _claim_attempt(order, now)
+    if lost is not None:
+        return lost
     try:
         snapshot = None
         if previous != S.CREATED:  # an earlier attempt may have reached the exchange

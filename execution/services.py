@@ -96,9 +96,9 @@ def drive_until_final(orders: Iterable[Order], *, exchange: Exchange | None = No
                       max_steps: int = 10_000) -> list[Order]:
     """Drive orders to their end in this thread, each step when it is due (earliest first).
 
-    The first step of each order runs on the instance given (it may carry an insert
-    claim), later ones on a fresh copy. Returns each chain's last order (a replacement
-    carries on the chain of the order it replaces), in the order given.
+    The first step of each order runs on the instance given, later ones on a fresh copy.
+    Returns each chain's last order (a replacement carries on the chain of the order it
+    replaces), in the order given.
     """
     last = list(orders)
     due = [(timezone.now(), index, False) for index in range(len(last))]
@@ -124,10 +124,10 @@ def _fresh(order: Order) -> Order:
 def order_place(*, drive: Driver, **fields: Any) -> Order:
     """Record an order (``pipeline.order_submit`` arguments) and hand it to ``drive``.
 
-    The order is recorded already claimed for its first attempt, so ``drive`` must
-    run the first step in this thread (``run_inline``, ``tasks.drive_in_background``).
+    The same path as an order a worker takes over: recorded, then its first step
+    claims the attempt (a compare-and-set with a lease) and sends it.
     """
-    return drive(order_submit(claim=True, **fields))
+    return drive(order_submit(**fields))
 
 
 def order_request(*, caller: AbstractBaseUser, strategy: Any,

@@ -1,7 +1,8 @@
 """The single write path for positions: open, transition, close, time out.
 
-Every transition is a compare-and-set on the row (``filter(id, state=old).update``),
-writes a ``PositionEvent``, fires a signal and pushes a live event after commit.
+Every transition follows the one rule in ``lifecycle.transitions`` (allowed moves, the
+columns written, the event recorded, the live event pushed); one position's is a
+compare-and-set on the row (``filter(id, state=old).update``) that fires a signal.
 Two workers racing on the same position therefore produce exactly one transition;
 the loser gets ``InvalidStateTransition``. The timeout pass (``check_timeouts``)
 applies the same rules set-based, in a constant number of queries.
@@ -53,9 +54,15 @@ from lifecycle.signals import (
 from lifecycle.timeouts import (
     CLOSE_RETRY_MAX,
     HoldingLimits,
-    chunked,
     close_retry_schedule,
     group_strategies,
+)
+from lifecycle.transitions import (
+    TRANSITION_EVENT,
+    live_many,
+    live_one,
+    transition_check,
+    transition_values,
 )
 from tradingsite.domain import CloseReason
 from tradingsite.errors import InvalidStateTransition, RequestMismatch
@@ -64,27 +71,9 @@ from tradingsite.sql import InArray, insert_row, insert_select, update_returning
 
 S = PositionState
 
-ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
-    S.OPEN: frozenset({S.WARNING, S.CLOSING}),
-    S.WARNING: frozenset({S.CRITICAL, S.CLOSING}),
-    S.CRITICAL: frozenset({S.CLOSING}),
-    # A close that failed for good returns the position to where its holding time puts it.
-    S.CLOSING: frozenset({S.CLOSED, S.OPEN, S.WARNING, S.CRITICAL}),
-    S.CLOSED: frozenset(),
-}
-
-# The timestamp column set when a position enters a state.
-STATE_TIMESTAMP = {S.WARNING: "warning_at", S.CRITICAL: "critical_at", S.CLOSING: "closing_at",
-                   S.CLOSED: "closed_at"}
-
-
 # How the "opened" event names where a position came from.
 OPENED_FROM = {PositionSource.FILL: "entry fill", PositionSource.API: "API hand-over",
                PositionSource.RECONCILE: "reconciliation", PositionSource.MANUAL: "operator"}
-
-
-def is_allowed(from_state: str, to_state: str) -> bool:
-    return to_state in ALLOWED_TRANSITIONS.get(from_state, frozenset())
 
 
 def position_payload(position: Position) -> dict[str, Any]:
@@ -234,14 +223,9 @@ def position_transition(position: Position, *, to_state: str, reason: str, actor
     Extra ``fields`` are written in the same UPDATE.
     """
     from_state = position.state
-    if not is_allowed(from_state, to_state):
-        raise InvalidStateTransition(
-            f"position {position.pk}: {from_state} → {to_state} is not a valid transition")
+    transition_check(from_state, to_state, position_id=position.pk)
     now = timezone.now()
-    values: dict[str, Any] = {"state": to_state, "state_changed_at": now, "updated_at": now,
-                              **fields}
-    if to_state in STATE_TIMESTAMP:
-        values.setdefault(STATE_TIMESTAMP[to_state], now)
+    values = transition_values(to_state, now, **fields)
     with transaction.atomic():
         changed = Position.objects.filter(pk=position.pk, state=from_state).update(**values)
         if not changed:
@@ -251,12 +235,11 @@ def position_transition(position: Position, *, to_state: str, reason: str, actor
                 f"{from_state} → {to_state} not applied")
         for name, value in values.items():
             setattr(position, name, value)
-        _record_event(position, kind="transition", from_state=from_state, to_state=to_state,
-                      reason=reason, actor=actor, details=details, at=now)
+        _record_event(position, kind=TRANSITION_EVENT, from_state=from_state,
+                      to_state=to_state, reason=reason, actor=actor, details=details, at=now)
         position_state_changed.send(sender=Position, position=position, from_state=from_state,
                                     to_state=to_state, reason=reason, actor=actor)
-        broadcast("position.state_changed",
-                  {**position_payload(position), "from_state": from_state, "reason": reason})
+        broadcast(*live_one(position_payload(position), from_state=from_state, reason=reason))
     return position
 
 
@@ -530,14 +513,14 @@ def _advance_held_positions(now: datetime, from_state: str, to_state: str,
                   .filter(due, state=from_state).order_by("pk").values_list("pk", flat=True))
     if not locked:
         return []
-    stamp = STATE_TIMESTAMP[to_state]
+    transition_check(from_state, to_state)
     moved = sorted(update_returning_pks(
         Position.objects.filter(InArray("pk", locked), state=from_state),
-        state=to_state, state_changed_at=now, updated_at=now, **{stamp: now}))
+        **transition_values(to_state, now)))
     if not moved:
         return []
     insert_select(PositionEvent, Position.objects.filter(InArray("pk", moved)).order_by("pk"), {
-        "position_id": F("pk"), "kind": "transition", "from_state": from_state,
+        "position_id": F("pk"), "kind": TRANSITION_EVENT, "from_state": from_state,
         "to_state": to_state, "actor": TIMEOUT_ACTOR, "created_at": now,
         "reason": Case(*reason, default=Value("timeout"), output_field=CharField()),
         "details": JSONObject(limit_minutes=Case(*limit_minutes, output_field=IntegerField())),
@@ -560,9 +543,8 @@ def _announce_bulk_transition(position_ids: list[int], now: datetime, from_state
                               to_state: str, limits: dict[int, HoldingLimits]) -> None:
     """Signal receivers get each position; the live layer gets batched id lists.
 
-    Positions are loaded for the signal only when someone listens, and the live
-    event ``positions.state_changed`` carries ids (the dashboard knows the rest),
-    so a pass over 10,000 positions stays cheap.
+    Positions are loaded for the signal only when someone listens; the live events are
+    the transition rule's (``transitions.live_many``).
     """
     if position_state_changed.has_listeners(Position):
         for position in Position.objects.filter(InArray("pk", position_ids)).select_related(
@@ -572,9 +554,8 @@ def _announce_bulk_transition(position_ids: list[int], now: datetime, from_state
                                         reason=_timeout_reason(to_state,
                                                                limits[position.strategy_id]),
                                         actor=TIMEOUT_ACTOR)
-    broadcast_many([("positions.state_changed", {
-        "ids": batch, "from_state": from_state, "to_state": to_state, "actor": TIMEOUT_ACTOR,
-        "state_changed_at": now}) for batch in chunked(position_ids, LIVE_BATCH_SIZE)])
+    broadcast_many(live_many(position_ids, from_state=from_state, to_state=to_state,
+                             actor=TIMEOUT_ACTOR, at=now, batch_size=LIVE_BATCH_SIZE))
 
 
 def _queue_timeout_closes(now: datetime, strategy_ids: list[int]) -> list[tuple[int, int]]:

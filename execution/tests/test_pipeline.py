@@ -317,19 +317,20 @@ def test_when_even_the_last_lookup_fails_the_order_stays_in_doubt_and_is_looked_
 
 def test_a_claimed_order_whose_worker_died_before_sending_is_sent_once_later(
         paper_account, paper_strategy, paper, clock):
-    from execution.pipeline import _claim_attempt, _in_flight_window
+    from execution.pipeline.placement import claim_attempt
+    from execution.pipeline.writes import in_flight_window
     from execution.services import order_advance
 
     order = order_submit(account=paper_account, strategy=paper_strategy, symbol=SYMBOL,
                          side="buy", quantity=Decimal("0.5"))
-    assert _claim_attempt(order, timezone.now()) is None  # a worker claimed the first attempt
+    assert claim_attempt(order, timezone.now()) is None  # a worker claimed the first attempt
     orphan = Order.objects.get()  # the claim died with its worker: only the row is left
 
     waiting = order_advance(orphan)
     assert (waiting.done, waiting.why) == (False, "attempt in flight elsewhere")
     assert sum(paper.calls.values()) == 0
 
-    clock.shift(_in_flight_window().total_seconds())
+    clock.shift(in_flight_window().total_seconds())
     step = order_advance(Order.objects.get())
 
     assert step.order.status == OrderStatus.FILLED

@@ -74,15 +74,8 @@ from lifecycle.services import (
     state_for_holding_time,
 )
 from operations.runtime import runs_trading
-from operations.shutdown import (
-    SHUTDOWN_ACTOR,
-    SHUTDOWN_HALT_REASON,
-    local_platform_pid,
-    pid_file_write,
-    pid_path,
-    read_json,
-    snapshot_path,
-)
+from operations.shutdown import SHUTDOWN_ACTOR, SHUTDOWN_HALT_REASON
+from operations.state_files import local_platform_pid, pid_file_write, pid_path, read_json, snapshot_path
 from risk.models import AlertSeverity
 from risk.services import raise_alert
 from tradingsite.domain import CloseReason

@@ -26,12 +26,9 @@ the next start once reconciliation succeeds; a halt an operator set stays.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import signal
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -40,7 +37,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.db import connections
 from django.utils import timezone
 
@@ -51,6 +47,7 @@ from execution.services import action_process, order_advance, run_inline
 from lifecycle.models import Position, PositionState
 from lifecycle.services import position_request_close
 from operations.runtime import runs_trading
+from operations.state_files import pid_file_remove, snapshot_path, write_json_atomic
 from tradingsite.domain import CloseReason
 from tradingsite.errors import InvalidStateTransition
 from tradingsite.live_config import site_config
@@ -63,8 +60,6 @@ Output = Callable[[str], None]
 
 SHUTDOWN_ACTOR = "shutdown"
 SHUTDOWN_HALT_REASON = "shutdown"
-SNAPSHOT_FILE = "snapshot.json"
-PID_FILE = "runplatform.pid"
 SNAPSHOT_FORMAT = 1
 # Time kept back from the steps for writing the snapshot: a quarter of the timeout, ≤ 1 s.
 SNAPSHOT_RESERVE_SECONDS = 1.0
@@ -73,49 +68,6 @@ POLL_SECONDS = 0.05
 
 class StepAbandoned(Exception):
     """Raised inside a shutdown step once the coordinator has given up on it."""
-
-
-# --- files under STATE_DIR --------------------------------------------------------------
-
-def state_dir() -> Path:
-    return Path(settings.STATE_DIR)
-
-
-def snapshot_path() -> Path:
-    return state_dir() / SNAPSHOT_FILE
-
-
-def pid_path() -> Path:
-    return state_dir() / PID_FILE
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON next to ``path``, flush it to disk, then rename over ``path``.
-
-    A reader sees the old file or the new one, never half of one, even if the
-    process dies while writing.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=False, default=str)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``; ``None`` when it is missing or unreadable."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 # --- the steps ----------------------------------------------------------------------------
@@ -490,63 +442,6 @@ def shutdown_requested(platform: Any) -> str:
     if platform.stop_requested.is_set():  # already stopping: a second request would force
         return ""
     return f"shutdown requested by shutdown_platform at {requested:%Y-%m-%d %H:%M:%S %Z}"
-
-
-def pid_file_write(started_at: datetime) -> Path:
-    path = pid_path()
-    write_json_atomic(path, {"pid": os.getpid(), "host": socket.gethostname(),
-                             "started_at": started_at.isoformat()})
-    return path
-
-
-def pid_file_remove() -> None:
-    """Remove the pid file if it is this process's."""
-    data = read_json(pid_path())
-    if data and data.get("pid") == os.getpid() and data.get("host") == socket.gethostname():
-        pid_path().unlink(missing_ok=True)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether ``pid`` is a running ``runplatform`` process of this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.parent.is_dir():  # Linux: make sure the pid was not reused by another program
-        try:
-            return b"runplatform" in cmdline.read_bytes()
-        except OSError:
-            return False
-    return True
-
-
-def local_platform_pid() -> int | None:
-    """The pid of a live ``runplatform`` of this machine, from ``STATE_DIR``'s pid file."""
-    data = read_json(pid_path())
-    if not data or data.get("host") != socket.gethostname():
-        return None
-    pid = data.get("pid")
-    return pid if isinstance(pid, int) and pid_alive(pid) else None
-
-
-def signal_local_platform() -> int | None:
-    """SIGTERM the local ``runplatform`` (its graceful stop); its pid, or ``None``."""
-    pid = local_platform_pid()
-    if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-    return pid
-
-
-def wait_for_exit(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.1)
-    return not pid_alive(pid)
 
 
 # --- the production worker ---------------------------------------------------------------------

@@ -23,13 +23,8 @@ from execution.services import order_advance, run_inline
 from lifecycle.models import Position, PositionState
 from lifecycle.services import check_timeouts, position_begin_close, position_request_close
 from operations.recovery import on_worker_ready, platform_recover, recover
-from operations.shutdown import (
-    pid_path,
-    shutdown_run,
-    snapshot_path,
-    snapshot_write,
-    write_json_atomic,
-)
+from operations.shutdown import shutdown_run, snapshot_write
+from operations.state_files import pid_path, snapshot_path, write_json_atomic
 from operations.tests.conftest import START, SYMBOL, accepted_then_crashed, configure, open_entry
 from risk.models import RiskAlert
 from tradingsite.models import PlatformState, ReconciliationReport, StateSnapshot

@@ -21,16 +21,8 @@ from execution.exchanges.base import CANCELED, CLOSED
 from execution.models import Action, ActionKind, Order, OrderPurpose, OrderStatus
 from execution.pipeline import order_submit
 from lifecycle.models import Position, PositionState, Trade
-from operations.shutdown import (
-    ShutdownIncomplete,
-    pid_file_write,
-    pid_path,
-    platform_shutdown,
-    shutdown_requested,
-    shutdown_run,
-    snapshot_path,
-    write_json_atomic,
-)
+from operations.shutdown import ShutdownIncomplete, platform_shutdown, shutdown_requested, shutdown_run
+from operations.state_files import pid_file_write, pid_path, snapshot_path, write_json_atomic
 from operations.tests.conftest import START, SYMBOL, configure, open_entry
 from tradingsite.errors import TradingHalted
 from tradingsite.models import PlatformState, StateSnapshot

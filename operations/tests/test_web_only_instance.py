@@ -14,7 +14,8 @@ import pytest
 from execution.models import Order, OrderStatus
 from operations.recovery import platform_recover
 from operations.runtime import PlatformOptions, runs_trading
-from operations.shutdown import pid_file_write, pid_path, platform_shutdown
+from operations.shutdown import platform_shutdown
+from operations.state_files import pid_file_write, pid_path
 from operations.tests.conftest import START, configure, open_entry
 from tradingsite.models import ReconciliationReport, StateSnapshot
 from tradingsite.services import is_trading_halted, platform_state, trading_halt

@@ -7,7 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from operations.shutdown import shutdown_run, signal_local_platform, wait_for_exit
+from operations.shutdown import shutdown_run
+from operations.state_files import signal_local_platform, wait_for_exit
 from tradingsite.live_config import site_config
 from tradingsite.services import shutdown_request
 

@@ -25,6 +25,7 @@ from execution.models import (
     OrderPurpose,
     OrderStatus,
 )
+from execution.selectors import action_list, order_list
 from execution.services import order_request_cancel
 from tradingsite.api_base import ReadModelSerializer
 from tradingsite.api_input import (
@@ -81,16 +82,7 @@ class OrderListApi(StrictApi, generics.ListAPIView):
     query_serializer_class = OrderFilterSerializer
 
     def get_queryset(self):
-        orders = Order.objects.select_related("account", "strategy").order_by("-created_at",
-                                                                              "-pk")
-        for field, lookup in (("status", "status"), ("purpose", "purpose"),
-                              ("account", "account__name"), ("symbol", "symbol")):
-            if self.params.get(field):
-                orders = orders.filter(**{lookup: self.params[field]})
-        if self.params.get("active") is not None:
-            statuses = OrderStatus.active() if self.params["active"] else OrderStatus.final()
-            orders = orders.filter(status__in=statuses)
-        return orders
+        return order_list(**self.params)
 
     @extend_schema(tags=[TAG])
     def get(self, request: Request, *args, **kwargs) -> Response:
@@ -139,7 +131,7 @@ class ActionListApi(StrictApi, generics.ListAPIView):
     query_serializer_class = ActionFilterSerializer
 
     def get_queryset(self):
-        return Action.objects.filter(**self.params).order_by("-created_at", "-pk")
+        return action_list(**self.params)
 
     @extend_schema(tags=[TAG])
     def get(self, request: Request, *args, **kwargs) -> Response:

@@ -30,7 +30,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import F
 from django.utils import timezone
 
 from execution import handlers
@@ -50,11 +50,15 @@ from execution.pipeline import (
     Next,
     lease_holder,
     order_begin_cancel,
-    order_config,
-    order_deadline,
     order_step,
     order_submit,
     plain,
+)
+from execution.selectors import (
+    action_with_targets,
+    actions_due,
+    order_fresh,
+    orders_overdue,
 )
 from tradingsite.errors import DomainError, InvalidStateTransition
 
@@ -62,11 +66,6 @@ log = logging.getLogger(__name__)
 
 Driver = Callable[[Order], Order]
 
-# A pending action no on-commit task picked up within this is run by the sweep.
-ACTION_PICKUP_SECONDS = 5
-# A running action whose order was written this recently is left to the worker that wrote it
-# (it settles the action right after the order's final write).
-ACTION_SETTLE_SECONDS = 5
 
 
 # --- driving orders --------------------------------------------------------------
@@ -108,17 +107,12 @@ def drive_until_final(orders: Iterable[Order], *, exchange: Exchange | None = No
         at, index, fresh = heapq.heappop(due)
         if fresh:
             sleep(max((at - timezone.now()).total_seconds(), 0.0))
-        step = order_advance(_fresh(last[index]) if fresh else last[index], exchange=exchange)
+        step = order_advance(order_fresh(last[index]) if fresh else last[index], exchange=exchange)
         last[index] = step.order
         if not step.done:
             heapq.heappush(due, (timezone.now() + timedelta(seconds=step.delay), index, True))
     raise RuntimeError(f"orders not final after {max_steps} steps: "
                        f"{[last[index].client_order_id for _, index, _ in due]}")
-
-
-def _fresh(order: Order) -> Order:
-    return Order.objects.select_related("account", "strategy", "position", "action").get(
-        pk=order.pk)
 
 
 def order_place(*, drive: Driver, **fields: Any) -> Order:
@@ -233,20 +227,14 @@ def send_actions_now(action_ids: list[int]) -> None:
         process_action.delay(action_id)
 
 
-
 def _lease_seconds(action: Action) -> float:
     """``actionLeaseSeconds`` of the strategy the action works for (site config without one)."""
     return handlers.action_config(action).action_lease_seconds
 
 
-def _load(action_id: int) -> Action | None:
-    return Action.objects.select_related("position__strategy__account", "order__account",
-                                         "order__strategy").filter(pk=action_id).first()
-
-
 def action_claim(action_id: int) -> Action | None:
     """pending → running with a lease (compare-and-set); ``None`` when another worker has it."""
-    action = _load(action_id)
+    action = action_with_targets(action_id)
     if action is None or action.state != ActionState.PENDING:
         return None
     now = timezone.now()
@@ -271,7 +259,7 @@ def action_take_over(action: Action) -> Action | None:
         lease_until=until, updated_at=now)
     if not claimed:
         return None
-    return _load(action.pk)
+    return action_with_targets(action.pk)
 
 
 def action_process(action_id: int, *, drive: Driver, exchange: Exchange | None = None
@@ -343,34 +331,6 @@ def order_result(order: Order) -> dict[str, Any]:
 
 # --- sweeps ------------------------------------------------------------------------
 
-def actions_due(now=None) -> list[Action]:
-    """Pending actions nobody picked up, and running ones whose worker went silent.
-
-    A running action is due when its lease ran out and nothing carries it on: no
-    order of its own (a close) or being cancelled (a cancel) is still active or was
-    written in the last ``ACTION_SETTLE_SECONDS``. An active order has its own chain and
-    the order-timeout sweep behind it; taking its action over while it waits in a busy
-    queue would only add chains.
-    """
-    now = now or timezone.now()
-    pending = Action.objects.filter(
-        state=ActionState.PENDING, created_at__lte=now - timedelta(seconds=ACTION_PICKUP_SECONDS))
-    # an order written this recently may be settling its action in its worker right now
-    settling = Q(updated_at__gt=now - timedelta(seconds=ACTION_SETTLE_SECONDS))
-    silent = Action.objects.filter(
-        Q(lease_until__lte=now) | Q(lease_until__isnull=True), state=ActionState.RUNNING,
-    ).exclude(Exists(Order.objects.filter(
-        Q(status__in=OrderStatus.active()) | settling, action=OuterRef("pk")))).exclude(
-        Exists(Order.objects.filter(Q(status=OrderStatus.CANCELLING) | settling,
-                                    pk=OuterRef("order_id"))))
-    return sorted((*_with_targets(pending)[:100], *_with_targets(silent)[:100]),
-                  key=lambda action: (action.created_at, action.pk))[:100]
-
-
-def _with_targets(actions: Any) -> Any:
-    return actions.select_related("position__strategy__account", "order__account",
-                                  "order__strategy").order_by("created_at", "pk")
-
 
 def actions_sweep(*, drive: Driver, now=None) -> int:
     """Process due actions; returns how many this worker took."""
@@ -383,17 +343,6 @@ def actions_sweep(*, drive: Driver, now=None) -> int:
         taken += 1
         action_run(claimed, drive=drive)
     return taken
-
-
-def orders_overdue(now=None, *, account_id: int | None = None) -> list[Order]:
-    """Active orders past their strategy's ``orderTimeoutSeconds`` (or stuck cancelling)."""
-    now = now or timezone.now()
-    candidates = Order.objects.filter(status__in=OrderStatus.active())
-    if account_id is not None:
-        candidates = candidates.filter(account_id=account_id)
-    candidates = candidates.select_related(
-        "account", "strategy", "position__strategy", "action").order_by("created_at")[:500]
-    return [o for o in candidates if now >= order_deadline(o, order_config(o))]
 
 
 def orders_expire_overdue(*, schedule: Callable[[Next], None], now=None,
@@ -417,6 +366,3 @@ def orders_expire_overdue(*, schedule: Callable[[Next], None], now=None,
     return handled
 
 
-def accounts_with_overdue_orders(now=None) -> list[int]:
-    """Accounts that hold an order past its timeout (the sweep's fan-out, database only)."""
-    return sorted({order.account_id for order in orders_overdue(now)})

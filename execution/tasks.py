@@ -20,8 +20,8 @@ from django.conf import settings
 from execution.market_data import candles_refresh_in_use
 from execution.models import Action, ExchangeAccount, Order
 from execution.pipeline import Next
+from execution.selectors import accounts_with_overdue_orders
 from execution.services import (
-    accounts_with_overdue_orders,
     action_process,
     actions_sweep,
     order_advance,

@@ -75,7 +75,7 @@ def order_advance(order: Order, *, exchange: Exchange | None = None) -> Next:
     was_cancelling = order.status == OrderStatus.CANCELLING
     step = order_step(order, exchange=exchange)
     if step.done and step.order.is_final:
-        settle_order_actions(step.order, cancelled=was_cancelling or step.order.timed_out)
+        order_actions_settle(step.order, cancelled=was_cancelling or step.order.timed_out)
     return step
 
 
@@ -84,13 +84,13 @@ def run_inline(*, exchange: Exchange | None = None,
     """A driver that runs an order to its end in this thread, sleeping between steps."""
 
     def drive(order: Order) -> Order:
-        return drive_until_final([order], exchange=exchange, sleep=sleep,
+        return orders_drive_until_final([order], exchange=exchange, sleep=sleep,
                                  max_steps=max_steps)[-1]
 
     return drive
 
 
-def drive_until_final(orders: Iterable[Order], *, exchange: Exchange | None = None,
+def orders_drive_until_final(orders: Iterable[Order], *, exchange: Exchange | None = None,
                       sleep: Callable[[float], None] = time.sleep,
                       max_steps: int = 10_000) -> list[Order]:
     """Drive orders to their end in this thread, each step when it is due (earliest first).
@@ -176,15 +176,15 @@ def order_request_cancel(order: Order, *, actor: str) -> tuple[Action, bool]:
         idempotency_key=f"cancel:{order.pk}",
         defaults={"kind": ActionKind.CANCEL_ORDER, "order": order, "requested_by": actor[:150]})
     if created:
-        dispatch_action(action)
+        action_dispatch(action)
     return action, created
 
 
 # --- the action queue ------------------------------------------------------------
 
-def dispatch_action(action: Action) -> None:
+def action_dispatch(action: Action) -> None:
     """Hand an action to the worker once the transaction that created it commits."""
-    dispatch_actions([action.pk])
+    actions_dispatch([action.pk])
 
 
 # Above this many actions, dispatching is itself handed to workers in batches.
@@ -192,11 +192,11 @@ DIRECT_DISPATCH_LIMIT = 100
 FAN_OUT_BATCH_SIZE = 500
 
 
-def dispatch_actions(action_ids: list[int]) -> None:
+def actions_dispatch(action_ids: list[int]) -> None:
     """Hand actions to the workers once the transaction that created them commits.
 
     Up to ``DIRECT_DISPATCH_LIMIT`` go out as one ``process_action`` message each;
-    a mass timeout sends one ``dispatch_actions`` message per batch (registered as
+    a mass timeout sends one ``actions_dispatch`` message per batch (registered as
     ``lifecycle.tasks.dispatch_actions``, its name before the task moved here)
     instead, so the pass that created them stays fast and the fan-out runs in
     parallel on the workers. Pending actions that no message reaches are picked
@@ -208,18 +208,18 @@ def dispatch_actions(action_ids: list[int]) -> None:
 
     def send() -> None:
         if len(ids) <= DIRECT_DISPATCH_LIMIT:
-            send_actions_now(ids)
+            actions_send_now(ids)
             return
-        from execution.tasks import dispatch_actions as dispatch_task
+        from execution.tasks import dispatch_actions
 
         for start in range(0, len(ids), FAN_OUT_BATCH_SIZE):
             batch = ids[start:start + FAN_OUT_BATCH_SIZE]
-            dispatch_task.apply_async((batch,), argsrepr=f"[{len(batch)} action ids]")
+            dispatch_actions.apply_async((batch,), argsrepr=f"[{len(batch)} action ids]")
 
     transaction.on_commit(send)
 
 
-def send_actions_now(action_ids: list[int]) -> None:
+def actions_send_now(action_ids: list[int]) -> None:
     """One ``process_action`` message per action (the task is idempotent)."""
     from execution.tasks import process_action
 
@@ -296,7 +296,7 @@ def _run_cancel(action: Action, drive: Driver) -> None:
     drive(order)
 
 
-def settle_order_actions(order: Order, *, cancelled: bool = True) -> None:
+def order_actions_settle(order: Order, *, cancelled: bool = True) -> None:
     """A final order settles its close action and, if it was being cancelled, its cancels."""
     if order.action_id:
         handlers.close_action_settle(order)

@@ -23,10 +23,10 @@ from execution.pipeline import Next
 from execution.selectors import accounts_with_overdue_orders
 from execution.services import (
     action_process,
+    actions_send_now,
     actions_sweep,
     order_advance,
     orders_expire_overdue,
-    send_actions_now,
 )
 from tradingsite.schedule import PeriodicSpec
 
@@ -96,7 +96,7 @@ def dispatch_actions(action_ids: list[int]) -> None:
     Registered under its name from when it lived in ``lifecycle.tasks``, so batches
     already queued under that name are still run.
     """
-    send_actions_now(action_ids)
+    actions_send_now(action_ids)
 
 
 @shared_task(acks_late=True)

@@ -4,7 +4,7 @@ Every transition follows the one rule in ``lifecycle.transitions`` (allowed move
 columns written, the event recorded, the live event pushed); one position's is a
 compare-and-set on the row (``filter(id, state=old).update``) that fires a signal.
 Two workers racing on the same position therefore produce exactly one transition;
-the loser gets ``InvalidStateTransition``. The timeout pass (``check_timeouts``)
+the loser gets ``InvalidStateTransition``. The timeout pass (``timeout_pass_run``)
 applies the same rules set-based, in a constant number of queries.
 """
 
@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from execution.client_requests import canonical
 from execution.models import Action, ActionKind, ActionState
-from execution.services import dispatch_action, dispatch_actions
+from execution.services import action_dispatch, actions_dispatch
 from lifecycle.models import (
     Position,
     PositionEvent,
@@ -284,7 +284,7 @@ def position_request_close(*, position: Position, reason: str, actor: str,
         if existing is None:
             raise
         return existing, False
-    dispatch_action(action)
+    action_dispatch(action)
     return action, True
 
 
@@ -461,7 +461,7 @@ class TimeoutPassResult:
         return {**asdict(self), "checked_at": self.checked_at.isoformat()}
 
 
-def check_timeouts(now: datetime | None = None) -> TimeoutPassResult:
+def timeout_pass_run(now: datetime | None = None) -> TimeoutPassResult:
     """Move held positions forward by holding time and queue timeout closes.
 
     Set-based, in a constant number of queries however many positions are open:
@@ -595,5 +595,5 @@ def _queue_timeout_closes(now: datetime, strategy_ids: list[int]) -> list[tuple[
         "reason": "timeout: close requested", "created_at": now,
         "details": JSONObject(action_id=F("pk"), kind=F("kind")),
     })
-    dispatch_actions(action_ids)
+    actions_dispatch(action_ids)
     return created

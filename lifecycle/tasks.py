@@ -20,9 +20,9 @@ PERIODIC_TASKS = [
 @shared_task(acks_late=True)
 def check_timeouts() -> dict[str, Any]:
     """One timeout pass; a duplicate or concurrent run finds nothing left to do."""
-    from lifecycle.services import check_timeouts as run_pass
+    from lifecycle.services import timeout_pass_run
 
-    result = run_pass()
+    result = timeout_pass_run()
     if result.warned or result.timed_out or result.close_actions:
         log.info("timeout pass: %d warned, %d timed out, %d close actions queued",
                  result.warned, result.timed_out, result.close_actions)

@@ -21,7 +21,7 @@
 3. each account's open positions are compared with the exchange's (net quantity per
    symbol); differences are reported and alerted. A paper book that restarted with
    this process holds nothing to compare and is skipped;
-4. the timeout pass runs at once (``lifecycle.services.check_timeouts``). Holding time
+4. the timeout pass runs at once (``lifecycle.services.timeout_pass_run``). Holding time
    counts from each position's original ``opened_at``, so a position that passed its
    limit while the platform was down is emergency-closed now;
 5. on a start, a halt set by the shutdown (reason ``shutdown``) is lifted when every
@@ -64,20 +64,20 @@ from execution.pipeline import (
     order_take_back,
     plain,
 )
-from execution.services import settle_order_actions
+from execution.services import order_actions_settle
 from lifecycle.models import Position, PositionFill, PositionSide, PositionState
 from lifecycle.services import (
-    check_timeouts,
     position_apply_close_fill,
     position_begin_close,
     position_clear_attention,
     state_for_holding_time,
+    timeout_pass_run,
 )
 from operations.runtime import runs_trading
 from operations.shutdown import SHUTDOWN_ACTOR, SHUTDOWN_HALT_REASON
 from operations.state_files import local_platform_pid, pid_file_write, pid_path, read_json, snapshot_path
 from risk.models import AlertSeverity
-from risk.services import raise_alert
+from risk.services import alert_raise
 from tradingsite.domain import CloseReason
 from tradingsite.models import ReconciliationReport, StateSnapshot
 from tradingsite.services import platform_state, shutdown_request_clear, trading_resume
@@ -275,7 +275,7 @@ def reconcile_order(order: Order, exchange: Exchange, *, dry_run: bool, exclusiv
     except OrderMoved:
         return check("left", "moved by another worker meanwhile: left to it")
     if order.is_final:
-        settle_order_actions(order)
+        order_actions_settle(order)
     else:
         track(order)
         fills = (f", {plain(order.filled_quantity - before_filled)} filled while down"
@@ -316,7 +316,7 @@ def _not_found(order: Order, check: Callable[[str, str], OrderCheck], *, dry_run
     note = "reconciliation: the platform stopped before sending it" if never_sent else ""
     order_not_found(order, now=now, note=note)
     if order.is_final:
-        settle_order_actions(order)
+        order_actions_settle(order)
         return check("unknown", f"{order.last_error}: marked {order.status}")
     track(order)
     return check("in_doubt", f"not found by client order id (lookup {order.doubt_lookups} of "
@@ -558,7 +558,7 @@ def position_reconcile(position_id: int, *,
         position_clear_attention(position, reason="the exchange agrees with the database",
                                  actor=RECOVERY_ACTOR)
         return "the exchange agrees: mark cleared"
-    raise_alert(position=position, kind=POSITION_MISMATCH_ALERT, severity=AlertSeverity.CRITICAL,
+    alert_raise(position=position, kind=POSITION_MISMATCH_ALERT, severity=AlertSeverity.CRITICAL,
                 message=f"Position #{position.pk} {position.symbol}: database "
                         f"{plain(check.database)}, exchange {plain(check.exchange)}, exit "
                         f"fills not applied {plain(unapplied)}: check before closing it")
@@ -575,7 +575,7 @@ def _resume_timeouts(*, dry_run: bool, now: datetime, out: Output) -> dict[str, 
         out(f"timeouts: positions past a holding-time limit: {len(due)} (not moved: dry run)")
         return {"due": [p.pk for p in due],
                 "summary": f"positions past a holding-time limit: {len(due)}"}
-    result = check_timeouts(now)
+    result = timeout_pass_run(now)
     summary = (f"timeouts resumed: {result.warned} warned, {result.timed_out} timed out, "
                f"{result.close_actions} emergency closes queued")
     out(summary)
@@ -595,7 +595,7 @@ def _raise_alerts(report: RecoveryReport) -> None:
             unknown[positions.get(check.order_id)].append(check)
     for position_id, checks in unknown.items():
         exits = any(check.purpose != OrderPurpose.ENTRY for check in checks)
-        raise_alert(
+        alert_raise(
             position=Position.objects.filter(pk=position_id).first() if position_id else None,
             kind=ORDER_UNKNOWN_ALERT,
             severity=AlertSeverity.CRITICAL if exits else AlertSeverity.WARNING,
@@ -603,7 +603,7 @@ def _raise_alerts(report: RecoveryReport) -> None:
                     + "; ".join(f"{c.client_order_id} ({c.purpose} {c.symbol}, {c.after})"
                                 for c in checks))
     if report.position_differences:
-        raise_alert(position=None, kind=POSITION_MISMATCH_ALERT, severity=AlertSeverity.CRITICAL,
+        alert_raise(position=None, kind=POSITION_MISMATCH_ALERT, severity=AlertSeverity.CRITICAL,
                     message="Reconciliation: positions differ from the exchange: " + "; ".join(
                         f"{c.account} {c.symbol} database {plain(c.database)} exchange "
                         f"{plain(c.exchange)}" for c in report.position_differences))

@@ -1,6 +1,6 @@
 """The risk monitor's writes: the periodic check, alerts, emergency closes, retention.
 
-One check (``run_risk_check``) claims the strategies whose interval has elapsed,
+One check (``risk_check_run``) claims the strategies whose interval has elapsed,
 loads their held positions and recent candles in a constant number of queries,
 scores every position in one vectorised call (``risk.scoring``), writes the
 snapshots and the latest score in bulk, syncs the alerts, asks for the emergency
@@ -69,7 +69,7 @@ class RiskCheckResult:
 
 # --- alerts ---------------------------------------------------------------------------
 
-def raise_alert(*, position: Position | None = None, kind: str, severity: str,
+def alert_raise(*, position: Position | None = None, kind: str, severity: str,
                 message: str) -> RiskAlert:
     """Open an alert, or refresh the open one of the same position and kind.
 
@@ -111,12 +111,12 @@ def _upsert_alert(*, position_id: int | None, kind: str, severity: str, message:
 
 def order_alert_raise(order: Any, *, kind: str, critical: bool, message: str) -> RiskAlert:
     """Execution's ``order_alert`` hook: an alert about an order, on its position if it has one."""
-    return raise_alert(position=order.position if order.position_id else None, kind=kind,
+    return alert_raise(position=order.position if order.position_id else None, kind=kind,
                        severity=AlertSeverity.CRITICAL if critical else AlertSeverity.WARNING,
                        message=message)
 
 
-def resolve_alerts(alerts: list[RiskAlert], *, now: datetime | None = None) -> int:
+def alerts_resolve(alerts: list[RiskAlert], *, now: datetime | None = None) -> int:
     """Mark these open alerts resolved and push ``alert.resolved`` for each."""
     if not alerts:
         return 0
@@ -130,14 +130,14 @@ def resolve_alerts(alerts: list[RiskAlert], *, now: datetime | None = None) -> i
     return len(alerts)
 
 
-def resolve_position_alerts(*, position_id: int, now: datetime | None = None) -> int:
+def position_alerts_resolve(*, position_id: int, now: datetime | None = None) -> int:
     """Resolve every open alert of a position (it closed: none of them applies any more)."""
     alerts = list(selectors.alerts_with_symbol().filter(position_id=position_id,
                                                         resolved_at__isnull=True))
-    return resolve_alerts(alerts, now=now)
+    return alerts_resolve(alerts, now=now)
 
 
-def acknowledge_alerts(*, alert_ids: list[int], by: str, now: datetime | None = None) -> int:
+def alerts_acknowledge(*, alert_ids: list[int], by: str, now: datetime | None = None) -> int:
     """Record that an operator has seen these alerts; already acknowledged ones are left as they are."""
     now = now or timezone.now()
     with transaction.atomic():
@@ -152,9 +152,9 @@ def acknowledge_alerts(*, alert_ids: list[int], by: str, now: datetime | None = 
     return len(pending)
 
 
-def acknowledge_alert(*, alert_id: int, by: str) -> RiskAlert:
+def alert_acknowledge(*, alert_id: int, by: str) -> RiskAlert:
     """Acknowledge one alert (idempotent) and return it."""
-    acknowledge_alerts(alert_ids=[alert_id], by=by)
+    alerts_acknowledge(alert_ids=[alert_id], by=by)
     return selectors.alerts_with_symbol().get(pk=alert_id)
 
 
@@ -165,7 +165,7 @@ def strategy_check_row(*, strategy_id: int, using: str = DEFAULT_DB_ALIAS) -> St
     return StrategyRiskCheck.objects.using(using).get_or_create(strategy_id=strategy_id)[0]
 
 
-def run_risk_check(*, now: datetime | None = None, force: bool = False,
+def risk_check_run(*, now: datetime | None = None, force: bool = False,
                    strategy_ids: list[int] | None = None) -> RiskCheckResult:
     """Score the held positions of every strategy whose check interval has elapsed.
 
@@ -292,7 +292,7 @@ def _sync_alerts(tick: Tick) -> tuple[list[RiskAlert], list[RiskAlert]]:
                              if (pid, kind) not in already], tick.now)
     for alert in raised:
         alert.symbol = symbols[alert.position_id]
-    resolve_alerts(stale, now=tick.now)
+    alerts_resolve(stale, now=tick.now)
     return raised, stale
 
 
@@ -370,7 +370,7 @@ def _health_items(tick: Tick) -> list[dict[str, Any]]:
 
 # --- retention --------------------------------------------------------------------------
 
-def prune_snapshots(*, now: datetime | None = None) -> int:
+def snapshots_prune(*, now: datetime | None = None) -> int:
     """Delete snapshots older than each strategy's ``snapshotRetentionDays``; returns how many."""
     now = now or timezone.now()
     by_days: dict[int, list[int]] = defaultdict(list)

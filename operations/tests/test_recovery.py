@@ -21,7 +21,7 @@ from execution.models import Action, ActionState, Order, OrderPurpose, OrderStat
 from execution.pipeline import order_submit
 from execution.services import order_advance, run_inline
 from lifecycle.models import Position, PositionState
-from lifecycle.services import check_timeouts, position_begin_close, position_request_close
+from lifecycle.services import position_begin_close, position_request_close, timeout_pass_run
 from operations.recovery import on_worker_ready, platform_recover, recover
 from operations.shutdown import shutdown_run, snapshot_write
 from operations.state_files import pid_path, snapshot_path, write_json_atomic
@@ -506,7 +506,7 @@ def test_a_position_past_its_limit_while_down_is_closed_on_start_with_reason_tim
     paper = configure(paper_strategy.account)
     position = _filled_entry(paper_strategy).position
     clock.move_to(START + timedelta(minutes=200))
-    check_timeouts()  # the platform runs: WARNING at 180 min
+    timeout_pass_run()  # the platform runs: WARNING at 180 min
     assert Position.objects.get().state == PositionState.WARNING
     shutdown = shutdown_run(timeout=10, reason="SIGTERM", out=lambda line: None)
     assert shutdown.clean and [p["id"] for p in shutdown.snapshot.data["positions"]] == [

@@ -56,7 +56,7 @@ def kill_once(monkeypatch, name, module=services):
 def test_an_action_killed_between_its_orders_final_write_and_its_settle_is_settled_at_15_s(
         platform, monkeypatch, held):
     account, position = held
-    kill_once(monkeypatch, "settle_order_actions")
+    kill_once(monkeypatch, "order_actions_settle")
     platform.schedule("execution.tasks.sweep_actions", 5)
     action, _ = position_request_close(position=position, reason="risk", actor="risk")
 

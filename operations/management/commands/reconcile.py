@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from execution.models import Order
-from execution.services import drive_until_final
+from execution.services import orders_drive_until_final
 from operations.recovery import recover
 
 
@@ -44,5 +44,5 @@ class Command(BaseCommand):
             "in-memory broker would lose them)")
         orders = Order.objects.select_related("account", "strategy", "position", "action").filter(
             pk__in=[order.pk for order in tracked]).order_by("created_at", "pk")
-        for order in drive_until_final(list(orders), sleep=self.sleep):
+        for order in orders_drive_until_final(list(orders), sleep=self.sleep):
             out(f"  {order.client_order_id}: {order.status}")

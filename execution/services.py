@@ -12,11 +12,14 @@ with a compare-and-set (pending → running) and a lease (``lease_holder``,
 derived from the action (``close-<action id>``), so a redelivered task or a second
 worker finds the order already recorded instead of placing another. A running
 action whose lease ran out with no order of its own still active — its worker was
-killed after the order's final write, or between ``position_begin_close`` and
-``order_submit`` — is taken over by the sweep within seconds and carried on from
-where it stopped (an active order carries its action on by itself).
-Cancels are actions too: the request is answered at once and the exchange work
-runs on the account's own queue.
+killed after the order's final write, or before its close order was recorded — is
+taken over by the sweep within seconds and carried on from where it stopped (an
+active order carries its action on by itself). Cancels are actions too: the request
+is answered at once and the exchange work runs on the account's own queue.
+
+What a close action does to its position is lifecycle's (``lifecycle.close_actions``,
+reached through the ``close_action_run`` and ``close_action_settle`` hooks of
+``execution.handlers``): the queue itself knows orders and actions only.
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def _promises_hold(request: pytest.FixtureRequest):
-    """After every integration scenario, every promise of ``tradingsite.invariants`` holds.
+    """After every integration scenario, every promise of ``operations.invariants`` holds.
 
     The check runs right after the test body (``pytest_runtest_call`` below), while the
     scenario's clock, paper books and emulators are still as the test left them, with the

@@ -18,7 +18,7 @@ happens to a trading platform:
   listings that answer empty (or fail) for N lookups, partial fills, fills during the
   cancel, orders that stay open.
 
-After every step the promises hold with their allowances (``tradingsite.invariants``,
+After every step the promises hold with their allowances (``operations.invariants``,
 default grace), no position's exit orders filled more than it held, and a client key
 always names the same order. At the end the faults stop, the platform runs until it is
 quiet, and every promise must hold with no grace at all, every position be closed, every
@@ -51,17 +51,19 @@ from hypothesis.stateful import (
     rule,
 )
 
-from execution import pipeline, services
+from execution import services
 from execution.exchanges.ccxt_exchange import CcxtExchange, reset_ccxt_clients
 from execution.exchanges.paper import PaperExchange, reset_paper_exchanges
 from execution.models import Action, ActionKind, ActionState, Order, OrderPurpose, OrderStatus
+from execution.pipeline import placement
+from lifecycle import close_actions
 from lifecycle.models import Position, PositionState
 from lifecycle.services import position_request_close
+from operations.invariants import GRACE
+from operations.recovery import recover
 from tests.faults.venues import FAULTS, LOOKUP_FAULTS, PRICE, SYMBOL, Fault
 from tests.integration.harness import Platform
 from tradingsite.celery import app as celery_app
-from tradingsite.invariants import GRACE
-from tradingsite.recovery import recover
 from tradingsite.testing.factories import StrategyFactory
 from tradingsite.testing.promises import check_promises
 
@@ -110,7 +112,8 @@ CRASHES = Crashes()
 
 def install_crash_points(monkeypatch: Any) -> None:
     """Wrap the functions where a worker can die (once per test; armed per step)."""
-    send, submit, settle = pipeline._send, services.order_submit, services.settle_order_actions
+    send, submit, settle = (placement._send, close_actions.order_submit,
+                           services.order_actions_settle)
 
     def crashing_send(order: Order, exchange: Any) -> Any:
         CRASHES.die_here("after_claim")
@@ -127,9 +130,9 @@ def install_crash_points(monkeypatch: Any) -> None:
         CRASHES.die_here("before_settle")
         settle(order, **kwargs)
 
-    monkeypatch.setattr(pipeline, "_send", crashing_send)
-    monkeypatch.setattr(services, "order_submit", crashing_submit)
-    monkeypatch.setattr(services, "settle_order_actions", crashing_settle)
+    monkeypatch.setattr(placement, "_send", crashing_send)
+    monkeypatch.setattr(close_actions, "order_submit", crashing_submit)
+    monkeypatch.setattr(services, "order_actions_settle", crashing_settle)
     for exchange_class in (PaperExchange, CcxtExchange):
         cancel = exchange_class.cancel_order
 

@@ -90,7 +90,7 @@ def test_the_promises_hold_under_faults_on_bybit_through_ccxt(harness, emulator)
 # The close of a long while a larger short of the same symbol was held: the reduce-only
 # sell could not reduce the net short position, the database counted the long closed
 # (net positions: database 0.004, exchange 0.001). Closes of a symbol held both ways
-# now go as plain orders (``pipeline.close_reduce_only``).
+# now go as plain orders (``lifecycle.order_events.close_reduce_only``).
 OPPOSITE_POSITIONS = [
     ("first_entry", {"side": "buy", "lots": 3}),
     *[("recovery_runs_beside_the_workers", {})] * 8,

@@ -18,8 +18,8 @@ from execution.exchanges.paper import paper_exchange_for
 from execution.models import Order
 from lifecycle.models import Position
 from lifecycle.services import position_request_close
+from operations.invariants import check_all, violations_of
 from tests.integration.conftest import BTC, START, inject_faults, paper_account, strategy_on
-from tradingsite.invariants import check_all, violations_of
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 from execution.exchanges.paper import paper_exchanges
 from execution.models import Order, OrderPurpose
 from lifecycle.models import Position
-from tradingsite.invariants import (
+from operations.invariants import (
     GRACE,
     NET_POSITIONS_MATCH,
     Violation,

@@ -25,7 +25,7 @@ import heapq
 import logging
 import time
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -58,6 +58,7 @@ from execution.pipeline import (
     order_submit,
     plain,
 )
+from lifecycle.close_executors import close_executor_for
 from lifecycle.models import Position, PositionSide, PositionState, Strategy
 from lifecycle.services import position_begin_close, position_close_failed
 from tradingsite.errors import DomainError, InvalidStateTransition
@@ -272,7 +273,9 @@ def _run_close(action: Action, drive: Driver) -> None:
     No order yet: the position is moved to CLOSING (if it is not already) and the
     close recorded — unless another order of the position is still active (it may be
     in doubt) or the position is marked for reconciliation: then nothing is sent and
-    the action waits for its lease to run out.
+    the action waits for its lease to run out. A position whose owner registered a
+    close executor (``lifecycle.close_executors``: a bot) is closed by the owner
+    unless the executor hands it back.
     """
     position = Position.objects.select_related("strategy__account").get(pk=action.position_id)
     order = action.orders.select_related("account", "strategy", "position").order_by(
@@ -280,6 +283,9 @@ def _run_close(action: Action, drive: Driver) -> None:
     if order is None:
         if position.state == PositionState.CLOSED:
             _action_finish(action, ActionState.DONE, result={"position": "already closed"})
+            return
+        executor = close_executor_for(position)
+        if executor is not None and executor(action, position):
             return
         busy = position.attention or Order.objects.filter(
             position=position, status__in=OrderStatus.active()).values_list(
@@ -365,6 +371,34 @@ def action_settle(order: Order) -> Action | None:
                 position.state == PositionState.CLOSING):
             position_close_failed(position, reason=error[:200], actor="execution")
     return action
+
+
+def action_wait_until(action: Action, until: datetime) -> bool:
+    """A running action waits for something outside (a bot's confirmation) until ``until``.
+
+    Its lease is moved there: the sweep takes it over and runs it again then, unless
+    it finished meanwhile. False when the action is no longer running.
+    """
+    moved = Action.objects.filter(pk=action.pk, state=ActionState.RUNNING).update(
+        lease_until=until, updated_at=timezone.now())
+    if moved:
+        action.lease_until = until
+    return bool(moved)
+
+
+def close_actions_settle(position: Position, *, result: dict[str, Any]) -> list[Action]:
+    """A position closed without an order of the platform's (its bot exited): its open
+    close actions are done, with ``result`` (and the trade) recorded on them."""
+    trade = getattr(position, "trade", None) if position.state == PositionState.CLOSED else None
+    if trade is not None:
+        result = {**result, "trade": trade.pk, "pnl": plain(trade.pnl),
+                  "exit_price": plain(trade.exit_price)}
+    settled = []
+    for action in Action.objects.filter(position=position, kind__in=ActionKind.closing(),
+                                        state__in=ActionState.open()):
+        if _action_finish(action, ActionState.DONE, result=result):
+            settled.append(action)
+    return settled
 
 
 def _action_finish(action: Action, state: str, *, result: dict | None = None,

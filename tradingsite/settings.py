@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "lifecycle",
     "risk",
     "analytics",
+    "bots",  # on top: it may use every app above; none of them imports it
 ]
 
 MIDDLEWARE = [

@@ -11,9 +11,10 @@ For a close action — timeout, risk, operator, guard or shutdown alike:
    be able to close the position meanwhile.
 2. The ``exit_fill`` webhook closes the position (the bot's price, PnL, and the
    reason asked for) and settles the action (``bots.services``).
-3. Otherwise the action's lease is moved to when to look again (the deadline, or a
-   retry in ``RETRY_SECONDS`` when the bot refused or could not be reached) and the
-   action sweep runs it again then: the bot's trade record shows the trade closed →
+3. Otherwise the action's lease is moved to when to look again (``RETRY_SECONDS``,
+   the deadline at the latest) and the action sweep runs it again then: a forceexit
+   the bot refused or did not receive is sent again; the bot's trade record shows the
+   trade closed (its webhook was lost) →
    the position closes from it; the deadline passed → a CRITICAL alert and, with
    ``bots.fallbackDirectClose``, the pipeline closes with its own reduce-only order
    (the executor returns False); without it, the platform keeps asking and looking,
@@ -27,8 +28,8 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from bots import alerts
-from bots.freqtrade import BotApiError, bot_api_for
+from bots import alerts, freqtrade
+from bots.freqtrade import BotApiError
 from bots.models import BotTrade
 from bots.services import bot_trade_close_from_record, bots_config
 from execution.models import Action, CloseReason
@@ -40,7 +41,7 @@ from tradingsite.errors import InvalidStateTransition
 log = logging.getLogger(__name__)
 
 S = PositionState
-# A refused or unanswered forceexit is sent again after this, until the deadline.
+# Until the deadline the close is looked at this often (the action sweep's own period).
 RETRY_SECONDS = 5
 
 
@@ -115,7 +116,7 @@ def _follow_up(action: Action, bot_trade: BotTrade) -> bool:
 def _request_exit(bot_trade: BotTrade) -> None:
     """``forceexit`` the whole trade; a refusal is kept on the trade (and retried)."""
     try:
-        bot_api_for(bot_trade.connection).forceexit(bot_trade.trade_id)
+        freqtrade.bot_api_for(bot_trade.connection).forceexit(bot_trade.trade_id)
     except BotApiError as exc:
         BotTrade.objects.filter(pk=bot_trade.pk).update(exit_error=str(exc)[:500])
         bot_trade.exit_error = str(exc)[:500]
@@ -131,7 +132,7 @@ def _request_exit(bot_trade: BotTrade) -> None:
 def _closed_in_the_bots_records(bot_trade: BotTrade) -> bool:
     """Whether the bot's record shows the trade closed (the position is then closed from it)."""
     try:
-        record = bot_api_for(bot_trade.connection).trade(bot_trade.trade_id)
+        record = freqtrade.bot_api_for(bot_trade.connection).trade(bot_trade.trade_id)
     except BotApiError as exc:
         if exc.not_found:
             alerts.raise_trade_missing_alert(Position.objects.get(pk=bot_trade.position_id),
@@ -148,8 +149,8 @@ def _closed_in_the_bots_records(bot_trade: BotTrade) -> bool:
 
 
 def _look_again(action: Action, bot_trade: BotTrade) -> None:
-    """Run the action again at the deadline, or sooner to retry a forceexit that failed."""
-    when: datetime = bot_trade.exit_deadline
-    if bot_trade.exit_requested_at is None:
-        when = min(when, timezone.now() + timedelta(seconds=RETRY_SECONDS))
+    """Run the action again in ``RETRY_SECONDS`` (at the deadline at the latest): to read
+    the bot's trade record, or to send a forceexit that failed again."""
+    when: datetime = min(bot_trade.exit_deadline,
+                         timezone.now() + timedelta(seconds=RETRY_SECONDS))
     action_wait_until(action, when)

@@ -24,8 +24,8 @@ from django.forms.models import model_to_dict
 from django.utils import timezone
 
 from analytics.importers import FREQTRADE_RISK_EXITS
-from bots import alerts
-from bots.freqtrade import BotApiError, bot_api_for
+from bots import alerts, freqtrade
+from bots.freqtrade import BotApiError
 from bots.inputs import FreqtradeEvent
 from bots.models import BotConnection, BotKind, BotState, BotTrade, SignalSource
 from bots.secrets import new_secret, secret_matches
@@ -215,7 +215,7 @@ def bot_webhook_receive(connection: BotConnection, event: dict[str, Any]) -> Web
 
     ``entry_fill`` hands the trade over; ``exit_fill`` reduces or closes its position;
     ``status`` records the bot's state; the other events are recorded as heard. A
-    conflicting report raises ``RequestMismatch`` (and an alert, after the answer).
+    conflicting report raises ``RequestMismatch`` (and an alert).
     """
     kind = event["event"]
     BotConnection.objects.filter(pk=connection.pk).update(last_webhook_at=timezone.now(),
@@ -225,10 +225,8 @@ def bot_webhook_receive(connection: BotConnection, event: dict[str, Any]) -> Web
             return _entry_filled(connection, event)
         if kind == FreqtradeEvent.EXIT_FILL:
             return _exit_filled(connection, event)
-    except RequestMismatch as exc:
-        detail = str(exc)
-        transaction.on_commit(lambda: alerts.raise_trade_conflict_alert(connection,
-                                                                        detail=detail))
+    except RequestMismatch as exc:  # answered 409; the operator sees it too
+        alerts.raise_trade_conflict_alert(connection, detail=str(exc))
         raise
     if kind == FreqtradeEvent.STATUS:
         state = bot_state_from_status(event["status"])
@@ -400,7 +398,7 @@ def bot_trade_apply_exit(bot_trade: BotTrade, *, quantity: Decimal, price: Decim
         if trade is not None:
             close_actions_settle(position, result={"closed_by": actor, "exit_reason": bot_reason})
             return trade, f"closed ({bot_reason} → {trade.exit_reason})"
-    return None, f"reduced by {quantity} ({bot_reason})"
+    return None, f"reduced by {format(quantity.normalize(), 'f')} ({bot_reason})"
 
 
 def bot_trade_close_from_record(bot_trade: BotTrade, record: dict[str, Any]
@@ -456,7 +454,7 @@ def bot_connection_sync(connection: BotConnection) -> SyncResult:
     now = timezone.now()
     BotConnection.objects.filter(pk=connection.pk).update(last_sync_attempt_at=now)
     try:
-        api = bot_api_for(connection)
+        api = freqtrade.bot_api_for(connection)
         result.bot_state = bot_state_from_status(api.state()) or connection.bot_state
         bot_state_record(connection, result.bot_state)
         records = api.open_trades()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -27,6 +28,7 @@ from bots.services import (
     bots_config,
     signal_source_issue,
 )
+from execution.models import validate_base_url
 from tradingsite.admin_helpers import AppendOnlyAdmin, format_age
 
 ISSUED_TEMPLATE = "admin/bots/issued_secret.html"
@@ -50,8 +52,19 @@ def _connection_row(request: HttpRequest, connection: BotConnection, secret: str
             "paste": json.dumps(block, indent=2)[1:-1].strip()}
 
 
+class BotConnectionForm(forms.ModelForm):
+    api_url = forms.URLField(
+        assume_scheme="https", validators=[validate_base_url],
+        help_text=BotConnection._meta.get_field("api_url").help_text)
+
+    class Meta:
+        model = BotConnection
+        exclude: list[str] = []
+
+
 @admin.register(BotConnection)
 class BotConnectionAdmin(admin.ModelAdmin):
+    form = BotConnectionForm
     list_display = ("name", "kind", "strategy", "enabled", "health", "bot_state", "state_age",
                     "webhook_age", "sync_age", "open_positions")
     list_filter = ("kind", "enabled", "bot_state")

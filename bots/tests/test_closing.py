@@ -186,7 +186,7 @@ def test_with_fallback_the_pipeline_closes_with_its_own_reduce_only_order(
 ])
 def test_every_kind_of_close_goes_through_the_bot(bot, clock, kind, reason):
     bot.enter(1)
-    action, created = position_request_close(position=Position.objects.get(), reason=reason,
+    action, _ = position_request_close(position=Position.objects.get(), reason=reason,
                                              actor="someone", kind=kind)
     _process(action)
     assert bot.calls == [("forceexit", 1)]

@@ -81,7 +81,7 @@ def test_a_wrong_credential_is_one_401_that_does_not_say_which_part(web, connect
                                                                    mistake, clock):
     from bots.services import bot_connection_create
 
-    other, other_secret = bot_connection_create(
+    _, other_secret = bot_connection_create(
         name="ft-other", strategy=strategy, api_url="http://127.0.0.1:18081",
         username_env="BOT_X", password_env="BOT_Y", actor="test")
     body = entry_fill_body(connected.secret)

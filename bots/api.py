@@ -8,11 +8,14 @@ strictly (400 naming the field) and one service acts on it.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
@@ -22,7 +25,7 @@ from rest_framework.views import APIView
 
 from bots.freqtrade import webhook_block, webhook_path
 from bots.inputs import FreqtradeWebhookSerializer, TradeSignalSerializer
-from bots.models import BotConnection, BotKind
+from bots.models import BOT_CREDENTIAL_PREFIX, BotConnection, BotKind
 from bots.selectors import connection_health, connections_with_positions
 from bots.services import (
     bot_connection_authenticate,
@@ -47,6 +50,38 @@ from tradingsite.api_input import (
 
 TAG = "bots"
 UNAUTHORIZED = {"detail": "Invalid webhook credentials.", "code": "not_authenticated"}
+NAME_PATTERN = r"^[-a-zA-Z0-9_]+$"
+CREDENTIAL_ENV_PATTERN = rf"^{BOT_CREDENTIAL_PREFIX}[A-Z0-9_]+$"
+CREDENTIAL_ENV_MESSAGE = (f"Enter an environment variable name starting with "
+                          f"{BOT_CREDENTIAL_PREFIX} (capital letters, digits, _).")
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+API_URL_PATTERN = (rf"^(https://({_LABEL}\.)+[a-z]{{2,63}}|https://{_OCTET}(\.{_OCTET}){{3}}"
+                   r"|http://(127\.0\.0\.1|localhost))(:[1-9][0-9]{0,4})?"
+                   r"(/[A-Za-z0-9._~-]+)*/?$")
+
+
+class PatternField(StrictCharField):
+    """Text matching ``pattern`` (published in the schema, enforced here)."""
+
+    def __init__(self, pattern: str, *, message: str, **kwargs: Any):
+        self.pattern, self.message = pattern, message
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        if not re.fullmatch(self.pattern.removeprefix("^").removesuffix("$"), value):
+            raise serializers.ValidationError(self.message, code="pattern")
+        return value
+
+
+class PatternFieldSchema(OpenApiSerializerFieldExtension):
+    target_class = PatternField
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        return {"type": "string", "pattern": self.target.pattern,
+                "maxLength": self.target.max_length}
 
 
 class BotConnectionSerializer(ReadModelSerializer):
@@ -113,28 +148,33 @@ class BotConnectionListApi(StrictApi, APIView):
     """Bot connections with their health; staff add one (its webhook secret is shown once)."""
 
     class CreateSerializer(StrictSerializer):
-        name = StrictCharField(max_length=40, visible=True,
-                               help_text="A slug: lower-case letters, digits, - and _.")
+        """Exactly the model's rules, as patterns the schema publishes; a name already taken
+        is a 409."""
+
+        name = PatternField(NAME_PATTERN, max_length=40,
+                            message="Enter a slug: letters, digits, - and _.",
+                            help_text="A slug: letters, digits, - and _ (the webhook's "
+                                      "address).")
         kind = StrictChoiceField(choices=BotKind.choices, default=BotKind.FREQTRADE)
         strategy = StrictSlugRelatedField(slug_field="name", queryset=Strategy.objects.all())
-        api_url = StrictCharField(max_length=200, visible=True,
-                                  help_text="The bot's REST API (https, or http to a loopback "
-                                            "host).")
-        username_env = StrictCharField(max_length=128, visible=True,
-                                       help_text="Environment variable of the REST user name "
-                                                 "(starts with BOT_).")
-        password_env = StrictCharField(max_length=128, visible=True,
-                                       help_text="Environment variable of the REST password "
-                                                 "(starts with BOT_).")
+        api_url = PatternField(API_URL_PATTERN, max_length=200, message=(
+                               "Enter https://host[:port][/path], or http:// to 127.0.0.1 or "
+                               "localhost only (the bot's credentials are sent there)."),
+                               help_text="The bot's REST API: https, or http to 127.0.0.1 or "
+                                         "localhost (its credentials are sent there).")
+        username_env = PatternField(CREDENTIAL_ENV_PATTERN, max_length=128,
+                                    message=CREDENTIAL_ENV_MESSAGE,
+                                    help_text="Environment variable of the REST user name.")
+        password_env = PatternField(CREDENTIAL_ENV_PATTERN, max_length=128,
+                                    message=CREDENTIAL_ENV_MESSAGE,
+                                    help_text="Environment variable of the REST password.")
         enabled = StrictBooleanField(default=True)
 
         def validate(self, data: dict[str, Any]) -> dict[str, Any]:
-            """The model's own rules: slug, URL (https or loopback http), BOT_ prefixes,
-            a unique name."""
             candidate = BotConnection(**data, webhook_secret_prefix="-",
                                       webhook_secret_digest="-")
-            try:
-                candidate.full_clean()
+            try:  # the patterns are the model's rules: this holds, it is checked again
+                candidate.full_clean(validate_unique=False)
             except DjangoValidationError as exc:
                 raise serializers.ValidationError(exc.message_dict) from None
             return data
@@ -144,8 +184,9 @@ class BotConnectionListApi(StrictApi, APIView):
         rows: QuerySet[BotConnection] = connections_with_positions()
         return Response(BotConnectionSerializer(rows, many=True).data)
 
-    @extend_schema(tags=[TAG], request=CreateSerializer,
-                   responses={201: IssuedSecretSerializer})
+    @extend_schema(tags=[TAG], request=CreateSerializer, responses={
+        201: IssuedSecretSerializer,
+        409: OpenApiResponse(description="A connection of that name exists.")})
     def post(self, request: Request) -> Response:
         given = self.CreateSerializer(data=request.data)
         given.is_valid(raise_exception=True)
@@ -207,8 +248,8 @@ class BotWebhookApi(_SecretAuthenticatedApi):
 
     @extend_schema(tags=[TAG], auth=[], request=FreqtradeWebhookSerializer, responses={
         200: WEBHOOK_RESULT, 201: OpenApiResponse(WEBHOOK_RESULT, description="Handed over now."),
-        401: OpenApiResponse(description="Unknown or disabled connection, or a wrong secret "
-                                         "(the answer does not say which).")})
+        401: OpenApiResponse(OpenApiTypes.OBJECT, description="Unknown or disabled "
+                             "connection, or a wrong secret (the answer does not say which).")})
     def post(self, request: Request, name: str) -> Response:
         connection = bot_connection_authenticate(name, self.secret_of(request.data))
         if connection is None:
@@ -241,8 +282,9 @@ class TradeSignalApi(_SecretAuthenticatedApi):
     @extend_schema(tags=[TAG], auth=[], request=TradeSignalSerializer, responses={
         202: SIGNAL_RESULT,
         200: OpenApiResponse(SIGNAL_RESULT, description="This signal_id was taken before."),
-        401: OpenApiResponse(description="Unknown strategy, no enabled signal source, or a "
-                                         "wrong secret (the answer does not say which).")})
+        401: OpenApiResponse(OpenApiTypes.OBJECT, description="Unknown strategy, no enabled "
+                             "signal source, or a wrong secret (the answer does not say "
+                             "which).")})
     def post(self, request: Request, strategy: str) -> Response:
         source = signal_source_authenticate(strategy, self.secret_of(request.data))
         if source is None:

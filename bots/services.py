@@ -34,7 +34,7 @@ from execution.services import close_actions_settle
 from lifecycle.models import Position, PositionSide, PositionSource, PositionState, Strategy, Trade
 from lifecycle.services import position_apply_close_fill, position_begin_close, position_hand_over
 from tradingsite.audit import audit_record, changed_fields
-from tradingsite.errors import RequestMismatch
+from tradingsite.errors import ConflictError, RequestMismatch
 from tradingsite.live_config import BotsConfig, LiveConfigError, site_config
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,14 @@ def bot_connection_save(*, connection: BotConnection, actor: str) -> str | None:
     secret = None
     if connection.pk is None:
         secret, connection.webhook_secret_prefix, connection.webhook_secret_digest = new_secret()
-    connection.full_clean()
+    connection.full_clean(validate_unique=False)
     before = (BotConnection.objects.select_for_update().filter(pk=connection.pk).first()
               if connection.pk else None)
-    connection.save()
+    try:
+        with transaction.atomic():
+            connection.save()
+    except IntegrityError:
+        raise ConflictError(f"a bot connection named {connection.name!r} exists") from None
     old, new = changed_fields(model_to_dict(before, AUDITED_FIELDS) if before else {},
                               model_to_dict(connection, AUDITED_FIELDS), AUDITED_FIELDS)
     if before is None:

@@ -249,6 +249,8 @@ SPECTACULAR_SETTINGS = {
         "ActionKindEnum": "execution.models.ActionKind",
         "ActionStateEnum": "execution.models.ActionState",
         "AlertSeverityEnum": "risk.models.AlertSeverity",
+        "BotKindEnum": "bots.models.BotKind",
+        "BotStateEnum": "bots.models.BotState",
     },
 }
 

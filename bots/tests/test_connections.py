@@ -49,13 +49,15 @@ def test_staff_add_a_connection_and_see_its_secret_and_webhook_block_once(staff_
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("username_env", "DATABASE_URL", "must be an environment variable name starting with BOT_"),
-    ("password_env", "SECRET_KEY", "must be an environment variable name starting with BOT_"),
+    ("username_env", "DATABASE_URL", "Enter an environment variable name starting with BOT_"),
+    ("password_env", "SECRET_KEY", "Enter an environment variable name starting with BOT_"),
     ("username_env", "EXCHANGE_BYBIT_KEY",
-     "must be an environment variable name starting with BOT_"),
-    ("api_url", "http://bot.example.com:8080", "must use https (plain http only for a loopback"),
-    ("api_url", "https://user:pw@bot.example.com", "must not contain a user name or password"),
-    ("name", "Not A Slug", "Enter a valid “slug”"),
+     "Enter an environment variable name starting with BOT_"),
+    ("username_env", "BOT_lower", "Enter an environment variable name starting with BOT_"),
+    ("api_url", "http://bot.example.com:8080", "or http:// to 127.0.0.1 or localhost only"),
+    ("api_url", "https://user:pw@bot.example.com", "Enter https://host[:port][/path]"),
+    ("api_url", "http://127.0.0.2:8080", "or http:// to 127.0.0.1 or localhost only"),
+    ("name", "Not A Slug", "Enter a slug"),
 ])
 def test_a_connection_whose_credentials_could_leak_is_refused_naming_the_field(
         staff_api, strategy, field, value, message):
@@ -64,6 +66,26 @@ def test_a_connection_whose_credentials_could_leak_is_refused_naming_the_field(
     assert response.status_code == 400
     assert message in response.json()[field][0]
     assert not BotConnection.objects.exists()
+
+
+def test_a_name_already_taken_is_a_409(staff_api, strategy):
+    body = {**CREATE, "strategy": strategy.name}
+    assert staff_api.post("/api/bots/connections", body, format="json").status_code == 201
+    again = staff_api.post("/api/bots/connections", {**body, "api_url": "https://bot.example"},
+                           format="json")
+    assert (again.status_code, again.json()["code"]) == (409, "conflict")
+    assert BotConnection.objects.count() == 1
+
+
+def test_the_model_refuses_what_the_api_refuses(strategy):
+    from django.core.exceptions import ValidationError
+
+    connection = BotConnection(name="m", strategy=strategy, api_url="http://bot.example.com",
+                               username_env="SECRET_KEY", password_env="BOT_P",
+                               webhook_secret_prefix="x", webhook_secret_digest="x")
+    with pytest.raises(ValidationError) as info:
+        connection.full_clean()
+    assert sorted(info.value.message_dict) == ["api_url", "username_env"]
 
 
 def test_the_database_refuses_credentials_without_the_prefix(strategy):

@@ -441,10 +441,16 @@ class SyncResult:
 
 
 def _record_fields(record: dict[str, Any]) -> dict[str, Any]:
-    """The hand-over fields of an open trade in ``/api/v1/status``."""
+    """The hand-over fields of an open trade in ``/api/v1/status``.
+
+    Its ``amount`` is what the bot still holds (partial exits reduce it), so it is the
+    amount handed over only for a trade never seen before; a known trade is compared
+    by pair, side, price and opening time.
+    """
     return {"trade_id": int(record["trade_id"]), "pair": str(record["pair"]),
             "side": PositionSide.SHORT if record.get("is_short") else PositionSide.LONG,
-            "amount": bot_quantity(record["amount"]), "open_rate": bot_price(record["open_rate"]),
+            "amount": None, "fallback_amount": bot_quantity(record["amount"]),
+            "open_rate": bot_price(record["open_rate"]),
             "opened_at": datetime.fromtimestamp(int(record["open_timestamp"]) / 1000, UTC)}
 
 

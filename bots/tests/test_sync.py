@@ -59,6 +59,26 @@ def test_a_position_the_bot_no_longer_holds_is_closed_from_its_trade_record(bot,
     assert bot_connection_sync(connected.connection).closed == []
 
 
+def test_a_trade_partly_exited_is_still_the_same_trade_for_the_sync(bot, connected, clock):
+    bot.enter(1)
+    bot.leave(1, reason="partial_exit", amount=4.0)  # the bot now holds 5.1
+    result = bot_connection_sync(connected.connection)
+    assert (result.adopted, result.closed, result.errors) == ([], [], [])
+    assert not RiskAlert.objects.filter(kind__startswith="bot_trade_conflict").exists()
+    assert Position.objects.get().quantity == Decimal("5.1")
+
+
+def test_a_reset_bot_reporting_another_trade_under_a_known_id_is_a_conflict(bot, connected,
+                                                                           clock):
+    bot.enter(1)
+    bot.trades[1].update(pair="BTC/USDT", open_rate=50000.0)  # its database was reset
+    result = bot_connection_sync(connected.connection)
+    assert result.adopted == []
+    assert "external_ref 'ft-main:1' was first used for a different request" in result.errors[0]
+    assert RiskAlert.objects.get(kind="bot_trade_conflict:ft-main").severity == (
+        AlertSeverity.WARNING)
+
+
 def test_a_trade_the_bot_has_no_record_of_raises_a_critical_alert(bot, connected, clock):
     bot.enter(1)
     del bot.trades[1]

@@ -18,6 +18,8 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.generics import GenericAPIView
+from rest_framework.mixins import ListModelMixin
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -144,8 +146,18 @@ def _issued(request: Request, connection: BotConnection, secret: str) -> dict[st
                                  base_url=request.build_absolute_uri("/"))}).data
 
 
-class BotConnectionListApi(StrictApi, APIView):
-    """Bot connections with their health; staff add one (its webhook secret is shown once)."""
+class BotConnectionListApi(StrictApi, ListModelMixin, GenericAPIView):
+    """Bot connections with their health (paginated); staff add one (its webhook secret is
+    shown once)."""
+
+    serializer_class = BotConnectionSerializer
+    filter_backends: list = []
+
+    def get_queryset(self) -> QuerySet[BotConnection]:
+        return connections_with_positions()
+
+    def lists(self) -> bool:
+        return self.request.method == "GET"  # a POST takes no paging parameters
 
     class CreateSerializer(StrictSerializer):
         """Exactly the model's rules, as patterns the schema publishes; a name already taken
@@ -179,10 +191,9 @@ class BotConnectionListApi(StrictApi, APIView):
                 raise serializers.ValidationError(exc.message_dict) from None
             return data
 
-    @extend_schema(tags=[TAG], responses=BotConnectionSerializer(many=True))
+    @extend_schema(tags=[TAG])
     def get(self, request: Request) -> Response:
-        rows: QuerySet[BotConnection] = connections_with_positions()
-        return Response(BotConnectionSerializer(rows, many=True).data)
+        return self.list(request)
 
     @extend_schema(tags=[TAG], request=CreateSerializer, responses={
         201: IssuedSecretSerializer,

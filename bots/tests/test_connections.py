@@ -41,8 +41,9 @@ def test_staff_add_a_connection_and_see_its_secret_and_webhook_block_once(staff_
         False, ["never synced"])
     listed = staff_api.get("/api/bots/connections").json()
     assert secret not in json.dumps(listed)
-    assert listed[0]["webhook_secret_prefix"] == secret[:8]
-    assert listed[0]["bot_close_timeout_seconds"] == 30
+    assert listed["count"] == 1
+    assert listed["results"][0]["webhook_secret_prefix"] == secret[:8]
+    assert listed["results"][0]["bot_close_timeout_seconds"] == 30
     event = AuditEvent.objects.get(action="bot_connection.create")
     assert secret not in json.dumps(event.after)
     assert event.after["webhook_secret"] == f"{secret[:8]}…"

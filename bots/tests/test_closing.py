@@ -211,3 +211,12 @@ def test_a_redelivered_close_task_does_not_ask_the_bot_twice(bot, strategy, cloc
     action = _process(_time_out(strategy, clock))
     assert _process(action).state == ActionState.RUNNING  # claimed already: nothing runs
     assert [c for c in bot.calls if c[0] == "forceexit"] == [("forceexit", 1)]
+
+
+def test_the_bots_app_registers_its_executor_for_bot_positions_only():
+    from bots.closing import bot_close
+    from lifecycle.close_executors import close_executor_for
+    from lifecycle.models import PositionSource
+
+    assert close_executor_for(Position(source=PositionSource.BOT)) is bot_close
+    assert close_executor_for(Position(source=PositionSource.API)) is None

@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from bots.freqtrade import webhook_block, webhook_path
@@ -85,8 +86,6 @@ class BotConnectionAdmin(admin.ModelAdmin):
     def health(self, obj: BotConnection) -> str:
         if obj.pk is None:
             return "—"
-        from django.utils import timezone
-
         problems = connection_problems(obj, timezone.now())
         return "✓ healthy" if not problems else "✗ " + "; ".join(problems)
 

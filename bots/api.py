@@ -14,6 +14,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
@@ -28,7 +29,7 @@ from rest_framework.views import APIView
 from bots.freqtrade import webhook_block, webhook_path
 from bots.inputs import FreqtradeWebhookSerializer, TradeSignalSerializer
 from bots.models import BOT_CREDENTIAL_PREFIX, BotConnection, BotKind
-from bots.selectors import connection_health, connections_with_positions
+from bots.selectors import connection_problems, connections_with_positions
 from bots.services import (
     bot_connection_authenticate,
     bot_connection_create,
@@ -112,14 +113,11 @@ class BotConnectionSerializer(ReadModelSerializer):
     def get_webhook_path(self, connection: BotConnection) -> str:
         return webhook_path(connection)
 
-    def _health(self, connection: BotConnection) -> dict[str, Any]:
-        return connection_health(connection)
-
     def get_healthy(self, connection: BotConnection) -> bool:
-        return self._health(connection)["healthy"]
+        return not connection_problems(connection, timezone.now())
 
     def get_problems(self, connection: BotConnection) -> list[str]:
-        return self._health(connection)["problems"]
+        return connection_problems(connection, timezone.now())
 
     def get_bot_close_timeout_seconds(self, connection: BotConnection) -> float:
         return bots_config(connection).bot_close_timeout_seconds

@@ -165,10 +165,6 @@ class RenderedTimeField(serializers.Field):
         return value.isoformat()
 
 
-class RenderedTextField(StrictCharField):
-    """A string of at most ``max_length`` characters (a pair, a reason)."""
-
-
 @extend_schema_field({"type": "string", "maxLength": 255})
 class IgnoredField(serializers.Field):
     """A template value the platform does not use: a string (or a scalar a hand-written
@@ -232,18 +228,18 @@ class FreqtradeWebhookSerializer(StrictSerializer):
     secret = StrictCharField(max_length=128, help_text="The connection's webhook secret.")
     event = StrictChoiceField(choices=[(e, e) for e in FreqtradeEvent.ALL])
     trade_id = RenderedIdField(required=False)
-    pair = RenderedTextField(max_length=64, visible=True, required=False)
+    pair = StrictCharField(max_length=64, visible=True, required=False)
     direction = StrictChoiceField(choices=[("Long", "Long"), ("Short", "Short")], required=False)
     amount = quantity_field(positive=True, required=False)
     open_rate = money_field(positive=True, required=False)
     open_date = RenderedTimeField(required=False)
     close_rate = money_field(positive=True, required=False)
     close_date = RenderedTimeField(required=False)
-    exit_reason = RenderedTextField(max_length=64, required=False)
+    exit_reason = StrictCharField(max_length=64, required=False)
     profit_amount = money_field(required=False)
     profit_ratio = RenderedNumberField(max_digits=28, decimal_places=10, required=False)
     is_final_exit = RenderedBooleanField(required=False)
-    status = RenderedTextField(max_length=200, visible=True, required=False)
+    status = StrictCharField(max_length=200, visible=True, required=False)
 
     def get_fields(self) -> dict[str, serializers.Field]:
         fields = super().get_fields()

@@ -19,16 +19,16 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from bots.connections import (
+    bot_connection_rotate_secret,
+    bot_connection_save,
+    signal_source_issue,
+)
 from bots.freqtrade import webhook_block, webhook_path
 from bots.models import BotConnection, BotTrade, SignalSource, TradeSignal
 from bots.selectors import connection_problems, connections_with_positions
-from bots.services import (
-    bot_connection_rotate_secret,
-    bot_connection_save,
-    bot_connection_sync,
-    bots_config,
-    signal_source_issue,
-)
+from bots.services import bots_config
+from bots.sync import bot_connection_sync
 from execution.models import validate_base_url
 from tradingsite.admin_helpers import AppendOnlyAdmin, format_age
 

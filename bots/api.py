@@ -26,18 +26,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from bots.connections import (
+    bot_connection_authenticate,
+    bot_connection_create,
+    bot_connection_rotate_secret,
+    signal_source_authenticate,
+)
 from bots.freqtrade import webhook_block, webhook_path
 from bots.inputs import FreqtradeWebhookSerializer, TradeSignalSerializer
 from bots.models import BOT_CREDENTIAL_PREFIX, BotConnection, BotKind
 from bots.selectors import connection_problems, connections_with_positions
-from bots.services import (
-    bot_connection_authenticate,
-    bot_connection_create,
-    bot_connection_rotate_secret,
-    bot_webhook_receive,
-    bots_config,
-    signal_source_authenticate,
-)
+from bots.services import bot_webhook_receive, bots_config
 from bots.trade_signals import trade_signal_take
 from lifecycle.models import Strategy
 from tradingsite.api_base import ReadModelSerializer

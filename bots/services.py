@@ -1,4 +1,5 @@
-"""The bots' write path: connections, their webhooks, hand-overs, exits and the sync.
+"""The bots' write path: webhooks, hand-overs and exits (connections: ``bots.connections``;
+the sync: ``bots.sync``; closes the platform asks for: ``bots.closing``).
 
 A bot's trade becomes a supervised position through the platform's hand-over
 service (``position_hand_over``, source ``BOT``): idempotent by reference
@@ -13,28 +14,23 @@ from the database alone: the bot waits for the answer.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
-from django.forms.models import model_to_dict
 from django.utils import timezone
 
 from analytics.importers import FREQTRADE_RISK_EXITS
-from bots import alerts, freqtrade
-from bots.freqtrade import BotApiError
+from bots import alerts
 from bots.inputs import FreqtradeEvent
-from bots.models import BotConnection, BotKind, BotState, BotTrade, SignalSource
-from bots.secrets import new_secret, secret_matches
+from bots.models import BotConnection, BotState, BotTrade
 from execution.models import MONEY, QTY, CloseReason
 from execution.services import close_actions_settle
-from lifecycle.models import Position, PositionSide, PositionSource, PositionState, Strategy, Trade
+from lifecycle.models import Position, PositionSide, PositionSource, PositionState, Trade
 from lifecycle.services import position_apply_close_fill, position_begin_close, position_hand_over
-from tradingsite.audit import audit_record, changed_fields
-from tradingsite.errors import ConflictError, RequestMismatch
+from tradingsite.errors import RequestMismatch
 from tradingsite.live_config import BotsConfig, LiveConfigError, site_config
 
 log = logging.getLogger(__name__)
@@ -58,109 +54,6 @@ def bots_config(connection: BotConnection) -> BotsConfig:
 
 def bot_actor(connection: BotConnection) -> str:
     return f"bot:{connection.name}"
-
-
-# --- connections and their secrets ---------------------------------------------------------
-
-AUDITED_FIELDS = ("name", "kind", "strategy", "api_url", "username_env", "password_env",
-                  "enabled")
-
-
-@transaction.atomic
-def bot_connection_save(*, connection: BotConnection, actor: str) -> str | None:
-    """Validate and save a connection; every change is written to the audit log.
-
-    A new connection gets its webhook secret, returned this once (only its digest
-    and first characters are stored); an existing one keeps its secret (None).
-    """
-    secret = None
-    if connection.pk is None:
-        secret, connection.webhook_secret_prefix, connection.webhook_secret_digest = new_secret()
-    connection.full_clean(validate_unique=False)
-    before = (BotConnection.objects.select_for_update().filter(pk=connection.pk).first()
-              if connection.pk else None)
-    try:
-        with transaction.atomic():
-            connection.save()
-    except IntegrityError:
-        raise ConflictError(f"a bot connection named {connection.name!r} exists") from None
-    old, new = changed_fields(model_to_dict(before, AUDITED_FIELDS) if before else {},
-                              model_to_dict(connection, AUDITED_FIELDS), AUDITED_FIELDS)
-    if before is None:
-        new["webhook_secret"] = f"{connection.webhook_secret_prefix}…"
-    if new:
-        audit_record(actor=actor, action="bot_connection.update" if before
-                     else "bot_connection.create", target=connection,
-                     before=old if before else {}, after=new)
-    return secret
-
-
-def bot_connection_create(*, name: str, strategy: Strategy, api_url: str, username_env: str,
-                          password_env: str, kind: str = BotKind.FREQTRADE,
-                          enabled: bool = True, actor: str) -> tuple[BotConnection, str]:
-    """A new connection and its webhook secret (returned once)."""
-    connection = BotConnection(name=name, kind=kind, strategy=strategy, api_url=api_url,
-                               username_env=username_env, password_env=password_env,
-                               enabled=enabled)
-    secret = bot_connection_save(connection=connection, actor=actor)
-    assert secret is not None
-    return connection, secret
-
-
-@transaction.atomic
-def bot_connection_rotate_secret(connection: BotConnection, *, actor: str) -> str:
-    """A new webhook secret; the old one stops working at once."""
-    secret, prefix, digest = new_secret()
-    before = connection.webhook_secret_prefix
-    BotConnection.objects.filter(pk=connection.pk).update(webhook_secret_prefix=prefix,
-                                                          webhook_secret_digest=digest)
-    connection.webhook_secret_prefix, connection.webhook_secret_digest = prefix, digest
-    audit_record(actor=actor, action="bot_connection.rotate_secret", target=connection,
-                 before={"webhook_secret": f"{before}…"}, after={"webhook_secret": f"{prefix}…"})
-    return secret
-
-
-def bot_connection_authenticate(name: Any, secret: Any) -> BotConnection | None:
-    """The enabled connection ``name`` if ``secret`` is its webhook secret, else None.
-
-    The digest comparison runs whatever was wrong (unknown name, disabled, wrong
-    secret), so the answer does not tell which part it was.
-    """
-    connection = None
-    if isinstance(name, str) and len(name) <= 40:
-        connection = BotConnection.objects.select_related("strategy").filter(name=name).first()
-    digest = connection.webhook_secret_digest if connection is not None else None
-    if not secret_matches(secret, digest) or connection is None or not connection.enabled:
-        return None
-    return connection
-
-
-@transaction.atomic
-def signal_source_issue(*, strategy: Strategy, actor: str) -> tuple[SignalSource, str]:
-    """The strategy's signal secret, new or replaced; returned once."""
-    secret, prefix, digest = new_secret()
-    source, created = SignalSource.objects.select_for_update().get_or_create(
-        strategy=strategy, defaults={"secret_prefix": prefix, "secret_digest": digest})
-    before = "" if created else source.secret_prefix
-    if not created:
-        source.secret_prefix, source.secret_digest = prefix, digest
-        source.save(update_fields=["secret_prefix", "secret_digest"])
-    audit_record(actor=actor, action="signal_source.issue" if created else
-                 "signal_source.rotate_secret", target=source,
-                 before={"secret": f"{before}…"} if before else {}, after={"secret": f"{prefix}…"})
-    return source, secret
-
-
-def signal_source_authenticate(strategy_name: Any, secret: Any) -> SignalSource | None:
-    """The enabled signal source of ``strategy_name`` if ``secret`` is its secret, else None."""
-    source = None
-    if isinstance(strategy_name, str) and len(strategy_name) <= 64:
-        source = SignalSource.objects.select_related("strategy__account").filter(
-            strategy__name=strategy_name).first()
-    digest = source.secret_digest if source is not None else None
-    if not secret_matches(secret, digest) or source is None or not source.enabled:
-        return None
-    return source
 
 
 # --- bot state (status webhooks and the sync) ----------------------------------------------
@@ -423,119 +316,3 @@ def bot_trade_close_from_record(bot_trade: BotTrade, record: dict[str, Any]
         bot_trade, quantity=position.quantity, price=bot_price(record["close_rate"]),
         closed_at=closed_at, bot_reason=str(record.get("exit_reason") or ""),
         profit=total - _realised_so_far(position), final=True)
-
-
-# --- the sync ----------------------------------------------------------------------------------
-
-@dataclass
-class SyncResult:
-    """What one sync of a connection found and did."""
-
-    connection: str
-    bot_state: str = ""
-    open_trades: int = 0
-    adopted: list[int] = field(default_factory=list)
-    closed: list[int] = field(default_factory=list)
-    missing: list[int] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-
-def _record_fields(record: dict[str, Any]) -> dict[str, Any]:
-    """The hand-over fields of an open trade in ``/api/v1/status``.
-
-    Its ``amount`` is what the bot still holds (partial exits reduce it), so it is the
-    amount handed over only for a trade never seen before; a known trade is compared
-    by pair, side, price and opening time.
-    """
-    return {"trade_id": int(record["trade_id"]), "pair": str(record["pair"]),
-            "side": PositionSide.SHORT if record.get("is_short") else PositionSide.LONG,
-            "amount": None, "fallback_amount": bot_quantity(record["amount"]),
-            "open_rate": bot_price(record["open_rate"]),
-            "opened_at": datetime.fromtimestamp(int(record["open_timestamp"]) / 1000, UTC)}
-
-
-def bot_connection_sync(connection: BotConnection) -> SyncResult:
-    """Read the bot's open trades: adopt those whose webhook was lost, close the positions
-    of trades the bot no longer holds from its trade records.
-
-    An unreachable bot is recorded (state ``unreachable``, alert); nothing else changes.
-    """
-    result = SyncResult(connection.name)
-    now = timezone.now()
-    BotConnection.objects.filter(pk=connection.pk).update(last_sync_attempt_at=now)
-    try:
-        api = freqtrade.bot_api_for(connection)
-        result.bot_state = bot_state_from_status(api.state()) or connection.bot_state
-        bot_state_record(connection, result.bot_state)
-        records = api.open_trades()
-    except BotApiError as exc:
-        BotConnection.objects.filter(pk=connection.pk).update(last_sync_error=str(exc)[:500])
-        if exc.unreachable:
-            bot_state_record(connection, BotState.UNREACHABLE, detail=str(exc))
-        result.errors.append(str(exc))
-        return result
-    result.open_trades = len(records)
-    held: set[int] = set()
-    for record in records:
-        try:
-            fields = _record_fields(record)
-            held.add(fields["trade_id"])
-            _, created = bot_trade_adopt(connection, adopted_by=BotTrade.AdoptedBy.SYNC, **fields)
-        except RequestMismatch as exc:
-            alerts.raise_trade_conflict_alert(connection, detail=str(exc))
-            result.errors.append(str(exc))
-            continue
-        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-            result.errors.append(f"trade record {record.get('trade_id')!r}: unreadable ({exc})")
-            continue
-        if created:
-            result.adopted.append(fields["trade_id"])
-    gone = BotTrade.objects.select_related("connection").filter(
-        connection=connection, position__state__in=S.active()).exclude(
-        Q(trade_id__in=held))
-    for bot_trade in gone:
-        _close_if_gone(api, bot_trade, result)
-    BotConnection.objects.filter(pk=connection.pk).update(
-        last_sync_at=now, last_sync_error="; ".join(result.errors)[:500])
-    return result
-
-
-def _close_if_gone(api: Any, bot_trade: BotTrade, result: SyncResult) -> None:
-    try:
-        record = api.trade(bot_trade.trade_id)
-    except BotApiError as exc:
-        if exc.not_found:
-            alerts.raise_trade_missing_alert(bot_trade.position, connection=bot_trade.connection,
-                                             trade_id=bot_trade.trade_id)
-            result.missing.append(bot_trade.trade_id)
-        else:
-            result.errors.append(str(exc))
-        return
-    try:
-        trade, _ = bot_trade_close_from_record(bot_trade, record)
-    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-        result.errors.append(f"trade record {bot_trade.trade_id}: unreadable ({exc})")
-        return
-    if trade is not None:
-        result.closed.append(bot_trade.trade_id)
-
-
-def bot_connections_due_for_sync(now: datetime | None = None) -> list[int]:
-    """Enabled connections whose last sync began ``bots.botSyncSeconds`` ago or more.
-
-    Each is claimed (its attempt time set, compare-and-set) so that overlapping beats
-    send one sync, not two.
-    """
-    now = now or timezone.now()
-    due = []
-    for connection in BotConnection.objects.filter(enabled=True).select_related("strategy"):
-        every = bots_config(connection).bot_sync_seconds
-        last = connection.last_sync_attempt_at
-        if last is not None and (now - last).total_seconds() < every:
-            continue
-        claimed = BotConnection.objects.filter(pk=connection.pk,
-                                               last_sync_attempt_at=last).update(
-            last_sync_attempt_at=now)
-        if claimed:
-            due.append(connection.pk)
-    return due

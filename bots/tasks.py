@@ -1,4 +1,4 @@
-"""Bots Celery tasks: thin entry points over ``bots.services``."""
+"""Bots Celery tasks: thin entry points over ``bots.sync``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 
 from bots.models import BotConnection
-from bots.services import bot_connection_sync, bot_connections_due_for_sync
+from bots.sync import bot_connection_sync, bot_connections_due_for_sync
 from tradingsite.schedule import PeriodicSpec
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ import time_machine
 from django.test import Client
 
 from bots import freqtrade
+from bots.connections import bot_connection_create
 from bots.freqtrade import BotApiError
-from bots.services import bot_connection_create
 
 # The time of the real bot run the bodies below were captured from.
 T0 = datetime(2026, 12, 6, 6, 26, 38, 269933, tzinfo=UTC)

@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import pytest
 
+from bots.connections import bot_connection_create
 from bots.models import BotTrade
-from bots.services import bot_connection_create
 from execution.models import Action, ActionKind, ActionState, CloseReason, Order, OrderPurpose
 from execution.services import action_process, actions_sweep, run_inline
 from lifecycle.models import Position, PositionState, Trade

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
+from bots.connections import bot_connection_create
 from bots.freqtrade import WEBHOOK_TEMPLATES, webhook_block
 from bots.models import BotConnection
 from bots.secrets import secret_digest
 from bots.selectors import bot_connections_health
-from bots.services import bot_connection_create
 from tradingsite.models import AuditEvent
 
 pytestmark = pytest.mark.django_db

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
+from bots.connections import signal_source_issue
 from bots.models import TradeSignal
-from bots.services import signal_source_issue
 from bots.tests.conftest import post
 from execution.models import Action, ActionKind, CloseReason, Order, OrderPurpose, OrderType
 from lifecycle.models import PositionState

@@ -10,7 +10,7 @@ import pytest
 from bots import tasks
 from bots.models import BotConnection, BotState, BotTrade
 from bots.selectors import bot_connections_health
-from bots.services import bot_connection_sync, bot_connections_due_for_sync
+from bots.sync import bot_connection_sync, bot_connections_due_for_sync
 from bots.tests.conftest import T0, entry_fill_body, post
 from lifecycle.models import Position, PositionState, Trade
 from risk.models import AlertSeverity, RiskAlert

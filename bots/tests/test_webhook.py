@@ -79,7 +79,7 @@ def test_the_same_trade_id_with_another_body_is_a_409_naming_what_differs(
                                      "body an array"])
 def test_a_wrong_credential_is_one_401_that_does_not_say_which_part(web, connected, strategy,
                                                                    mistake, clock):
-    from bots.services import bot_connection_create
+    from bots.connections import bot_connection_create
 
     _, other_secret = bot_connection_create(
         name="ft-other", strategy=strategy, api_url="http://127.0.0.1:18081",

@@ -25,9 +25,9 @@ from django.conf import settings
 from django.db import connection as db_connection
 from django.utils import timezone
 
+from bots.connections import bot_connection_create
 from bots.freqtrade import webhook_block
 from bots.models import BotConnection, BotState, BotTrade
-from bots.services import bot_connection_create
 from bots.tasks import sync_bot
 from conftest import REQUIRE_SERVICES, redis_url
 from execution.models import Action, ActionState, Order

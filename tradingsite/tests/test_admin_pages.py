@@ -58,8 +58,8 @@ def every_model(db, monkeypatch, staff_user):
 def _bot_rows(monkeypatch, position) -> None:
     """A bot connection (its REST credentials in the environment), a trade it handed over,
     a signal source and a signal taken."""
+    from bots.connections import bot_connection_create, signal_source_issue
     from bots.models import BotTrade, TradeSignal
-    from bots.services import bot_connection_create, signal_source_issue
 
     monkeypatch.setenv("BOT_TEST_USER", API_KEY)
     monkeypatch.setenv("BOT_TEST_PASSWORD", API_SECRET)

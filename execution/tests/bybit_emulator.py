@@ -26,11 +26,19 @@ order at the touch, a resting limit order at its price once ``set_price`` crosse
 Fills move the account's position per symbol (``v5/position/list``); a reduce-only fill
 never opens or flips one (with ``strict_reduce_only`` such an order is refused, 110017,
 as Bybit does). Order listings are paged (``limit``, ``cursor``), newest first.
+
+Market data for a trading bot (a dry-run freqtrade runs against it): instruments per
+category (linear perpetuals and spot pairs), order books, tickers, klines that honour
+``limit``/``start``/``end`` — replayed from a real recorded candle file
+(``replay_candles``) on a clock aligned to now, so a bot sees fresh candles — and,
+for futures, the risk-limit table, mark/index/premium-index price klines and the
+funding-rate history.
 """
 
 from __future__ import annotations
 
 import copy
+import csv
 import hashlib
 import hmac
 import itertools
@@ -75,6 +83,65 @@ INSTRUMENTS = [_instrument("BTCUSDT", "BTC", "0.10", "0.001", "0.001"),
                _instrument("LTCUSDT", "LTC", "0.01", "0.1", "0.1")]
 
 
+def _spot_instrument(symbol: str, base: str, tick: str, step: str, min_qty: str) -> dict[str, Any]:
+    """A spot pair as ``v5/market/instruments-info?category=spot`` lists it."""
+    return {
+        "symbol": symbol, "baseCoin": base, "quoteCoin": "USDT", "innovation": "0",
+        "status": "Trading", "marginTrading": "none", "stTag": "0",
+        "lotSizeFilter": {"basePrecision": step, "quotePrecision": "0.00000001",
+                          "minOrderQty": min_qty, "maxOrderQty": "1000000",
+                          "minOrderAmt": "1", "maxOrderAmt": "2000000"},
+        "priceFilter": {"tickSize": tick},
+        "riskParameters": {"limitParameter": "0.05", "marketParameter": "0.05"},
+    }
+
+
+SPOT_INSTRUMENTS = [_spot_instrument("BTCUSDT", "BTC", "0.01", "0.000001", "0.000048"),
+                    _spot_instrument("XRPUSDT", "XRP", "0.0001", "0.01", "1")]
+INSTRUMENTS_BY_CATEGORY = {"linear": INSTRUMENTS, "spot": SPOT_INSTRUMENTS}
+# Bybit's kline intervals (minutes, or D/W/M) in milliseconds.
+INTERVAL_MS = {**{str(m): m * 60_000 for m in (1, 3, 5, 15, 30, 60, 120, 240, 360, 720)},
+               "D": 86_400_000, "W": 7 * 86_400_000, "M": 30 * 86_400_000}
+KLINE_MAX_LIMIT = 1000
+
+
+class CandleReplay:
+    """A recorded candle file replayed on today's clock.
+
+    The candle that opens at ``t`` (aligned to the interval) is the recorded row
+    ``(t / interval) mod rows``: the series never ends and every request for the same
+    time gets the same candle, so a bot's repeated fetches agree with each other.
+    """
+
+    def __init__(self, path: Path):
+        with path.open(newline="", encoding="utf-8") as handle:
+            self.rows = [(row["open"], row["high"], row["low"], row["close"], row["volume"])
+                         for row in csv.DictReader(handle)]
+        if not self.rows:
+            raise ValueError(f"{path}: no candles")
+
+    def candle(self, open_ms: int, interval_ms: int) -> list[str]:
+        o, h, low, c, v = self.rows[(open_ms // interval_ms) % len(self.rows)]
+        return [str(open_ms), o, h, low, c, v, str(Decimal(v) * Decimal(c))]
+
+    def close_at(self, at_ms: int, interval_ms: int = 300_000) -> Decimal:
+        return Decimal(self.candle(at_ms - at_ms % interval_ms, interval_ms)[4])
+
+    def window(self, params: dict[str, Any], now_ms: int) -> list[list[str]]:
+        """What ``v5/market/kline`` answers: newest first, within start/end, at most limit."""
+        interval = INTERVAL_MS.get(str(params.get("interval", "5")), 300_000)
+        limit = max(1, min(int(params.get("limit", 200)), KLINE_MAX_LIMIT))
+        last = min(int(params.get("end", now_ms)), now_ms)
+        last -= last % interval
+        if params.get("start") is not None:
+            first = int(params["start"])
+            first += -first % interval
+            opens = list(range(first, last + 1, interval))[:limit]
+        else:
+            opens = list(range(last - (limit - 1) * interval, last + 1, interval))
+        return [self.candle(t, interval) for t in reversed(opens)]
+
+
 @dataclass
 class Fault:
     path: str
@@ -115,6 +182,7 @@ class EmulatorState:
     delayed: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     frozen: set[str] = field(default_factory=set)  # orders that never fill by themselves
     faults_held: bool = False
+    candles: dict[str, CandleReplay] = field(default_factory=dict)
 
 
 class BybitEmulator:
@@ -214,6 +282,12 @@ class BybitEmulator:
     def position_size(self, symbol_id: str) -> Decimal:
         with self._lock:
             return self.state.positions.get(symbol_id, (Decimal("0"), Decimal("0")))[0]
+
+    def replay_candles(self, symbol_id: str, path: Path) -> None:
+        """Serve ``symbol_id``'s klines (and, without a set price, its book) from a candle file."""
+        with self._lock:
+            self.state.candles[symbol_id] = CandleReplay(path)
+            self.state.prices.pop(symbol_id, None)
 
     def orders_with_link_id(self, link_id: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -364,6 +438,13 @@ class BybitEmulator:
             "v5/market/tickers": self._tickers,
             "v5/market/orderbook": self._orderbook,
             "v5/market/kline": self._kline,
+            "v5/market/mark-price-kline": self._kline,
+            "v5/market/index-price-kline": self._kline,
+            "v5/market/premium-index-price-kline": self._premium_kline,
+            "v5/market/risk-limit": self._risk_limit,
+            "v5/market/funding/history": self._funding_history,
+            "v5/market/time": lambda p: _ok({"timeSecond": str(_ms() // 1000),
+                                              "timeNano": str(_ms() * 1_000_000)}),
             "v5/order/create": self._create,
             "v5/order/realtime": self._realtime,
             "v5/order/history": self._history,
@@ -380,11 +461,22 @@ class BybitEmulator:
             return handler(params)
 
     def _instruments(self, params: dict[str, Any]) -> dict[str, Any]:
-        listed = [] if params.get("status") == "PreLaunch" else copy.deepcopy(INSTRUMENTS)
-        return _ok({"category": "linear", "list": listed, "nextPageCursor": ""})
+        category = params.get("category", "linear")
+        listed = [] if params.get("status") == "PreLaunch" else copy.deepcopy(
+            INSTRUMENTS_BY_CATEGORY.get(category, []))
+        return _ok({"category": category, "list": listed, "nextPageCursor": ""})
+
+    def _mid(self, symbol: str) -> Decimal:
+        """The set price, else the replayed candle's close now."""
+        if symbol in self.state.prices or symbol not in self.state.candles:
+            return self.state.prices[symbol]
+        return self.state.candles[symbol].close_at(_ms())
 
     def _touch(self, symbol: str) -> tuple[Decimal, Decimal]:
-        mid = self.state.prices[symbol]
+        mid = self._mid(symbol)
+        if symbol in self.state.candles:  # a cheap coin: a spread of one tick or so
+            half = (mid / 10_000).quantize(Decimal("0.0001"))
+            return mid - half, mid + half
         return mid - Decimal("0.5"), mid + Decimal("0.5")
 
     def _tickers(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -392,24 +484,58 @@ class BybitEmulator:
         row = copy.deepcopy(self._recorded["methods"]["fetchTicker"][0]["httpResponse"]
                             ["result"]["list"][0])
         bid, ask = self._touch(symbol)
-        row.update(symbol=symbol, lastPrice=str(self.state.prices[symbol]), bid1Price=str(bid),
+        row.update(symbol=symbol, lastPrice=str(self._mid(symbol)), bid1Price=str(bid),
                    ask1Price=str(ask))
-        return _ok({"category": "linear", "list": [row]})
+        return _ok({"category": params.get("category", "linear"), "list": [row]})
 
     def _orderbook(self, params: dict[str, Any]) -> dict[str, Any]:
         symbol = params["symbol"]
         bid, ask = self._touch(symbol)
         depth = int(params.get("limit", 25))
-        bids = [[str(bid - i), "2.000"] for i in range(depth)]
-        asks = [[str(ask + i), "2.000"] for i in range(depth)]
+        replayed = symbol in self.state.candles  # a cheap coin: ticks and sizes to match
+        step, size = ((ask - bid), "20000.00") if replayed else (Decimal(1), "2.000")
+        bids = [[str(bid - i * step), size] for i in range(depth)]
+        asks = [[str(ask + i * step), size] for i in range(depth)]
         return _ok({"s": symbol, "b": bids, "a": asks, "ts": _ms(), "u": 1, "seq": 1,
                     "cts": _ms()})
 
     def _kline(self, params: dict[str, Any]) -> dict[str, Any]:
+        symbol = params.get("symbol", "BTCUSDT")
+        if symbol in self.state.candles:
+            return _ok({"symbol": symbol, "category": params.get("category", "linear"),
+                        "list": self.state.candles[symbol].window(params, _ms())})
         result = copy.deepcopy(self._recorded["methods"]["fetchOHLCV"][0]["httpResponse"]
                                ["result"])
-        result["symbol"] = params.get("symbol", result["symbol"])
+        result["symbol"] = symbol
         return _ok(result)
+
+    def _premium_kline(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Premium index: flat at zero (mark = index), in the kline's window."""
+        answer = self._kline({**params, "symbol": params.get("symbol", "BTCUSDT")})
+        answer["result"]["list"] = [[row[0], "0", "0", "0", "0"]
+                                    for row in answer["result"]["list"]]
+        return answer
+
+    def _risk_limit(self, params: dict[str, Any]) -> dict[str, Any]:
+        symbols = [params["symbol"]] if params.get("symbol") else [
+            i["symbol"] for i in INSTRUMENTS]
+        rows = [{"id": 1, "symbol": symbol, "riskLimitValue": "2000000",
+                 "maintenanceMargin": "0.005", "initialMargin": "0.01", "isLowestRisk": 1,
+                 "maxLeverage": "100.00", "mmDeduction": ""} for symbol in symbols]
+        return _ok({"category": params.get("category", "linear"), "list": rows,
+                    "nextPageCursor": ""})
+
+    def _funding_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A funding rate of 0.01 % every 8 hours, newest first, within start/end."""
+        period = 8 * 3_600_000
+        end = min(int(params.get("endTime", _ms())), _ms())
+        end -= end % period
+        limit = max(1, min(int(params.get("limit", 200)), 200))
+        start = int(params.get("startTime", end - (limit - 1) * period))
+        times = [t for t in range(end, start - 1, -period)][:limit]
+        rows = [{"symbol": params.get("symbol", "BTCUSDT"), "fundingRate": "0.0001",
+                 "fundingRateTimestamp": str(t)} for t in times]
+        return _ok({"category": params.get("category", "linear"), "list": rows})
 
     def _order_row(self, order_id: str, params: dict[str, Any]) -> dict[str, Any]:
         """A new order in the shape of the recorded ``v5/order/realtime`` answer."""
@@ -431,7 +557,7 @@ class BybitEmulator:
         link_id = params.get("orderLinkId", "")
         if link_id and link_id in self.state.by_link_id:
             return _error(110072, "OrderLinkedID is duplicate")
-        if params.get("symbol") not in self.state.prices:
+        if params.get("symbol") not in {*self.state.prices, *self.state.candles}:
             return _error(10001, "params error: symbol invalid")
         if _reduce_only(params) and self.state.strict_reduce_only:
             held = self.state.positions.get(params["symbol"], (Decimal("0"), Decimal("0")))[0]

@@ -29,6 +29,7 @@ from risk.bulk import insert_rows, update_rows
 from risk.models import AlertSeverity, HealthSnapshot, RiskAlert, StrategyRiskCheck
 from risk.selectors import MonitoredStrategy
 from risk.serializers import alert_payload, alert_payloads
+from risk.signals import alerts_raised
 from tradingsite.errors import InvalidStateTransition
 from tradingsite.live import broadcast, broadcast_many
 
@@ -75,7 +76,9 @@ def raise_alert(*, position: Position | None = None, kind: str, severity: str,
 
     A repeat updates ``last_seen``, ``occurrences``, the message and the severity;
     ``alert.raised`` is pushed when the alert is new or its severity changed.
-    Alerts without a position are deduplicated by kind.
+    Alerts without a position are deduplicated by kind. Every call announces the alert
+    (``risk.signals.alerts_raised``) inside this transaction: a repeat is news too (the
+    notification outbox folds repeats into a digest).
     """
     if severity not in AlertSeverity.values:
         raise ValueError(f"severity must be one of {AlertSeverity.values}, got {severity!r}")
@@ -83,6 +86,7 @@ def raise_alert(*, position: Position | None = None, kind: str, severity: str,
         alert, changed = _upsert_alert(position_id=position.pk if position else None, kind=kind,
                                        severity=severity, message=message, now=timezone.now())
         alert.symbol = position.symbol if position else None
+        alerts_raised.send(sender=RiskAlert, alerts=[alert])
         if changed:
             broadcast("alert.raised", alert_payload(alert))
     return alert
@@ -478,6 +482,8 @@ def _sync_alerts(tick: _Tick) -> tuple[list[RiskAlert], list[RiskAlert]]:
                              if (pid, kind) not in already], tick.now)
     for alert in raised:
         alert.symbol = symbols[alert.position_id]
+    if raised:
+        alerts_raised.send(sender=RiskAlert, alerts=raised)
     resolve_alerts(stale, now=tick.now)
     return raised, stale
 

@@ -1,4 +1,4 @@
-"""Periodic tasks: each app lists its own in ``tasks.PERIODIC_TASKS``.
+"""Periodic tasks: each installed app lists its own in ``tasks.PERIODIC_TASKS``.
 
 They are written to django-celery-beat's tables after ``migrate`` (so the operator
 sees and edits them in the admin); an existing row is never overwritten.
@@ -10,8 +10,6 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-APPS_WITH_TASKS = ("lifecycle", "risk", "execution", "analytics", "tradingsite")
-
 
 @dataclass(frozen=True)
 class PeriodicSpec:
@@ -21,9 +19,19 @@ class PeriodicSpec:
     description: str = ""
 
 
+def _project_apps() -> list[str]:
+    """The project's own installed apps (not Django's or a library's), in settings order."""
+    from django.apps import apps
+    from django.conf import settings
+
+    base = str(settings.BASE_DIR)
+    return [config.name for config in apps.get_app_configs()
+            if str(config.path).startswith(base) and "site-packages" not in str(config.path)]
+
+
 def all_periodic_specs() -> list[PeriodicSpec]:
     specs: list[PeriodicSpec] = []
-    for app in APPS_WITH_TASKS:
+    for app in _project_apps():
         try:
             module = importlib.import_module(f"{app}.tasks")
         except ModuleNotFoundError as exc:

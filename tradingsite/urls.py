@@ -30,4 +30,5 @@ urlpatterns = [
     path("api/", include("execution.api_urls")),
     path("api/", include("analytics.api_urls")),
     path("api/", include("tradingsite.api_urls")),
+    path("", include("notifications.urls")),  # /healthz: no login, no trading data
 ]

@@ -140,7 +140,8 @@ class PositionFacts:
                          + (f"times out in {duration(left * 60)}" if left > 0 else
                             f"{duration(-left * 60)} past its limit")
                          + f" (limit {self.limits.max_minutes} min)")
-        return " · ".join(parts).capitalize() if parts else ""
+        text = " · ".join(parts)
+        return text[:1].upper() + text[1:]
 
     def close_line(self) -> str:
         action = self.open_close

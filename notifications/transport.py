@@ -1,16 +1,15 @@
 """The one place that talks to Apprise: send a message to one URL, say what happened, masked.
 
 Apprise logs what it does (status codes, server answers) and, in error messages, the
-URL it tried, tokens included. Its lines are captured per thread (one permanent handler
-on the ``apprise`` logger, which the settings keep off the console), joined into the
-attempt's ``detail`` and masked with the channel's secrets before anyone sees them.
+URL it tried, tokens included. Each call's own log lines (Apprise captures them per
+call) become the attempt's ``detail``, masked with the channel's secrets before anyone
+sees them; the ``apprise`` logger itself is kept off the console by the settings.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,30 +18,14 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 MASK = "****"
-_capture = threading.local()
-
-
-class _ThreadCapture(logging.Handler):
-    """Keeps the ``apprise`` records of the thread that asked for them."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        lines = getattr(_capture, "lines", None)
-        if lines is not None:
-            try:
-                lines.append(f"{record.levelname}: {record.getMessage()}")
-            except Exception:  # a record that cannot format must not break a send
-                lines.append(f"{record.levelname}: (unformattable log record)")
+SEND_TIMEOUT_SECONDS = 15.0  # one send, whatever the service's own timeouts
 
 
 @cache
 def _apprise() -> Any:
-    """Apprise, imported once (≈0.3 s) with the capturing handler installed."""
+    """Apprise, imported on first use (≈0.3 s), not at every start."""
     import apprise
 
-    logger = logging.getLogger("apprise")
-    logger.addHandler(_ThreadCapture(level=logging.DEBUG))
-    if logger.level == logging.NOTSET or logger.level > logging.INFO:
-        logger.setLevel(logging.INFO)
     return apprise
 
 
@@ -75,23 +58,38 @@ def send(url: str, *, title: str, body: str, severity: str, secrets: Iterable[st
     apprise = _apprise()
     secrets = [*secrets, url, *secret_parts(url)]
     started = time.perf_counter()
-    _capture.lines = lines = []
+    lines: list[str] = []
     try:
-        notifier = apprise.Apprise(asset=apprise.AppriseAsset(async_mode=False))
+        notifier = apprise.Apprise()
         if not notifier.add(url):
             ok, outcome = False, "Apprise does not accept this URL (unknown scheme or bad form)"
         else:
-            ok = bool(notifier.notify(
+            result = notifier.notify(
                 title=title, body=body, body_format=apprise.NotifyFormat.TEXT,
-                notify_type=NOTIFY_TYPE.get(notify_type or severity, "info")))
-            outcome = "delivered" if ok else "not delivered"
+                notify_type=NOTIFY_TYPE.get(notify_type or severity, "info"),
+                timeout=SEND_TIMEOUT_SECONDS, log_level=logging.INFO)
+            ok = bool(result)
+            outcome = "delivered" if ok else f"not delivered ({_status(result)})"
+            lines = [f"{entry.level}: {entry.message}" for entry in _logs(result)
+                     if not entry.message.startswith("Notifying ")]
     except Exception as exc:  # a plugin bug must not take the delivery pass down
         ok, outcome = False, f"{type(exc).__name__}: {exc}"
-    finally:
-        _capture.lines = None
     duration_ms = int((time.perf_counter() - started) * 1000)
     detail = "; ".join([outcome, *lines[-8:]])  # the last lines say why; bounded
     return SendResult(ok=ok, detail=mask(detail, secrets)[:2000], duration_ms=duration_ms)
+
+
+def _status(result: Any) -> str:
+    """``failure``, ``timeout``…: the name of Apprise's result status."""
+    status = getattr(result, "status", None)
+    return str(getattr(status, "name", None) or "failure").lower()
+
+
+def _logs(result: Any) -> list[Any]:
+    try:
+        return list(result.logs())
+    except Exception:  # older result objects, or a capture that failed
+        return []
 
 
 _DELIMITERS = set("/:@?&=#")

@@ -623,7 +623,7 @@ def _announce_bulk_transition(position_ids: list[int], now: datetime, from_state
                                                                limits[position.strategy_id]),
                                         actor=TIMEOUT_ACTOR)
     positions_moved.send(sender=Position, position_ids=position_ids, from_state=from_state,
-                         to_state=to_state, actor=TIMEOUT_ACTOR)
+                         to_state=to_state, actor=TIMEOUT_ACTOR, at=now)
     broadcast_many([("positions.state_changed", {
         "ids": batch, "from_state": from_state, "to_state": to_state, "actor": TIMEOUT_ACTOR,
         "state_changed_at": now}) for batch in chunked(position_ids, LIVE_BATCH_SIZE)])

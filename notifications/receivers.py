@@ -25,8 +25,9 @@ def alerts_raised(sender: Any, alerts: list[Any], **kwargs: Any) -> None:
     services.notify_alerts(alerts)
 
 
-def positions_moved(sender: Any, position_ids: list[int], to_state: str, **kwargs: Any) -> None:
-    services.notify_positions_moved(position_ids, to_state)
+def positions_moved(sender: Any, position_ids: list[int], to_state: str, at: Any = None,
+                    **kwargs: Any) -> None:
+    services.notify_positions_moved(position_ids, to_state, at=at)
 
 
 def close_requested(sender: Any, position: Any, action: Any, reason: str, kind: str, actor: str,

@@ -102,12 +102,13 @@ def notify_alerts(alerts: Iterable[Any]) -> int:
     return len(record(rows))
 
 
-def notify_positions_moved(position_ids: list[int], to_state: str) -> int:
+def notify_positions_moved(position_ids: list[int], to_state: str,
+                           at: datetime | None = None) -> int:
     """The timeout pass moved positions to WARNING or CRITICAL: one row each, one statement."""
     if to_state not in MOVED_KINDS or not position_ids:
         return 0
     kind, severity = MOVED_KINDS[to_state]
-    now = timezone.now()
+    now = at or timezone.now()
 
     def write() -> None:
         insert_select(Notification, Position.objects.filter(InArray("pk", position_ids)), {

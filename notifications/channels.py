@@ -41,9 +41,10 @@ OPTION = re.compile(
     r"|quiet=(?P<quiet>\d{1,2}:\d{2}-\d{1,2}:\d{2})"
     r"|rate=(?P<rate>\d+/\d+)"
     r"|name=(?P<name>[A-Za-z0-9_.-]{1,64}))\s*:")
-# Items are split at commas followed by an item's start, so a comma inside a URL's query
-# (``?to=a,b``) stays part of it.
-ITEM_START = re.compile(r",\s*(?=(?:severity\s*>=|kind=|quiet=|rate=|name=|[A-Za-z][A-Za-z0-9+.-]*://))")
+# Items are split at commas followed by what starts an item (an option, a scheme), so a
+# comma inside a URL's query (``?to=a,b``) stays part of it; a mistyped option still
+# starts an item of its own, and is refused by name.
+ITEM_START = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9_+.-]*\s*(?:>=|=|://))")
 
 
 class ChannelConfigError(ValueError):

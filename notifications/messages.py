@@ -87,6 +87,9 @@ def clock(moment: datetime | None) -> str:
 
 
 def duration(seconds: float) -> str:
+    """``45 s``, ``17 min``, ``3 h 20 min``, ``2 d 4 h``: as precise as a trader needs."""
+    if seconds < 120:
+        return f"{int(seconds)} s"
     minutes = int(seconds // 60)
     if minutes < 120:
         return f"{minutes} min"

@@ -216,7 +216,8 @@ class Watchdog:
 
     def _alarm(self, name: str, problem: str, lasted: float) -> Message:
         title = f"CRITICAL: {LABELS[name]} ({self.where})"
-        body = (f"{LABELS[name]} for {duration(lasted)}: {problem}.\n{CONSEQUENCES[name]}\n"
+        since = f" for {duration(lasted)}" if lasted >= 1 else ""
+        body = (f"{LABELS[name]}{since}: {problem}.\n{CONSEQUENCES[name]}\n"
                 f"Watchdog checking {self.where} every {self.cfg.interval_seconds:g} s.")
         return Message(kind=f"watchdog_{name}", severity="CRITICAL", title=title, body=body)
 

@@ -17,8 +17,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import time_machine
 
+# Fixtures of the apps whose events are told (used by test_outbox.py).
+from execution.tests.conftest import (  # noqa: F401
+    _fresh_paper_exchanges,
+    paper,
+    paper_account,
+    paper_strategy,
+    sleep,
+)
+from lifecycle.tests.conftest import dispatched  # noqa: F401
 from notifications.channels import forget_env_sync
 from notifications.health import forget_cached_health
+from risk.tests.conftest import live_events  # noqa: F401
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -46,7 +56,7 @@ class Sink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 if sink.answer_after:

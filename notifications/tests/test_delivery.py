@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from datetime import time, timedelta
 from decimal import Decimal
@@ -143,7 +144,7 @@ def test_a_message_not_delivered_within_24_hours_is_shown_as_failed(position, si
                                           "delivered (failure); WARNING: A Connection error")
     # 1 s doubling to 10 min: 11 attempts in the first ~17 min, then every 10 min
     attempts = list(DeliveryAttempt.objects.order_by("at").values_list("at", flat=True))
-    gaps = [int((b - a).total_seconds()) for a, b in zip(attempts, attempts[1:], strict=False)]
+    gaps = [int((b - a).total_seconds()) for a, b in itertools.pairwise(attempts)]
     assert gaps[:11] == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600]
     assert set(gaps[10:]) == {600}
     assert sink.received == []

@@ -17,29 +17,12 @@ from execution.alerts import raise_order_alert, raise_slippage_alert
 from execution.exchanges.paper import paper_exchange_for
 from execution.models import OrderPurpose, OrderStatus
 from execution.services import action_process, order_place, run_inline
-from execution.tests.conftest import (  # noqa: F401  (fixtures of the execution tests)
-    SYMBOL,
-    _fresh_paper_exchanges,
-    configure,
-    paper,
-    paper_account,
-    paper_strategy,
-    sleep,
-)
-from lifecycle.tests.conftest import dispatched  # noqa: F401  (fixture)
+from execution.tests.conftest import SYMBOL, configure
 from lifecycle.services import check_timeouts, position_request_close
 from notifications.models import Notification
 from risk.models import AlertSeverity, RiskAlert
 from risk.services import raise_alert, run_risk_check
-from risk.tests.conftest import (  # noqa: F401  (live_events: a fixture)
-    CLOSES,
-    NOW,
-    SMALL_WINDOWS,
-    VOLUMES,
-    add_candles,
-    live_events,
-    open_position,
-)
+from risk.tests.conftest import CLOSES, NOW, SMALL_WINDOWS, VOLUMES, add_candles, open_position
 from tradingsite.signals import platform_started, platform_stopping
 from tradingsite.testing.factories import OrderFactory, PositionFactory, StrategyFactory
 

@@ -123,7 +123,10 @@ def beat_probe(timeout: float) -> Probe:
     for task in rows:
         every = task.interval.schedule.run_every.total_seconds()
         age = (now - task.last_run_at).total_seconds() if task.last_run_at else None
-        status = OK if age is not None and age <= every + grace else "late"
+        # Never sent yet: beat counts from the row's last change (as its scheduler does), so a
+        # new hourly task is not late in its first hour, and any task is once beat is gone.
+        since = task.last_run_at or task.date_changed
+        status = OK if since and (now - since).total_seconds() <= every + grace else "late"
         if status != OK:
             late.append(task.name)
         tasks[task.name] = {"every_seconds": every,

@@ -34,7 +34,7 @@ def test_notify_test_sends_one_message_to_each_channel(sink, notify_to, capsys):
 def test_notify_test_fails_naming_the_channel_that_did_not_take_it(sink, notify_to, capsys):
     notify_to(f"name=ops:{sink.url}")
     sink.stop()
-    with pytest.raises(CommandError, match="^not delivered to ops$"):
+    with pytest.raises(CommandError, match=r"^not delivered to ops$"):
         call_command("notify_test")
     assert capsys.readouterr().err.startswith(
         "ops: FAILED (not delivered (failure); WARNING: A Connection error occurred")
@@ -53,7 +53,7 @@ def test_notify_test_picks_one_channel_by_name(sink, notify_to):
     finally:
         other.stop()
     assert (len(sink.received), len(other.received)) == (0, 1)
-    with pytest.raises(CommandError, match="^no channel named 'third'$"):
+    with pytest.raises(CommandError, match=r"^no channel named 'third'$"):
         call_command("notify_test", "--channel", "third")
 
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.models import PeriodicTask
 
 from notifications.health import (
     FAILING,
@@ -164,14 +164,25 @@ def test_a_disabled_task_is_not_watched_and_no_task_at_all_is_failing():
 
 
 @pytest.mark.django_db
-def test_a_task_beat_never_sent_is_late():
+def test_a_task_beat_never_sent_counts_from_its_last_change(clock):
     ensure_periodic_tasks()
-    PeriodicTask.objects.update(last_run_at=None)
+    PeriodicTask.objects.update(last_run_at=None, date_changed=timezone.now())
+    PeriodicTask.objects.filter(task="risk.tasks.check_risk").update(
+        last_run_at=timezone.now())
+    clock.shift(timedelta(seconds=80))  # the 5 s, 10 s and 15 s tasks are late now (+60 s)
     probe = beat_probe(1.0)
+
     assert probe.status == FAILING
-    assert probe.details["silent_seconds"] is None
-    assert all(t["age_seconds"] is None for t in probe.details["tasks"].values())
-    IntervalSchedule.objects.all()  # the schedules stay
+    assert probe.details["silent_seconds"] == 80.0
+    tasks = probe.details["tasks"]
+    assert tasks["notifications: prune"] == {"every_seconds": 3600.0, "age_seconds": None,
+                                             "status": "ok"}  # in its first hour
+    assert tasks["lifecycle: check timeouts"]["status"] == "late"
+    assert tasks["risk: check risk"] == {"every_seconds": 30.0, "age_seconds": 80.0,
+                                         "status": "ok"}
+
+    PeriodicTask.objects.update(last_run_at=None)
+    assert beat_probe(1.0).details["silent_seconds"] is None  # beat never sent anything
 
 
 @pytest.mark.django_db

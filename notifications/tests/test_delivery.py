@@ -242,7 +242,7 @@ def test_quiet_hours_may_span_midnight(settings):
 # --- routing ---------------------------------------------------------------------------------
 
 def test_channels_take_only_their_severities_and_kinds(position, sink, notify_to):
-    from notifications.tests.conftest import Sink
+    from tradingsite.testing.sink import Sink
 
     critical_only, closes_only = Sink(), Sink()
     critical_only.start()

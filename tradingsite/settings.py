@@ -289,6 +289,8 @@ def _proxy_ssl_header() -> tuple[str, str] | None:
 
 
 SECURE_PROXY_SSL_HEADER = _proxy_ssl_header()
+# A watchdog on the same host polls /healthz over plain HTTP: the one path never redirected.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 # Connection URLs and credentials never appear on an error page or in `diffsettings`.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "tradingsite.security.MaskingExceptionReporterFilter"
 # Content-Security-Policy (tradingsite/security.py): no inline script anywhere; the admin and

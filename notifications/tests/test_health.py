@@ -222,3 +222,11 @@ def test_the_broker_probe_pings_redis_when_there_is_one(settings):
 
 def test_no_stream_is_faked():
     assert account_streams_probe(1.0) == Probe("none configured", {"streams": {}})
+
+
+@pytest.mark.django_db
+def test_healthz_is_not_redirected_to_https_the_rest_is(client, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    settings.HEALTH_PROBES = {"streams": "notifications.health.account_streams_probe"}
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/").status_code == 301

@@ -12,6 +12,13 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, SolarSch
 from analytics.models import MetricSnapshot
 from execution.models import ExchangeAccount
 from lifecycle.models import Position
+from notifications.models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    Notification,
+    NotificationChannel,
+)
 from tradingsite.audit import audit_record
 from tradingsite.demo import seed_demo
 from tradingsite.models import ReconciliationReport, StateSnapshot
@@ -52,6 +59,17 @@ def every_model(db, monkeypatch, staff_user):
     trading_halt(reason="maintenance window", actor="operator")
     StateSnapshot.objects.create(reason="shutdown", data={"open_positions": [position.pk]})
     ReconciliationReport.objects.create(differences=0, summary="database and exchange agree")
+    monkeypatch.setenv("NOTIFY_TEST_PASSWORD", API_SECRET)  # shown nowhere either
+    channel = NotificationChannel.objects.create(
+        name="ops-hook", url="json://bot:{env:NOTIFY_TEST_PASSWORD}@127.0.0.1:9/")
+    notification = Notification.objects.create(
+        kind="position_timeout", severity="CRITICAL", position=position,
+        dedupe_key=f"position_timeout:position:{position.pk}", title="CRITICAL: Position timed out",
+        body="Held 241 min", routed_at=timezone.now())
+    delivery = Delivery.objects.create(notification=notification, channel=channel,
+                                       severity="CRITICAL", state=DeliveryState.PENDING,
+                                       attempts=1, last_error="not delivered (failure)")
+    DeliveryAttempt.objects.create(delivery=delivery, ok=False, detail="not delivered (failure)")
 
 
 @pytest.fixture

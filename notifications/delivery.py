@@ -229,7 +229,8 @@ def _serve(channel: NotificationChannel, result: PassResult, *, send: Sender,
             if deadline is not None and time.monotonic() > deadline:
                 result.due(now)
                 return
-            outcome = _deliver_one(channel, delivery, cfg, now, limit, sent_recently, send)
+            outcome = _deliver_one(channel, delivery, cfg, now, limit, sent_recently, send,
+                                   deadline)
             if outcome == "sent":
                 result.sent += 1
                 sent_recently += 1
@@ -250,8 +251,12 @@ def _serve(channel: NotificationChannel, result: PassResult, *, send: Sender,
 
 
 def _deliver_one(channel: NotificationChannel, delivery: Delivery, cfg: NotificationsConfig,
-                 now: datetime, limit: int, sent_recently: int, send: Sender) -> str:
-    """Send, hold, fold or give up one delivery; what happened."""
+                 now: datetime, limit: int, sent_recently: int, send: Sender,
+                 deadline: float | None = None) -> str:
+    """Send, hold, fold or give up one delivery; what happened.
+
+    With a ``deadline`` (the platform stopping) the send itself ends by then too.
+    """
     notification = delivery.notification
     if now - notification.created_at > timedelta(hours=cfg.give_up_after_hours):
         _finish(delivery, State.FAILED, last_error=(
@@ -275,8 +280,10 @@ def _deliver_one(channel: NotificationChannel, delivery: Delivery, cfg: Notifica
         secrets: tuple[str, ...] = ()
     else:
         secrets = url.secrets
+        bound = {} if deadline is None else {
+            "timeout": max(1.0, min(transport.SEND_TIMEOUT_SECONDS, deadline - time.monotonic()))}
         outcome = send(url.url, title=notification.title, body=notification.body,
-                       severity=delivery.severity, secrets=secrets)
+                       severity=delivery.severity, secrets=secrets, **bound)
     detail = transport.mask(outcome.detail, secrets)
     at = timezone.now()
     DeliveryAttempt.objects.create(delivery=delivery, at=at, ok=outcome.ok,

@@ -49,11 +49,12 @@ def mask(text: str, secrets: Iterable[str]) -> str:
 
 
 def send(url: str, *, title: str, body: str, severity: str, secrets: Iterable[str] = (),
-         notify_type: str | None = None) -> SendResult:
+         notify_type: str | None = None, timeout: float = SEND_TIMEOUT_SECONDS) -> SendResult:
     """Send one message to one Apprise URL; never raises, never shows a secret.
 
     ``secrets``: strings to mask in the detail (the channel's resolved placeholders and
     the parts of ``url`` Apprise itself considers secret, see ``secret_parts``).
+    ``timeout`` bounds the whole call, whatever the service's own socket timeouts.
     """
     apprise = _apprise()
     secrets = [*secrets, url, *secret_parts(url)]
@@ -67,7 +68,7 @@ def send(url: str, *, title: str, body: str, severity: str, secrets: Iterable[st
             result = notifier.notify(
                 title=title, body=body, body_format=apprise.NotifyFormat.TEXT,
                 notify_type=NOTIFY_TYPE.get(notify_type or severity, "info"),
-                timeout=SEND_TIMEOUT_SECONDS, log_level=logging.INFO)
+                timeout=timeout, log_level=logging.INFO)
             ok = bool(result)
             outcome = "delivered" if ok else f"not delivered ({_status(result)})"
             lines = [f"{entry.level}: {entry.message}" for entry in _logs(result)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -49,13 +49,26 @@ def dedupe_key(kind: str, position_id: int | None = None, obj: str = "") -> str:
     return f"{kind}:{obj or '-'}"[:160]
 
 
+# A burst of commits (a thousand closes) asks for one pass, not one each: a pass is queued
+# to start this long after the first commit of a burst, and the commits of this process
+# until then count on it (it starts after they committed, so it sees their rows).
+PASS_DELAY_SECONDS = 0.2
+_queued_pass: dict[str, datetime] = {}
+
+
 def deliver_soon() -> None:
-    """Ask a worker for a delivery pass now (after commit); the beat sweep is the fallback."""
+    """Ask a worker for a delivery pass shortly (after commit); the beat sweep is the fallback."""
     from notifications.tasks import deliver_notifications
 
+    now = timezone.now()
+    since, due = _queued_pass.get("since"), _queued_pass.get("due")
+    if since is not None and due is not None and since <= now < due:
+        return  # this process queued a pass that starts after now
+    _queued_pass.update(since=now, due=now + timedelta(seconds=PASS_DELAY_SECONDS))
     try:
-        deliver_notifications.delay()
+        deliver_notifications.apply_async(countdown=PASS_DELAY_SECONDS)
     except Exception:  # a broker hiccup must not fail the caller: the sweep delivers
+        _queued_pass.clear()
         log.warning("could not queue a delivery pass; the next sweep delivers", exc_info=True)
 
 

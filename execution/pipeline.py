@@ -81,7 +81,7 @@ from execution.models import (
 )
 from execution.signals import order_ended_unfilled
 from execution.slippage import signed_slippage_percent, walk_book
-from lifecycle.models import PositionSide, PositionState
+from lifecycle.models import Position, PositionSide, PositionState
 from lifecycle.services import (
     position_apply_close_fill,
     position_flag_attention,
@@ -110,10 +110,11 @@ FINAL_FIELDS = ["status", "quantity", "price", "expected_price", "exchange_order
                 "slippage_percent", "estimated_slippage_percent", "attempts", "retries",
                 "timed_out", "latency_ms", "last_error", "error_code", "submitted_at",
                 "acknowledged_at", "filled_at", "finalized_at", *STEP_FIELDS]
-# What _prepare decides before the first send (rounded quantity and price, the
-# reference price, the slippage estimate): written with the attempt's claim, or with
-# the attempt's next write when the order was recorded already claimed.
-PREPARED_FIELDS = ("quantity", "price", "expected_price", "estimated_slippage_percent")
+# What is decided before a send (rounded quantity and price, the reference price, the
+# slippage estimate; whether a close may go reduce-only): written with the attempt's
+# claim, or with the attempt's next write when the order was recorded already claimed.
+PREPARED_FIELDS = ("quantity", "price", "expected_price", "estimated_slippage_percent",
+                   "reduce_only")
 CLAIM_FIELDS = ("status", "attempts", "submitted_at", *STEP_FIELDS, *PREPARED_FIELDS)
 
 
@@ -217,6 +218,31 @@ def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: 
         raise TradingHalted("trading was halted when the entry was recorded")
     order.claim_held = claim
     return order
+
+
+def close_reduce_only(position: Position) -> bool:
+    """Whether a close of ``position`` may go reduce-only (it can never open or flip one).
+
+    A one-way exchange holds one net position per symbol. A reduce-only close is
+    capped there at what that net position holds in its direction — refused, filled in
+    part, or (on a lenient exchange) filled without moving anything — while the
+    database counts it against this position. That happens when the account may hold
+    exposure on the other side of the symbol: another position on the other side, or an
+    entry on the close's side that is still active (its fill may be on the exchange
+    already). Then the close goes as a plain order, which nets on the exchange exactly as
+    the database counts it. Checked when the close is recorded and again before each send.
+    """
+    account_id, symbol = position.strategy.account_id, position.symbol
+    if position.side == PositionSide.LONG:
+        opposite, close_side = PositionSide.SHORT, OrderSide.SELL
+    else:
+        opposite, close_side = PositionSide.LONG, OrderSide.BUY
+    other_side = Position.objects.filter(
+        strategy__account_id=account_id, symbol=symbol, side=opposite,
+        state__in=PositionState.active()).exclude(pk=position.pk)
+    opening = Order.objects.filter(account_id=account_id, symbol=symbol, side=close_side,
+                                   purpose=OrderPurpose.ENTRY, status__in=S.active())
+    return not (other_side.exists() or opening.exists())
 
 
 def lease_holder() -> str:
@@ -370,6 +396,8 @@ def _attempt(order: Order, exchange: Exchange, cfg: OrderExecutionConfig, now: d
         if refused:
             return refused
     previous = order.status
+    if order.reduce_only and order.position_id and not close_reduce_only(order.position):
+        order.reduce_only = False  # written with the claim
     if claimed_at_insert:
         order.status, order.attempts, order.submitted_at = S.SUBMITTING, 1, now
         order.in_doubt_since = now
@@ -979,7 +1007,8 @@ def _after_cancel(order: Order, cfg: OrderExecutionConfig, now: datetime) -> Nex
             account=order.account, symbol=order.symbol, side=order.side,
             quantity=min(order.remaining_quantity, position.quantity),
             order_type=OrderType.MARKET, purpose=OrderPurpose.EMERGENCY_CLOSE,
-            reduce_only=True, strategy=order.strategy, position=position, action=order.action,
+            reduce_only=close_reduce_only(position), strategy=order.strategy,
+            position=position, action=order.action,
             replaces=order,
             client_order_id=f"{_root(order).client_order_id}-r{_replacement_number(order)}")
     log.warning("emergency close %s timed out with %s left: replaced by market order %s",

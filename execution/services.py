@@ -50,6 +50,7 @@ from execution.models import (
 )
 from execution.pipeline import (
     Next,
+    close_reduce_only,
     lease_holder,
     order_begin_cancel,
     order_config,
@@ -306,7 +307,7 @@ def _run_close(action: Action, drive: Driver) -> None:
                 position=position, action=action, symbol=position.symbol,
                 side=OrderSide.SELL if position.side == PositionSide.LONG else OrderSide.BUY,
                 quantity=position.quantity, order_type=OrderType.MARKET,
-                purpose=close_purpose(action.kind), reduce_only=True,
+                purpose=close_purpose(action.kind), reduce_only=close_reduce_only(position),
                 client_order_id=f"close-{action.pk}")
         except DomainError as exc:  # no order could be recorded: the close is over
             with transaction.atomic():

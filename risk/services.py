@@ -71,14 +71,15 @@ class RiskCheckResult:
 # --- alerts ---------------------------------------------------------------------------
 
 def raise_alert(*, position: Position | None = None, kind: str, severity: str,
-                message: str) -> RiskAlert:
+                message: str, announce: bool = False) -> RiskAlert:
     """Open an alert, or refresh the open one of the same position and kind.
 
     A repeat updates ``last_seen``, ``occurrences``, the message and the severity;
-    ``alert.raised`` is pushed when the alert is new or its severity changed.
+    ``alert.raised`` is pushed when the alert is new or its severity changed, or always
+    with ``announce`` (the caller decided the operator must hear it again).
     Alerts without a position are deduplicated by kind. Every call announces the alert
-    (``risk.signals.alerts_raised``) inside this transaction: a repeat is news too (the
-    notification outbox folds repeats into a digest).
+    (``risk.signals.alerts_raised``) inside this transaction: a caller raises what is news
+    (the notification outbox folds repeats into a digest).
     """
     if severity not in AlertSeverity.values:
         raise ValueError(f"severity must be one of {AlertSeverity.values}, got {severity!r}")
@@ -87,7 +88,7 @@ def raise_alert(*, position: Position | None = None, kind: str, severity: str,
                                        severity=severity, message=message, now=timezone.now())
         alert.symbol = position.symbol if position else None
         alerts_raised.send(sender=RiskAlert, alerts=[alert])
-        if changed:
+        if changed or announce:
             broadcast("alert.raised", alert_payload(alert))
     return alert
 

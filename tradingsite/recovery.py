@@ -396,7 +396,7 @@ def _reconcile_orders(report: RecoveryReport, *, exchanges: dict[int, Exchange |
 
 # --- 3. positions ------------------------------------------------------------------------------
 
-def _fresh_paper_book(exchange: Exchange) -> bool:
+def fresh_paper_book(exchange: Exchange) -> bool:
     """A paper exchange that has seen no order in this process restarted empty."""
     return isinstance(exchange, PaperExchange) and not exchange.orders
 
@@ -441,7 +441,7 @@ def _compare_accounts(report: RecoveryReport, *, exchanges: dict[int, Exchange |
         exchange = exchanges[account.pk]
         if exchange is None:
             continue
-        if _fresh_paper_book(exchange):
+        if fresh_paper_book(exchange):
             report.accounts.append({"account": account.name, "positions": "skipped",
                                     "detail": "paper book restarted with this process"})
             out(f"positions of {account.name}: not compared (the paper book restarted empty "

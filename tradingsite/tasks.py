@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from tradingsite.schedule import PeriodicSpec
+
+PERIODIC_TASKS = [
+    PeriodicSpec("platform: check invariants", "tradingsite.tasks.check_invariants", 60,
+                 "Check the platform's promises against the exchanges; alert "
+                 "invariant_violated with the evidence."),
+]
+
 
 @shared_task(name="tradingsite.tasks.ping", ignore_result=True)
 def ping(token: str) -> str:
@@ -31,3 +39,11 @@ def dispatch_position_reconciles(sender: object = None, *, position_ids: list[in
     for position in Position.objects.filter(pk__in=position_ids).select_related(
             "strategy__account"):
         reconcile_position.apply_async((position.pk,), queue=queue_for(position.strategy.account))
+
+
+@shared_task(acks_late=True)
+def check_invariants() -> dict[str, int]:
+    """Every minute: check the promises and raise, keep or resolve their alerts."""
+    from tradingsite.invariants import check_and_alert
+
+    return check_and_alert().as_dict()

@@ -17,10 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections import defaultdict
-from copy import deepcopy
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +25,7 @@ import pytest
 from django.conf import settings
 
 from conftest import redis_url
-from execution.tests.bybit_emulator import BybitEmulator, _ok, _recorded
+from execution.tests.bybit_emulator import BybitEmulator
 from tradingsite.tests.test_runplatform import MANAGE, Running, _free_port
 
 pytestmark = pytest.mark.slow
@@ -64,26 +61,10 @@ Strategy.objects.create(name="bybit-s", account=bybit)
 """
 
 
-class Emulator(BybitEmulator):
-    """The Bybit emulator, its position list made of the orders it filled."""
-
-    def _positions(self, params: dict[str, Any]) -> dict[str, Any]:
-        net: dict[str, Decimal] = defaultdict(Decimal)
-        for row in self.state.orders.values():
-            filled = Decimal(row["cumExecQty"] or "0")
-            net[row["symbol"]] += filled if row["side"] == "Buy" else -filled
-        template = _recorded()["methods"]["fetchPositions"][0]["httpResponse"]["result"]["list"][0]
-        rows = [dict(deepcopy(template), symbol=symbol, side="Buy" if size > 0 else "Sell",
-                     size=str(abs(size)), avgPrice=str(self.state.prices[symbol]),
-                     markPrice=str(self.state.prices[symbol]), unrealisedPnl="0")
-                for symbol, size in net.items() if size]
-        return _ok({"category": "linear", "list": rows, "nextPageCursor": ""})
-
-
 @pytest.fixture(scope="module")
 def emulator():
     # A held-back answer ("timeout" faults) stays held this long: longer than any test.
-    with Emulator(hold_seconds=40) as emu:
+    with BybitEmulator(hold_seconds=40) as emu:
         yield emu
 
 

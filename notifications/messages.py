@@ -32,6 +32,8 @@ LABELS = {
     "position_mismatch": "Positions differ from the exchange",
     "untracked_position": "Untracked position on the exchange",
     "guard_tripped": "Portfolio guard tripped",
+    "invariant_violated": "A promise is broken",
+    "invariant_unchecked": "Promises could not be checked",
     "position_warning": "Holding-time warning",
     "position_timeout": "Position timed out",
     "close_requested": "Close requested",

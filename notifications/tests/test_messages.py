@@ -92,7 +92,9 @@ def test_a_platform_stop_that_did_not_finish_says_what_to_check():
 
 def test_an_alert_of_a_kind_added_later_is_still_told():
     assert rendered("invariant_violated", None, message="order o-1 placed twice") == [
-        "CRITICAL: Invariant violated", "order o-1 placed twice"]
+        "CRITICAL: A promise is broken", "order o-1 placed twice"]
+    assert rendered("some_new_kind", None, message="what happened") == [
+        "CRITICAL: Some new kind", "what happened"]
 
 
 def test_numbers_read_as_a_trader_writes_them():

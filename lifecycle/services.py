@@ -46,9 +46,12 @@ from lifecycle.models import (
 )
 from lifecycle.selectors import limits_of, strategy_limits
 from lifecycle.signals import (
+    close_failed,
+    close_requested,
     position_closed,
     position_opened,
     position_state_changed,
+    positions_moved,
     positions_need_reconcile,
 )
 from lifecycle.timeouts import (
@@ -281,6 +284,8 @@ def position_request_close(*, position: Position, reason: str, actor: str,
                           reason=f"{reason}: close requested" + (f" — {note}" if note else ""),
                           actor=actor, details={"action_id": action.pk, "kind": kind,
                                                 **({"note": note} if note else {})})
+            close_requested.send(sender=Position, position=position, action=action,
+                                 reason=reason, kind=kind, actor=actor, note=note)
     except IntegrityError:
         existing = _open_close_action(position) or Action.objects.filter(
             idempotency_key=key, position=position).first()
@@ -331,9 +336,12 @@ def state_for_holding_time(position: Position, now: datetime | None = None) -> s
 
 def position_close_failed(position: Position, *, reason: str, actor: str) -> Position:
     """CLOSING → OPEN/WARNING/CRITICAL after a close order failed for good."""
-    return position_transition(position, to_state=state_for_holding_time(position),
-                               reason=f"close failed: {reason}", actor=actor,
-                               close_reason="", close_requested_by="", closing_at=None)
+    with transaction.atomic():
+        position_transition(position, to_state=state_for_holding_time(position),
+                            reason=f"close failed: {reason}", actor=actor,
+                            close_reason="", close_requested_by="", closing_at=None)
+        close_failed.send(sender=Position, position=position, reason=reason, actor=actor)
+    return position
 
 
 def position_apply_close_fill(position: Position, *, fill_key: str, quantity: Decimal,
@@ -568,6 +576,8 @@ def _announce_bulk_transition(position_ids: list[int], now: datetime, from_state
                                         reason=_timeout_reason(to_state,
                                                                limits[position.strategy_id]),
                                         actor=TIMEOUT_ACTOR)
+    positions_moved.send(sender=Position, position_ids=position_ids, from_state=from_state,
+                         to_state=to_state, actor=TIMEOUT_ACTOR, at=now)
     broadcast_many(live_many(position_ids, from_state=from_state, to_state=to_state,
                              actor=TIMEOUT_ACTOR, at=now, batch_size=LIVE_BATCH_SIZE))
 

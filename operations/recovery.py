@@ -34,6 +34,7 @@ A dry run only reads: nothing is written but the report (marked dry run).
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -81,6 +82,7 @@ from risk.services import alert_raise
 from tradingsite.domain import CloseReason
 from tradingsite.models import ReconciliationReport, StateSnapshot
 from tradingsite.services import platform_state, shutdown_request_clear, trading_resume
+from tradingsite.signals import platform_started
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,8 @@ ORDER_UNKNOWN_ALERT = "order_unknown"
 # Orders declared absent this recently are looked up again: one may show up late.
 REAPPEAR_WINDOW = timedelta(days=1)
 POSITION_MISMATCH_ALERT = "position_mismatch"
+# The exchange holds a position the database does not know at all.
+UNTRACKED_POSITION_ALERT = "untracked_position"
 # pg_try_advisory_lock key: one recovery at a time when several workers start together.
 ADVISORY_LOCK_KEY = 7_410_007
 
@@ -585,7 +589,8 @@ def _resume_timeouts(*, dry_run: bool, now: datetime, out: Output) -> dict[str, 
 # --- alerts and the halt -----------------------------------------------------------------------
 
 def _raise_alerts(report: RecoveryReport) -> None:
-    """One alert per position (or one for orders without a position) and one for mismatches."""
+    """One alert per position (or one for orders without a position), one for positions the
+    exchange holds and the database does not (untracked), one for other differences."""
     unknown: dict[int | None, list[OrderCheck]] = defaultdict(list)
     positions = dict(Order.objects.filter(
         pk__in=[c.order_id for c in report.orders if c.outcome == "unknown"]).values_list(
@@ -602,11 +607,18 @@ def _raise_alerts(report: RecoveryReport) -> None:
             message="Reconciliation: unknown to the exchange, marked "
                     + "; ".join(f"{c.client_order_id} ({c.purpose} {c.symbol}, {c.after})"
                                 for c in checks))
-    if report.position_differences:
+    untracked = [c for c in report.position_differences if c.database == 0]
+    differing = [c for c in report.position_differences if c.database != 0]
+    if untracked:
+        alert_raise(position=None, kind=UNTRACKED_POSITION_ALERT, severity=AlertSeverity.CRITICAL,
+                    message="Reconciliation: the exchange holds positions nobody supervises: "
+                            + "; ".join(f"{c.account} {c.symbol} net {plain(c.exchange)}"
+                                        for c in untracked))
+    if differing:
         alert_raise(position=None, kind=POSITION_MISMATCH_ALERT, severity=AlertSeverity.CRITICAL,
                     message="Reconciliation: positions differ from the exchange: " + "; ".join(
                         f"{c.account} {c.symbol} database {plain(c.database)} exchange "
-                        f"{plain(c.exchange)}" for c in report.position_differences))
+                        f"{plain(c.exchange)}" for c in differing))
 
 
 def lift_shutdown_halt(report: RecoveryReport) -> str:
@@ -736,11 +748,18 @@ def on_worker_ready(sender: Any = None, **kwargs: Any) -> None:
     skip. A failure is logged and the worker runs on (the beat sweeps still work).
     """
     hostname = getattr(sender, "hostname", "") or "worker"
+    details = "recovery ran"
     try:
         with recovery_lock() as ours:
             if not ours:
                 log.info("recovery: another worker is reconciling; skipped on %s", hostname)
-                return
-            recover(trigger=f"worker start ({hostname})", on_start=True, exclusive=False)
+                details = "recovery left to another worker"
+            else:
+                report = recover(trigger=f"worker start ({hostname})", on_start=True,
+                                 exclusive=False)
+                details = f"recovery: {report.summary}"
     except Exception:
         log.exception("recovery on worker start failed; the worker runs on")
+        details = "recovery failed (see the worker's log)"
+    platform_started.send_robust(sender=on_worker_ready, mode="worker", host=hostname,
+                                 pid=os.getpid(), details=details)

@@ -13,7 +13,8 @@ Lifecycle
     2. the Celery worker (thread pool), then a task round trip through it (self-check);
     3. beat with django-celery-beat's ``DatabaseScheduler`` (editable in the admin);
     4. the daphne ASGI server (HTTP, ``/ws/health/``, static files through whitenoise).
-    The web server comes last, so an answering ``/admin/`` means everything is up.
+    The web server comes last, so an answering ``/admin/`` means everything is up;
+    then ``platform_started`` (``tradingsite.signals``) is sent.
 ``wait()``
     Blocks until a stop is requested (SIGINT/SIGTERM, :meth:`Platform.request_stop`),
     a stop check asks for one, or a part stops on its own (exit code 1). Stop checks
@@ -22,7 +23,9 @@ Lifecycle
     shutdown_platform", read from the database).
 ``stop()``
     1. shutdown hooks (``settings.PLATFORM_SHUTDOWN_HOOKS``) in order, together bounded
-       by ``liveTrading.shutdown.shutdownTimeoutSeconds``;
+       by ``liveTrading.shutdown.shutdownTimeoutSeconds``; then ``platform_stopping``
+       (``tradingsite.signals``) while the worker still runs — the notifications app
+       sends "stopping" and stops the embedded watchdog there;
     2. beat (no new periodic work), the web server (no new requests), the worker
        (finishes the tasks it holds);
     3. returns the exit code: 0 when everything finished in time, else 1.
@@ -61,6 +64,8 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.db import connections
 from django.utils.module_loading import import_string
+
+from tradingsite.signals import platform_started, platform_stopping
 
 Hook = Callable[["Platform"], None]
 StopCheck = Callable[["Platform"], str]
@@ -421,6 +426,9 @@ class Platform:
         self.out(f"stopping ({self.stop_reason or 'requested'}) ...")
         self._deadline = time.monotonic() + self.options.shutdown_timeout
         self._run_shutdown_hooks()
+        if self.parts():  # it ran: receivers may still use the worker and the database
+            self._announce("platform_stopping", reason=self.stop_reason or "requested",
+                           clean=self.exit_code == 0)
         timeout = STOP_TIMEOUT_SECONDS
         if self.force_requested.is_set():
             self.out(f"  {self.force_reason} again: forcing the stop")
@@ -477,6 +485,21 @@ class Platform:
             self.stop()
             return self.exit_code
         if not self.stop_requested.is_set():
+            self._announce("platform_started", details=", ".join(p.name for p in self.parts()))
             self.out("running; stop with Ctrl+C or SIGTERM")
             self.wait()
         return self.stop()
+
+    @property
+    def mode(self) -> str:
+        """``embedded`` (worker or beat here) or ``web`` (web only)."""
+        return "embedded" if runs_trading(self.options) else "web"
+
+    def _announce(self, name: str, **kwargs: Any) -> None:
+        """Tell receivers (notifications, the embedded watchdog); a failing one is only reported."""
+        signal_ = {"platform_started": platform_started, "platform_stopping": platform_stopping}[name]
+        for receiver, result in signal_.send_robust(
+                sender=Platform, platform=self, mode=self.mode, host=socket.gethostname(),
+                pid=os.getpid(), **kwargs):
+            if isinstance(result, Exception):
+                self.out(f"  {name} receiver {_hook_name(receiver)} failed: {result!r}")

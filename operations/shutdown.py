@@ -53,6 +53,7 @@ from tradingsite.errors import InvalidStateTransition
 from tradingsite.live_config import site_config
 from tradingsite.models import PlatformState, StateSnapshot
 from tradingsite.services import platform_state, trading_halt
+from tradingsite.signals import platform_stopping
 
 log = logging.getLogger(__name__)
 
@@ -456,3 +457,7 @@ def on_worker_shutting_down(sig: str = "", how: str = "", **kwargs: Any) -> None
     """
     log.warning("worker %s shutdown on %s: running tasks finish, unstarted tasks go back to "
                 "the broker (late acknowledgement)", how.lower() or "warm", sig or "signal")
+    hostname = str(kwargs.get("sender") or "") or socket.gethostname()
+    platform_stopping.send_robust(sender=on_worker_shutting_down, mode="worker", host=hostname,
+                                  pid=os.getpid(), clean=True,
+                                  reason=f"{how.lower() or 'warm'} shutdown on {sig or 'signal'}")

@@ -28,6 +28,7 @@ from risk import scoring, selectors
 from risk.models import AlertSeverity, HealthSnapshot, RiskAlert, StrategyRiskCheck
 from risk.selectors import MonitoredStrategy
 from risk.serializers import alert_payload, alert_payloads
+from risk.signals import alerts_raised
 from risk.tick import HOLDING, Tick, tick_assemble
 from tradingsite.domain import CloseReason
 from tradingsite.errors import InvalidStateTransition
@@ -76,7 +77,9 @@ def alert_raise(*, position: Position | None = None, kind: str, severity: str,
     A repeat updates ``last_seen``, ``occurrences``, the message and the severity;
     ``alert.raised`` is pushed when the alert is new or its severity changed, or always
     with ``announce`` (the caller decided the operator must hear it again).
-    Alerts without a position are deduplicated by kind.
+    Alerts without a position are deduplicated by kind. Every call announces the alert
+    (``risk.signals.alerts_raised``) inside this transaction: a caller raises what is news
+    (the notification outbox folds repeats into a digest).
     """
     if severity not in AlertSeverity.values:
         raise ValueError(f"severity must be one of {AlertSeverity.values}, got {severity!r}")
@@ -84,6 +87,7 @@ def alert_raise(*, position: Position | None = None, kind: str, severity: str,
         alert, changed = _upsert_alert(position_id=position.pk if position else None, kind=kind,
                                        severity=severity, message=message, now=timezone.now())
         alert.symbol = position.symbol if position else None
+        alerts_raised.send(sender=RiskAlert, alerts=[alert])
         if changed or announce:
             broadcast("alert.raised", alert_payload(alert))
     return alert
@@ -293,6 +297,8 @@ def _sync_alerts(tick: Tick) -> tuple[list[RiskAlert], list[RiskAlert]]:
                              if (pid, kind) not in already], tick.now)
     for alert in raised:
         alert.symbol = symbols[alert.position_id]
+    if raised:
+        alerts_raised.send(sender=RiskAlert, alerts=raised)
     alerts_resolve(stale, now=tick.now)
     return raised, stale
 

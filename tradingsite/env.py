@@ -12,6 +12,7 @@ import os
 import re
 import sys
 from types import TracebackType
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -95,3 +96,30 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_url(name: str, default: str = "", *, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    """An absolute URL (e.g. the address traders open), without a trailing slash; "" if unset.
+
+    Credentials, a query or a fragment are refused: the value is pasted into messages
+    that leave the platform, and a link must not carry a password.
+    """
+    raw = env_str(name, default).strip()
+    if not raw:
+        return ""
+    example = "e.g. https://trading.example.com"
+    try:
+        parts = urlsplit(raw)
+        port = parts.port  # a port that is not a number raises here
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme.lower() not in schemes or not parts.hostname:
+        raise SettingsError(f"{name}: expected an absolute {'/'.join(schemes)} URL ({example}), "
+                            f"got {mask_url(raw)!r}")
+    if parts.username is not None or parts.password is not None:
+        raise SettingsError(f"{name}: must not contain credentials ({example})")
+    if parts.query or parts.fragment or "?" in raw or "#" in raw:
+        raise SettingsError(f"{name}: must not contain a query or a fragment, got {raw!r}")
+    if port == 0:
+        raise SettingsError(f"{name}: port 0 is not a port, got {raw!r}")
+    return raw.rstrip("/")

@@ -179,6 +179,48 @@ class BotsConfig:
 
 
 @dataclass(frozen=True)
+class NotificationsConfig:
+    retry_first_delay_seconds: float = field(default=1, metadata=_num(
+        0.1, 3600, unit="s", doc="First retry of a failed delivery; doubles on every failure "
+                                 "(site-wide)."))
+    retry_max_delay_seconds: float = field(default=600, metadata=_num(
+        1, 86_400, unit="s", doc="Retries of a delivery are at most this far apart."))
+    give_up_after_hours: float = field(default=24, metadata=_num(
+        1, 720, unit="h", doc="A message not delivered within this is given up and shown "
+                                 "as failed."))
+    dedup_window_seconds: float = field(default=300, metadata=_num(
+        1, 86_400, unit="s", doc="Repeats of one kind on one object within this are folded "
+                                 "into a digest."))
+    rate_limit_messages: int = field(default=10, metadata=_num(
+        1, 10_000, unit="messages", doc="Per channel and rateLimitSeconds (unless the channel "
+                                        "sets its own); the excess goes into a digest."))
+    rate_limit_seconds: float = field(default=60, metadata=_num(
+        1, 86_400, unit="s", doc="The rate-limit window; a digest follows a window after "
+                                 "its first folded message."))
+    retention_days: int = field(default=30, metadata=_num(
+        1, 3650, unit="days", doc="Notifications and their delivery logs older than this "
+                                  "are pruned."))
+
+
+@dataclass(frozen=True)
+class WatchdogConfig:
+    interval_seconds: float = field(default=15, metadata=_num(
+        1, 3600, unit="s", doc="How often the watchdog reads /healthz."))
+    beat_silence_seconds: float = field(default=60, metadata=_num(
+        5, 86_400, unit="s", doc="Beat sent no periodic task for this long: beat is silent "
+                                 "(also a task this late is reported)."))
+    worker_silence_seconds: float = field(default=60, metadata=_num(
+        1, 86_400, unit="s", doc="No worker answered a ping for this long: workers are "
+                                 "silent."))
+    platform_silence_seconds: float = field(default=30, metadata=_num(
+        1, 86_400, unit="s", doc="/healthz unreachable, or its database or broker failing, "
+                                 "for this long: the platform is down."))
+    probe_timeout_seconds: float = field(default=2, metadata=_num(
+        0.1, 30, unit="s", doc="Each /healthz probe, and the watchdog's request, ends "
+                               "within this."))
+
+
+@dataclass(frozen=True)
 class LiveTradingConfig:
     enabled: bool = field(default=True, metadata=_switch(
         "Kept for the original JSON form; the switches below are what the platform reads."))
@@ -189,6 +231,8 @@ class LiveTradingConfig:
         default_factory=PerformanceAnalyticsConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
     bots: BotsConfig = field(default_factory=BotsConfig)
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
+    watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
 
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON form of DESIGN.md: ``{"liveTrading": {...camelCase...}}``."""
@@ -364,6 +408,11 @@ def cross_field_errors(cfg: LiveTradingConfig, path: str = ROOT) -> list[tuple[s
     if rm.volume_recent_candles >= rm.volume_lookback_candles:
         errors.append((f"{path}.riskMonitoring.volumeRecentCandles",
                        f"must be less than volumeLookbackCandles ({rm.volume_lookback_candles})"))
+    nt = cfg.notifications
+    if nt.retry_first_delay_seconds > nt.retry_max_delay_seconds:
+        errors.append((f"{path}.notifications.retryFirstDelaySeconds",
+                       f"must not exceed retryMaxDelaySeconds ({nt.retry_max_delay_seconds:g}), "
+                       f"got {nt.retry_first_delay_seconds:g}"))
     return errors
 
 

@@ -44,7 +44,7 @@ class MaskingExceptionReporterFilter(SafeExceptionReporterFilter):
     """
 
     hidden_settings = re.compile(
-        "API|AUTH|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|DATABASE_URL|REDIS_URL|BROKER|"
+        "API|AUTH|TOKEN|KEY|SECRET|PASS|SIGNATURE|HTTP_COOKIE|DATABASE_URL|REDIS_URL|BROKER|NOTIFY|"
         "RESULT_BACKEND|DATABASES|CHANNEL_LAYERS|CACHES", flags=re.I)
 
     def cleanse_setting(self, key: Any, value: Any) -> Any:

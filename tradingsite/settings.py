@@ -20,6 +20,7 @@ from tradingsite.env import (
     env_int,
     env_list,
     env_str,
+    env_url,
     install_one_line_errors,
     mask_url,
 )
@@ -88,6 +89,7 @@ INSTALLED_APPS = [
     "analytics",
     "operations",
     "bots",  # on top: it may use every app above; none of them imports it
+    "notifications",  # on top: it listens to every app, none imports it
 ]
 
 MIDDLEWARE = [
@@ -179,6 +181,9 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Beat writes each periodic task's last_run_at as soon as it sends it (default: every 3
+# minutes): /healthz and the watchdog read beat's liveness from those rows.
+CELERY_BEAT_SYNC_EVERY = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Route an exchange account's order work to its own queue: {"bybit-main": "orders.bybit"}
@@ -288,6 +293,8 @@ def _proxy_ssl_header() -> tuple[str, str] | None:
 
 
 SECURE_PROXY_SSL_HEADER = _proxy_ssl_header()
+# A watchdog on the same host polls /healthz over plain HTTP: the one path never redirected.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 # Connection URLs and credentials never appear on an error page or in `diffsettings`.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "tradingsite.security.MaskingExceptionReporterFilter"
 # Content-Security-Policy (tradingsite/security.py): no inline script anywhere; the admin and
@@ -329,12 +336,16 @@ LOGGING = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(processName)s: %(message)s"}
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"},
+                 "null": {"class": "logging.NullHandler"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
         "daphne": {"level": "WARNING"},
         "celery": {"level": "WARNING"},
+        # Apprise logs URLs with their tokens: its lines are captured per delivery and
+        # stored masked (notifications/transport.py), never printed as they are.
+        "apprise": {"handlers": ["null"], "propagate": False},
     },
 }
 
@@ -348,3 +359,26 @@ PLATFORM_STARTUP_HOOKS: list[str] = ["operations.recovery.platform_recover"]
 PLATFORM_SHUTDOWN_HOOKS: list[str] = ["operations.shutdown.platform_shutdown"]
 PLATFORM_STOP_CHECKS: list[str] = ["operations.shutdown.shutdown_requested"]
 RUNPLATFORM_WORKER_THREADS = env_int("RUNPLATFORM_WORKER_THREADS", 4)
+
+# --- Notifications and the watchdog (notifications/, README "Notifications and the watchdog")
+# Where traders open the platform: messages link to SITE_URL/positions/<id>/.
+SITE_URL = env_url("SITE_URL")
+# Comma-separated Apprise URLs, each optionally prefixed with options, e.g.
+# "severity>=WARNING:tgram://{env:NOTIFY_TELEGRAM_TOKEN}/12345". A secret goes into a
+# NOTIFY_* variable and the URL names it as {env:NOTIFY_…}. Checked at start-up (system
+# check notifications.E001, the item and the mistake named, the URL never shown).
+NOTIFY_URLS = env_str("NOTIFY_URLS", "")
+# The watchdog speaks through these (default: NOTIFY_URLS), never through the database.
+WATCHDOG_NOTIFY_URLS = env_str("WATCHDOG_NOTIFY_URLS", "")
+# What `manage.py watchdog` polls (default: SITE_URL/healthz, else this host's runplatform).
+WATCHDOG_URL = env_url("WATCHDOG_URL")
+# `runplatform` runs a watchdog thread of its own (it cannot report its own process dying).
+WATCHDOG_EMBEDDED = env_bool("WATCHDOG_EMBEDDED", True)
+# /healthz components, in order: name → dotted path of ``def probe(timeout: float) -> Probe``.
+HEALTH_PROBES: dict[str, str] = {
+    "database": "notifications.health.database_probe",
+    "broker": "notifications.health.broker_probe",
+    "beat": "notifications.health.beat_probe",
+    "workers": "notifications.health.worker_probe",
+    "account_streams": "notifications.health.account_streams_probe",
+}

@@ -13,3 +13,8 @@ STATE_DIR = VAR_DIR / "tests" / "state"
 PLATFORM_STARTUP_HOOKS: list[str] = []
 PLATFORM_SHUTDOWN_HOOKS: list[str] = []
 PLATFORM_STOP_CHECKS: list[str] = []
+# No watchdog thread inside in-process Platform tests; no channel from the developer's shell.
+WATCHDOG_EMBEDDED = False
+NOTIFY_URLS = ""
+WATCHDOG_NOTIFY_URLS = ""
+SITE_URL = "https://trading.example.test"

@@ -31,4 +31,5 @@ urlpatterns = [
     path("api/", include("analytics.api_urls")),
     path("api/", include("operations.api_urls")),
     path("api/", include("bots.api_urls")),
+    path("", include("notifications.urls")),  # /healthz: no login, no trading data
 ]

@@ -36,6 +36,7 @@ from execution.pipeline.writes import (
     poll_delay,
     recoverable_write,
 )
+from execution.signals import order_ended_unfilled
 from execution.slippage import signed_slippage_percent
 from tradingsite.errors import DomainError
 from tradingsite.live import broadcast
@@ -141,7 +142,9 @@ def order_finalize(order: Order, now: datetime) -> Next:
     order.lease_holder, order.lease_until, order.next_attempt_at = "", None, None
     opens_position = (order.purpose == OrderPurpose.ENTRY and order.filled_quantity > 0
                       and order.strategy_id and not order.position_id)
-    with recoverable_write() if opens_position else nullcontext():
+    unfilled = order.status != S.FILLED
+    # An unfilled end is announced in the same transaction as the order's final write.
+    with recoverable_write() if opens_position or unfilled else nullcontext():
         fields = FINAL_FIELDS
         if opens_position:
             order.position = handlers.entry_filled(order, opened_at=order.filled_at or now)
@@ -151,7 +154,8 @@ def order_finalize(order: Order, now: datetime) -> Next:
         if not update_row(order, fields, expect={"version": read}, async_commit=True):
             order.version = read
             raise OrderMoved(f"order {order.client_order_id} was moved by another worker")
-        if order.status != S.FILLED:
+        if unfilled:
+            order_ended_unfilled.send(sender=Order, order=order)
             broadcast("order.unfilled", order_payload(order))
     return Next(order, None, "final")
 

@@ -244,6 +244,24 @@ def test_positions_are_compared_with_the_exchange(paper_strategy, paper, clock, 
     assert report.differences == 1
 
 
+def test_a_position_only_the_exchange_holds_is_reported_as_untracked(paper_strategy, paper,
+                                                                     clock, run):
+    from execution.exchanges.base import OrderRequest
+
+    _filled_entry(paper_strategy)  # 0.5 long on both sides
+    paper.place_order(OrderRequest(symbol="ETH/USDT:USDT", side="buy", order_type="market",
+                                   amount=Decimal("2"), client_order_id="opened-by-hand"))
+
+    report = run()
+
+    assert report.differences == 1
+    alert = RiskAlert.objects.get(kind="untracked_position")
+    assert (alert.severity, alert.message) == (
+        "CRITICAL", "Reconciliation: the exchange holds positions nobody supervises: "
+                    "paper-recovery ETH/USDT:USDT net 2")
+    assert not RiskAlert.objects.filter(kind="position_mismatch").exists()
+
+
 def test_a_paper_book_that_restarted_empty_is_not_compared(paper_strategy, clock, run):
     PositionFactory(strategy=paper_strategy, symbol=SYMBOL)
 

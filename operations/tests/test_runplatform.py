@@ -158,6 +158,10 @@ def test_runplatform_serves_runs_tasks_and_stops_cleanly_on_sigterm(running, sit
     status, body = running.request("/admin/lifecycle/position/")
     assert status == 200
     assert "XRP/USDT:USDT" in body
+    # /healthz without a login: the in-process worker answers a ping, beat has sent its tasks
+    running.wait_until_serving("/healthz")
+    assert "  watchdog:      every 15 s, in-process, 0 channel(s) (set NOTIFY_URLS to be told)" \
+        in running.output
 
     running.proc.send_signal(signal.SIGTERM)
     assert running.finish() == 0, running.output
@@ -165,6 +169,8 @@ def test_runplatform_serves_runs_tasks_and_stops_cleanly_on_sigterm(running, sit
     assert tail[1] == "  shutdown hook: operations.shutdown.platform_shutdown"  # see test_shutdown*
     assert [line for line in tail if line.startswith(("  beat", "  web", "  worker", "stopped"))
             ] == ["  beat: stopped", "  web: stopped", "  worker: stopped", "stopped cleanly"]
+    assert "  watchdog:      stopped" in tail
+    assert "  notifications: 0 sent on the way out" in tail
 
 
 @pytest.mark.slow

@@ -118,9 +118,10 @@ def test_a_check_runs_a_constant_number_of_queries(frozen, account):
         assert result.levels["WARNING"] == result.positions  # every position raises an alert
         counts.append(len(queries))
     # strategies, check rows (create + lock), positions, candles, position update, snapshots,
-    # open alerts, new alerts (in a savepoint: 3), check rows update, transaction
+    # open alerts, new alerts (in a savepoint: 3), their notifications (in a savepoint: 3),
+    # check rows update, transaction
     assert counts[0] == counts[1]
-    assert counts[0] == 14
+    assert counts[0] == 17
 
 
 def test_a_repeated_condition_refreshes_one_alert_and_recovery_resolves_it(

@@ -14,11 +14,13 @@ import pytest
 from execution.exchanges.paper import paper_exchange_for
 from execution.models import Action, ActionState, Order, OrderStatus
 from lifecycle.models import Position, PositionState, Trade
+from notifications.models import Notification
 from tests.integration.conftest import BTC, START, paper_account, strategy_on
 
 pytestmark = [pytest.mark.django_db, pytest.mark.integration]
 
 TIMEOUTS = "lifecycle.tasks.check_timeouts"
+DELIVER = "notifications.tasks.deliver_notifications"
 
 
 @pytest.fixture
@@ -91,8 +93,18 @@ def test_an_entry_is_held_warned_timed_out_and_closed_with_exit_reason_timeout(
     assert paper.positions[BTC].size == 0
     # check_timeouts ran every minute for 4 hours; the close needed one action message
     assert len(platform.ran(TIMEOUTS)) == 240
-    assert [m.short_name for m in platform.sent if m.task != TIMEOUTS] == [
+    assert [m.short_name for m in platform.sent if m.task not in (TIMEOUTS, DELIVER)] == [
         "drive_order", "process_action"]
+    # what a trader was told, each from the transaction of its event, each routed by the pass
+    # the commits asked for (it starts 0.2 s after the first commit of a burst)
+    platform.run(until=START + timedelta(minutes=240, seconds=1))
+    assert list(Notification.objects.filter(position=position).order_by("pk").values_list(
+        "kind", "severity", "created_at")) == [
+        ("position_warning", "WARNING", START + timedelta(minutes=180)),
+        ("position_timeout", "CRITICAL", START + timedelta(minutes=240)),
+        ("position_closed", "WARNING", START + timedelta(minutes=240))]
+    assert not Notification.objects.filter(routed_at__isnull=True).exists()
+    assert len(platform.ran(DELIVER)) == 2  # one at 180 min, one for the burst at 240 min
 
 
 def test_without_automatic_timeout_a_critical_position_is_held_and_reported(platform, operator):

@@ -12,6 +12,13 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, SolarSch
 from analytics.models import MetricSnapshot
 from execution.models import ExchangeAccount
 from lifecycle.models import Position
+from notifications.models import (
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    Notification,
+    NotificationChannel,
+)
 from operations.demo import seed_demo
 from tradingsite.audit import audit_record
 from tradingsite.models import ReconciliationReport, StateSnapshot
@@ -53,6 +60,7 @@ def every_model(db, monkeypatch, staff_user):
     StateSnapshot.objects.create(reason="shutdown", data={"open_positions": [position.pk]})
     ReconciliationReport.objects.create(differences=0, summary="database and exchange agree")
     _bot_rows(monkeypatch, position)
+    _notification_rows(monkeypatch, position)
 
 
 def _bot_rows(monkeypatch, position) -> None:
@@ -71,6 +79,21 @@ def _bot_rows(monkeypatch, position) -> None:
     source, _ = signal_source_issue(strategy=position.strategy, actor="test")
     TradeSignal.objects.create(source=source, signal_id="tv-1", request={"action": "close"},
                                answer={"closes": []}, status_code=202)
+
+
+def _notification_rows(monkeypatch, position) -> None:
+    """A channel (its secret in the environment), a notification and a failed delivery."""
+    monkeypatch.setenv("NOTIFY_TEST_PASSWORD", API_SECRET)  # shown nowhere either
+    channel = NotificationChannel.objects.create(
+        name="ops-hook", url="json://bot:{env:NOTIFY_TEST_PASSWORD}@127.0.0.1:9/")
+    notification = Notification.objects.create(
+        kind="position_timeout", severity="CRITICAL", position=position,
+        dedupe_key=f"position_timeout:position:{position.pk}", title="CRITICAL: Position timed out",
+        body="Held 241 min", routed_at=timezone.now())
+    delivery = Delivery.objects.create(notification=notification, channel=channel,
+                                       severity="CRITICAL", state=DeliveryState.PENDING,
+                                       attempts=1, last_error="not delivered (failure)")
+    DeliveryAttempt.objects.create(delivery=delivery, ok=False, detail="not delivered (failure)")
 
 
 @pytest.fixture

@@ -87,7 +87,7 @@ def test_the_repro_value_is_refused_naming_the_key_and_the_layer():
 
 def test_every_numeric_key_has_both_bounds_and_they_hold_at_the_edges():
     keys = _numeric_keys()
-    assert len(keys) == 37
+    assert len(keys) == 49
     for key, low, high in keys:
         base = LiveTradingConfig()
         assert low <= _get(base, key) <= high, key  # the defaults lie inside
@@ -199,7 +199,7 @@ def test_the_readme_documents_every_bound():
     assert bounds_markdown() in readme
     assert ("| `lifecycle.maxHoldingTimeMinutes` | 240 | 1 … 525,600 minutes | "
             in bounds_markdown())
-    assert len(bounds_table()) == 37 + 8  # numeric keys + switches
+    assert len(bounds_table()) == 49 + 8  # numeric keys + switches
 
 
 # --- every layer goes through the same validator ------------------------------------------

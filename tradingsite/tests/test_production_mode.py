@@ -198,6 +198,15 @@ def test_diffsettings_masks_connection_urls(settings, capsys):
     assert PG_SECRET not in out and REDIS_SECRET not in out
 
 
+def test_diffsettings_hides_the_notification_urls(settings, capsys):
+    settings.NOTIFY_URLS = "tgram://123456789:AAHsecretbottoken/42"
+    settings.WATCHDOG_NOTIFY_URLS = "json://bot:hunter2@hooks.example.com/"
+    call_command("diffsettings")
+    out = capsys.readouterr().out
+    assert "NOTIFY_URLS = ********************  ###" in out.splitlines()
+    assert "AAHsecretbottoken" not in out and "hunter2" not in out
+
+
 def test_mask_url_hides_only_the_password():
     assert mask_url("postgres://u:p@h:5/d and redis://:x@r/0, http://h/p") == (
         "postgres://u:********@h:5/d and redis://:********@r/0, http://h/p")

@@ -14,7 +14,8 @@ from django.core.exceptions import ImproperlyConfigured
 SETTINGS_FILE = Path(settings.BASE_DIR) / "tradingsite" / "settings.py"
 ENV_VARS = ("TRADING_ENV", "SECRET_KEY", "SECRET_KEY_FILE", "DEBUG", "DATABASE_URL", "REDIS_URL",
             "ALLOWED_HOSTS", "TIME_ZONE", "RUNPLATFORM_HOST", "RUNPLATFORM_PORT", "STATE_DIR",
-            "LIVE_TRADING_CONFIG", "EXCHANGE_QUEUES")
+            "LIVE_TRADING_CONFIG", "EXCHANGE_QUEUES", "SITE_URL", "WATCHDOG_URL",
+            "WATCHDOG_EMBEDDED")
 
 
 @pytest.fixture
@@ -91,6 +92,17 @@ def test_a_bad_debug_value_is_named(load_settings):
     ("RUNPLATFORM_PORT", "eighty", "RUNPLATFORM_PORT: expected an integer, got 'eighty'"),
     ("EXCHANGE_QUEUES", "{bybit", "EXCHANGE_QUEUES: not valid JSON"),
     ("DATABASE_URL", "nosuchdb://somewhere/x", "DATABASE_URL: cannot parse 'nosuchdb://somewhere/x'"),
+    ("SITE_URL", "trading.example.com", "SITE_URL: expected an absolute http/https URL (e.g. "
+                                        "https://trading.example.com), got 'trading.example.com'"),
+    ("SITE_URL", "ftp://trading.example.com", "SITE_URL: expected an absolute http/https URL"),
+    ("SITE_URL", "https://ops:hunter2@trading.example.com",
+     "SITE_URL: must not contain credentials (e.g. https://trading.example.com)"),
+    ("SITE_URL", "https://trading.example.com/?next=/", "SITE_URL: must not contain a query or "
+                                                        "a fragment, got"),
+    ("SITE_URL", "https://trading.example.com:99999", "SITE_URL: expected an absolute http/https "
+                                                      "URL"),
+    ("WATCHDOG_URL", "127.0.0.1:8000/healthz", "WATCHDOG_URL: expected an absolute http/https URL"),
+    ("WATCHDOG_EMBEDDED", "sometimes", "WATCHDOG_EMBEDDED: expected a boolean"),
 ])
 def test_other_bad_values_are_named(load_settings, name, value, message):
     with pytest.raises(ImproperlyConfigured) as info:
@@ -138,3 +150,9 @@ def test_hosts_time_zone_and_listen_address_come_from_the_environment(load_setti
     assert defaults["ALLOWED_HOSTS"] == ["127.0.0.1", "localhost", "[::1]"]
     assert (defaults["TIME_ZONE"], defaults["USE_TZ"]) == ("UTC", True)
     assert (defaults["RUNPLATFORM_HOST"], defaults["RUNPLATFORM_PORT"]) == ("127.0.0.1", 8000)
+
+
+def test_site_url_is_kept_without_its_trailing_slash(load_settings):
+    assert load_settings(SITE_URL="https://trading.example.com/desk/")["SITE_URL"] == \
+        "https://trading.example.com/desk"
+    assert load_settings()["SITE_URL"] == ""

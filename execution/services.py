@@ -37,6 +37,7 @@ from execution.client_requests import client_request_answer, client_request_clai
 from execution.exchanges import exchange_for
 from execution.exchanges.base import Exchange
 from execution.exchanges.errors import ExchangeError
+from execution.gates import OrderRefused, refusal_record
 from execution.models import (
     Action,
     ActionKind,
@@ -146,18 +147,23 @@ def order_request(*, caller: AbstractBaseUser, strategy: Strategy,
     """
     from execution.tasks import schedule_next
 
-    with transaction.atomic():
-        record = None
-        if idempotency_key:
-            record, fresh = client_request_claim(
-                caller=caller, scope=ClientRequestScope.ORDER, key=idempotency_key,
-                request={"strategy": strategy.name, **fields})
-            if not fresh:
-                return record.order, False
-        order = order_submit(account=strategy.account, strategy=strategy, **fields)
-        if record is not None:
-            client_request_answer(record, order=order)
-        transaction.on_commit(lambda: schedule_next(Next(order, 0.0, "placed by API")))
+    try:
+        with transaction.atomic():
+            record = None
+            if idempotency_key:
+                record, fresh = client_request_claim(
+                    caller=caller, scope=ClientRequestScope.ORDER, key=idempotency_key,
+                    request={"strategy": strategy.name, **fields})
+                if not fresh:
+                    return record.order, False
+            order = order_submit(account=strategy.account, strategy=strategy, **fields)
+            if record is not None:
+                client_request_answer(record, order=order)
+            transaction.on_commit(lambda: schedule_next(Next(order, 0.0, "placed by API")))
+    except OrderRefused as refused:  # the rollback took the refusal's record with it
+        refused.requested_by = caller.get_username()
+        refusal_record(refused)
+        raise
     return order, True
 
 

@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "lifecycle",
     "risk",
     "analytics",
+    "guard",
 ]
 
 MIDDLEWARE = [

@@ -35,7 +35,7 @@ def _strategies_broken_by(site: LiveTradingConfig) -> str:
     errors = []
     for strategy in Strategy.objects.exclude(live_trading={}).order_by("name"):
         try:
-            build([("", strategy.live_trading)], base=site)
+            build([("", strategy.live_trading)], base=site, strategy=True)
         except LiveConfigError as exc:
             errors.append(f"strategy {strategy.name!r}: {exc}")
     return "; ".join(errors)

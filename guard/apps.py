@@ -12,11 +12,19 @@ class GuardConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_save
+
         from execution.gates import register_pretrade_gate, register_refusal_recorder
-        from guard import services
+        from guard import receivers, services
         from guard.gate import gate_order
+        from lifecycle.models import Position
+        from lifecycle.signals import position_opened
         from tradingsite.services import register_global_state_writer
 
         register_pretrade_gate(gate_order)
         register_refusal_recorder(services.refusal_store)
         register_global_state_writer(services.global_state_set)
+        position_opened.connect(receivers.position_opened_outside_the_gate,
+                                dispatch_uid="guard.position_opened_outside_the_gate")
+        post_save.connect(receivers.position_saved, sender=Position,
+                          dispatch_uid="guard.position_saved")

@@ -36,6 +36,14 @@ _SUM = DecimalField(max_digits=40, decimal_places=12)
 TIMEFRAME_SECONDS = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600,
                      "2h": 7200, "4h": 14400, "6h": 21600, "12h": 43200, "1d": 86400}
 
+def plain(value: Decimal | None) -> str | None:
+    """A decimal for people and JSON: no exponent, no trailing zeros (210, 0.5, 2.1)."""
+    if value is None:
+        return None
+    text = f"{Decimal(value).normalize():f}"
+    return "0" if text in ("-0", "0") else text
+
+
 ScopeKey = tuple[str, int | None]  # (kind, account or strategy id; None for the platform)
 
 
@@ -139,7 +147,7 @@ class Book:
             **_scope_filter(self.kind, self.target, account="strategy__account_id",
                             strategy="strategy_id"))
             .values("strategy_id", "strategy__account_id", "symbol", "side")
-            .annotate(count=Count("id"), quantity=Sum("quantity"),
+            .annotate(count=Count("id"), held=Sum("quantity"),
                       at_entry=Sum(F("quantity") * F("entry_price"), output_field=_SUM),
                       at_own_mark=Sum(F("quantity") * Coalesce("last_price", "entry_price"),
                                       output_field=_SUM),
@@ -157,7 +165,7 @@ class Book:
 
     def _holding(self, row: dict[str, Any]) -> _Holding:
         direction = 1 if row["side"] == PositionSide.LONG else -1
-        quantity, at_entry = row["quantity"] or ZERO, row["at_entry"] or ZERO
+        quantity, at_entry = row["held"] or ZERO, row["at_entry"] or ZERO
         candle = self.marks.get((self._exchange(row["strategy__account_id"]), row["symbol"]))
         newest_own = row["newest_mark"]
         if candle is not None and (newest_own is None or candle[1] > newest_own):

@@ -33,7 +33,7 @@ from django.utils import timezone
 
 from execution.gates import OrderRefused, order_refused
 from execution.models import Candle, OrderPurpose, OrderSide
-from guard.equity import scope_figures
+from guard.equity import plain, scope_figures
 from guard.limits import ScopeLimits, scope_limits
 from guard.models import GuardTrip, ReasonCode, ScopeKind, ScopeLedger, TradingScope, TradingState
 from lifecycle.models import Position, PositionSide, PositionState
@@ -112,8 +112,9 @@ def state_refusal(scope: TradingScope, order: Any) -> OrderRefused:
     numbers: dict[str, Any] = {"state": scope.state, "reason": scope.state_reason,
                                "by": scope.state_by, "since": scope.state_since.isoformat()}
     if order.position_id:
-        numbers.update(position=order.position_id, position_quantity=str(order.position.quantity),
-                       order_quantity=str(order.quantity))
+        numbers.update(position=order.position_id,
+                       position_quantity=_text(Decimal(order.position.quantity)),
+                       order_quantity=_text(Decimal(order.quantity)))
     if scope.trip_code:
         trip = GuardTrip.objects.filter(scope_id=scope.pk, rearmed_at__isnull=True).first()
         if trip is not None:
@@ -133,11 +134,8 @@ def state_refusal(scope: TradingScope, order: Any) -> OrderRefused:
     return order_refused(code, message, scope=scope.label, numbers=numbers)
 
 
-def _text(value: Decimal | None, places: Decimal | None = None) -> str | None:
-    if value is None:
-        return None
-    value = value.quantize(places) if places is not None else value
-    return f"{value.normalize():f}" if value == value.to_integral() else f"{value:f}"
+def _text(value: Decimal | None) -> str | None:
+    return plain(value)
 
 
 @dataclass

@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from execution.gates import OrderRefused
 from execution.models import ActionKind, CloseReason, ExchangeAccount
-from guard.equity import Book, ScopeFigures
+from guard.equity import Book, ScopeFigures, plain
 from guard.limits import ScopeLimits, account_portfolio_validate, scope_limits
 from guard.models import (
     GuardTrip,
@@ -367,29 +367,28 @@ def _breach(scope: TradingScope, limits: ScopeLimits, equity: Decimal
     figures = loss_figures(scope)
     loss, loss_percent, drawdown = (figures["loss"], figures["loss_percent"],
                                     figures["drawdown_percent"])
-    numbers = {"equity": str(equity), "day": scope.day.isoformat(),
-               "day_start_equity": str(scope.day_start_equity),
-               "peak_equity": str(scope.peak_equity),
+    start, peak = plain(scope.day_start_equity), plain(scope.peak_equity)
+    numbers = {"equity": plain(equity), "day": scope.day.isoformat(),
+               "day_start_equity": start, "peak_equity": peak,
                "marks_as_of": scope.marks_as_of.isoformat() if scope.marks_as_of else None,
                "unmarked_positions": scope.unmarked_positions}
     amount, percent = limits.daily_loss_limit_amount, limits.daily_loss_limit_percent
+    lost = {"loss": plain(loss), "loss_percent": plain(loss_percent)}
     if loss is not None and amount is not None and loss >= Decimal(str(amount)):
-        return (TripCode.DAILY_LOSS, f"daily loss {loss:f} reached dailyLossLimitAmount "
-                                     f"{amount:g} (equity {equity:f}, day started at "
-                                     f"{scope.day_start_equity:f})",
-                {**numbers, "loss": str(loss), "loss_percent": str(loss_percent),
-                 "limit": f"{amount:g}", "limit_key": "dailyLossLimitAmount"})
+        return (TripCode.DAILY_LOSS, f"daily loss {plain(loss)} reached dailyLossLimitAmount "
+                                     f"{amount:g} (equity {plain(equity)}, the day started at "
+                                     f"{start})",
+                {**numbers, **lost, "limit": f"{amount:g}", "limit_key": "dailyLossLimitAmount"})
     if loss_percent is not None and percent is not None and loss_percent >= Decimal(str(percent)):
-        return (TripCode.DAILY_LOSS, f"daily loss {loss:f} = {loss_percent:f}% of the day's "
-                                     f"starting equity {scope.day_start_equity:f} reached "
+        return (TripCode.DAILY_LOSS, f"daily loss {plain(loss)} = {plain(loss_percent)}% of the "
+                                     f"day's starting equity {start} reached "
                                      f"dailyLossLimitPercent {percent:g}%",
-                {**numbers, "loss": str(loss), "loss_percent": str(loss_percent),
-                 "limit": f"{percent:g}", "limit_key": "dailyLossLimitPercent"})
+                {**numbers, **lost, "limit": f"{percent:g}", "limit_key": "dailyLossLimitPercent"})
     limit = limits.max_drawdown_percent
     if drawdown is not None and limit is not None and drawdown >= Decimal(str(limit)):
-        return (TripCode.DRAWDOWN, f"drawdown {drawdown:f}% from the peak {scope.peak_equity:f} "
-                                   f"(equity {equity:f}) reached maxDrawdownPercent {limit:g}%",
-                {**numbers, "drawdown_percent": str(drawdown), "limit": f"{limit:g}",
+        return (TripCode.DRAWDOWN, f"drawdown {plain(drawdown)}% from the peak {peak} (equity "
+                                   f"{plain(equity)}) reached maxDrawdownPercent {limit:g}%",
+                {**numbers, "drawdown_percent": plain(drawdown), "limit": f"{limit:g}",
                  "limit_key": "maxDrawdownPercent"})
     return None
 

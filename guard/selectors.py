@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from guard.gate import RATE_WINDOW_SECONDS
@@ -127,6 +127,17 @@ def trip_payload(trip: GuardTrip) -> dict[str, Any]:
             "close_all": trip.close_all, "closes_requested": trip.closes_requested,
             "rearmed_at": trip.rearmed_at, "rearmed_by": trip.rearmed_by,
             "rearm_reason": trip.rearm_reason}
+
+
+def scope_named(label: str, *, prefix: str = "") -> Q:
+    """Rows of the scope ``label`` (``global``, ``account:NAME``, ``strategy:NAME``); a label
+    of no known form matches nothing."""
+    kind, _, name = label.partition(":")
+    if kind == ScopeKind.GLOBAL and not name:
+        return Q(**{f"{prefix}kind": kind})
+    if kind in (ScopeKind.ACCOUNT, ScopeKind.STRATEGY) and name:
+        return Q(**{f"{prefix}kind": kind, f"{prefix}{kind}__name": name})
+    return Q(pk__in=[])
 
 
 def trips() -> QuerySet[GuardTrip]:

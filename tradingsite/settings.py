@@ -249,6 +249,10 @@ SPECTACULAR_SETTINGS = {
         "ActionKindEnum": "execution.models.ActionKind",
         "ActionStateEnum": "execution.models.ActionState",
         "AlertSeverityEnum": "risk.models.AlertSeverity",
+        "TradingStateEnum": "guard.models.TradingState",
+        "ScopeKindEnum": "guard.models.ScopeKind",
+        "TripCodeEnum": "guard.models.TripCode",
+        "ReasonCodeEnum": "guard.models.ReasonCode",
     },
 }
 

@@ -29,5 +29,6 @@ urlpatterns = [
     path("api/", include("risk.api_urls")),
     path("api/", include("execution.api_urls")),
     path("api/", include("analytics.api_urls")),
+    path("api/", include("guard.api_urls")),
     path("api/", include("tradingsite.api_urls")),
 ]

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.core.serializers.json import DjangoJSONEncoder
 
+from guard.api import ScopeSerializer
 from guard.models import TradingState
 from guard.selectors import scopes_overview
 from guard.services import scope_get, scope_state_set
@@ -44,8 +45,8 @@ class Command(BaseCommand):
         except DomainError as exc:
             raise CommandError(str(exc)) from None
         overview = scopes_overview(only=target)
-        if json:
-            self.stdout.write(_json(overview))
+        if json:  # the shapes of GET /api/guard/
+            self.stdout.write(_json(ScopeSerializer(overview, many=True).data))
             return
         for row in overview:
             self._print(row)

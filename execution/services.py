@@ -61,6 +61,7 @@ from execution.pipeline import (
 )
 from lifecycle.models import Position, PositionSide, PositionState, Strategy
 from lifecycle.services import position_begin_close, position_close_failed
+from tradingsite.audit import audit_record
 from tradingsite.errors import DomainError, InvalidStateTransition
 from tradingsite.live_config import site_config
 
@@ -157,6 +158,8 @@ def order_request(*, caller: AbstractBaseUser, strategy: Strategy,
                 if not fresh:
                     return record.order, False
             order = order_submit(account=strategy.account, strategy=strategy, **fields)
+            audit_record(actor=caller.get_username(), action="order.place_request", target=order,
+                         after={"strategy": strategy.name, **fields})
             if record is not None:
                 client_request_answer(record, order=order)
             transaction.on_commit(lambda: schedule_next(Next(order, 0.0, "placed by API")))
@@ -189,9 +192,14 @@ def order_request_cancel(order: Order, *, actor: str) -> tuple[Action, bool]:
     """Queue a cancel of ``order`` (one open cancel action per order); nothing is sent here."""
     if order.is_final:
         raise InvalidStateTransition(f"order {order.client_order_id} is already {order.status}")
-    action, created = Action.objects.get_or_create(
-        idempotency_key=f"cancel:{order.pk}",
-        defaults={"kind": ActionKind.CANCEL_ORDER, "order": order, "requested_by": actor[:150]})
+    with transaction.atomic():
+        action, created = Action.objects.get_or_create(
+            idempotency_key=f"cancel:{order.pk}",
+            defaults={"kind": ActionKind.CANCEL_ORDER, "order": order,
+                      "requested_by": actor[:150]})
+        if created:
+            audit_record(actor=actor, action="order.cancel_request", target=order,
+                         after={"action": action.pk, "status": order.status})
     if created:
         from lifecycle.services import dispatch_action
 

@@ -57,6 +57,7 @@ from lifecycle.timeouts import (
     close_retry_schedule,
     group_strategies,
 )
+from tradingsite.audit import audit_record
 from tradingsite.errors import InvalidStateTransition, RequestMismatch
 from tradingsite.live import broadcast, broadcast_many
 from tradingsite.rows import insert_row
@@ -294,6 +295,9 @@ def position_request_close(*, position: Position, reason: str, actor: str,
                           reason=f"{reason}: close requested" + (f" — {note}" if note else ""),
                           actor=actor, details={"action_id": action.pk, "kind": kind,
                                                 **({"note": note} if note else {})})
+            audit_record(actor=actor, action="position.close_request", target=position,
+                         after={"action": action.pk, "kind": kind, "reason": reason},
+                         reason=note)
     except IntegrityError:
         existing = _open_close_action(position) or Action.objects.filter(
             idempotency_key=key, position=position).first()

@@ -29,6 +29,7 @@ from risk.bulk import insert_rows, update_rows
 from risk.models import AlertSeverity, HealthSnapshot, RiskAlert, StrategyRiskCheck
 from risk.selectors import MonitoredStrategy
 from risk.serializers import alert_payload, alert_payloads
+from tradingsite.audit import audit_record
 from tradingsite.errors import InvalidStateTransition
 from tradingsite.live import broadcast, broadcast_many
 
@@ -140,6 +141,8 @@ def acknowledge_alerts(*, alert_ids: list[int], by: str, now: datetime | None = 
             acknowledged=True, acknowledged_at=now, acknowledged_by=by[:150])
         for alert in pending:
             alert.acknowledged, alert.acknowledged_at, alert.acknowledged_by = True, now, by[:150]
+            audit_record(actor=by, action="alert.acknowledge", target=alert,
+                         before={"acknowledged": False}, after={"acknowledged": True})
         for payload in alert_payloads(pending):
             broadcast("alert.acknowledged", payload)
     return len(pending)

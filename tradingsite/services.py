@@ -12,9 +12,10 @@ from collections.abc import Callable
 from functools import cache
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
+from tradingsite.audit import audit_record
 from tradingsite.errors import TradingHalted
 from tradingsite.models import PlatformState
 
@@ -85,8 +86,11 @@ def trading_resume(*, actor: str) -> PlatformState:
 def shutdown_request(*, actor: str) -> PlatformState:
     """Ask running instances to shut down gracefully (they poll this flag)."""
     state = platform_state()
-    PlatformState.objects.filter(id=state.id).update(shutdown_requested_at=timezone.now())
-    state.refresh_from_db()
+    with transaction.atomic():
+        PlatformState.objects.filter(id=state.id).update(shutdown_requested_at=timezone.now())
+        state.refresh_from_db()
+        audit_record(actor=actor, action="platform.shutdown_request", target=state,
+                     after={"shutdown_requested_at": state.shutdown_requested_at})
     return state
 
 

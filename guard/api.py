@@ -119,12 +119,7 @@ class GuardOverviewApi(StrictApi, APIView):
     @extend_schema(tags=[TAG], responses=GuardOverviewSerializer,
                    summary="Trading states and limits of every scope")
     def get(self, request: Request) -> Response:
-        trips = selectors.trips()[:20]
-        refusals = selectors.refusals()[:20]
-        return Response(GuardOverviewSerializer({
-            "scopes": selectors.scopes_overview(),
-            "recent_trips": [selectors.trip_payload(trip) for trip in trips],
-            "recent_refusals": refusals}).data)
+        return Response(GuardOverviewSerializer(selectors.guard_overview()).data)
 
 
 class GuardStateApi(StrictApi, APIView):
@@ -153,12 +148,12 @@ class GuardStateApi(StrictApi, APIView):
 
 
 class TripListApi(StrictApi, generics.ListAPIView):
-    """The trip history, newest first; filter by scope and code."""
+    """The trip history, newest first; filter by scope, trip code and whether re-armed."""
 
     class TripFilterSerializer(StrictQuerySerializer):
         scope = StrictCharField(required=False, max_length=200,
                                 help_text="global, account:NAME or strategy:NAME")
-        code = StrictChoiceField(choices=TripCode.choices, required=False)
+        trip_code = StrictChoiceField(choices=TripCode.choices, required=False)
         open = StrictBooleanField(required=False, allow_null=True, default=None,
                                   help_text="true: not re-armed yet; false: re-armed.")
 
@@ -169,8 +164,8 @@ class TripListApi(StrictApi, generics.ListAPIView):
         trips = selectors.trips()
         if self.params.get("scope"):
             trips = trips.filter(selectors.scope_named(self.params["scope"], prefix="scope__"))
-        if self.params.get("code"):
-            trips = trips.filter(code=self.params["code"])
+        if self.params.get("trip_code"):
+            trips = trips.filter(code=self.params["trip_code"])
         if self.params.get("open") is not None:
             trips = trips.filter(rearmed_at__isnull=self.params["open"])
         return trips

@@ -146,6 +146,13 @@ def trips() -> QuerySet[GuardTrip]:
         "-tripped_at", "-id")
 
 
+def guard_overview() -> dict[str, Any]:
+    """Every scope, the last 20 trips and the last 20 refused orders (``GET /api/guard/``)."""
+    return {"scopes": scopes_overview(),
+            "recent_trips": [trip_payload(trip) for trip in trips()[:20]],
+            "recent_refusals": list(refusals()[:20])}
+
+
 def refusals() -> QuerySet[OrderRefusal]:
     return OrderRefusal.objects.select_related("account", "strategy").order_by("-created_at",
                                                                                 "-id")

@@ -99,28 +99,35 @@ def _scope_filter(kind: str, target: int | None, *, account: str, strategy: str
     return {}
 
 
-def _market_marks(markets: set[tuple[str, str]]) -> dict[tuple[str, str], tuple[Decimal, datetime]]:
-    """(exchange id, symbol) → (close, close time) of the newest candle of any timeframe."""
+# A candle older than this is no mark (a daily candle closes once a day).
+MARK_LOOKBACK = timedelta(days=1)
+
+
+def _market_marks(markets: set[tuple[str, str]], now: datetime
+                  ) -> dict[tuple[str, str], tuple[Decimal, datetime]]:
+    """(exchange id, symbol) → (close, close time) of its newest candle of any timeframe.
+
+    One statement: the newest open time per series (bounded to ``MARK_LOOKBACK``, so the
+    candle history does not grow its cost), joined back to its row.
+    """
     if not markets:
         return {}
-    exchanges = {exchange for exchange, _ in markets}
-    symbols = {symbol for _, symbol in markets}
-    newest = list(Candle.objects.filter(exchange_id__in=exchanges, symbol__in=symbols)
-                  .values("exchange_id", "symbol", "timeframe")
-                  .annotate(open_time=Max("open_time")).order_by())
-    if not newest:
-        return {}
-    wanted = Q()
-    for row in newest:
-        wanted |= Q(exchange_id=row["exchange_id"], symbol=row["symbol"],
-                    timeframe=row["timeframe"], open_time=row["open_time"])
+    exchanges = sorted({exchange for exchange, _ in markets})
+    symbols = sorted({symbol for _, symbol in markets})
+    table = Candle._meta.db_table
+    sql = (f"SELECT c.id, c.exchange_id, c.symbol, c.timeframe, c.open_time, c.close FROM "
+           f"{table} c JOIN (SELECT exchange_id, symbol, timeframe, MAX(open_time) AS newest "
+           f"FROM {table} WHERE exchange_id IN ({', '.join(['%s'] * len(exchanges))}) AND "
+           f"symbol IN ({', '.join(['%s'] * len(symbols))}) AND open_time >= %s "
+           f"GROUP BY exchange_id, symbol, timeframe) m ON c.exchange_id = m.exchange_id AND "
+           f"c.symbol = m.symbol AND c.timeframe = m.timeframe AND c.open_time = m.newest")
     marks: dict[tuple[str, str], tuple[Decimal, datetime]] = {}
-    for exchange_id, symbol, timeframe, open_time, close in Candle.objects.filter(
-            wanted).values_list("exchange_id", "symbol", "timeframe", "open_time", "close"):
-        closed_at = open_time + timedelta(seconds=TIMEFRAME_SECONDS.get(timeframe, 0))
-        key = (exchange_id, symbol)
-        if key not in marks or closed_at > marks[key][1]:
-            marks[key] = (close, closed_at)
+    for candle in Candle.objects.raw(sql, [*exchanges, *symbols, now - MARK_LOOKBACK]):
+        closed_at = candle.open_time + timedelta(
+            seconds=TIMEFRAME_SECONDS.get(candle.timeframe, 0))
+        key = (candle.exchange_id, candle.symbol)
+        if key in markets and (key not in marks or closed_at > marks[key][1]):
+            marks[key] = (candle.close, closed_at)
     return marks
 
 
@@ -136,7 +143,7 @@ class Book:
         held, pending = self._held_rows(), self._pending_rows()
         self.marks = _market_marks(
             {(self._exchange(row["strategy__account_id"]), row["symbol"]) for row in held}
-            | {(self._exchange(row["account_id"]), row["symbol"]) for row in pending})
+            | {(self._exchange(row["account_id"]), row["symbol"]) for row in pending}, now)
         self.holdings = [self._holding(row) for row in held]
         self.pending = [self._pending(row) for row in pending]
         self.realised = self._load_realised() if kind != ScopeKind.STRATEGY else {}

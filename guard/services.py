@@ -40,6 +40,7 @@ from guard.models import (
 )
 from lifecycle.models import Position, PositionState, Strategy
 from lifecycle.services import position_request_close
+from risk.bulk import update_rows
 from risk.models import AlertSeverity, RiskAlert
 from risk.services import raise_alert, resolve_alerts
 from tradingsite.audit import audit_record, changed_fields
@@ -54,6 +55,8 @@ GUARD_ACTOR = "guard"
 TRIPPED_ALERT = "guard_tripped"
 PERCENT = Decimal("0.0001")
 STATE_FIELDS = ("state", "state_reason", "state_by", "state_since", "trip_code")
+EQUITY_FIELDS = ("equity", "equity_at", "marks_as_of", "unmarked_positions", "day",
+                 "day_start_equity", "peak_equity", "peak_at")
 
 
 class ScopeNotFound(DomainError):
@@ -300,16 +303,19 @@ def guard_evaluate(*, now: datetime | None = None) -> EvaluationResult:
     with transaction.atomic():  # exact: nothing counted is added while the ledgers are held
         ledgers = _ledger_rows()
         figures = Book(now=now).figures()
+        rows = []
         for ledger in ledgers:
             scope = scopes[ledger.pk]
             held = figures.get((scope.kind, _target(scope))) or ScopeFigures()
-            ScopeLedger.objects.filter(pk=ledger.pk).update(
-                tracked=scope_limits(scope).counted, open_positions=held.open_positions,
-                exposure=held.exposure, exact_at=now,
-                symbol_exposure={symbol: str(value)
-                                 for symbol, value in held.symbol_exposure.items()})
+            symbols = ({symbol: str(value) for symbol, value in held.symbol_exposure.items()}
+                       if scope.kind == ScopeKind.ACCOUNT else {})  # the symbol limit's scope
+            rows.append((ledger.pk, scope_limits(scope).counted, held.open_positions,
+                         held.exposure, now, symbols))
+        update_rows(ScopeLedger, ("tracked", "open_positions", "exposure", "exact_at",
+                                  "symbol_exposure"), rows)
     result = EvaluationResult(scopes=len(scopes))
     with transaction.atomic():
+        evaluated = []
         for scope in TradingScope.objects.select_for_update(of=("self",)).select_related(
                 "account").filter(kind__in=[ScopeKind.GLOBAL, ScopeKind.ACCOUNT]).order_by(
                 "level", "id"):
@@ -318,15 +324,22 @@ def guard_evaluate(*, now: datetime | None = None) -> EvaluationResult:
                 continue
             if scope.kind == ScopeKind.GLOBAL:
                 result.equity = held.equity
-            if (trip := _evaluate_scope(scope, scope_limits(scope), held, now)) is not None:
+            trip = _evaluate_scope(scope, scope_limits(scope), held, now)
+            if trip is not None:
                 result.trips.append(f"{scope.label}: {trip.code}")
+            else:
+                evaluated.append(scope)
+        update_rows(TradingScope, EQUITY_FIELDS,
+                    [(scope.pk, *(getattr(scope, name) for name in EQUITY_FIELDS))
+                     for scope in evaluated])
     result.closes_requested = trip_closes_request()
     return result
 
 
 def _evaluate_scope(scope: TradingScope, limits: ScopeLimits, held: ScopeFigures,
                     now: datetime) -> GuardTrip | None:
-    """Write the scope's equity and baselines; trip it when a loss limit is reached."""
+    """Move the scope's equity and baselines; trip it when a loss limit is reached (then it
+    is written here, with its new state)."""
     equity = held.equity
     scope.equity, scope.equity_at = equity, now
     scope.marks_as_of, scope.unmarked_positions = held.marks_as_of, held.unmarked
@@ -335,16 +348,14 @@ def _evaluate_scope(scope: TradingScope, limits: ScopeLimits, held: ScopeFigures
         scope.day, scope.day_start_equity = today, equity
     if scope.peak_equity is None or equity > scope.peak_equity:
         scope.peak_equity, scope.peak_at = equity, now
-    trip = None
-    if not scope.trip_code and limits.trips:
-        found = _breach(scope, limits, equity)
-        if found is not None:
-            trip = _trip(scope, limits, *found, now=now)
-    scope.save(update_fields=["equity", "equity_at", "marks_as_of", "unmarked_positions", "day",
-                              "day_start_equity", "peak_equity", "peak_at", *STATE_FIELDS,
-                              "updated_at"])
-    if trip is not None:
-        _after_trip(scope, trip)
+    if scope.trip_code or not limits.trips:
+        return None
+    found = _breach(scope, limits, equity)
+    if found is None:
+        return None  # written with the others, in one statement
+    trip = _trip(scope, limits, *found, now=now)
+    scope.save(update_fields=[*EQUITY_FIELDS, *STATE_FIELDS, "updated_at"])
+    _after_trip(scope, trip)
     return trip
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from guard.equity import plain
 from guard.gate import RATE_WINDOW_SECONDS
 from guard.limits import ScopeLimits, scope_limits
 from guard.models import GuardTrip, OrderRefusal, ScopeKind, ScopeLedger, TradingScope
@@ -66,7 +67,7 @@ def limit_distances(scope: TradingScope, limits: ScopeLimits, ledger: ScopeLedge
         "max_drawdown_percent": (losses["drawdown_percent"], ""),
         "max_open_positions": (Decimal(held.open_positions), "held or on their way"),
         "max_exposure_percent": (_percent(held.exposure, scope.equity),
-                                 f"{held.exposure:f} of equity" if held.exposure else ""),
+                                 f"exposure {plain(held.exposure.quantize(PERCENT))}"),
         "max_symbol_exposure_percent": (
             _percent(top[1], scope.equity) if top else Decimal(0), top[0] if top else ""),
         "max_notional_per_order": (None, "checked per order"),

@@ -45,7 +45,7 @@ function scopeItem(scope, staff, onChange) {
       h("span", { class: "guard-name" }, scope.scope),
       h("span", { class: `badge guard-${scope.state}` }, scope.state),
       h("span", { class: "when" }, scope.by ? `by ${scope.by} · ${fmtAgo(scope.since)}` : "")),
-    scope.reason ? h("div", { class: "msg" }, scope.reason) : null,
+    scope.reason && !scope.trip ? h("div", { class: "msg" }, scope.reason) : null,
     trip, equity,
     limits.length ? h("div", { class: "guard-limits" }, ...limits.map(limitBar))
       : h("div", { class: "faint small" }, "no limits set"),
@@ -53,11 +53,11 @@ function scopeItem(scope, staff, onChange) {
 }
 
 function tripRow(trip) {
-  return h("tr", { title: trip.message },
+  const rearmed = trip.rearmed_at ? ` · re-armed by ${trip.rearmed_by}: ${trip.rearm_reason}` : " · open";
+  return h("tr", { title: trip.message + rearmed },
     h("td", { class: "muted nowrap" }, fmtDateTime(trip.tripped_at).slice(5)),
-    h("td", {}, trip.scope),
-    h("td", {}, h("span", { class: "badge CRITICAL" }, trip.code)),
-    h("td", { class: "small" }, trip.rearmed_at ? `re-armed by ${trip.rearmed_by}` : "open"));
+    h("td", { class: "guard-wrap" }, trip.scope),
+    h("td", {}, h("span", { class: `badge ${trip.rearmed_at ? "CLOSED" : "CRITICAL"}` }, trip.code)));
 }
 
 function refusalRow(refusal) {
@@ -85,7 +85,7 @@ export class GuardPanel {
     $("guard-count").textContent = tripped ? `(${tripped} tripped)` : "";
     const trips = overview.recent_trips || [];
     $("guard-trips").querySelector("tbody").replaceChildren(...(trips.length ? trips.slice(0, 10).map(tripRow)
-      : [h("tr", {}, h("td", { class: "faint", colspan: 4 }, "No trips."))]));
+      : [h("tr", {}, h("td", { class: "faint", colspan: 3 }, "No trips."))]));
     const refusals = overview.recent_refusals || [];
     $("guard-refusals").querySelector("tbody").replaceChildren(...(refusals.length ? refusals.slice(0, 10).map(refusalRow)
       : [h("tr", {}, h("td", { class: "faint", colspan: 3 }, "No refused orders."))]));

@@ -14,5 +14,6 @@ urlpatterns = [
     path("trading/resume/", api.TradingResumeView.as_view(), name="trading-resume"),
     path("actions/", api.ActionRequestView.as_view(), name="action-request"),
     path("audit/", audit_api.AuditListApi.as_view(), name="audit-list"),
+    path("audit/csv", audit_api.AuditCsvApi.as_view(), name="audit-csv"),
     *router.urls,
 ]

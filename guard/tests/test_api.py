@@ -214,3 +214,18 @@ def test_the_admin_exports_the_audit_log_as_csv(admin_client, book_strategy):
                         "after,reason")
     assert lines[1].startswith(f"{ids[0]},") and lines[1].endswith(",'=HYPERLINK(x)")
     assert len(lines) == 2
+
+
+def test_the_audit_log_is_exported_as_csv_with_the_filters(staff_api, viewer_api, book_strategy):
+    call_command("trading_state", scope="global", state="HALTED", reason="r1", actor="alice")
+    call_command("trading_state", scope="global", state="ACTIVE", reason="+r2", actor="bob")
+
+    response = staff_api.get("/api/audit/csv?actor=bob")
+    refused = staff_api.get("/api/audit/csv?since=yesterday")
+
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    assert (response.status_code, response["Content-Type"]) == (200, "text/csv; charset=utf-8")
+    assert len(lines) == 2 and lines[1].endswith(",'+r2")
+    assert ",bob,trading_state.set,guard.tradingscope," in lines[1]
+    assert (refused.status_code, list(refused.json())) == (400, ["since"])
+    assert viewer_api.get("/api/audit/csv").status_code == 403

@@ -137,6 +137,9 @@ def test_order_rate_refuses_the_entry_over_the_rate_and_counts_no_close(book_str
                             "refused (the next is possible in 30.0 s)")
     assert close.pk is not None and allowed.pk is not None
     assert Order.objects.filter(purpose=OrderPurpose.ENTRY).count() == 4
+    refusal_row = AuditEvent.objects.get(action="order.refused")
+    assert (refusal_row.after["reason_code"], refusal_row.after["numbers"]["limit"]) == (
+        "ORDER_RATE", 3)
 
 
 def test_open_positions_count_held_positions_and_entries_on_their_way(book_strategy, limits):

@@ -89,6 +89,7 @@ def test_equity_that_recovers_does_not_re_arm(book_strategy, limits, clock):
     assert (account.state, account.trip_code, account.equity) == ("HALTED", "DAILY_LOSS",
                                                                   Decimal("10200"))
     assert GuardTrip.objects.filter(rearmed_at__isnull=True).count() == 2
+    assert AuditEvent.objects.filter(action="trading_state.trip").count() == 2
     assert not AuditEvent.objects.filter(action="trading_state.rearm").exists()
     with pytest.raises(OrderRefused):
         entry(book_strategy)

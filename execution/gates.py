@@ -1,29 +1,24 @@
-"""Pre-trade gates: every order passes them before it is recorded.
+"""The pre-trade gate: every order passes it before it is recorded.
 
-Execution knows orders, not positions, equity or trading states: a higher layer (the
-portfolio guard, ``guard``) registers its gate here (``register_pretrade_gate``) and
-``pipeline.order_submit`` — the one path by which any order is recorded (API entries,
-close actions, replacements, scripts) — calls ``pretrade_check`` in the transaction
-that records the order, so a row lock a gate takes is held until the order is
-committed. A gate refuses by raising ``OrderRefused`` with a reason code and the
-numbers behind it; the refusal is handed to the registered recorders
+Execution knows orders, not positions, equity or trading states: the portfolio guard
+(``guard``) registers the gate as the ``pretrade_gate`` hook (``execution.handlers``), and
+``pipeline.placement.order_submit`` — the one path of every order (API entries, close
+actions, replacements, signals, scripts) — calls ``pretrade_check`` in the transaction
+that records the order, so a row lock the gate takes is held until the order is
+committed. The gate refuses by raising ``OrderRefused`` with a reason code and the
+numbers behind it; the refusal is kept through the ``order_refusal_store`` hook
 (``refusal_record``), and the API answers 409 with the code and the numbers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+from execution import handlers
 from tradingsite.errors import ConflictError, TradingHalted
 
 TRADING_HALTED = "TRADING_HALTED"
-
-PretradeGate = Callable[[Any], None]  # receives the unsaved ``Order``
-RefusalRecorder = Callable[["OrderRefused"], None]
-
-_gates: list[PretradeGate] = []
-_recorders: list[RefusalRecorder] = []
 
 
 class OrderRefused(ConflictError):
@@ -57,32 +52,19 @@ def order_refused(reason_code: str, message: str, *, scope: str = "",
     return kind(reason_code, message, scope=scope, numbers=numbers)
 
 
-def register_pretrade_gate(gate: PretradeGate) -> None:
-    """Every order recorded from now on passes ``gate`` (registered once)."""
-    if gate not in _gates:
-        _gates.append(gate)
-
-
-def register_refusal_recorder(recorder: RefusalRecorder) -> None:
-    if recorder not in _recorders:
-        _recorders.append(recorder)
-
-
 def pretrade_check(order: Any) -> None:
     """Run every gate on ``order`` (unsaved); ``OrderRefused`` when one refuses.
 
     Call it inside the transaction that records the order.
     """
-    for gate in _gates:
-        try:
-            gate(order)
-        except OrderRefused as refused:
-            refused.order = order
-            raise
+    try:
+        handlers.pretrade_gate(order)
+    except OrderRefused as refused:
+        refused.order = order
+        raise
 
 
 def refusal_record(refused: OrderRefused) -> None:
     """Store a refusal. A caller whose own transaction rolled the first record back (it
     wrapped ``order_submit``) records it again after the rollback."""
-    for recorder in _recorders:
-        recorder(refused)
+    handlers.order_refusal_store(refused)

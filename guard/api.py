@@ -14,7 +14,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from execution.models import MONEY, QTY
 from guard import selectors
 from guard.models import OrderRefusal, ReasonCode, ScopeKind, TradingState, TripCode
 from guard.services import scope_get, scope_state_set
@@ -26,6 +25,7 @@ from tradingsite.api_input import (
     StrictQuerySerializer,
     StrictSerializer,
 )
+from tradingsite.domain import MONEY, QTY
 
 TAG = "guard"
 SCOPE_PATTERN = r"^(global|(account|strategy):[-a-zA-Z0-9_]+)$"

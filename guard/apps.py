@@ -14,16 +14,18 @@ class GuardConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_save
 
-        from execution.gates import register_pretrade_gate, register_refusal_recorder
+        from execution import handlers
         from guard import receivers, services
+        from guard.checks import account_override_errors
         from guard.gate import gate_order
         from lifecycle.models import Position
         from lifecycle.signals import position_opened
+        from tradingsite.checks import register_override_check
         from tradingsite.services import register_global_state_writer
 
-        register_pretrade_gate(gate_order)
-        register_refusal_recorder(services.refusal_store)
+        handlers.register(pretrade_gate=gate_order, order_refusal_store=services.refusal_store)
         register_global_state_writer(services.global_state_set)
+        register_override_check("accounts' portfolio limits", account_override_errors)
         position_opened.connect(receivers.position_opened_outside_the_gate,
                                 dispatch_uid="guard.position_opened_outside_the_gate")
         post_save.connect(receivers.position_saved, sender=Position,

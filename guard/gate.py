@@ -38,8 +38,8 @@ from guard.equity import plain, scope_figures
 from guard.limits import ScopeLimits, scope_limits
 from guard.models import GuardTrip, ReasonCode, ScopeKind, ScopeLedger, TradingScope, TradingState
 from lifecycle.models import Position, PositionSide, PositionState
-from risk.bulk import update_rows
 from tradingsite.live_config import site_config
+from tradingsite.sql import update_rows
 
 RATE_WINDOW_SECONDS = 60.0
 MAX_RECENT = 1000  # the bound of maxOrdersPerMinute

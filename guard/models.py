@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from execution.models import MONEY, QTY
+from tradingsite.domain import MONEY, QTY
 
 
 class ScopeKind(models.TextChoices):

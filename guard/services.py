@@ -26,7 +26,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from execution.gates import OrderRefused
-from execution.models import ActionKind, CloseReason, ExchangeAccount
+from execution.models import ActionKind, ExchangeAccount
 from guard.equity import Book, ScopeFigures, plain
 from guard.limits import ScopeLimits, account_portfolio_validate, scope_limits
 from guard.models import (
@@ -40,14 +40,15 @@ from guard.models import (
 )
 from lifecycle.models import Position, PositionState, Strategy
 from lifecycle.services import position_request_close
-from risk.bulk import update_rows
 from risk.models import AlertSeverity, RiskAlert
-from risk.services import raise_alert, resolve_alerts
+from risk.services import alert_raise, alerts_resolve
 from tradingsite.audit import audit_record, changed_fields
+from tradingsite.domain import CloseReason
 from tradingsite.errors import ConflictError, DomainError, InvalidStateTransition
 from tradingsite.live import broadcast
 from tradingsite.models import PlatformState
 from tradingsite.services import halt_payload, platform_state
+from tradingsite.sql import update_rows
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,7 @@ def scope_state_set(*, scope: TradingScope, state: str, reason: str, actor: str
     if locked.kind == ScopeKind.GLOBAL:
         _mirror_platform_state(locked)
     if rearm and not GuardTrip.objects.filter(rearmed_at__isnull=True).exists():
-        resolve_alerts(list(RiskAlert.objects.filter(kind=TRIPPED_ALERT, position__isnull=True,
+        alerts_resolve(list(RiskAlert.objects.filter(kind=TRIPPED_ALERT, position__isnull=True,
                                                      resolved_at__isnull=True)))
     _announce(locked)
     return locked
@@ -424,7 +425,7 @@ def _trip(scope: TradingScope, limits: ScopeLimits, code: str, message: str,
 def _after_trip(scope: TradingScope, trip: GuardTrip) -> None:
     """The CRITICAL alert, the live events and the platform's halt flag (same transaction)."""
     closes = "; its positions are being closed" if trip.close_all else ""
-    raise_alert(position=None, kind=TRIPPED_ALERT, severity=AlertSeverity.CRITICAL,
+    alert_raise(position=None, kind=TRIPPED_ALERT, severity=AlertSeverity.CRITICAL,
                 message=f"{scope.label} tripped ({trip.code}) and is {trip.state_after}: "
                         f"{trip.message}{closes}. Re-arm it with a reason once reviewed.")
     if scope.kind == ScopeKind.GLOBAL:

@@ -216,6 +216,21 @@ class PortfolioConfig:
 
 
 @dataclass(frozen=True)
+class BotsConfig:
+    """Positions a trading bot hands over (``bots`` app): closed through the bot that owns them."""
+
+    bot_close_timeout_seconds: float = field(default=30, metadata=_num(
+        1, 3600, unit="s", doc="A bot's close not confirmed (exit fill webhook or its trade "
+                               "record) after this raises a CRITICAL alert."))
+    fallback_direct_close: bool = field(default=False, metadata=_switch(
+        "After that alert, close with a reduce-only order of the platform's own (the bot "
+        "then still believes its trade open)."))
+    bot_sync_seconds: float = field(default=60, metadata=_num(
+        5, 86400, unit="s", doc="Read each bot's open trades this often: adopt trades whose "
+                                "webhook was lost, close positions the bot no longer holds."))
+
+
+@dataclass(frozen=True)
 class LiveTradingConfig:
     enabled: bool = field(default=True, metadata=_switch(
         "Kept for the original JSON form; the switches below are what the platform reads."))
@@ -225,6 +240,7 @@ class LiveTradingConfig:
     performance_analytics: PerformanceAnalyticsConfig = field(
         default_factory=PerformanceAnalyticsConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    bots: BotsConfig = field(default_factory=BotsConfig)
     portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
 
     def to_json_dict(self) -> dict[str, Any]:

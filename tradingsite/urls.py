@@ -7,11 +7,11 @@ from drf_spectacular.views import (
     SpectacularSwaggerSplitView,
 )
 
-from tradingsite import views
+from operations import views
 from tradingsite.api_schema import SchemaFormatNegotiation
 
-handler404 = "tradingsite.views.not_found"
-handler500 = "tradingsite.views.server_error"
+handler404 = "operations.views.not_found"
+handler500 = "operations.views.server_error"
 
 urlpatterns = [
     path("", views.dashboard, name="home"),
@@ -30,5 +30,6 @@ urlpatterns = [
     path("api/", include("execution.api_urls")),
     path("api/", include("analytics.api_urls")),
     path("api/", include("guard.api_urls")),
-    path("api/", include("tradingsite.api_urls")),
+    path("api/", include("operations.api_urls")),
+    path("api/", include("bots.api_urls")),
 ]

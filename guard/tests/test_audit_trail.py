@@ -11,7 +11,7 @@ from django.core.management import call_command
 from execution.services import order_request_cancel
 from guard.services import scope_get, scope_portfolio_set
 from lifecycle.services import position_request_close
-from risk.services import acknowledge_alert
+from risk.services import alert_acknowledge
 from tradingsite.models import AuditEvent
 from tradingsite.services import shutdown_request
 from tradingsite.testing.factories import OrderFactory, PositionFactory, RiskAlertFactory
@@ -54,8 +54,8 @@ def test_a_cancel_request_and_an_api_entry_are_audited(staff_api, strategy):
 
 def test_an_acknowledged_alert_and_a_shutdown_request_are_audited(strategy):
     alert = RiskAlertFactory(position=PositionFactory(strategy=strategy))
-    acknowledge_alert(alert_id=alert.pk, by="alice")
-    acknowledge_alert(alert_id=alert.pk, by="alice")  # already seen: nothing new
+    alert_acknowledge(alert_id=alert.pk, by="alice")
+    alert_acknowledge(alert_id=alert.pk, by="alice")  # already seen: nothing new
     shutdown_request(actor="bob")
 
     assert rows() == [("alice", "alert.acknowledge", "risk.riskalert"),

@@ -2,7 +2,7 @@
 
 The repro of issue 14: ``{"liveTrading": {"lifecycle": {"maxHoldingTimeMinutes":
 99999999999999999999999}}}`` was accepted by ``live_config --import`` and ``check``;
-afterwards ``check_timeouts`` raised OverflowError (no timeouts at all) and ``/``
+afterwards ``timeout_pass_run`` raised OverflowError (no timeouts at all) and ``/``
 answered 500.
 """
 
@@ -24,7 +24,7 @@ from django.core.management.base import CommandError
 
 from execution.models import Action
 from lifecycle.models import Position, PositionState, Strategy
-from lifecycle.services import check_timeouts
+from lifecycle.services import timeout_pass_run
 from lifecycle.tests.conftest import T0
 from tradingsite.checks import check_live_trading_config
 from tradingsite.live_config import (
@@ -87,7 +87,7 @@ def test_the_repro_value_is_refused_naming_the_key_and_the_layer():
 
 def test_every_numeric_key_has_both_bounds_and_they_hold_at_the_edges():
     keys = _numeric_keys()
-    assert len(keys) == 35 + 8  # + the portfolio limits, off (null) by default
+    assert len(keys) == 37 + 8  # + the portfolio limits, off (null) by default
     for key, low, high in keys:
         base = LiveTradingConfig()
         default = _get(base, key)
@@ -148,6 +148,14 @@ def _camel(name: str) -> str:
     ({"shutdown": {"shutdownTimeoutSeconds": 1e300}},
      ("liveTrading.shutdown.shutdownTimeoutSeconds",
       "must be between 1 and 3600 s, got 1e+300 (in x.json)")),
+    # a bot's close is confirmed or escalated within an hour; its trades read at least daily
+    ({"bots": {"botCloseTimeoutSeconds": 0}},
+     ("liveTrading.bots.botCloseTimeoutSeconds",
+      "must be between 1 and 3600 s, got 0 (in x.json)")),
+    ({"bots": {"botSyncSeconds": 86401}},
+     ("liveTrading.bots.botSyncSeconds", "must be between 5 and 86400 s, got 86401 (in x.json)")),
+    ({"bots": {"fallbackDirectClose": "yes"}},
+     ("liveTrading.bots.fallbackDirectClose", 'expected true or false, got "yes" (in x.json)')),
     # wrong types
     ({"lifecycle": {"maxHoldingTimeMinutes": "90"}},
      ("liveTrading.lifecycle.maxHoldingTimeMinutes",
@@ -199,7 +207,7 @@ def test_the_readme_documents_every_bound():
     assert bounds_markdown() in readme
     assert ("| `lifecycle.maxHoldingTimeMinutes` | 240 | 1 … 525,600 minutes | "
             in bounds_markdown())
-    assert len(bounds_table()) == 43 + 8 + 1  # numeric keys + switches + onTrip
+    assert len(bounds_table()) == 45 + 9 + 1  # numeric keys + switches + onTrip
 
 
 # --- every layer goes through the same validator ------------------------------------------
@@ -352,7 +360,7 @@ def test_a_strategy_row_edited_behind_the_back_still_times_out(strategy, admin_c
     position = PositionFactory(strategy=strategy, opened_at=T0)
     Strategy.objects.filter(pk=strategy.pk).update(live_trading=REPRO)
     with time_machine.travel(T0 + timedelta(minutes=240), tick=False):
-        result = check_timeouts()
+        result = timeout_pass_run()
         assert admin_client.get("/").status_code == 200
     assert (result.warned, result.timed_out, result.close_actions) == (1, 1, 1)
     assert Position.objects.get(pk=position.pk).state == PositionState.CRITICAL
@@ -364,7 +372,7 @@ def test_an_invalid_site_config_at_run_time_falls_back_to_the_default_limits(str
     position = PositionFactory(strategy=strategy, opened_at=T0)
     settings.LIVE_TRADING = json.dumps(REPRO)  # appeared after start-up
     with time_machine.travel(T0 + timedelta(minutes=240), tick=False):
-        result = check_timeouts()
+        result = timeout_pass_run()
     assert (result.warned, result.timed_out, result.close_actions) == (1, 1, 1)
     assert Position.objects.get(pk=position.pk).state == PositionState.CRITICAL
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from django.core.exceptions import ImproperlyConfigured
 
 if TYPE_CHECKING:
+    from execution.gates import OrderRefused
     from execution.models import Action, ExchangeAccount, Order
     from tradingsite.live_config import OrderExecutionConfig
 
@@ -35,6 +36,9 @@ HOOKS = {
     "close_action_run": "carry a close action on (place or resume its close order)",
     "close_action_settle": "the close order of an action ended: settle the action",
     "markets_in_use": "(account, symbol, timeframe) of every market a position is held in",
+    "pretrade_gate": "every order before it is recorded (in that transaction): refuse it "
+                     "(execution.gates.OrderRefused) or let it through",
+    "order_refusal_store": "keep an order the gate refused, with its reason code and numbers",
 }
 
 _registered: dict[str, Callable[..., Any]] = {}
@@ -124,3 +128,12 @@ def close_action_settle(order: Order) -> Action | None:
 
 def markets_in_use() -> list[tuple[ExchangeAccount, str, str]]:
     return _handler("markets_in_use")()
+
+
+def pretrade_gate(order: Order) -> None:
+    """``OrderRefused`` when the order may not be recorded (``execution.gates``)."""
+    _handler("pretrade_gate")(order)
+
+
+def order_refusal_store(refused: OrderRefused) -> None:
+    _handler("order_refusal_store")(refused)

@@ -41,6 +41,7 @@ from execution.client_requests import client_request_answer, client_request_clai
 from execution.exchanges import exchange_for
 from execution.exchanges.base import Exchange
 from execution.exchanges.errors import ExchangeError
+from execution.gates import OrderRefused, refusal_record
 from execution.models import (
     Action,
     ActionKind,
@@ -63,6 +64,7 @@ from execution.selectors import (
     order_fresh,
     orders_overdue,
 )
+from tradingsite.audit import audit_record
 from tradingsite.errors import DomainError, InvalidStateTransition
 
 log = logging.getLogger(__name__)
@@ -138,18 +140,25 @@ def order_request(*, caller: AbstractBaseUser, strategy: Any,
     """
     from execution.tasks import schedule_next
 
-    with transaction.atomic():
-        record = None
-        if idempotency_key:
-            record, fresh = client_request_claim(
-                caller=caller, scope=ClientRequestScope.ORDER, key=idempotency_key,
-                request={"strategy": strategy.name, **fields})
-            if not fresh:
-                return record.order, False
-        order = order_submit(account=strategy.account, strategy=strategy, **fields)
-        if record is not None:
-            client_request_answer(record, order=order)
-        transaction.on_commit(lambda: schedule_next(Next(order, 0.0, "placed by API")))
+    try:
+        with transaction.atomic():
+            record = None
+            if idempotency_key:
+                record, fresh = client_request_claim(
+                    caller=caller, scope=ClientRequestScope.ORDER, key=idempotency_key,
+                    request={"strategy": strategy.name, **fields})
+                if not fresh:
+                    return record.order, False
+            order = order_submit(account=strategy.account, strategy=strategy, **fields)
+            audit_record(actor=caller.get_username(), action="order.place_request", target=order,
+                         after={"strategy": strategy.name, **fields})
+            if record is not None:
+                client_request_answer(record, order=order)
+            transaction.on_commit(lambda: schedule_next(Next(order, 0.0, "placed by API")))
+    except OrderRefused as refused:  # the rollback took the refusal's record with it
+        refused.requested_by = caller.get_username()
+        refusal_record(refused)
+        raise
     return order, True
 
 
@@ -175,9 +184,14 @@ def order_request_cancel(order: Order, *, actor: str) -> tuple[Action, bool]:
     """Queue a cancel of ``order`` (one open cancel action per order); nothing is sent here."""
     if order.is_final:
         raise InvalidStateTransition(f"order {order.client_order_id} is already {order.status}")
-    action, created = Action.objects.get_or_create(
-        idempotency_key=f"cancel:{order.pk}",
-        defaults={"kind": ActionKind.CANCEL_ORDER, "order": order, "requested_by": actor[:150]})
+    with transaction.atomic():
+        action, created = Action.objects.get_or_create(
+            idempotency_key=f"cancel:{order.pk}",
+            defaults={"kind": ActionKind.CANCEL_ORDER, "order": order,
+                      "requested_by": actor[:150]})
+        if created:
+            audit_record(actor=actor, action="order.cancel_request", target=order,
+                         after={"action": action.pk, "status": order.status})
     if created:
         action_dispatch(action)
     return action, created

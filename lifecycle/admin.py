@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -8,6 +10,7 @@ from lifecycle.models import Position, PositionEvent, PositionState, Strategy, T
 from lifecycle.selectors import position_timing, with_deadlines
 from lifecycle.services import position_request_close
 from tradingsite.admin_helpers import AppendOnlyAdmin, ReadOnlyInline, confirmation_page, format_age
+from tradingsite.audit import audit_record, changed_fields
 from tradingsite.domain import CloseReason
 from tradingsite.errors import InvalidStateTransition
 
@@ -36,6 +39,19 @@ class StrategyAdmin(admin.ModelAdmin):
         except ValueError as exc:
             text = f"invalid: {exc}"
         return format_html("<pre>{}</pre>", text)
+
+    def save_model(self, request: HttpRequest, obj: Strategy, form: Any, change: bool) -> None:
+        """Saved, and the change of its settings (its live-trading overrides above all)
+        written to the audit log in the same transaction."""
+        fields = ("account_id", "timeframe", "live_trading", "enabled")
+        before = (Strategy.objects.filter(pk=obj.pk).values(*fields).first() if change else None)
+        super().save_model(request, obj, form, change)
+        old, new = changed_fields(before or {}, {name: getattr(obj, name) for name in fields},
+                                  fields)
+        if new or not change:
+            audit_record(actor=request.user.get_username(),
+                         action="strategy.update" if change else "strategy.create", target=obj,
+                         before=old, after=new)
 
 
 class PositionEventInline(ReadOnlyInline):

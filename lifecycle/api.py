@@ -243,9 +243,9 @@ EXECUTION_TAG = "execution"
 class PlaceOrderApi(StrictApi, APIView):
     """Send an entry order through the pipeline (staff); its fill opens the position.
 
-    Answers 202 at once: placement, retries and polling run on the workers; 409 while
-    trading is halted (``halt_trading``, or a shutdown in progress). With an
-    idempotency key, a retry after a lost 202 gets the same order (200).
+    Answers 202 at once: placement, retries and polling run on the workers; 409 when the
+    pre-trade gate refuses it (a trading state or a limit: the reason code and the numbers).
+    With an idempotency key, a retry after a lost 202 gets the same order (200).
     """
 
     class PlaceOrderSerializer(StrictSerializer):
@@ -279,8 +279,12 @@ class PlaceOrderApi(StrictApi, APIView):
                    responses={
         202: OrderSerializer,
         200: OpenApiResponse(OrderSerializer, description="Already placed with this key."),
-        409: OpenApiResponse(description="Trading is halted (new entries are refused), or the "
-                                         "key was used for a different order.")})
+        409: OpenApiResponse(description="Refused by the pre-trade gate — `reason_code` "
+                                         "(TRADING_HALTED, REDUCING_ONLY, MAX_NOTIONAL_PER_ORDER, "
+                                         "MAX_OPEN_POSITIONS, MAX_EXPOSURE_SYMBOL, "
+                                         "MAX_EXPOSURE_ACCOUNT, ORDER_RATE, DAILY_LOSS, "
+                                         "DRAWDOWN), `scope` and `numbers` — or the key was "
+                                         "used for a different order.")})
     def post(self, request: Request) -> Response:
         data = self.PlaceOrderSerializer(data=idempotency_key(request, request.data))
         data.is_valid(raise_exception=True)

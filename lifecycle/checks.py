@@ -22,7 +22,7 @@ def strategy_override_errors(site: LiveTradingConfig) -> list[Error]:
     errors = []
     for strategy in strategies:
         try:
-            build([("", strategy.live_trading)], base=site)
+            build([("", strategy.live_trading)], base=site, strategy=True)
         except LiveConfigError as exc:
             errors.extend(Error(f"strategy {strategy.name!r}: {key}: {msg}",
                                 id="live_trading.E002") for key, msg in exc.errors)

@@ -67,6 +67,7 @@ from lifecycle.transitions import (
     transition_check,
     transition_values,
 )
+from tradingsite.audit import audit_record
 from tradingsite.domain import CloseReason
 from tradingsite.errors import InvalidStateTransition, RequestMismatch
 from tradingsite.live import broadcast, broadcast_many
@@ -286,6 +287,9 @@ def position_request_close(*, position: Position, reason: str, actor: str,
                                                 **({"note": note} if note else {})})
             close_requested.send(sender=Position, position=position, action=action,
                                  reason=reason, kind=kind, actor=actor, note=note)
+            audit_record(actor=actor, action="position.close_request", target=position,
+                         after={"action": action.pk, "kind": kind, "reason": reason},
+                         reason=note)
     except IntegrityError:
         existing = _open_close_action(position) or Action.objects.filter(
             idempotency_key=key, position=position).first()

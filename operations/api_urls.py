@@ -1,9 +1,9 @@
-"""Routes of the platform API (strategies, positions, close requests, trading halt)."""
+"""Routes of the platform API (strategies, positions, close requests, trading halt, audit log)."""
 
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from operations import api
+from operations import api, audit_api
 
 router = SimpleRouter(use_regex_path=False)
 router.register("strategies", api.StrategyViewSet, basename="strategy")
@@ -13,5 +13,7 @@ urlpatterns = [
     path("trading/halt/", api.TradingHaltView.as_view(), name="trading-halt"),
     path("trading/resume/", api.TradingResumeView.as_view(), name="trading-resume"),
     path("actions/", api.ActionRequestView.as_view(), name="action-request"),
+    path("audit/", audit_api.AuditListApi.as_view(), name="audit-list"),
+    path("audit/csv", audit_api.AuditCsvApi.as_view(), name="audit-csv"),
     *router.urls,
 ]

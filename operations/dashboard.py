@@ -16,6 +16,8 @@ from analytics.metrics import METRIC_DEFINITIONS
 from analytics.periods import Period
 from execution.api import ActionSerializer, OrderSerializer
 from execution.models import OrderStatus
+from guard.api import GuardOverviewSerializer
+from guard.selectors import guard_overview
 from operations import api, selectors
 from risk.serializers import RiskAlertSerializer
 from tradingsite.services import halt_payload, platform_state
@@ -44,6 +46,8 @@ def endpoints() -> dict[str, str]:
         "performance": reverse("analytics-performance"),
         "equity": reverse("analytics-equity"),
         "execution": reverse("analytics-execution"),
+        "guard": reverse("guard-overview"),
+        "guard_state": reverse("guard-state"),
         "live": "/ws/health/",
     }
 
@@ -65,6 +69,7 @@ def dashboard_state(user: AbstractBaseUser) -> dict[str, Any]:
                                                     context=context).data,
         "alerts": RiskAlertSerializer(selectors.recent_alerts(), many=True).data,
         "halt": api.TradingHaltSerializer(halt_payload(platform_state())).data,
+        "guard": GuardOverviewSerializer(guard_overview()).data,
     }
 
 

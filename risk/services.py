@@ -30,6 +30,7 @@ from risk.selectors import MonitoredStrategy
 from risk.serializers import alert_payload, alert_payloads
 from risk.signals import alerts_raised
 from risk.tick import HOLDING, Tick, tick_assemble
+from tradingsite.audit import audit_record
 from tradingsite.domain import CloseReason
 from tradingsite.errors import InvalidStateTransition
 from tradingsite.live import broadcast, broadcast_many
@@ -152,6 +153,8 @@ def alerts_acknowledge(*, alert_ids: list[int], by: str, now: datetime | None = 
             acknowledged=True, acknowledged_at=now, acknowledged_by=by[:150])
         for alert in pending:
             alert.acknowledged, alert.acknowledged_at, alert.acknowledged_by = True, now, by[:150]
+            audit_record(actor=by, action="alert.acknowledge", target=alert,
+                         before={"acknowledged": False}, after={"acknowledged": True})
         for payload in alert_payloads(pending):
             broadcast("alert.acknowledged", payload)
     return len(pending)

@@ -1,6 +1,7 @@
 """The layers point one way: every module's imports, read with ``ast``, go down or sideways.
 
-    tradingsite (core) ← execution ← lifecycle ← risk ← analytics ← operations ← bots ← notifications ← wiring
+    tradingsite (core) ← execution ← lifecycle ← risk ← analytics ← guard ← operations ← bots
+    ← notifications ← wiring
 
 A module may import its own app and the layers below it, never one above; and no
 import loop may join modules of different apps. Every import counts: module level,
@@ -30,6 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("lifecycle", ("lifecycle",)),
     ("risk", ("risk",)),
     ("analytics", ("analytics",)),
+    ("guard", ("guard",)),
     ("operations", ("operations",)),
     # Features on top of the platform: nothing below imports them (templates may use their tags).
     ("bots", ("bots",)),
@@ -39,8 +41,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                 "tradingsite.wsgi")),
 ]
 RANK = {name: rank for rank, (name, _) in enumerate(LAYERS)}
-PACKAGES = ("tradingsite", "execution", "lifecycle", "risk", "analytics", "operations", "bots",
-            "notifications")
+PACKAGES = ("tradingsite", "execution", "lifecycle", "risk", "analytics", "guard", "operations",
+            "bots", "notifications")
 EXEMPT_PREFIXES = ("tradingsite.testing",)
 
 

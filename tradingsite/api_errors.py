@@ -32,7 +32,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response({"detail": str(exc), "code": exc.code, "fields": exc.fields},
                         status=exc.http_status)
     if isinstance(exc, DomainError):
-        return Response({"detail": str(exc), "code": exc.code}, status=exc.http_status)
+        return Response({"detail": str(exc), "code": exc.code, **exc.details()},
+                        status=exc.http_status)
     if isinstance(exc, (DataError, OverflowError)):
         return Response(OUT_OF_RANGE, status=400)
     if isinstance(exc, RequestDataTooBig):

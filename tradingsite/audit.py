@@ -7,7 +7,10 @@ commit or roll back together. ``before``/``after`` hold the changed fields only
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -50,3 +53,32 @@ def audit_record(*, actor: str, action: str, target: models.Model | None = None,
         target_repr=str(target)[:200] if target is not None else "",
         before=_json_safe(dict(before or {})), after=_json_safe(dict(after or {})),
         reason=reason)
+
+
+CSV_COLUMNS = ("created_at", "actor", "action", "target_type", "target_id", "target_repr",
+               "before", "after", "reason")
+
+
+def audit_csv(events: Iterable[AuditEvent]) -> Iterator[str]:
+    """The rows as CSV lines (a header first); ``before``/``after`` as JSON text, times in
+    ISO 8601 UTC. A cell that a spreadsheet would run as a formula is quoted with a ``'``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+
+    def line(cells: Iterable[Any]) -> str:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow([_cell(cell) for cell in cells])
+        return buffer.getvalue()
+
+    yield line(("id", *CSV_COLUMNS))
+    for event in events:
+        yield line((event.pk, event.created_at.isoformat(), event.actor, event.action,
+                    event.target_type, event.target_id, event.target_repr,
+                    json.dumps(event.before, sort_keys=True),
+                    json.dumps(event.after, sort_keys=True), event.reason))
+
+
+def _cell(value: Any) -> str:
+    text = str(value)
+    return f"'{text}" if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

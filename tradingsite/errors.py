@@ -12,6 +12,10 @@ class DomainError(Exception):
     http_status = 400
     code = "domain_error"
 
+    def details(self) -> dict[str, Any]:
+        """Fields the API adds to ``{"detail", "code"}`` (the numbers behind a refusal…)."""
+        return {}
+
 
 class InvalidStateTransition(DomainError):
     """A position or order cannot move from its current state to the one asked for."""

@@ -29,10 +29,11 @@ import json
 import math
 import os
 import re
+import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 ENV_PREFIX = "LIVE_TRADING__"
 ROOT = "liveTrading"
@@ -54,6 +55,16 @@ def _num(low: float, high: float, *, unit: str = "", doc: str = "") -> dict[str,
 
 def _switch(doc: str = "") -> dict[str, Any]:
     return {"doc": doc}
+
+
+def _limit(low: float, high: float, *, unit: str = "", doc: str = "") -> dict[str, Any]:
+    """A numeric key that may also be ``null``: the limit is off (the only way to turn it off)."""
+    return {**_num(low, high, unit=unit, doc=doc), "optional": True}
+
+
+def _choice(*choices: str, doc: str = "") -> dict[str, Any]:
+    """A text key that takes one of ``choices``, spelled exactly."""
+    return {"choices": choices, "doc": doc}
 
 
 YEAR_MINUTES = 525_600
@@ -163,6 +174,47 @@ class ShutdownConfig:
         "Cancel open entry orders on shutdown."))
 
 
+# Keys of ``portfolio`` that a strategy's overrides may set; the others concern equity, which
+# belongs to an account (or the whole platform), so they are set on the account.
+STRATEGY_PORTFOLIO_KEYS = ("max_open_positions", "max_notional_per_order",
+                           "max_orders_per_minute")
+
+
+@dataclass(frozen=True)
+class PortfolioConfig:
+    """The portfolio guard's limits (``guard``): every limit is off (``null``) by default.
+
+    The site's values are the limits of the whole platform and, unless overridden, of each
+    account and each strategy; the strictest scope of an order decides.
+    """
+
+    daily_loss_limit_amount: float | None = field(default=None, metadata=_limit(
+        0.01, 1e12, unit="(quote currency)",
+        doc="Loss since the day's starting equity (live: realised + unrealised) that trips the "
+            "account or the platform."))
+    daily_loss_limit_percent: float | None = field(default=None, metadata=_limit(
+        0.01, 100, unit="%", doc="The same loss as % of the day's starting equity (the day in "
+                                 "TIME_ZONE)."))
+    max_drawdown_percent: float | None = field(default=None, metadata=_limit(
+        0.01, 100, unit="%", doc="Fall of live equity from its peak (since armed) that trips the "
+                                 "account or the platform."))
+    max_open_positions: int | None = field(default=None, metadata=_limit(
+        1, 100_000, doc="Positions held plus entries on their way, per scope."))
+    max_exposure_percent: float | None = field(default=None, metadata=_limit(
+        0.01, 10_000, unit="%", doc="Gross notional of an account's positions and pending "
+                                    "entries, as % of its equity."))
+    max_symbol_exposure_percent: float | None = field(default=None, metadata=_limit(
+        0.01, 10_000, unit="%", doc="The same for one symbol of the account."))
+    max_notional_per_order: float | None = field(default=None, metadata=_limit(
+        0.01, 1e12, unit="(quote currency)", doc="Quantity × price of one entry order."))
+    max_orders_per_minute: int | None = field(default=None, metadata=_limit(
+        1, 1000, doc="Entries per scope in any 60 s (closes are never counted nor refused)."))
+    on_trip: str = field(default="HALTED", metadata=_choice(
+        "REDUCING", "HALTED", doc="State a tripped scope moves to (closes go on in both)."))
+    close_all_on_trip: bool = field(default=False, metadata=_switch(
+        "Emergency-close every position of a tripped scope through the action queue."))
+
+
 @dataclass(frozen=True)
 class BotsConfig:
     """Positions a trading bot hands over (``bots`` app): closed through the bot that owns them."""
@@ -233,6 +285,7 @@ class LiveTradingConfig:
     bots: BotsConfig = field(default_factory=BotsConfig)
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+    portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
 
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON form of DESIGN.md: ``{"liveTrading": {...camelCase...}}``."""
@@ -334,6 +387,22 @@ def _coerce(value: Any, typ: type, key: str, source: str) -> Any:
     return value
 
 
+def _optional(typ: Any) -> tuple[Any, bool]:
+    """``(inner type, True)`` for ``X | None``, else ``(typ, False)``."""
+    if isinstance(typ, types.UnionType) or get_origin(typ) is Union:
+        inner = [arg for arg in get_args(typ) if arg is not type(None)]
+        return inner[0], True
+    return typ, False
+
+
+def _check_choice(value: Any, rule: Mapping[str, Any], key: str, source: str) -> Any:
+    choices = rule["choices"]
+    if isinstance(value, str) and value in choices:
+        return value
+    listed = " or ".join(f'"{choice}"' for choice in choices)
+    raise LiveConfigError([(key, f"expected {listed}, got {_shown(value)}{_in(source)}")])
+
+
 def _check_bounds(value: int | float, rule: Mapping[str, Any], key: str,
                   source: str) -> list[tuple[str, str]]:
     low, high = rule["min"], rule["max"]
@@ -365,10 +434,17 @@ def _apply(obj: Any, data: Any, path: str, source: str) -> Any:
             errors.append((key, f"given twice (as {given_as[name]} and {raw_key}){_in(source)}"))
             continue
         given_as[name] = raw_key
-        typ = hints[name]
+        typ, optional = _optional(hints[name])
+        rule = fields[name].metadata
         try:
             if dataclasses.is_dataclass(typ):
                 changes[name] = _apply(getattr(obj, name), value, key, source)
+                continue
+            if value is None and optional:  # null: this limit is off
+                changes[name] = None
+                continue
+            if "choices" in rule:
+                changes[name] = _check_choice(value, rule, key, source)
                 continue
             coerced = _coerce(value, typ, key, source)
         except LiveConfigError as exc:
@@ -376,7 +452,7 @@ def _apply(obj: Any, data: Any, path: str, source: str) -> Any:
             continue
         if typ is bool:
             changes[name] = coerced
-        elif bound_errors := _check_bounds(coerced, fields[name].metadata, key, source):
+        elif bound_errors := _check_bounds(coerced, rule, key, source):
             errors.extend(bound_errors)
         else:
             changes[name] = coerced
@@ -419,15 +495,36 @@ def cross_field_errors(cfg: LiveTradingConfig, path: str = ROOT) -> list[tuple[s
 Layer = tuple[str, Any]  # (source named in errors, partial config)
 
 
-def build(layers: Iterable[Layer], base: LiveTradingConfig | None = None) -> LiveTradingConfig:
+def strategy_layer_errors(layer: Any, source: str = "") -> list[tuple[str, str]]:
+    """``portfolio`` keys a strategy may not set: those about equity belong to its account."""
+    data = _unwrap(layer, source)
+    section = next((value for key, value in data.items()
+                    if camel_to_snake(str(key)) == "portfolio"), None)
+    if not isinstance(section, dict):
+        return []  # not a section: the validator names it
+    return [(f"{ROOT}.portfolio.{snake_to_camel(camel_to_snake(str(key)))}",
+             "applies to an account or the whole platform, not to one strategy: set it on the "
+             f"account (guard){_in(source)}")
+            for key in section if camel_to_snake(str(key)) not in STRATEGY_PORTFOLIO_KEYS
+            and camel_to_snake(str(key)) in _PORTFOLIO_FIELDS]
+
+
+_PORTFOLIO_FIELDS = {f.name for f in dataclasses.fields(PortfolioConfig)}
+
+
+def build(layers: Iterable[Layer], base: LiveTradingConfig | None = None, *,
+          strategy: bool = False) -> LiveTradingConfig:
     """THE validator: apply layers ``(source, partial dict)`` in order, then the cross-field rules.
 
     Every layer of every origin (file, environment, strategy, import) goes through
-    here; all errors of a layer are reported together.
+    here; all errors of a layer are reported together. ``strategy``: the layers are a
+    strategy's overrides, which may set only some ``portfolio`` keys.
     """
     cfg = base or LiveTradingConfig()
     for source, layer in layers:
         cfg = cfg.with_overrides(layer, source=source)
+        if strategy and (scope_errors := strategy_layer_errors(layer, source)):
+            raise LiveConfigError(scope_errors)
     errors = cross_field_errors(cfg)
     if errors:
         raise LiveConfigError(errors)
@@ -583,7 +680,7 @@ def strategy_config(overrides: Any) -> LiveTradingConfig:
     """The effective config of a strategy: site config plus its overrides, validated."""
     if overrides == {}:
         return site_config()
-    return build([("", overrides)], base=site_config())
+    return build([("", overrides)], base=site_config(), strategy=True)
 
 
 # --- documentation ------------------------------------------------------------------------
@@ -602,11 +699,15 @@ def bounds_table() -> list[tuple[str, str, str, str]]:
             meta = f.metadata
             if isinstance(value, bool):
                 bounds = "true / false"
+            elif "choices" in meta:
+                bounds = " / ".join(meta["choices"])
             else:
                 unit = f" {meta['unit']}" if meta.get("unit") else ""
                 low, high = (f"{int(v):,}" if float(v).is_integer() else repr(v)
                              for v in (meta["min"], meta["max"]))
                 bounds = f"{low} … {high}{unit}"
+                if meta.get("optional"):
+                    bounds = f"null (off) or {bounds}"
             rows.append((key, json.dumps(value), bounds, meta.get("doc", "")))
 
     walk(LiveTradingConfig(), "")

@@ -1,14 +1,22 @@
-"""Platform-wide writes: the trading halt that the API, tasks and admin respect."""
+"""Platform-wide writes: the trading halt that the API, tasks and admin respect.
+
+The halt is the platform's trading state (``guard``: ACTIVE, REDUCING, HALTED per
+scope): ``trading_halt`` and ``trading_resume`` hand it to the writer the guard
+registers (``register_global_state_writer``), which also keeps ``PlatformState``'s halt
+fields — what the pipeline, shutdown, recovery and the halt API read — in step.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.utils import timezone
 
+from tradingsite.audit import audit_record
 from tradingsite.errors import TradingHalted
-from tradingsite.live import broadcast
 from tradingsite.models import PlatformState
 
 
@@ -48,34 +56,41 @@ def halt_payload(state: PlatformState) -> dict:
             "halted_at": state.halted_at, "halted_by": state.halted_by}
 
 
-@transaction.atomic
+GlobalStateWriter = Callable[..., PlatformState]  # (*, state, reason, actor) -> PlatformState
+_global_state_writers: list[GlobalStateWriter] = []
+
+
+def register_global_state_writer(writer: GlobalStateWriter) -> None:
+    """The guard's writer of the platform's trading state (one per process)."""
+    _global_state_writers[:] = [writer]
+
+
+def _global_state_writer() -> GlobalStateWriter:
+    if not _global_state_writers:
+        raise ImproperlyConfigured("no trading-state writer registered: is 'guard' in "
+                                   "INSTALLED_APPS?")
+    return _global_state_writers[0]
+
+
 def trading_halt(*, reason: str, actor: str) -> PlatformState:
-    """Stop new entries. Closing positions and the risk/timeout checks go on."""
-    state = platform_state()
-    PlatformState.objects.filter(id=state.id).update(
-        trading_halted=True, halt_reason=reason[:255], halted_at=timezone.now(),
-        halted_by=actor[:150], updated_at=timezone.now())
-    state.refresh_from_db()
-    broadcast("trading.halted", halt_payload(state))
-    return state
+    """Stop new orders: the platform's state becomes HALTED. Closing positions and the
+    risk/timeout checks go on."""
+    return _global_state_writer()(state="HALTED", reason=reason, actor=actor)
 
 
-@transaction.atomic
 def trading_resume(*, actor: str) -> PlatformState:
-    state = platform_state()
-    PlatformState.objects.filter(id=state.id).update(
-        trading_halted=False, halt_reason="", halted_at=None, halted_by=actor[:150],
-        updated_at=timezone.now())
-    state.refresh_from_db()
-    broadcast("trading.resumed", halt_payload(state))
-    return state
+    """The platform's state becomes ACTIVE again (a tripped platform needs a re-arm)."""
+    return _global_state_writer()(state="ACTIVE", reason="", actor=actor)
 
 
 def shutdown_request(*, actor: str) -> PlatformState:
     """Ask running instances to shut down gracefully (they poll this flag)."""
     state = platform_state()
-    PlatformState.objects.filter(id=state.id).update(shutdown_requested_at=timezone.now())
-    state.refresh_from_db()
+    with transaction.atomic():
+        PlatformState.objects.filter(id=state.id).update(shutdown_requested_at=timezone.now())
+        state.refresh_from_db()
+        audit_record(actor=actor, action="platform.shutdown_request", target=state,
+                     after={"shutdown_requested_at": state.shutdown_requested_at})
     return state
 
 

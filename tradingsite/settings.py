@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "lifecycle",
     "risk",
     "analytics",
+    "guard",
     "operations",
     "bots",  # on top: it may use every app above; none of them imports it
     "notifications",  # on top: it listens to every app, none imports it
@@ -258,6 +259,10 @@ SPECTACULAR_SETTINGS = {
         "ActionKindEnum": "execution.models.ActionKind",
         "ActionStateEnum": "execution.models.ActionState",
         "AlertSeverityEnum": "risk.models.AlertSeverity",
+        "TradingStateEnum": "guard.models.TradingState",
+        "ScopeKindEnum": "guard.models.ScopeKind",
+        "TripCodeEnum": "guard.models.TripCode",
+        "ReasonCodeEnum": "guard.models.ReasonCode",
         "BotKindEnum": "bots.models.BotKind",
         "BotStateEnum": "bots.models.BotState",
     },

@@ -29,6 +29,7 @@ urlpatterns = [
     path("api/", include("risk.api_urls")),
     path("api/", include("execution.api_urls")),
     path("api/", include("analytics.api_urls")),
+    path("api/", include("guard.api_urls")),
     path("api/", include("operations.api_urls")),
     path("api/", include("bots.api_urls")),
     path("", include("notifications.urls")),  # /healthz: no login, no trading data

@@ -4,12 +4,11 @@ retry backoff, and refusals before anything is sent."""
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from execution import handlers
@@ -29,6 +28,7 @@ from execution.exchanges.errors import (
     RejectedError,
     TransientError,
 )
+from execution.gates import OrderRefused, pretrade_check, refusal_record
 from execution.models import ExchangeAccount, Order, OrderPurpose, OrderSide, OrderType
 from execution.pipeline.fills import order_finalize, snapshot_apply
 from execution.pipeline.writes import (
@@ -66,7 +66,10 @@ def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: 
     With an explicit ``client_order_id`` the call is idempotent: the order already
     recorded under that id is returned (a redelivered task finds it again).
 
-    An entry is refused while trading is halted; the check is part of the insert.
+    Every order first passes the pre-trade gate (``execution.gates``: the portfolio
+    guard's trading states and limits), in the transaction that inserts it; a refusal
+    is recorded and raised (``OrderRefused``). An entry is also refused while trading
+    is halted by a check that is part of the insert.
     """
     quantity = Decimal(quantity)
     if side not in OrderSide.values:
@@ -86,27 +89,37 @@ def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: 
                   client_order_id=client_order_id or new_client_order_id())
     # a halt refuses new entries; exits always go through
     guard = trading_halted_sql() if purpose == OrderPurpose.ENTRY else None
-    # A duplicate explicit id is answered below: inside the caller's transaction the
-    # failed insert must not break it, so it gets a savepoint.
-    duplicate_possible = client_order_id is not None and connection.in_atomic_block
+    if client_order_id is not None and (existing := _recorded_as(order)) is not None:
+        return existing  # a redelivered task: the gate decided when it was recorded
     try:
-        with transaction.atomic() if duplicate_possible else nullcontext():
+        # The gate's row locks hold until the order is recorded; inside the caller's
+        # transaction this is a savepoint, so a refusal or a duplicate id undoes only it.
+        with transaction.atomic():
+            pretrade_check(order)
             recorded = insert_row(order, unless=guard)
+    except OrderRefused as refused:
+        refusal_record(refused)
+        raise
     except IntegrityError:
-        if client_order_id is None:
+        if client_order_id is None or (existing := _recorded_as(order)) is None:
             raise
-        existing = Order.objects.select_related("account").filter(
-            client_order_id=client_order_id).first()
-        if existing is None:
-            raise
-        if (existing.symbol, existing.side, existing.account_id) != (symbol, side, account.pk):
-            raise ConflictError(f"client order id {client_order_id} is already used by another "
-                                "order") from None
         return existing
     if not recorded:  # the insert's halt check refused it
         ensure_trading_allowed()  # raises TradingHalted with the halt's reason
         raise TradingHalted("trading was halted when the entry was recorded")
     return order
+
+
+def _recorded_as(order: Order) -> Order | None:
+    """The order already recorded under ``order``'s client order id, if any; a different
+    order under that id is a ``ConflictError``."""
+    existing = Order.objects.select_related("account").filter(
+        client_order_id=order.client_order_id).first()
+    if existing is not None and (existing.symbol, existing.side, existing.account_id) != (
+            order.symbol, order.side, order.account_id):
+        raise ConflictError(f"client order id {order.client_order_id} is already used by "
+                            "another order")
+    return existing
 
 
 def _request(order: Order) -> OrderRequest:

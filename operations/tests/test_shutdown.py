@@ -311,8 +311,11 @@ def test_the_api_answers_409_for_an_entry_while_halted(paper_strategy, staff_use
         format="json")
 
     assert response.status_code == 409
-    assert response.json() == {"detail": "trading is halted: shutdown (by shutdown)",
-                               "code": "trading_halted"}
+    body = response.json()
+    assert {key: body[key] for key in ("detail", "code", "reason_code", "scope")} == {
+        "detail": "trading is halted: shutdown (by shutdown)", "code": "trading_halted",
+        "reason_code": "TRADING_HALTED", "scope": "global"}
+    assert (body["numbers"]["state"], body["numbers"]["reason"]) == ("HALTED", "shutdown")
     assert not Order.objects.exists()
 
 

@@ -11,6 +11,7 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, SolarSch
 
 from analytics.models import MetricSnapshot
 from execution.models import ExchangeAccount
+from guard.models import GuardTrip, OrderRefusal, TradingScope
 from lifecycle.models import Position
 from notifications.models import (
     Delivery,
@@ -59,6 +60,14 @@ def every_model(db, monkeypatch, staff_user):
     trading_halt(reason="maintenance window", actor="operator")
     StateSnapshot.objects.create(reason="shutdown", data={"open_positions": [position.pk]})
     ReconciliationReport.objects.create(differences=0, summary="database and exchange agree")
+    scope = TradingScope.objects.get(kind="global")
+    GuardTrip.objects.create(scope=scope, code="DAILY_LOSS", message="daily loss 300 reached "
+                             "dailyLossLimitAmount 250", numbers={"loss": "300"},
+                             state_before="HALTED", state_after="HALTED")
+    OrderRefusal.objects.create(reason_code="TRADING_HALTED", scope="global",
+                                message="trading is halted", account=position.strategy.account,
+                                strategy=position.strategy, symbol=position.symbol, side="buy",
+                                purpose="entry", quantity=Decimal("1"))
     _bot_rows(monkeypatch, position)
     _notification_rows(monkeypatch, position)
 

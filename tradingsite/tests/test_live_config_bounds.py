@@ -53,7 +53,7 @@ def _errors(layer) -> list[tuple[str, str]]:
 
 
 def _numeric_keys() -> list[tuple[str, float, float]]:
-    """(dotted key without the root, min, max) of every numeric key."""
+    """(dotted key without the root, min, max) of every numeric key (limits that may be off too)."""
     rows = []
 
     def walk(obj, path):
@@ -62,7 +62,7 @@ def _numeric_keys() -> list[tuple[str, float, float]]:
             key = f"{path}.{f.name}" if path else f.name
             if dataclasses.is_dataclass(value):
                 walk(value, key)
-            elif not isinstance(value, bool):
+            elif not isinstance(value, bool) and "choices" not in f.metadata:
                 rows.append((key, f.metadata["min"], f.metadata["max"]))
 
     walk(LiveTradingConfig(), "")
@@ -87,13 +87,21 @@ def test_the_repro_value_is_refused_naming_the_key_and_the_layer():
 
 def test_every_numeric_key_has_both_bounds_and_they_hold_at_the_edges():
     keys = _numeric_keys()
-    assert len(keys) == 49
+    assert len(keys) == 49 + 8  # + the portfolio limits, off (null) by default
     for key, low, high in keys:
         base = LiveTradingConfig()
-        assert low <= _get(base, key) <= high, key  # the defaults lie inside
+        default = _get(base, key)
+        if default is None:  # a limit that is off unless set
+            assert key.startswith("portfolio."), key
+            whole = isinstance(_get(base.with_overrides(_nested(key, low)), key), int)
+            assert _get(base.with_overrides(_nested(key, high)).with_overrides(
+                _nested(key, None)), key) is None
+        else:
+            assert low <= default <= high, key  # the defaults lie inside
+            whole = isinstance(default, int)
         for inside in (low, high):
             assert _get(base.with_overrides(_nested(key, inside)), key) == inside
-        step = 1 if isinstance(_get(base, key), int) else 0.001
+        step = 1 if whole else 0.001
         for outside in (low - step, high + step, HUGE, -HUGE):
             with pytest.raises(LiveConfigError) as info:
                 base.with_overrides(_nested(key, outside))
@@ -199,7 +207,7 @@ def test_the_readme_documents_every_bound():
     assert bounds_markdown() in readme
     assert ("| `lifecycle.maxHoldingTimeMinutes` | 240 | 1 … 525,600 minutes | "
             in bounds_markdown())
-    assert len(bounds_table()) == 49 + 8  # numeric keys + switches
+    assert len(bounds_table()) == 57 + 9 + 1  # numeric keys + switches + onTrip
 
 
 # --- every layer goes through the same validator ------------------------------------------

@@ -8,8 +8,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 
 from lifecycle.models import Strategy
+from tradingsite.audit import audit_record
 from tradingsite.live_config import (
     LiveConfigError,
     LiveTradingConfig,
@@ -35,7 +37,7 @@ def _strategies_broken_by(site: LiveTradingConfig) -> str:
     errors = []
     for strategy in Strategy.objects.exclude(live_trading={}).order_by("name"):
         try:
-            build([("", strategy.live_trading)], base=site)
+            build([("", strategy.live_trading)], base=site, strategy=True)
         except LiveConfigError as exc:
             errors.append(f"strategy {strategy.name!r}: {exc}")
     return "; ".join(errors)
@@ -57,6 +59,8 @@ class Command(BaseCommand):
                                  "strategy's overrides with --strategy).")
         parser.add_argument("--bounds", action="store_true",
                             help="List every key with its default and bounds.")
+        parser.add_argument("--actor", default="operator (cli)",
+                            help="Who imports (written to the audit log).")
 
     def handle(self, *args: Any, **opts: Any) -> None:
         if opts["bounds"]:
@@ -65,7 +69,7 @@ class Command(BaseCommand):
             return
         strategy = self._strategy(opts["strategy"])
         if opts["import_file"]:
-            self._import(Path(opts["import_file"]), strategy)
+            self._import(Path(opts["import_file"]), strategy, actor=opts["actor"])
         try:
             cfg = strategy.effective_config() if strategy else site_config()
         except LiveConfigError as exc:
@@ -93,14 +97,22 @@ class Command(BaseCommand):
         except Strategy.DoesNotExist:
             raise CommandError(f"no strategy named {name!r}") from None
 
-    def _import(self, path: Path, strategy: Strategy | None) -> None:
-        """Validate ``path`` where it will sit in the layers, then store it; else nothing."""
+    def _import(self, path: Path, strategy: Strategy | None, *, actor: str) -> None:
+        """Validate ``path`` where it will sit in the layers, then store it; else nothing.
+
+        Every import is written to the audit log (what was there before, what is now).
+        """
         try:
             layer = read_config_file(path)
             if strategy:
+                before = strategy.live_trading
                 strategy.live_trading = layer
                 strategy.effective_config()  # validates on top of the site config
-                strategy.save(update_fields=["live_trading"])
+                with transaction.atomic():
+                    strategy.save(update_fields=["live_trading"])
+                    audit_record(actor=actor, action="live_config.import", target=strategy,
+                                 before={"live_trading": before}, after={"live_trading": layer},
+                                 reason=f"imported from {path}")
                 self.stdout.write(f"imported {path} as the overrides of strategy {strategy.name}")
                 return
             site = build([(str(path), layer), *override_layers()])
@@ -111,6 +123,12 @@ class Command(BaseCommand):
             raise CommandError(f"{path}: nothing imported: {broken}")
         target = Path(settings.LIVE_TRADING_FILE)
         target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            previous = read_config_file(target) if target.is_file() else {}
+        except LiveConfigError:
+            previous = {"unreadable": str(target)}
         target.write_text(json.dumps({"liveTrading": layer}, indent=2) + "\n", encoding="utf-8")
+        audit_record(actor=actor, action="live_config.import", before={"liveTrading": previous},
+                     after={"liveTrading": layer}, reason=f"imported from {path} into {target}")
         clear_cache()
         self.stdout.write(f"imported {path} into {target}")

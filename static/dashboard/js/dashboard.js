@@ -7,6 +7,7 @@ import {
   fmtAgo, fmtCountdown, fmtDateTime, fmtDuration, fmtMoney, fmtPct, fmtQty, fmtRatio, fmtTime, h,
   initialState, signClass, splitSymbol, toNumber,
 } from "./format.js";
+import { GuardPanel } from "./guard.js";
 import { bindHaltControls, renderHalt } from "./halt.js";
 import { bindLiveStatus, LiveChannel } from "./live.js";
 import { countdownSeconds, mergeHealth, positionRow, tickClocks } from "./positions.js";
@@ -18,6 +19,14 @@ const alerts = new Map(state.alerts.map((a) => [a.id, a]));
 const ACTIVE = new Set(["OPEN", "WARNING", "CRITICAL", "CLOSING"]);
 
 const $ = (id) => document.getElementById(id);
+const guard = new GuardPanel(state.endpoints, { staff, initial: state.guard });
+let guardReload = null;
+
+/** Guard events come in bursts (a trip moves several scopes): one reload per burst. */
+function reloadGuardSoon() {
+  clearTimeout(guardReload);
+  guardReload = setTimeout(() => guard.reload(), 300);
+}
 
 // --- positions ----------------------------------------------------------------------
 
@@ -376,8 +385,10 @@ const handlers = {
   "alert.raised": (p) => applyAlert(p),
   "alert.resolved": (p) => applyAlert(p, { resolved: true }),
   "alert.acknowledged": (p) => applyAlert(p),
-  "trading.halted": renderHalt,
-  "trading.resumed": renderHalt,
+  "trading.halted": (p) => { renderHalt(p); reloadGuardSoon(); },
+  "trading.resumed": (p) => { renderHalt(p); reloadGuardSoon(); },
+  "guard.state_changed": reloadGuardSoon,
+  "guard.order_refused": reloadGuardSoon,
 };
 
 function start() {
@@ -391,6 +402,8 @@ function start() {
   loadPerformance(state.periods[0]);
   loadExecution();
   setInterval(loadExecution, 30000);
+  guard.render();
+  setInterval(() => guard.reload(), 15000);  // equity and marks move without events
   setInterval(() => {
     tickClocks($("positions-body").rows, positions);
     renderNextTimeout();
@@ -398,7 +411,7 @@ function start() {
   const live = new LiveChannel(state.endpoints.live, {
     onEvent: (event, payload) => handlers[event]?.(payload),
     onStatus: bindLiveStatus($("live-status")),
-    onReconnect: () => Promise.all([reloadPositions(), reloadAlerts(), loadExecution()]),
+    onReconnect: () => Promise.all([reloadPositions(), reloadAlerts(), loadExecution(), guard.reload()]),
   });
   live.start();
   window.liveChannel = live;

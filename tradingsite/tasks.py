@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from tradingsite.schedule import PeriodicSpec
+
+PERIODIC_TASKS = [
+    PeriodicSpec("platform: prune the live-event outbox", "tradingsite.tasks.prune_live_outbox",
+                 60, "Delete live events no dashboard-serving process relayed within a minute."),
+]
+
 
 @shared_task(name="tradingsite.tasks.ping", ignore_result=True)
 def ping(token: str) -> str:
@@ -31,3 +38,11 @@ def dispatch_position_reconciles(sender: object = None, *, position_ids: list[in
     for position in Position.objects.filter(pk__in=position_ids).select_related(
             "strategy__account"):
         reconcile_position.apply_async((position.pk,), queue=queue_for(position.strategy.account))
+
+
+@shared_task(acks_late=True)
+def prune_live_outbox() -> int:
+    """Idempotent: deletes outbox rows past their useful age."""
+    from tradingsite.live_outbox import outbox_prune
+
+    return outbox_prune()

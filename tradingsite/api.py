@@ -24,7 +24,8 @@ from rest_framework.views import APIView
 from execution.api import ActionSerializer
 from execution.models import ActionKind, CloseReason
 from lifecycle.api import TrackedPositionSerializer
-from lifecycle.models import Position, PositionEvent, PositionState, Strategy
+from lifecycle.danger import danger_level_expression
+from lifecycle.models import DangerLevel, Position, PositionEvent, PositionState, Strategy
 from lifecycle.selectors import limits_of, position_timing
 from risk.models import HealthSnapshot
 from tradingsite import selectors
@@ -32,6 +33,7 @@ from tradingsite.api_base import ReadModelSerializer
 from tradingsite.api_input import (
     IDEMPOTENCY_PARAMETER,
     BooleanFilter,
+    ChoiceFilter,
     EmptyBody,
     IdField,
     StrictApi,
@@ -182,6 +184,8 @@ class TradingHaltRequestSerializer(StrictSerializer):
 
 class PositionFilter(StrictFilterSet):
     strategy = django_filters.CharFilter(field_name="strategy__name")
+    danger_level = ChoiceFilter(choices=DangerLevel.choices, method="filter_danger_level",
+                                help_text="The one danger level (health and state together).")
     state = django_filters.MultipleChoiceFilter(choices=PositionState.choices)
     active = BooleanFilter(method="filter_active", label="Only positions still held (not CLOSED)")
     opened_after = TimeFilter(field_name="opened_at", lookup_expr="gte")
@@ -190,6 +194,10 @@ class PositionFilter(StrictFilterSet):
     class Meta:
         model = Position
         fields = ["strategy", "symbol", "side", "state", "danger_level", "active"]
+
+    def filter_danger_level(self, queryset: QuerySet[Position], name: str, value: str
+                            ) -> QuerySet[Position]:
+        return queryset.alias(level=danger_level_expression()).filter(level=value)
 
     def filter_active(self, queryset: QuerySet[Position], name: str, value: bool
                       ) -> QuerySet[Position]:

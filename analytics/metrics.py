@@ -38,8 +38,9 @@ Definitions (PnL is realised and net of fees):
 - **CAGR** = (E_last ÷ E_{−1})^(A ÷ days) − 1 (empyrical's ``annual_return``);
   **Calmar** = CAGR ÷ |max daily drawdown| (empyrical's ``calmar_ratio``), undefined
   without a drawdown.
-- **top / worst trades**: the N trades with the highest / lowest PnL; ties go to the
-  earlier trade.
+- **top / worst trades**: the N winners with the highest PnL / the N losers with the
+  lowest (a breakeven or losing trade is never a top trade, a winner never a worst one);
+  ties go to the earlier trade.
 """
 
 from __future__ import annotations
@@ -390,6 +391,13 @@ def extreme_trades(pnl: np.ndarray, n: int, *, best: bool) -> np.ndarray:
     return candidates[order[:n]].astype(np.int64)
 
 
+def winners_and_losers(pnl: np.ndarray, n: int, *, best: bool) -> np.ndarray:
+    """The top trades are the ``n`` best winners (PnL > 0), the worst the ``n`` worst losers
+    (PnL < 0): a losing trade is never a top trade, and no trade is both."""
+    picked = extreme_trades(pnl, n, best=best)
+    return picked[pnl[picked] > 0] if best else picked[pnl[picked] < 0]
+
+
 # --- equity, drawdown and daily returns --------------------------------------------------
 
 
@@ -692,9 +700,10 @@ def performance(trades: TradeSeries, inputs: PerformanceInputs) -> dict[str, Any
         "end_equity": scan.end_equity,
         "metrics": {name: m.as_dict() for name, m in metrics.items()},
         "flags": flags,
-        "top_trades": _trade_refs(trades, extreme_trades(trades.pnl, inputs.top_n, best=True)),
-        "worst_trades": _trade_refs(trades, extreme_trades(trades.pnl, inputs.top_n,
-                                                           best=False)),
+        "top_trades": _trade_refs(trades, winners_and_losers(trades.pnl, inputs.top_n,
+                                                             best=True)),
+        "worst_trades": _trade_refs(trades, winners_and_losers(trades.pnl, inputs.top_n,
+                                                               best=False)),
     }
 
 

@@ -47,6 +47,7 @@ from analytics.selectors import TradeFilters
 from analytics.staging import TradeStaging
 from execution.models import ExchangeAccount
 from lifecycle.models import Strategy
+from tradingsite.live import broadcast
 from tradingsite.live_config import site_config
 
 DEFAULT_TOP_N = 5
@@ -169,23 +170,37 @@ def _trade_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def cached_performance_report(request: ReportRequest, *, now: datetime | None = None,
                               using: str = DEFAULT_DB_ALIAS) -> dict[str, Any]:
-    """The snapshot of this period and scope when it covers the current window, else compute.
+    """The snapshot of this period and scope while no trade closed since it; else compute.
 
-    A snapshot lags by fewer than ``metricsInterval`` closed trades (plus one beat
-    interval); ``trades_since`` in the answer says by how many.
+    A trade closed in scope since the snapshot makes it stale: the report is computed
+    now and stored as the new snapshot, so the next reader gets it from the cache. A
+    cached answer is therefore never behind (``trades_since`` is 0); the refresh task
+    only computes ahead of the readers.
     """
     now = now or timezone.now()
-    if request.cacheable:
-        calendar = period_window(request.period, now, timezone.get_default_timezone())
-        snapshot = (MetricSnapshot.objects.using(using)
-                    .filter(period=request.period, scope=request.filters.scope,
-                            window_start=calendar.start).first())
-        if snapshot is not None:
-            since = (selectors.trades_in(request.filters, using=using)
-                     .filter(id__gt=snapshot.last_trade_id or 0).count())
-            return {**snapshot.report, "computed_at": snapshot.computed_at, "cached": True,
-                    "trades_since": since}
-    return performance_report(request, now=now, using=using)
+    if not request.cacheable:
+        return performance_report(request, now=now, using=using)
+    calendar = period_window(request.period, now, timezone.get_default_timezone())
+    snapshot = (MetricSnapshot.objects.using(using)
+                .filter(period=request.period, scope=request.filters.scope,
+                        window_start=calendar.start).first())
+    if snapshot is not None and not (selectors.trades_in(request.filters, using=using)
+                                     .filter(id__gt=snapshot.last_trade_id or 0).exists()):
+        return {**snapshot.report, "computed_at": snapshot.computed_at, "cached": True,
+                "trades_since": 0}
+    last_id = selectors.last_trade_id(request.filters, using)  # before: a later trade is new
+    report = performance_report(request, now=now, using=using)
+    _store_snapshot(request, calendar.start, last_id, report, now, using)
+    return report
+
+
+def _store_snapshot(request: ReportRequest, window_start: datetime | None, last_id: int,
+                    report: dict[str, Any], now: datetime, using: str) -> None:
+    MetricSnapshot.objects.using(using).update_or_create(
+        period=request.period, scope=request.filters.scope,
+        defaults={"window_start": window_start, "computed_at": now,
+                  "trade_count": report["trade_count"], "last_trade_id": last_id,
+                  "report": _jsonable(report)})
 
 
 # --- equity curve ---------------------------------------------------------------------------
@@ -253,13 +268,9 @@ def refresh_reports(*, now: datetime | None = None, force: bool = False,
                         .filter(period=period, scope=filters.scope).first())
             if not (force or _snapshot_due(snapshot, window_start, filters, interval, using)):
                 continue
-            report = performance_report(ReportRequest(period=period, filters=filters),
-                                        now=now, using=using)
-            MetricSnapshot.objects.using(using).update_or_create(
-                period=period, scope=filters.scope,
-                defaults={"window_start": window_start, "computed_at": now,
-                          "trade_count": report["trade_count"], "last_trade_id": last_id,
-                          "report": _jsonable(report)})
+            request = ReportRequest(period=period, filters=filters)
+            report = performance_report(request, now=now, using=using)
+            _store_snapshot(request, window_start, last_id, report, now, using)
             written += 1
     # Checkpoints older than any current calendar window are never read again.
     RealisedPnlCheckpoint.objects.using(using).filter(before__lt=now - timedelta(days=35)).delete()
@@ -328,6 +339,8 @@ def import_trade_file(path: Path, *, strategy: str | None = None, fmt: str = "au
             created = staging.publish(created_at=timezone.now())
             if earliest is not None:
                 selectors.forget_checkpoints_after(earliest, using)
+            if created:
+                broadcast("trades.imported", {"created": created})
     return ImportResult(created, staging.staged - created, created_strategies)
 
 

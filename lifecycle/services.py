@@ -33,6 +33,7 @@ from django.utils import timezone
 from execution.client_requests import canonical
 from execution.models import Action, ActionKind, ActionState, CloseReason
 from lifecycle.bulk import InArray, insert_select, update_returning_pks
+from lifecycle.danger import position_danger_level
 from lifecycle.models import (
     Position,
     PositionEvent,
@@ -99,6 +100,7 @@ def position_payload(position: Position) -> dict[str, Any]:
         "state": position.state,
         "state_changed_at": position.state_changed_at,
         "close_reason": position.close_reason,
+        "danger_level": position_danger_level(position.state, position.danger_level),
     }
 
 

@@ -15,7 +15,8 @@ from django.utils import timezone
 from analytics.metrics import METRIC_DEFINITIONS
 from analytics.periods import Period
 from execution.api import ActionSerializer, OrderSerializer
-from execution.models import OrderStatus
+from execution.models import CloseReason, ExchangeAccount, OrderStatus
+from lifecycle.models import Strategy
 from risk.serializers import RiskAlertSerializer
 from tradingsite import api, selectors
 from tradingsite.services import halt_payload, platform_state
@@ -44,8 +45,22 @@ def endpoints() -> dict[str, str]:
         "performance": reverse("analytics-performance"),
         "equity": reverse("analytics-equity"),
         "execution": reverse("analytics-execution"),
+        "trades": reverse("analytics-trades"),
+        "trades_export": reverse("analytics-trades-export"),
+        "profit": reverse("analytics-profit"),
+        "strategies": reverse("analytics-strategies"),
+        "accounts": reverse("analytics-accounts"),
+        "candles": _url_template("position-candles"),
+        "position_health": _url_template("position-health"),
         "live": "/ws/health/",
     }
+
+
+def currencies() -> dict[str, Any]:
+    """Each account's quote currency, and the one all share ('' when they differ)."""
+    by_account = dict(ExchangeAccount.objects.values_list("name", "quote_currency"))
+    codes = set(by_account.values())
+    return {"by_account": by_account, "common": codes.pop() if len(codes) == 1 else ""}
 
 
 def _user(user: AbstractBaseUser) -> dict[str, Any]:
@@ -60,6 +75,9 @@ def dashboard_state(user: AbstractBaseUser) -> dict[str, Any]:
         "user": _user(user),
         "endpoints": endpoints(),
         "periods": PERIODS,
+        "currencies": currencies(),
+        "strategy_names": list(Strategy.objects.order_by("name").values_list("name", flat=True)),
+        "exit_reasons": CloseReason.values,
         "metric_definitions": METRIC_DEFINITIONS,
         "positions": api.PositionOverviewSerializer(selectors.open_positions(), many=True,
                                                     context=context).data,
@@ -86,4 +104,5 @@ def position_page_state(user: AbstractBaseUser, position_id: int) -> dict[str, A
         "halt": api.TradingHaltSerializer(halt_payload(platform_state())).data,
         "thresholds": {"warning": risk.warning_score_threshold,
                        "critical": risk.health_score_threshold},
+        "candles": api.PositionCandlesSerializer(api.position_candles_payload(position)).data,
     }

@@ -143,7 +143,7 @@ async def test_a_dashboard_watches_a_position_time_out_and_close_live(
 
         await database_sync_to_async(platform.run)(until=START + timedelta(minutes=60))
 
-        events = [await dashboard.receive_json_from(timeout=5) for _ in range(5)]
+        events = [await dashboard.receive_json_from(timeout=5) for _ in range(6)]
         assert await dashboard.receive_nothing(timeout=0.1)
     finally:
         await dashboard.disconnect()
@@ -158,6 +158,7 @@ async def test_a_dashboard_watches_a_position_time_out_and_close_live(
                 ("positions.state_changed", "WARNING", "CRITICAL"),
                 ("position.state_changed", "CRITICAL", "CLOSING"),
                 ("position.state_changed", "CLOSING", "CLOSED"),
+                ("trade.closed", None, None),
                 ("position.closed", None, "CLOSED")]
     if isinstance(channel_layer, RedisChannelLayer):
         # channels_redis orders a channel's messages by time.time(), frozen here: the four

@@ -407,6 +407,43 @@ def close_latencies(api: Api, strategy: Any, count: int, *, operator: bool) -> l
     return latencies
 
 
+def celery_floor_latencies(running: Processes, count: int) -> list[float]:
+    """A no-op Celery task: ``apply_async`` → its body running in a prefork worker (ms each)."""
+    from bench.celery_floor import _store, note_when_run
+
+    running.start("worker-floor", ["-m", "celery", "-A", "bench.celery_floor", "worker",
+                                   "--pool", "prefork", "-c", "1", "-Q", "celery-floor",
+                                   "--without-gossip", "--without-mingle",
+                                   "--without-heartbeat", "-l", "warning"], _environment())
+    latencies = []
+    try:
+        for i in range(count + 10):  # the first ten warm the worker and its connections
+            key = f"celery-floor:{time.time_ns()}:{i}"
+            started = time.time()
+            note_when_run.apply_async((key,))
+            ran = _wait_for(lambda key=key: _store.get(key), timeout=60,
+                            what="the no-op task", poll=0.0002)
+            if i >= 10:
+                latencies.append((float(ran) - started) * 1000)
+    finally:
+        running.stop("worker-floor")
+    return latencies
+
+
+def refused_request_latencies(api: Api, strategy: str, count: int) -> list[float]:
+    """An authenticated place request refused by validation: HTTP, daphne, auth, parsing."""
+    latencies = []
+    for _ in range(count + 10):
+        started = time.perf_counter()
+        answer = api.session.post(api.base + "/api/execution/orders/place",
+                                  data=json.dumps({"strategy": strategy}), headers=api.headers,
+                                  timeout=30)
+        if answer.status_code != 400:
+            raise RuntimeError(f"expected 400, got {answer.status_code}: {answer.text[:200]}")
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies[10:]
+
+
 def _summary(latencies: list[float]) -> str:
     return (f"p50 {statistics.median(latencies):.1f} ms, "
             f"p95 {_percentile(latencies, 0.95):.1f} ms")
@@ -440,6 +477,9 @@ def run(quick: bool = False) -> list[dict]:
                     raw = raw_ccxt_latencies(base, latency_count)
                     path, segments = place_latencies(api, data["strategy"].name, latency_count)
                     rows.extend(_latency_rows(latency_ms, raw, path, segments))
+                    if latency_ms == 0:
+                        rows.extend(_floor_rows(running, api, data["strategy"].name,
+                                                latency_count))
                     if latency_ms == 0:
                         for operator in (True, False):
                             closes = close_latencies(api, data["strategy"], close_count,
@@ -497,6 +537,20 @@ def _latency_rows(latency_ms: float, raw: list[float], path: list[float],
                          "1 worker, over raw ccxt", "size": len(path), "figure": figure,
              "target": f"<= {TARGET_RATIO_20MS}x p50",
              "met": path_p50 / raw_p50 <= TARGET_RATIO_20MS}]
+
+
+def _floor_rows(running: Processes, api: Api, strategy: str, count: int) -> list[dict]:
+    """What two unavoidable hand-overs cost here, to read the overhead row against."""
+    return [
+        {"workload": "floor: authenticated API request refused by validation (no write), "
+                     "daphne", "size": count,
+         "figure": _summary(refused_request_latencies(api, strategy, count)),
+         "target": "(floor)", "met": True},
+        {"workload": "floor: no-op Celery task, apply_async → task body, 1 prefork worker, "
+                     "Redis", "size": count,
+         "figure": _summary(celery_floor_latencies(running, count)),
+         "target": "(floor)", "met": True},
+    ]
 
 
 def _run_in_child(quick: bool) -> list[dict]:

@@ -48,7 +48,7 @@ from tradingsite.api_input import (
 TAG = "execution"
 
 
-class OrderSerializer(serializers.ModelSerializer):
+class OrderSerializer(ReadModelSerializer):
     account = serializers.SlugRelatedField(slug_field="name", read_only=True)
     strategy = serializers.SlugRelatedField(slug_field="name", read_only=True, allow_null=True)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import Any, ClassVar
 
 from rest_framework import serializers
+from rest_framework.fields import Field
 
 
 class ReadModelSerializer(serializers.ModelSerializer):
@@ -22,3 +24,14 @@ class ReadModelSerializer(serializers.ModelSerializer):
         if blank_choice:
             kwargs["allow_blank"] = True
         return kwargs
+
+    # Built once per class: a model serializer introspects its model on every
+    # instantiation (about a millisecond for forty fields, on every API answer).
+    _built_fields: ClassVar[dict[type, dict[str, Field]]] = {}
+
+    def get_fields(self) -> dict[str, Field]:
+        """Read-only fields depend on the class alone: build them once, hand out copies."""
+        built = ReadModelSerializer._built_fields.get(type(self))
+        if built is None:
+            built = ReadModelSerializer._built_fields[type(self)] = super().get_fields()
+        return copy.deepcopy(built)

@@ -16,6 +16,8 @@ from django.db.models.functions import Substr
 from django.db.models.lookups import Exact
 from django.utils import timezone
 
+from tradingsite.numbers import plain
+
 MONEY = {"max_digits": 28, "decimal_places": 10}
 QTY = {"max_digits": 28, "decimal_places": 12}
 
@@ -318,7 +320,8 @@ class Order(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.side} {self.quantity} {self.symbol} [{self.client_order_id}] {self.status}"
+        return (f"{self.side} {plain(self.quantity)} {self.symbol} [{self.client_order_id}] "
+                f"{self.status}")
 
     @property
     def is_final(self) -> bool:

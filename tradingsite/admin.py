@@ -15,6 +15,10 @@ from tradingsite.recovery import recover
 from tradingsite.services import trading_halt, trading_resume
 from tradingsite.tokens import api_token_issue, api_token_revoke
 
+# The lists get the whole width (the breadcrumbs and the index lead everywhere): at
+# 1440 px the sidebar left the positions and orders lists cut off.
+admin.site.enable_nav_sidebar = False
+
 
 @admin.register(PlatformState)
 class PlatformStateAdmin(admin.ModelAdmin):

@@ -13,12 +13,13 @@ class TradingsiteConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from lifecycle.signals import positions_need_reconcile
-        from tradingsite import checks  # noqa: F401  (registers the system checks)
+        from tradingsite import admin_display, checks  # noqa: F401  (checks: registers them)
         from tradingsite.recovery import on_worker_ready
         from tradingsite.schedule import ensure_periodic_tasks
         from tradingsite.shutdown import on_worker_shutting_down
         from tradingsite.tasks import dispatch_position_reconciles
 
+        admin_display.install()  # decimals without trailing zeros in every admin page
         post_migrate.connect(ensure_periodic_tasks, dispatch_uid="tradingsite.periodic_tasks")
         # Production Celery workers (the CLI worker; runplatform recovers in its startup hook).
         worker_ready.connect(on_worker_ready, dispatch_uid="tradingsite.recovery")

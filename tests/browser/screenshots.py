@@ -21,6 +21,8 @@ from tests.browser.prepare import STAFF
 from tradingsite.testing.live_server import CHROMIUM, CHROMIUM_ARGS, ROOT, asgi_process
 
 SIZES = {"desktop": (1440, 900), "laptop": (1280, 800), "phone": (390, 844)}
+ADMIN_PAGES = {"positions": "/admin/lifecycle/position/", "trades": "/admin/lifecycle/trade/",
+               "orders": "/admin/execution/order/", "accounts": "/admin/execution/exchangeaccount/1/change/"}
 
 
 def _prepare_database(env: dict[str, str]) -> dict[str, int]:
@@ -60,6 +62,11 @@ def main() -> None:
             page.screenshot(path=str(out / f"dashboard-{size}.png"))
             page.screenshot(path=str(out / f"dashboard-{size}-full.png"), full_page=True)
             if size == "desktop":
+                for name, path in ADMIN_PAGES.items():
+                    page.goto(f"{base}{path}")
+                    page.screenshot(path=str(out / f"admin-{name}-{size}.png"), full_page=True)
+                page.goto(f"{base}/")
+                page.wait_for_selector("body[data-live-state=open]")
                 page.on("dialog", lambda dialog: dialog.accept())
                 page.click("#halt-button")
                 page.fill("#halt-reason", "exchange maintenance 14:00-14:30 UTC")

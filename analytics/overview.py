@@ -53,6 +53,11 @@ def _currency(accounts: list[ExchangeAccount]) -> str:
     return codes.pop() if len(codes) == 1 else ""
 
 
+def scope_currency(strategy: str | None = None) -> str:
+    """The quote currency of the accounts of a strategy (all when ``None``); '' when they differ."""
+    return _currency(_accounts_in_scope(TradeFilters(strategy=strategy)))
+
+
 def _accounts_in_scope(filters: TradeFilters) -> list[ExchangeAccount]:
     strategies = Strategy.objects.all()
     if filters.strategy:

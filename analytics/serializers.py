@@ -212,7 +212,8 @@ class AccountExecutionSerializer(ExecutionSummarySerializer):
 
 
 class ExecutionReportSerializer(serializers.Serializer):
-    period = serializers.CharField()
+    period = serializers.CharField(help_text="ALL, TODAY, WEEK or MONTH; CUSTOM when start or "
+                                             "end narrowed the window.")
     window = WindowSerializer()
     overall = ExecutionSummarySerializer()
     accounts = AccountExecutionSerializer(many=True)

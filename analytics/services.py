@@ -298,6 +298,8 @@ class ImportResult:
     created: int
     skipped_duplicates: int
     strategies_created: list[str]
+    account_created: str | None = None  # the paper account made for them on a fresh install
+    strategies_account: str | None = None  # where new strategies went
 
 
 _STRATEGY, _CLOSED_AT = (operator.itemgetter(ROW_FIELDS.index(name))
@@ -317,48 +319,63 @@ def import_trade_file(path: Path, *, strategy: str | None = None, fmt: str = "au
     ``lifecycle_trade``, with one statement in one transaction; an error anywhere —
     a bad line, a value the database refuses — leaves nothing imported.
 
-    ``strategy`` puts every trade on that strategy; otherwise each trade names its own.
-    A strategy that does not exist yet is created (in that same transaction) on the
-    first paper account (by id), so imported history never lands on a live account by
-    accident. Trades whose (strategy, external_ref) is already stored, or repeated in
-    the file, are skipped: importing the same file twice is harmless.
+    Each trade keeps the strategy its row names; ``strategy`` is used only for rows that
+    name none. A strategy that does not exist yet is created (in that same transaction)
+    on the first paper account (by id), so imported history never lands on a live
+    account by accident; on a fresh install without any paper account, one named
+    ``IMPORT_ACCOUNT`` is created for it. Trades whose (strategy, external_ref) is
+    already stored, or repeated in the file, are skipped: importing the same file twice
+    is harmless. ``progress`` hears of each batch read while more follow.
     """
     strategies = _ImportStrategies(strategy, using)
     earliest: datetime | None = None
+    pending: str | None = None  # a batch's progress line, said once the next one is read
     with TradeStaging(using) as staging:
-        for batch in read_trade_batches(path, fmt=fmt, size=IMPORT_BATCH):
-            batch = strategies.named(batch)
-            closed = min(map(_CLOSED_AT, batch.rows))
-            earliest = closed if earliest is None else min(earliest, closed)
-            staging.add(batch)
-            if progress:
-                progress(f"read {staging.staged} trades (up to {batch.where(len(batch.rows) - 1)}"
-                         "), nothing imported yet")
+        try:
+            for batch in read_trade_batches(path, fmt=fmt, size=IMPORT_BATCH):
+                if progress and pending:
+                    progress(pending)
+                    pending = None
+                batch = strategies.named(batch)
+                closed = min(map(_CLOSED_AT, batch.rows))
+                earliest = closed if earliest is None else min(earliest, closed)
+                staging.add(batch)
+                pending = (f"read {staging.staged} trades (up to "
+                           f"{batch.where(len(batch.rows) - 1)}), nothing imported yet")
+        except TradeImportError:
+            if progress and pending:  # how far it got before the bad line
+                progress(pending)
+            raise
         with transaction.atomic(using=using):
+            account_created = strategies.create_account()
             created_strategies = strategies.create_missing()
             created = staging.publish(created_at=timezone.now())
             if earliest is not None:
                 selectors.forget_checkpoints_after(earliest, using)
             if created:
                 broadcast("trades.imported", {"created": created})
-    return ImportResult(created, staging.staged - created, created_strategies)
+    return ImportResult(created, staging.staged - created, created_strategies, account_created,
+                        strategies.paper_account.name if created_strategies else None)
+
+
+IMPORT_ACCOUNT = "imported-history"
 
 
 class _ImportStrategies:
     """The strategy of each imported trade: checked while reading, created when publishing."""
 
-    def __init__(self, override: str | None, using: str):
-        self.override, self.using = override, using
+    def __init__(self, default: str | None, using: str):
+        self.default, self.using = default, using
         self.checked: dict[str, bool] = {}  # name → exists already
         self.paper_account: ExchangeAccount | None = None
+        self.new_account = False
 
     def named(self, batch: TradeBatch) -> TradeBatch:
-        """The batch with every row's strategy name; an error names the first row without one."""
-        if self.override:
-            if self.override not in self.checked:
-                self.checked[self.override] = self._exists_or_creatable(self.override,
-                                                                        batch.where(0))
-            return replace(batch, rows=[(self.override, *row[1:]) for row in batch.rows])
+        """The batch with every row's strategy name (the default where a row names none);
+        an error names the first row left without one."""
+        if self.default and any(_STRATEGY(row) is None for row in batch.rows):
+            batch = replace(batch, rows=[row if _STRATEGY(row) is not None
+                                         else (self.default, *row[1:]) for row in batch.rows])
         new = set(map(_STRATEGY, batch.rows)) - self.checked.keys()
         if not new:
             return batch
@@ -376,12 +393,14 @@ class _ImportStrategies:
     def _exists_or_creatable(self, name: str, where: str) -> bool:
         if Strategy.objects.using(self.using).filter(name=name).exists():
             return True
-        self.paper_account = (ExchangeAccount.objects.using(self.using)
-                              .filter(exchange_id=ExchangeAccount.PAPER).order_by("id").first())
         if self.paper_account is None:
-            raise TradeImportError(where, "strategy",
-                                   f"unknown strategy {name[:64]!r} and no paper exchange "
-                                   "account to create it on: create one, or the strategy, first")
+            self.paper_account = (ExchangeAccount.objects.using(self.using)
+                                  .filter(exchange_id=ExchangeAccount.PAPER).order_by("id")
+                                  .first())
+        if self.paper_account is None:  # a fresh install: history needs no exchange account
+            self.paper_account = ExchangeAccount(name=IMPORT_ACCOUNT,
+                                                 exchange_id=ExchangeAccount.PAPER)
+            self.new_account = True
         try:
             validate_slug(name)
         except ValidationError:
@@ -391,6 +410,14 @@ class _ImportStrategies:
             raise TradeImportError(where, "strategy", f"{name[:24]!r}… is longer than 64 "
                                                       "characters")
         return False
+
+    def create_account(self) -> str | None:
+        """The paper account for new strategies on a fresh install (inside the transaction)."""
+        if not self.new_account or self.paper_account is None:
+            return None
+        self.paper_account, made = ExchangeAccount.objects.using(self.using).get_or_create(
+            name=IMPORT_ACCOUNT, defaults={"exchange_id": ExchangeAccount.PAPER})
+        return self.paper_account.name if made else None
 
     def create_missing(self) -> list[str]:
         """Create the named strategies that do not exist, inside the import's transaction."""

@@ -52,6 +52,22 @@ def test_performance_report_as_a_table(make_trade):
     assert "win_rate" in text and "wins ÷ trades" in text
     assert "n/a (no_losses)" in text
     assert "Top trades" in text and "SOL/USDT" in text
+    win_rate = next(line for line in text.splitlines() if line.startswith("win_rate"))
+    assert win_rate.split()[1:3] == ["100", "%"]  # a ratio as %, not 1.0
+
+
+@time_machine.travel(NOW, tick=False)
+def test_performance_report_writes_ratios_as_percentages_and_amounts_with_currency(
+        make_trade):
+    """The issue: 0.297297 for a 29.7 % win rate."""
+    for n, pnl in enumerate([5, -1, -2, 4, -3, -1, 2, -6, -1, -2]):  # 3 of 10 won
+        make_trade(pnl, NOW - timedelta(hours=10 - n))
+    lines = {line.split()[0]: line for line in run("performance_report").splitlines()
+             if line and not line.startswith((" ", "Performance", "Equity", "metric", "Top",
+                                              "Worst"))}
+    assert lines["win_rate"].split()[1:3] == ["30", "%"]
+    assert lines["total_pnl"].split()[1:3] == ["-5", "USDT"]
+    assert "0.3 " not in lines["win_rate"]
 
 
 def test_performance_report_refuses_an_unknown_strategy(db):

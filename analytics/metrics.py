@@ -101,6 +101,7 @@ NO_DOWNSIDE = "no_downside_days"
 NO_DRAWDOWN = "no_drawdown"
 NO_STARTING_EQUITY = "no_starting_equity"
 EQUITY_DEPLETED = "equity_depleted"
+BEYOND_FLOAT_RANGE = "beyond_float_range"  # e.g. a CAGR annualised from one day's 100× growth
 
 # Size of the strided sample that picks the top/worst-N threshold (see extreme_trades).
 _TOP_SAMPLE = 4096
@@ -564,9 +565,13 @@ def annual_return(returns: np.ndarray, annualization: int = 365) -> Metric:
     if n == 0:
         return Metric(None, 0, NO_DAYS)
     growth = float(np.prod(1.0 + returns))
-    with np.errstate(all="ignore"):
-        value = growth ** (annualization / n) - 1.0 if growth >= 0 else math.nan
-    return defined(value, n, EQUITY_DEPLETED)
+    if growth < 0:
+        return Metric(None, n, EQUITY_DEPLETED)
+    try:  # a Python float power raises where numpy would give inf
+        value = growth ** (annualization / n) - 1.0
+    except OverflowError:
+        return Metric(None, n, BEYOND_FLOAT_RANGE)
+    return defined(value, n, BEYOND_FLOAT_RANGE)
 
 
 def calmar_ratio(cagr: Metric, daily_drawdown: Drawdown) -> Metric:

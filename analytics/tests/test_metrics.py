@@ -382,3 +382,12 @@ def test_block_pruned_drawdown_equals_the_full_scan(case):
     fraction_dd, amount_dd = fast.result()
     assert amount_dd.value == amount and amount_dd.trough_at_us == times[amount_at]
     assert fraction_dd.value == fraction and fraction_dd.trough_at_us == times[fraction_at]
+
+
+def test_a_cagr_beyond_the_float_range_is_undefined_not_an_error():
+    """One day in which equity grew 100×: 100^365 overflows a float (the report must still come)."""
+    result = report(series([2_475_000.0], [at(1, 12)]), start_equity=25_000.0, days=1)
+    assert result["metrics"]["cagr"] == {"value": None, "sample_size": 1,
+                                         "undefined_reason": "beyond_float_range"}
+    assert result["metrics"]["calmar_ratio"]["value"] is None
+    assert result["metrics"]["total_pnl"]["value"] == 2_475_000.0

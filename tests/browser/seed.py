@@ -70,7 +70,10 @@ def _d(value: float | str, places: str = "0.01") -> Decimal:
 
 def seed_book(now: datetime, *, trades: int = 140, seed: int = 7) -> Book:
     rng = random.Random(seed)
-    account = ExchangeAccountFactory(name="paper-main", starting_capital=Decimal("25000"))
+    # The paper exchange quotes each seeded market at its mark (a close fills near it).
+    prices = {row[0]: row[5] for row in OPEN_BOOK} | {"LINK/USDT:USDT": "14.57"}
+    account = ExchangeAccountFactory(name="paper-main", starting_capital=Decimal("25000"),
+                                     paper_config={"feed": {"type": "manual", "prices": prices}})
     strategies = {name: StrategyFactory(name=name, account=account, timeframe=name.split("-")[1])
                   for name in ("trend-5m", "meanrev-15m")}
     positions: dict[str, Position] = {}

@@ -112,11 +112,11 @@ function renderEvents() {
   const events = position.events || [];
   $("events-count").textContent = `(${events.length})`;
   $("events-table").querySelector("tbody").replaceChildren(...events.slice().reverse().map((e) => h("tr", {},
-    h("td", { class: "nowrap muted" }, fmtDateTime(e.created_at)),
-    h("td", {}, e.kind.replaceAll("_", " ")),
-    h("td", { class: "nowrap" }, e.from_state || e.to_state ? `${e.from_state || "·"} → ${e.to_state || "·"}` : ""),
-    h("td", {}, e.reason),
-    h("td", { class: "muted" }, e.actor))));
+    h("td", { class: "nowrap muted", "data-label": "Time" }, fmtDateTime(e.created_at)),
+    h("td", { "data-label": "Event" }, e.kind.replaceAll("_", " ")),
+    h("td", { class: "nowrap", "data-label": "Transition" }, e.from_state || e.to_state ? `${e.from_state || "·"} → ${e.to_state || "·"}` : "—"),
+    h("td", { "data-label": "Reason" }, e.reason || "—"),
+    h("td", { class: "muted", "data-label": "By" }, e.actor))));
 }
 
 function renderOrders() {
@@ -127,17 +127,17 @@ function renderOrders() {
     return;
   }
   body.replaceChildren(...state.orders.map((o) => h("tr", {},
-    h("td", { class: "nowrap muted" }, fmtDateTime(o.created_at)),
-    h("td", { class: "mono", title: o.exchange_order_id ? `exchange id ${o.exchange_order_id}` : null }, o.client_order_id),
-    h("td", {}, h("span", { class: `badge side-${o.side === "buy" ? "long" : "short"}` }, o.side.toUpperCase())),
-    h("td", {}, o.purpose.replaceAll("_", " ")),
-    h("td", { class: "num" }, fmtQty(o.quantity)),
-    h("td", { class: "num" }, fmtQty(o.filled_quantity)),
-    h("td", { class: "num" }, fmtPrice(o.average_fill_price)),
-    h("td", { class: "num" }, fmtPct(o.slippage_percent, { digits: 3 })),
-    h("td", { class: "num" }, String(o.attempts)),
-    h("td", { title: o.last_error || null }, h("span", { class: `badge ${o.status}` }, o.status.replaceAll("_", " "))),
-    state.user.is_staff ? h("td", { class: "num" }, FINAL_ORDER_STATUSES.has(o.status) ? null
+    h("td", { class: "nowrap muted", "data-label": "Created" }, fmtDateTime(o.created_at)),
+    h("td", { class: "mono", "data-label": "Client id", title: o.exchange_order_id ? `exchange id ${o.exchange_order_id}` : null }, o.client_order_id),
+    h("td", { "data-label": "Side" }, h("span", { class: `badge side-${o.side === "buy" ? "long" : "short"}` }, o.side.toUpperCase())),
+    h("td", { "data-label": "Purpose" }, o.purpose.replaceAll("_", " ")),
+    h("td", { class: "num", "data-label": "Qty" }, fmtQty(o.quantity)),
+    h("td", { class: "num", "data-label": "Filled" }, fmtQty(o.filled_quantity)),
+    h("td", { class: "num", "data-label": "Avg price" }, fmtPrice(o.average_fill_price)),
+    h("td", { class: "num", "data-label": "Slippage" }, fmtPct(o.slippage_percent, { digits: 3 })),
+    h("td", { class: "num", "data-label": "Tries" }, String(o.attempts)),
+    h("td", { "data-label": "Status", title: o.last_error || null }, h("span", { class: `badge ${o.status}` }, o.status.replaceAll("_", " "))),
+    state.user.is_staff ? h("td", { class: "num action" }, FINAL_ORDER_STATUSES.has(o.status) ? null
       : h("button", { class: "btn small ghost-danger", type: "button", "data-role": "cancel-order",
                       onclick: (ev) => cancelOrder(o, ev.currentTarget) }, "Cancel")) : null)));
 }
@@ -167,22 +167,22 @@ function renderActions() {
     return;
   }
   body.replaceChildren(...state.actions.map((a) => h("tr", {},
-    h("td", { class: "nowrap muted" }, fmtDateTime(a.created_at)),
-    h("td", {}, a.kind.replaceAll("_", " ")),
-    h("td", {}, a.reason || "—"),
-    h("td", { class: "muted" }, a.requested_by),
-    h("td", {}, h("span", { class: `badge ${a.state}` }, a.state)),
-    h("td", { class: a.error ? "neg wrap-text" : "muted wrap-text" }, actionOutcome(a)))));
+    h("td", { class: "nowrap muted", "data-label": "Requested" }, fmtDateTime(a.created_at)),
+    h("td", { "data-label": "Action" }, a.kind.replaceAll("_", " ")),
+    h("td", { "data-label": "Reason" }, a.reason || "—"),
+    h("td", { class: "muted", "data-label": "By" }, a.requested_by),
+    h("td", { "data-label": "State" }, h("span", { class: `badge ${a.state}` }, a.state)),
+    h("td", { class: `${a.error ? "neg" : "muted"} wrap-text result`, "data-label": "Result" }, actionOutcome(a)))));
 }
 
-/** What an action came to, in words: "close-12 filled 120 @ 27.12 (slippage 0.03 %) · trade #55 +22.21". */
+/** What an action came to, in words: "order close-12: filled 120 @ 27.12 (slippage 0.03 %) · trade #55 PnL +22.21". */
 export function actionOutcome(action) {
   const r = action.result || {};
   const parts = [];
   if (r.position) parts.push(`position ${r.position}`);
   if (r.order) {
-    let text = `order ${r.order} ${String(r.status || "").replaceAll("_", " ")}`.trim();
-    if (toNumber(r.filled)) text += `, ${fmtQty(r.filled)} filled`;
+    let text = `order ${r.order}: ${String(r.status || "").replaceAll("_", " ")}`;
+    if (toNumber(r.filled)) text += ` ${fmtQty(r.filled)}`;
     if (r.average_price) text += ` @ ${fmtPrice(r.average_price)}`;
     if (toNumber(r.slippage_percent) !== null) text += ` (slippage ${fmtPct(r.slippage_percent, { digits: 3 })})`;
     parts.push(text);

@@ -86,11 +86,12 @@ function render(container, rawCandles, marks) {
     svg.append(g);
   }
 
-  const vline = (at, cls, text) => {
+  const vline = (at, cls, text, top) => {
     if (at === null) return;
     svg.append(s("line", { class: cls, x1: X(at), x2: X(at), y1: MARGIN.top, y2: height - MARGIN.bottom }));
-    const label = s("text", { class: `marker-label ${cls}`, x: X(at) - 3, y: height - MARGIN.bottom - 4,
-                              "text-anchor": "end" });
+    // The warning's label at the top, the timeout's at the bottom: close together they never collide.
+    const label = s("text", { class: `marker-label ${cls}`, x: X(at) - 3,
+                              y: top ? MARGIN.top + 8 : height - MARGIN.bottom - 4, "text-anchor": "end" });
     label.textContent = text;
     svg.append(label);
   };
@@ -101,8 +102,8 @@ function render(container, rawCandles, marks) {
     label.textContent = `${text} ${fmt(price)}`;
     svg.append(label);
   };
-  vline(warningAt, "mark-warning", "warning");
-  vline(timeoutAt, "mark-timeout", "timeout");
+  vline(warningAt, "mark-warning", "warning", true);
+  vline(timeoutAt, "mark-timeout", "timeout", false);
   hline(num(marks.entry?.price), "mark-entry", "entry");
   if (marks.exit) hline(num(marks.exit.price), "mark-exit", "exit");
   else hline(num(marks.mark), "mark-price", "mark");

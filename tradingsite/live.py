@@ -205,7 +205,7 @@ def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
 
 
 class _Dashboards:
-    """Which event loop of this process serves dashboards (in-memory layer), and since when.
+    """Which event loop of this process serves dashboards (in-memory layer), and how many.
 
     The in-memory layer's queues belong to the loop the consumers wait on; an event
     put there from another thread's loop would wait for that loop to wake up by

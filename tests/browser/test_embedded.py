@@ -53,7 +53,7 @@ def _env(root: Path) -> dict[str, str]:
     return {"DATABASE_URL": f"sqlite:///{root / 'db.sqlite3'}", "REDIS_URL": "",
             "DJANGO_SETTINGS_MODULE": "tradingsite.settings", "STATE_DIR": str(root / "state"),
             "LIVE_TRADING_FILE": str(root / "no-live-trading.json"), "TRADING_ENV": "development",
-            "DEBUG": "0"}
+            "DEBUG": "0", "PYTHONFAULTHANDLER": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +234,8 @@ def test_a_closed_position_shows_what_it_realised_and_its_price_chart(page, embe
 def test_a_stopped_server_greys_the_page_out_as_stale(page, stoppable):
     log_in(page, stoppable.url, VIEWER)
     expect(page.locator("#stale-banner")).to_be_hidden()
-    assert stoppable.server.stop(timeout=90) == 0  # SIGTERM: the graceful shutdown, exit 0
+    code = stoppable.server.stop(timeout=90)  # SIGTERM: the graceful shutdown
+    assert code == 0, stoppable.server.log.read_text()[-4000:]
     stale = page.locator("#stale-banner")
     expect(stale).to_be_visible(timeout=LIVE_TIMEOUT_MS)
     expect(page.locator("#stale-text")).to_contain_text(

@@ -132,7 +132,12 @@ function renderKpis() {
   const upnl = $("kpi-upnl");
   upnl.textContent = pnls.length ? fmtAmount(total, currency) : "—";
   upnl.className = `value ${signClass(total)}`;
-  $("kpi-upnl-sub").textContent = pnls.length ? `${pnls.filter((v) => v < 0).length} losing` : "\u00a0";
+  // The same % as each row: of the entry notional of what is held.
+  const notional = list.filter((p) => toNumber(p.unrealised_pnl) !== null)
+    .reduce((sum, p) => sum + toNumber(p.entry_price) * toNumber(p.quantity), 0);
+  $("kpi-upnl-sub").textContent = pnls.length
+    ? `${notional ? `${fmtPct((total / notional) * 100, { signed: true })} · ` : ""}${pnls.filter((v) => v < 0).length} losing`
+    : "\u00a0";
 
   const scored = list.filter((p) => toNumber(p.health_score) !== null);
   const worst = scored.sort((a, b) => toNumber(a.health_score) - toNumber(b.health_score))[0];

@@ -9,15 +9,15 @@
   stays on the order and the position is marked for reconciliation.
 
 The alert itself (one open alert per position and kind, refreshed on repeat, pushed
-live) is ``risk.services.raise_alert``; this only says what execution reports.
+live) is the risk monitor's (``risk.services.raise_alert``, registered as the
+``order_alert`` hook); this only says what execution reports.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from risk.models import AlertSeverity, RiskAlert
-from risk.services import raise_alert
+from execution import handlers
 
 SLIPPAGE_ALERT = "slippage"
 ORDER_UNKNOWN_ALERT = "order_unknown"
@@ -25,19 +25,17 @@ ORDER_REAPPEARED_ALERT = "order_reappeared"
 FILL_UNAPPLIED_ALERT = "fill_unapplied"
 
 
-def raise_slippage_alert(order: Any, *, detail: str) -> RiskAlert:
+def raise_slippage_alert(order: Any, *, detail: str) -> Any:
     """Record that an emergency close went ahead although its estimate exceeds the limit."""
-    return raise_alert(
-        position=order.position, kind=SLIPPAGE_ALERT, severity=AlertSeverity.CRITICAL,
+    return handlers.order_alert(
+        order, kind=SLIPPAGE_ALERT, critical=True,
         message=f"Emergency close {order.client_order_id} ({order.symbol}) sent anyway: "
                 f"{detail}")
 
 
-def raise_order_alert(order: Any, *, kind: str, message: str, critical: bool = True
-                      ) -> RiskAlert:
+def raise_order_alert(order: Any, *, kind: str, message: str, critical: bool = True) -> Any:
     """An alert about ``order``, on its position when it has one."""
-    return raise_alert(
-        position=order.position if order.position_id else None, kind=kind,
-        severity=AlertSeverity.CRITICAL if critical else AlertSeverity.WARNING,
+    return handlers.order_alert(
+        order, kind=kind, critical=critical,
         message=f"{order.client_order_id} ({order.purpose} {order.side} {order.symbol}): "
                 f"{message}")

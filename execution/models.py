@@ -16,10 +16,8 @@ from django.db.models.functions import Substr
 from django.db.models.lookups import Exact
 from django.utils import timezone
 
+from tradingsite.domain import MONEY, QTY, CloseReason
 from tradingsite.numbers import plain
-
-MONEY = {"max_digits": 28, "decimal_places": 10}
-QTY = {"max_digits": 28, "decimal_places": 12}
 
 # Credentials come from environment variables whose names carry this prefix, so an
 # account can never name (and send to an exchange) DATABASE_URL, SECRET_KEY, ...
@@ -358,16 +356,6 @@ class ActionState(models.TextChoices):
     @classmethod
     def open(cls) -> list[str]:
         return [cls.PENDING, cls.RUNNING]
-
-
-class CloseReason(models.TextChoices):
-    """Why a position is closed; also the exit reason of its trade."""
-
-    SIGNAL = "signal", "Signal (normal exit)"
-    TIMEOUT = "timeout", "Timeout"
-    RISK = "risk", "Risk"
-    MANUAL = "manual", "Manual"
-    SHUTDOWN = "shutdown", "Shutdown"
 
 
 class Action(models.Model):

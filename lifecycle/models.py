@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from execution.models import MONEY, QTY, CloseReason
+from tradingsite.domain import MONEY, QTY, CloseReason
 from tradingsite.numbers import plain
 
 TIMEFRAME_CHOICES = [(tf, tf) for tf in

@@ -8,11 +8,15 @@ class RiskConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_save
 
+        from execution import handlers
         from lifecycle.models import Strategy
         from lifecycle.signals import position_closed
         from risk.receivers import create_risk_check_row, resolve_alerts_of_closed_position
+        from risk.services import order_alert_raise
 
         position_closed.connect(resolve_alerts_of_closed_position,
                                 dispatch_uid="risk.resolve_alerts_of_closed_position")
         post_save.connect(create_risk_check_row, sender=Strategy,
                           dispatch_uid="risk.create_risk_check_row")
+        # Execution's alerts about orders (slippage, unknown, reappeared, unapplied fills).
+        handlers.register(order_alert=order_alert_raise)

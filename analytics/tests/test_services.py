@@ -203,7 +203,7 @@ def every_three_trades(live_trading):
 def test_snapshots_refresh_every_metrics_interval_trades(every_three_trades, make_trade,
                                                          strategy):
     make_trade(10, at(1, 1))
-    assert services.refresh_reports() == 8  # ALL/TODAY/WEEK/MONTH × (all, the strategy)
+    assert services.reports_refresh() == 8  # ALL/TODAY/WEEK/MONTH × (all, the strategy)
     assert set(MetricSnapshot.objects.values_list("period", "scope")) == {
         (p, s) for p in ("ALL", "TODAY", "WEEK", "MONTH") for s in ("all", f"strategy={strategy.name}")}
     cached = services.cached_performance_report(ReportRequest())
@@ -211,7 +211,7 @@ def test_snapshots_refresh_every_metrics_interval_trades(every_three_trades, mak
     assert value(cached, "total_pnl") == 10
     make_trade(1, at(5, 2))
     make_trade(1, at(5, 3))
-    assert services.refresh_reports() == 0
+    assert services.reports_refresh() == 0
     make_trade(1, at(5, 4))
     assert refresh_reports.apply().get() == 8
     assert value(services.cached_performance_report(ReportRequest()), "total_pnl") == 13
@@ -222,7 +222,7 @@ def test_a_trade_closed_since_the_snapshot_is_never_missing_from_a_report(
         every_three_trades, make_trade):
     """The issue: TODAY said 0 trades after two closed, while the equity curve had them."""
     make_trade(10, at(1, 1))
-    services.refresh_reports()
+    services.reports_refresh()
     make_trade(4, at(5, 2))
     today = services.cached_performance_report(ReportRequest(period=Period.TODAY))
     assert today["cached"] is False and value(today, "trades") == 1
@@ -236,9 +236,9 @@ def test_a_trade_closed_since_the_snapshot_is_never_missing_from_a_report(
 @time_machine.travel(at(5, 18), tick=False)
 def test_snapshots_refresh_when_the_calendar_window_moves(every_three_trades, make_trade):
     make_trade(10, at(5, 1))
-    services.refresh_reports()
+    services.reports_refresh()
     with time_machine.travel(at(6, 0, 1), tick=False):  # Saturday: same week and month
-        assert services.refresh_reports() == 2  # TODAY for "all" and the strategy
+        assert services.reports_refresh() == 2  # TODAY for "all" and the strategy
         today = services.cached_performance_report(ReportRequest(period=Period.TODAY))
     assert today["cached"] is True and value(today, "trades") == 0
 
@@ -246,7 +246,7 @@ def test_snapshots_refresh_when_the_calendar_window_moves(every_three_trades, ma
 @time_machine.travel(at(5, 18), tick=False)
 def test_filtered_or_narrowed_requests_are_computed_not_cached(make_trade):
     make_trade(10, at(5, 1))
-    services.refresh_reports()
+    services.reports_refresh()
     assert services.cached_performance_report(ReportRequest())["cached"] is True
     make_trade(5, at(5, 2))
     narrowed = services.cached_performance_report(ReportRequest(start=at(1, 0)))
@@ -259,7 +259,7 @@ def test_filtered_or_narrowed_requests_are_computed_not_cached(make_trade):
 def test_disabled_analytics_refresh_nothing(live_trading, make_trade):
     live_trading({"performanceAnalytics": {"enabled": False}})
     make_trade(1, datetime.now(UTC))
-    assert services.refresh_reports() == 0
+    assert services.reports_refresh() == 0
     assert not MetricSnapshot.objects.exists()
 
 

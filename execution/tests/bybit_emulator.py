@@ -12,7 +12,20 @@ the exchange acted (``*_after_accept``: the order exists, the answer is lost);
 ``truncated_after_accept`` (a 200 reply whose body is cut off); ``empty`` (a
 listing that does not show the order yet, ``times`` lookups in a row); ``delayed``
 (the request is processed only after ``hold_seconds``, when the client has given up;
-``delayed_processed`` is set then).
+``delayed_processed`` is set then); ``delayed_accept`` (the same, deterministic: the
+client times out and the create is processed by the first request ``seconds`` later on
+the emulator's clock, which a test may freeze and move). Order behaviour on
+``v5/order/create``: ``stay_open`` (accepted, never fills by itself) and
+``partial_fill`` (``ratio`` of the quantity fills, the rest stays open); on
+``v5/order/cancel``: ``fill_on_cancel`` (``ratio`` of what is left fills just before
+the cancel; nothing left: "too late to cancel"). ``match`` restricts a fault to
+requests carrying those parameters (``True``: any value).
+
+Orders fill like on the exchange: a market order at the touch, a marketable limit
+order at the touch, a resting limit order at its price once ``set_price`` crosses it.
+Fills move the account's position per symbol (``v5/position/list``); a reduce-only fill
+never opens or flips one (with ``strict_reduce_only`` such an order is refused, 110017,
+as Bybit does). Order listings are paged (``limit``, ``cursor``), newest first.
 """
 
 from __future__ import annotations
@@ -24,11 +37,14 @@ import itertools
 import json
 import threading
 import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -63,10 +79,24 @@ INSTRUMENTS = [_instrument("BTCUSDT", "BTC", "0.10", "0.001", "0.001"),
 class Fault:
     path: str
     kind: str  # http500 | http429 | retcode | timeout | drop | empty | delayed
-    #            | truncated_after_accept | <kind>_after_accept
+    #            | delayed_accept | truncated_after_accept | <kind>_after_accept
+    #            | stay_open | partial_fill | fill_on_cancel
     code: int = 0
     message: str = ""
     times: int = 1
+    ratio: Decimal = Decimal("0.5")
+    seconds: float = 5.0
+    match: dict[str, Any] | None = None
+
+    def applies_to(self, params: dict[str, Any]) -> bool:
+        return all((name in params) if wanted is True else params.get(name) == wanted
+                   for name, wanted in (self.match or {}).items())
+
+
+# Faults that change what the exchange does with the order, not the answer.
+BEHAVIOUR_KINDS = ("stay_open", "partial_fill", "fill_on_cancel")
+OPEN_STATUSES = ("New", "PartiallyFilled")
+PAGE_DEFAULT, PAGE_MAX = 20, 50
 
 
 @dataclass
@@ -78,10 +108,20 @@ class EmulatorState:
     faults: list[Fault] = field(default_factory=list)
     requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     fill_market_orders: bool = True
+    strict_reduce_only: bool = False
+    # symbol → (signed size, average entry price); long > 0
+    positions: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+    # creates processed later (delayed_accept): (due, epoch seconds; params)
+    delayed: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    frozen: set[str] = field(default_factory=set)  # orders that never fill by themselves
+    faults_held: bool = False
 
 
 class BybitEmulator:
     """Start with ``start()`` (port 0: any free port), point ccxt at ``base_url``."""
+
+    # Emulators serving now (the suite's invariant check holds their faults while it reads).
+    running: ClassVar[weakref.WeakSet[BybitEmulator]] = weakref.WeakSet()
 
     def __init__(self, *, api_key: str = "emulator-key", api_secret: str = "emulator-secret",
                  host: str = "127.0.0.1", port: int = 0, record_requests: bool = True,
@@ -111,9 +151,11 @@ class BybitEmulator:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
                                         name="bybit-emulator")
         self._thread.start()
+        BybitEmulator.running.add(self)
         return self
 
     def stop(self) -> None:
+        BybitEmulator.running.discard(self)
         self._release.set()
         self._server.shutdown()
         self._server.server_close()
@@ -133,13 +175,45 @@ class BybitEmulator:
             self._ids = itertools.count(1)
 
     def fail_next(self, path: str, kind: str, *, code: int = 0, message: str = "",
-                  times: int = 1) -> None:
+                  times: int = 1, ratio: Decimal | str = "0.5", seconds: float = 5.0,
+                  match: dict[str, Any] | None = None) -> None:
         with self._lock:
-            self.state.faults.append(Fault(path, kind, code, message, times))
+            self.state.faults.append(Fault(path, kind, code, message, times, Decimal(ratio),
+                                           seconds, match))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.state.faults.clear()
+
+    def faults_left(self) -> int:
+        with self._lock:
+            return sum(fault.times for fault in self.state.faults)
+
+    @contextmanager
+    def faults_held(self) -> Iterator[None]:
+        """No scripted fault fires inside (an observer's reads must not use up a test's faults)."""
+        held, self.state.faults_held = self.state.faults_held, True
+        try:
+            yield
+        finally:
+            self.state.faults_held = held
 
     def set_price(self, symbol_id: str, price: Decimal) -> None:
+        """Move the market; resting limit orders it crosses fill at their price."""
         with self._lock:
             self.state.prices[symbol_id] = Decimal(price)
+            for row in list(self.state.orders.values()):
+                if row["symbol"] == symbol_id and row["orderStatus"] in OPEN_STATUSES:
+                    self._match_limit(row, resting=True)
+
+    def hold_position(self, symbol_id: str, size: Decimal, entry_price: Decimal) -> None:
+        """Give the account a position (signed size, long > 0) it did not trade here."""
+        with self._lock:
+            self.state.positions[symbol_id] = (Decimal(size), Decimal(entry_price))
+
+    def position_size(self, symbol_id: str) -> Decimal:
+        with self._lock:
+            return self.state.positions.get(symbol_id, (Decimal("0"), Decimal("0")))[0]
 
     def orders_with_link_id(self, link_id: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -149,13 +223,24 @@ class BybitEmulator:
         with self._lock:
             return sum(1 for _, p, _ in self.state.requests if p == path)
 
-    def _take_fault(self, path: str) -> Fault | None:
+    def _take_fault(self, path: str, params: dict[str, Any]) -> Fault | None:
         with self._lock:
+            if self.state.faults_held:
+                return None
             for fault in self.state.faults:
-                if fault.times > 0 and fault.path == path:
+                if fault.times > 0 and fault.path == path and fault.applies_to(params):
                     fault.times -= 1
                     return fault
         return None
+
+    def _process_delayed(self) -> None:
+        """Creates whose processing was delayed arrive now (a duplicate link id is refused)."""
+        with self._lock:
+            now = time.time()
+            due = [params for at, params in self.state.delayed if at <= now]
+            self.state.delayed = [(at, p) for at, p in self.state.delayed if at > now]
+            for params in due:
+                self._create(params)  # an error answer nobody hears
 
     # --- the handler ---------------------------------------------------------------
 
@@ -187,7 +272,8 @@ class BybitEmulator:
                 if emulator.record_requests:
                     with emulator._lock:
                         emulator.state.requests.append((method, path, params))
-                fault = emulator._take_fault(path)
+                emulator._process_delayed()
+                fault = emulator._take_fault(path, params)
                 if fault and fault.kind in ("timeout", "drop", "http500", "http429", "retcode"):
                     self._fail(fault)
                     return
@@ -206,7 +292,15 @@ class BybitEmulator:
                     emulator.delayed_processed.set()
                     self.close_connection = True
                     return
-                answer = emulator._route(method, path, params)
+                if fault and fault.kind == "delayed_accept":  # processed `seconds` later
+                    with emulator._lock:
+                        emulator.state.delayed.append((time.time() + fault.seconds, params))
+                    self._fail(Fault(path, "timeout"))
+                    return
+                behaviour = fault if fault and fault.kind in BEHAVIOUR_KINDS else None
+                if behaviour:
+                    fault = None
+                answer = emulator._route(method, path, params, behaviour)
                 if fault and fault.kind == "truncated_after_accept":
                     body = json.dumps(answer).encode()
                     self._raw(200, body[:len(body) // 2], "application/json")
@@ -262,7 +356,8 @@ class BybitEmulator:
 
     # --- endpoints ---------------------------------------------------------------------
 
-    def _route(self, method: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
+    def _route(self, method: str, path: str, params: dict[str, Any],
+               behaviour: Fault | None = None) -> dict[str, Any]:
         handler = {
             "v5/market/instruments-info": self._instruments,
             "v5/asset/coin/query-info": lambda p: _ok({"rows": []}),
@@ -280,6 +375,8 @@ class BybitEmulator:
             return {"retCode": 10001, "retMsg": f"unknown path {path}", "result": {},
                     "retExtInfo": {}, "time": _ms()}
         with self._lock:
+            if path in ("v5/order/create", "v5/order/cancel"):
+                return handler(params, behaviour)
             return handler(params)
 
     def _instruments(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -330,28 +427,75 @@ class BybitEmulator:
                    timeInForce="IOC" if params["orderType"] == "Market" else "GTC")
         return row
 
-    def _create(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _create(self, params: dict[str, Any], behaviour: Fault | None = None) -> dict[str, Any]:
         link_id = params.get("orderLinkId", "")
         if link_id and link_id in self.state.by_link_id:
-            return {"retCode": 110072, "retMsg": "OrderLinkedID is duplicate", "result": {},
-                    "retExtInfo": {}, "time": _ms()}
+            return _error(110072, "OrderLinkedID is duplicate")
         if params.get("symbol") not in self.state.prices:
-            return {"retCode": 10001, "retMsg": "params error: symbol invalid", "result": {},
-                    "retExtInfo": {}, "time": _ms()}
+            return _error(10001, "params error: symbol invalid")
+        if _reduce_only(params) and self.state.strict_reduce_only:
+            held = self.state.positions.get(params["symbol"], (Decimal("0"), Decimal("0")))[0]
+            reducing = held > 0 if params["side"] == "Sell" else held < 0
+            if not reducing or Decimal(params["qty"]) > abs(held):
+                return _error(110017, "current position is zero, cannot fix reduce-only "
+                                      "order qty")
         order_id = f"emu-{next(self._ids):06d}"
         row = self._order_row(order_id, params)
         self.state.orders[order_id] = row
         if link_id:
             self.state.by_link_id[link_id] = order_id
-        if params["orderType"] == "Market" and self.state.fill_market_orders:
+        kind = behaviour.kind if behaviour else ""
+        if kind in ("stay_open", "partial_fill"):
+            self.state.frozen.add(order_id)
+        if kind == "partial_fill":
             bid, ask = self._touch(params["symbol"])
-            price = ask if params["side"] == "Buy" else bid
-            qty = Decimal(params["qty"])
-            row.update(orderStatus="Filled", cumExecQty=params["qty"], leavesQty="0",
-                       avgPrice=str(price), cumExecValue=str(qty * price),
-                       cumExecFee=str(qty * price * FEE_RATE), leavesValue="0",
-                       cumFeeDetail={"USDT": str(qty * price * FEE_RATE)})
+            part = _on_step(Decimal(params["qty"]) * behaviour.ratio, row["symbol"])
+            if part > 0:
+                self._fill(row, part, ask if params["side"] == "Buy" else bid)
+        elif kind != "stay_open":
+            if params["orderType"] == "Market" and self.state.fill_market_orders:
+                bid, ask = self._touch(params["symbol"])
+                self._fill(row, Decimal(params["qty"]), ask if params["side"] == "Buy" else bid)
+            elif params["orderType"] == "Limit":
+                self._match_limit(row, resting=False)
         return _ok({"orderId": order_id, "orderLinkId": link_id})
+
+    def _match_limit(self, row: dict[str, Any], *, resting: bool) -> None:
+        """Fill a limit order the market crosses: at the touch when placed, else at its price."""
+        if row["orderId"] in self.state.frozen or row["orderType"] != "Limit":
+            return
+        limit = Decimal(row["price"])
+        bid, ask = self._touch(row["symbol"])
+        buy = row["side"] == "Buy"
+        if (ask <= limit) if buy else (bid >= limit):
+            price = limit if resting else (ask if buy else bid)
+            self._fill(row, Decimal(row["leavesQty"]), price)
+
+    def _fill(self, row: dict[str, Any], quantity: Decimal, price: Decimal) -> None:
+        """Fill ``quantity`` of an order at ``price``: its cumulative figures and the position."""
+        if quantity <= 0:
+            return
+        filled = Decimal(row["cumExecQty"] or "0") + quantity
+        value = Decimal(row["cumExecValue"] or "0") + quantity * price
+        fee = Decimal(row["cumExecFee"] or "0") + quantity * price * FEE_RATE
+        left = Decimal(row["qty"]) - filled
+        row.update(cumExecQty=str(filled), cumExecValue=str(value), cumExecFee=str(fee),
+                   avgPrice=str(value / filled), leavesQty=str(left),
+                   leavesValue=str(left * Decimal(row.get("price") or 0)),
+                   orderStatus="Filled" if left <= 0 else "PartiallyFilled",
+                   cumFeeDetail={"USDT": str(fee)}, updatedTime=str(_ms()))
+        held, entry = self.state.positions.get(row["symbol"], (Decimal("0"), Decimal("0")))
+        signed = quantity if row["side"] == "Buy" else -quantity
+        if held and (held > 0) != (signed > 0):  # reducing
+            closing = min(abs(signed), abs(held))
+            held += closing if held < 0 else -closing
+            signed += -closing if signed > 0 else closing
+            entry = entry if held else Decimal("0")
+        if signed and not row["reduceOnly"]:
+            total = held + signed
+            entry = (abs(held) * entry + abs(signed) * price) / abs(total)
+            held = total
+        self.state.positions[row["symbol"]] = (held, entry)
 
     def _matching(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         rows = list(self.state.orders.values())
@@ -368,19 +512,24 @@ class BybitEmulator:
     def _realtime(self, params: dict[str, Any]) -> dict[str, Any]:
         rows = self._matching(params)
         if not (params.get("orderId") or params.get("orderLinkId")):  # a listing: open only
-            rows = [r for r in rows if r["orderStatus"] in ("New", "PartiallyFilled")]
-        return _ok({"category": "linear", "list": copy.deepcopy(rows), "nextPageCursor": ""})
+            rows = [r for r in rows if r["orderStatus"] in OPEN_STATUSES]
+        return _page(rows, params)
 
     def _history(self, params: dict[str, Any]) -> dict[str, Any]:
-        rows = [r for r in self._matching(params)
-                if r["orderStatus"] not in ("New", "PartiallyFilled")]
-        return _ok({"category": "linear", "list": copy.deepcopy(rows), "nextPageCursor": ""})
+        rows = [r for r in self._matching(params) if r["orderStatus"] not in OPEN_STATUSES]
+        if params.get("startTime"):
+            rows = [r for r in rows if int(r["createdTime"]) >= int(params["startTime"])]
+        return _page(rows, params)
 
-    def _cancel(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _cancel(self, params: dict[str, Any], behaviour: Fault | None = None) -> dict[str, Any]:
         rows = self._matching({k: params.get(k) for k in ("orderId", "orderLinkId")})
-        if not rows or rows[0]["orderStatus"] not in ("New", "PartiallyFilled"):
-            return {"retCode": 110001, "retMsg": "order not exists or too late to cancel",
-                    "result": {}, "retExtInfo": {}, "time": _ms()}
+        if rows and rows[0]["orderStatus"] in OPEN_STATUSES and behaviour:  # fill_on_cancel
+            row = rows[0]
+            bid, ask = self._touch(row["symbol"])
+            part = _on_step(Decimal(row["leavesQty"]) * behaviour.ratio, row["symbol"])
+            self._fill(row, part, ask if row["side"] == "Buy" else bid)
+        if not rows or rows[0]["orderStatus"] not in OPEN_STATUSES:
+            return _error(110001, "order not exists or too late to cancel")
         rows[0].update(orderStatus="Cancelled", updatedTime=str(_ms()))
         return _ok({"orderId": rows[0]["orderId"], "orderLinkId": rows[0]["orderLinkId"]})
 
@@ -389,12 +538,49 @@ class BybitEmulator:
                                  ["result"]))
 
     def _positions(self, params: dict[str, Any]) -> dict[str, Any]:
-        return _ok(copy.deepcopy(self._recorded["methods"]["fetchPositions"][0]["httpResponse"]
-                                 ["result"]))
+        """The positions the fills built, in the shape of the recorded answer."""
+        template = self._recorded["methods"]["fetchPositions"][0]["httpResponse"]["result"][
+            "list"][0]
+        rows = []
+        for symbol, (size, entry) in sorted(self.state.positions.items()):
+            if not size:
+                continue
+            mark = self.state.prices[symbol]
+            rows.append(dict(copy.deepcopy(template), symbol=symbol,
+                             side="Buy" if size > 0 else "Sell", size=str(abs(size)),
+                             avgPrice=str(entry), markPrice=str(mark),
+                             positionValue=str(abs(size) * entry),
+                             unrealisedPnl=str((mark - entry) * size)))
+        return _ok({"category": "linear", "list": rows, "nextPageCursor": ""})
 
 
 def _ok(result: dict[str, Any]) -> dict[str, Any]:
     return {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": _ms()}
+
+
+def _error(code: int, message: str) -> dict[str, Any]:
+    return {"retCode": code, "retMsg": message, "result": {}, "retExtInfo": {}, "time": _ms()}
+
+
+def _page(rows: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    """One page of a listing, newest first, with Bybit's cursor to the next."""
+    rows = sorted(rows, key=lambda r: (int(r["createdTime"]), r["orderId"]), reverse=True)
+    limit = min(int(params.get("limit") or PAGE_DEFAULT), PAGE_MAX)
+    start = int(params.get("cursor") or 0)
+    page = rows[start:start + limit]
+    cursor = str(start + limit) if start + limit < len(rows) else ""
+    return _ok({"category": "linear", "list": copy.deepcopy(page), "nextPageCursor": cursor})
+
+
+def _reduce_only(params: dict[str, Any]) -> bool:
+    return params.get("reduceOnly") in (True, "true", "True")
+
+
+def _on_step(quantity: Decimal, symbol: str) -> Decimal:
+    """``quantity`` truncated to the instrument's quantity step."""
+    step = Decimal(next(i["lotSizeFilter"]["qtyStep"] for i in INSTRUMENTS
+                        if i["symbol"] == symbol))
+    return (quantity / step).to_integral_value(rounding="ROUND_DOWN") * step
 
 
 def _ms() -> int:

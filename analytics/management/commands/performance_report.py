@@ -16,8 +16,8 @@ from analytics.overview import scope_currency
 from analytics.periods import Period
 from analytics.selectors import TradeFilters
 from analytics.services import DEFAULT_TOP_N, ReportRequest, performance_report
-from execution.models import CloseReason
 from lifecycle.models import Strategy
+from tradingsite.domain import CloseReason
 from tradingsite.numbers import money, number, percent
 
 

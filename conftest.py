@@ -73,6 +73,15 @@ def _fresh_live_config():
 
 
 @pytest.fixture(autouse=True)
+def _the_test_process_serves_its_dashboards(monkeypatch):
+    """Tests run as the platform process: their events reach their own listeners and never
+    the live-event outbox (tests of the outbox say otherwise: ``live_outbox`` tests)."""
+    from tradingsite import live
+
+    monkeypatch.setattr(live._dashboards, "served_here", True)
+
+
+@pytest.fixture(autouse=True)
 def _live_events_delivered():
     """Live events a test queued for a Redis layer are delivered before the next test."""
     yield

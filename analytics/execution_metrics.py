@@ -34,6 +34,7 @@ from analytics.metrics import Metric
 from analytics.periods import Period, Window, intersect, period_window
 from execution.models import ExchangeAccount, Order, OrderStatus
 
+CUSTOM = "CUSTOM"  # the period of a window narrowed by start / end
 NO_ORDERS = "no_orders"
 NO_FINISHED_ORDERS = "no_finished_orders"
 NO_SAMPLES = "no_samples"
@@ -119,8 +120,10 @@ def execution_metrics(*, period: Period | str = Period.ALL, start: datetime | No
         per_account.append({"account": acc.name, "exchange_id": acc.exchange_id,
                             "testnet": acc.testnet,
                             **summarise_orders(*(arrays[k][mask] for k in _FIELDS))})
+    narrowed = start is not None or end is not None
     return {
-        "period": str(Period(period)),
+        # A window narrowed by start/end is no calendar period any more: say so.
+        "period": CUSTOM if narrowed else str(Period(period)),
         "window": {"start": window.start, "end": window.end},
         "overall": summarise_orders(*(arrays[k] for k in _FIELDS)),
         "accounts": per_account,

@@ -24,7 +24,7 @@ entry_price           yes       > 0
 exit_price            yes       > 0
 opened_at             yes       ISO 8601 after 2000-01-01; without an offset it is UTC
 closed_at             yes       ISO 8601, not before ``opened_at``, at most a day ahead
-strategy              no*       strategy name (*required unless ``--strategy`` is given)
+strategy              no*       strategy name (*a row without one takes ``--strategy``)
 fees                  no        total fees paid, ≥ 0 (default 0)
 pnl                   no        realised PnL net of fees (default: ±(exit − entry) × quantity − fees)
 pnl_percent           no        PnL % of entry notional (default: pnl ÷ (entry × quantity) × 100)
@@ -41,7 +41,8 @@ versions write): ``{"strategy": {name: {"trades": [...]}}}``; from each trade
 ``is_short`` and ``exit_reason`` (``sell_reason`` in old files): stop losses and
 liquidations become ``risk``, forced/emergency exits ``manual``, every other reason
 (roi, exit signal, custom exits) ``signal``. The strategy is the result's name
-unless ``--strategy`` is given; ``external_ref`` is ``freqtrade:<pair>:<open ms>``. The
+(``--strategy`` only fills rows that name none); ``external_ref`` is
+``freqtrade:<pair>:<open ms>``. The
 JSON (alone or inside the archive) may be at most ``MAX_JSON_BYTES`` uncompressed.
 """
 

@@ -38,8 +38,9 @@ Definitions (PnL is realised and net of fees):
 - **CAGR** = (E_last ÷ E_{−1})^(A ÷ days) − 1 (empyrical's ``annual_return``);
   **Calmar** = CAGR ÷ |max daily drawdown| (empyrical's ``calmar_ratio``), undefined
   without a drawdown.
-- **top / worst trades**: the N trades with the highest / lowest PnL; ties go to the
-  earlier trade.
+- **top / worst trades**: the N winners with the highest PnL / the N losers with the
+  lowest (a breakeven or losing trade is never a top trade, a winner never a worst one);
+  ties go to the earlier trade.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ NO_DOWNSIDE = "no_downside_days"
 NO_DRAWDOWN = "no_drawdown"
 NO_STARTING_EQUITY = "no_starting_equity"
 EQUITY_DEPLETED = "equity_depleted"
+BEYOND_FLOAT_RANGE = "beyond_float_range"  # e.g. a CAGR annualised from one day's 100× growth
 
 # Size of the strided sample that picks the top/worst-N threshold (see extreme_trades).
 _TOP_SAMPLE = 4096
@@ -390,6 +392,13 @@ def extreme_trades(pnl: np.ndarray, n: int, *, best: bool) -> np.ndarray:
     return candidates[order[:n]].astype(np.int64)
 
 
+def winners_and_losers(pnl: np.ndarray, n: int, *, best: bool) -> np.ndarray:
+    """The top trades are the ``n`` best winners (PnL > 0), the worst the ``n`` worst losers
+    (PnL < 0): a losing trade is never a top trade, and no trade is both."""
+    picked = extreme_trades(pnl, n, best=best)
+    return picked[pnl[picked] > 0] if best else picked[pnl[picked] < 0]
+
+
 # --- equity, drawdown and daily returns --------------------------------------------------
 
 
@@ -556,9 +565,13 @@ def annual_return(returns: np.ndarray, annualization: int = 365) -> Metric:
     if n == 0:
         return Metric(None, 0, NO_DAYS)
     growth = float(np.prod(1.0 + returns))
-    with np.errstate(all="ignore"):
-        value = growth ** (annualization / n) - 1.0 if growth >= 0 else math.nan
-    return defined(value, n, EQUITY_DEPLETED)
+    if growth < 0:
+        return Metric(None, n, EQUITY_DEPLETED)
+    try:  # a Python float power raises where numpy would give inf
+        value = growth ** (annualization / n) - 1.0
+    except OverflowError:
+        return Metric(None, n, BEYOND_FLOAT_RANGE)
+    return defined(value, n, BEYOND_FLOAT_RANGE)
 
 
 def calmar_ratio(cagr: Metric, daily_drawdown: Drawdown) -> Metric:
@@ -692,9 +705,10 @@ def performance(trades: TradeSeries, inputs: PerformanceInputs) -> dict[str, Any
         "end_equity": scan.end_equity,
         "metrics": {name: m.as_dict() for name, m in metrics.items()},
         "flags": flags,
-        "top_trades": _trade_refs(trades, extreme_trades(trades.pnl, inputs.top_n, best=True)),
-        "worst_trades": _trade_refs(trades, extreme_trades(trades.pnl, inputs.top_n,
-                                                           best=False)),
+        "top_trades": _trade_refs(trades, winners_and_losers(trades.pnl, inputs.top_n,
+                                                             best=True)),
+        "worst_trades": _trade_refs(trades, winners_and_losers(trades.pnl, inputs.top_n,
+                                                               best=False)),
     }
 
 

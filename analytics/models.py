@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from tradingsite.domain import MONEY
+from tradingsite.numbers import plain
 
 
 class MetricSnapshot(models.Model):
@@ -58,4 +59,4 @@ class RealisedPnlCheckpoint(models.Model):
         indexes = [models.Index(fields=["before"], name="pnl_checkpoint_before_idx")]
 
     def __str__(self) -> str:
-        return f"{self.scope} before {self.before:%Y-%m-%d %H:%M}: {self.realised_pnl}"
+        return f"{self.scope} before {self.before:%Y-%m-%d %H:%M}: {plain(self.realised_pnl)}"

@@ -182,9 +182,11 @@ class PerformanceReportSerializer(serializers.Serializer):
     top_trades = ReportTradeSerializer(many=True)
     worst_trades = ReportTradeSerializer(many=True)
     computed_at = serializers.DateTimeField()
-    cached = serializers.BooleanField(help_text="True when read from a snapshot.")
+    cached = serializers.BooleanField(
+        help_text="True when read from a snapshot (only while no trade closed in scope since).")
     trades_since = serializers.IntegerField(
-        required=False, help_text="Cached only: trades closed in scope since the snapshot.")
+        required=False, help_text="Cached only: trades closed in scope since the snapshot "
+                                  "(always 0: a stale snapshot is recomputed).")
 
 
 class EquityPointSerializer(serializers.Serializer):
@@ -210,7 +212,8 @@ class AccountExecutionSerializer(ExecutionSummarySerializer):
 
 
 class ExecutionReportSerializer(serializers.Serializer):
-    period = serializers.CharField()
+    period = serializers.CharField(help_text="ALL, TODAY, WEEK or MONTH; CUSTOM when start or "
+                                             "end narrowed the window.")
     window = WindowSerializer()
     overall = ExecutionSummarySerializer()
     accounts = AccountExecutionSerializer(many=True)

@@ -47,6 +47,7 @@ from analytics.selectors import TradeFilters
 from analytics.staging import TradeStaging
 from execution.models import ExchangeAccount
 from lifecycle.models import Strategy
+from tradingsite.live import broadcast
 from tradingsite.live_config import site_config
 
 DEFAULT_TOP_N = 5
@@ -169,23 +170,37 @@ def _trade_row(row: dict[str, Any]) -> dict[str, Any]:
 
 def cached_performance_report(request: ReportRequest, *, now: datetime | None = None,
                               using: str = DEFAULT_DB_ALIAS) -> dict[str, Any]:
-    """The snapshot of this period and scope when it covers the current window, else compute.
+    """The snapshot of this period and scope while no trade closed since it; else compute.
 
-    A snapshot lags by fewer than ``metricsInterval`` closed trades (plus one beat
-    interval); ``trades_since`` in the answer says by how many.
+    A trade closed in scope since the snapshot makes it stale: the report is computed
+    now and stored as the new snapshot, so the next reader gets it from the cache. A
+    cached answer is therefore never behind (``trades_since`` is 0); the refresh task
+    only computes ahead of the readers.
     """
     now = now or timezone.now()
-    if request.cacheable:
-        calendar = period_window(request.period, now, timezone.get_default_timezone())
-        snapshot = (MetricSnapshot.objects.using(using)
-                    .filter(period=request.period, scope=request.filters.scope,
-                            window_start=calendar.start).first())
-        if snapshot is not None:
-            since = (selectors.trades_in(request.filters, using=using)
-                     .filter(id__gt=snapshot.last_trade_id or 0).count())
-            return {**snapshot.report, "computed_at": snapshot.computed_at, "cached": True,
-                    "trades_since": since}
-    return performance_report(request, now=now, using=using)
+    if not request.cacheable:
+        return performance_report(request, now=now, using=using)
+    calendar = period_window(request.period, now, timezone.get_default_timezone())
+    snapshot = (MetricSnapshot.objects.using(using)
+                .filter(period=request.period, scope=request.filters.scope,
+                        window_start=calendar.start).first())
+    if snapshot is not None and not (selectors.trades_in(request.filters, using=using)
+                                     .filter(id__gt=snapshot.last_trade_id or 0).exists()):
+        return {**snapshot.report, "computed_at": snapshot.computed_at, "cached": True,
+                "trades_since": 0}
+    last_id = selectors.last_trade_id(request.filters, using)  # before: a later trade is new
+    report = performance_report(request, now=now, using=using)
+    _store_snapshot(request, calendar.start, last_id, report, now, using)
+    return report
+
+
+def _store_snapshot(request: ReportRequest, window_start: datetime | None, last_id: int,
+                    report: dict[str, Any], now: datetime, using: str) -> None:
+    MetricSnapshot.objects.using(using).update_or_create(
+        period=request.period, scope=request.filters.scope,
+        defaults={"window_start": window_start, "computed_at": now,
+                  "trade_count": report["trade_count"], "last_trade_id": last_id,
+                  "report": _jsonable(report)})
 
 
 # --- equity curve ---------------------------------------------------------------------------
@@ -253,13 +268,9 @@ def reports_refresh(*, now: datetime | None = None, force: bool = False,
                         .filter(period=period, scope=filters.scope).first())
             if not (force or _snapshot_due(snapshot, window_start, filters, interval, using)):
                 continue
-            report = performance_report(ReportRequest(period=period, filters=filters),
-                                        now=now, using=using)
-            MetricSnapshot.objects.using(using).update_or_create(
-                period=period, scope=filters.scope,
-                defaults={"window_start": window_start, "computed_at": now,
-                          "trade_count": report["trade_count"], "last_trade_id": last_id,
-                          "report": _jsonable(report)})
+            request = ReportRequest(period=period, filters=filters)
+            report = performance_report(request, now=now, using=using)
+            _store_snapshot(request, window_start, last_id, report, now, using)
             written += 1
     # Checkpoints older than any current calendar window are never read again.
     RealisedPnlCheckpoint.objects.using(using).filter(before__lt=now - timedelta(days=35)).delete()
@@ -287,6 +298,8 @@ class ImportResult:
     created: int
     skipped_duplicates: int
     strategies_created: list[str]
+    account_created: str | None = None  # the paper account made for them on a fresh install
+    strategies_account: str | None = None  # where new strategies went
 
 
 _STRATEGY, _CLOSED_AT = (operator.itemgetter(ROW_FIELDS.index(name))
@@ -306,46 +319,63 @@ def import_trade_file(path: Path, *, strategy: str | None = None, fmt: str = "au
     ``lifecycle_trade``, with one statement in one transaction; an error anywhere —
     a bad line, a value the database refuses — leaves nothing imported.
 
-    ``strategy`` puts every trade on that strategy; otherwise each trade names its own.
-    A strategy that does not exist yet is created (in that same transaction) on the
-    first paper account (by id), so imported history never lands on a live account by
-    accident. Trades whose (strategy, external_ref) is already stored, or repeated in
-    the file, are skipped: importing the same file twice is harmless.
+    Each trade keeps the strategy its row names; ``strategy`` is used only for rows that
+    name none. A strategy that does not exist yet is created (in that same transaction)
+    on the first paper account (by id), so imported history never lands on a live
+    account by accident; on a fresh install without any paper account, one named
+    ``IMPORT_ACCOUNT`` is created for it. Trades whose (strategy, external_ref) is
+    already stored, or repeated in the file, are skipped: importing the same file twice
+    is harmless. ``progress`` hears of each batch read while more follow.
     """
     strategies = _ImportStrategies(strategy, using)
     earliest: datetime | None = None
+    pending: str | None = None  # a batch's progress line, said once the next one is read
     with TradeStaging(using) as staging:
-        for batch in read_trade_batches(path, fmt=fmt, size=IMPORT_BATCH):
-            batch = strategies.named(batch)
-            closed = min(map(_CLOSED_AT, batch.rows))
-            earliest = closed if earliest is None else min(earliest, closed)
-            staging.add(batch)
-            if progress:
-                progress(f"read {staging.staged} trades (up to {batch.where(len(batch.rows) - 1)}"
-                         "), nothing imported yet")
+        try:
+            for batch in read_trade_batches(path, fmt=fmt, size=IMPORT_BATCH):
+                if progress and pending:
+                    progress(pending)
+                    pending = None
+                batch = strategies.named(batch)
+                closed = min(map(_CLOSED_AT, batch.rows))
+                earliest = closed if earliest is None else min(earliest, closed)
+                staging.add(batch)
+                pending = (f"read {staging.staged} trades (up to "
+                           f"{batch.where(len(batch.rows) - 1)}), nothing imported yet")
+        except TradeImportError:
+            if progress and pending:  # how far it got before the bad line
+                progress(pending)
+            raise
         with transaction.atomic(using=using):
+            account_created = strategies.create_account()
             created_strategies = strategies.create_missing()
             created = staging.publish(created_at=timezone.now())
             if earliest is not None:
                 selectors.forget_checkpoints_after(earliest, using)
-    return ImportResult(created, staging.staged - created, created_strategies)
+            if created:
+                broadcast("trades.imported", {"created": created})
+    return ImportResult(created, staging.staged - created, created_strategies, account_created,
+                        strategies.paper_account.name if created_strategies else None)
+
+
+IMPORT_ACCOUNT = "imported-history"
 
 
 class _ImportStrategies:
     """The strategy of each imported trade: checked while reading, created when publishing."""
 
-    def __init__(self, override: str | None, using: str):
-        self.override, self.using = override, using
+    def __init__(self, default: str | None, using: str):
+        self.default, self.using = default, using
         self.checked: dict[str, bool] = {}  # name → exists already
         self.paper_account: ExchangeAccount | None = None
+        self.new_account = False
 
     def named(self, batch: TradeBatch) -> TradeBatch:
-        """The batch with every row's strategy name; an error names the first row without one."""
-        if self.override:
-            if self.override not in self.checked:
-                self.checked[self.override] = self._exists_or_creatable(self.override,
-                                                                        batch.where(0))
-            return replace(batch, rows=[(self.override, *row[1:]) for row in batch.rows])
+        """The batch with every row's strategy name (the default where a row names none);
+        an error names the first row left without one."""
+        if self.default and any(_STRATEGY(row) is None for row in batch.rows):
+            batch = replace(batch, rows=[row if _STRATEGY(row) is not None
+                                         else (self.default, *row[1:]) for row in batch.rows])
         new = set(map(_STRATEGY, batch.rows)) - self.checked.keys()
         if not new:
             return batch
@@ -363,12 +393,14 @@ class _ImportStrategies:
     def _exists_or_creatable(self, name: str, where: str) -> bool:
         if Strategy.objects.using(self.using).filter(name=name).exists():
             return True
-        self.paper_account = (ExchangeAccount.objects.using(self.using)
-                              .filter(exchange_id=ExchangeAccount.PAPER).order_by("id").first())
         if self.paper_account is None:
-            raise TradeImportError(where, "strategy",
-                                   f"unknown strategy {name[:64]!r} and no paper exchange "
-                                   "account to create it on: create one, or the strategy, first")
+            self.paper_account = (ExchangeAccount.objects.using(self.using)
+                                  .filter(exchange_id=ExchangeAccount.PAPER).order_by("id")
+                                  .first())
+        if self.paper_account is None:  # a fresh install: history needs no exchange account
+            self.paper_account = ExchangeAccount(name=IMPORT_ACCOUNT,
+                                                 exchange_id=ExchangeAccount.PAPER)
+            self.new_account = True
         try:
             validate_slug(name)
         except ValidationError:
@@ -378,6 +410,14 @@ class _ImportStrategies:
             raise TradeImportError(where, "strategy", f"{name[:24]!r}… is longer than 64 "
                                                       "characters")
         return False
+
+    def create_account(self) -> str | None:
+        """The paper account for new strategies on a fresh install (inside the transaction)."""
+        if not self.new_account or self.paper_account is None:
+            return None
+        self.paper_account, made = ExchangeAccount.objects.using(self.using).get_or_create(
+            name=IMPORT_ACCOUNT, defaults={"exchange_id": ExchangeAccount.PAPER})
+        return self.paper_account.name if made else None
 
     def create_missing(self) -> list[str]:
         """Create the named strategies that do not exist, inside the import's transaction."""

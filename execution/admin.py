@@ -14,8 +14,10 @@ from execution.models import (
     validate_base_url,
 )
 from execution.services import order_request_cancel
+from tradingsite.admin_display import PLAIN_DECIMALS
 from tradingsite.admin_helpers import AppendOnlyAdmin, confirmation_page
 from tradingsite.errors import DomainError
+from tradingsite.numbers import percent, plain
 
 
 class ExchangeAccountForm(forms.ModelForm):
@@ -51,6 +53,7 @@ class ExchangeAccountForm(forms.ModelForm):
 @admin.register(ExchangeAccount)
 class ExchangeAccountAdmin(admin.ModelAdmin):
     form = ExchangeAccountForm
+    formfield_overrides = PLAIN_DECIMALS
     list_display = ("name", "exchange_id", "testnet", "enabled", "quote_currency",
                     "starting_capital", "credentials")
     list_filter = ("exchange_id", "testnet", "enabled")
@@ -79,9 +82,8 @@ class ExchangeAccountAdmin(admin.ModelAdmin):
 
 @admin.register(Order)
 class OrderAdmin(admin.ModelAdmin):
-    list_display = ("client_order_id", "symbol", "side", "order_type", "purpose", "quantity",
-                    "filled_quantity", "average_fill_price", "status", "slippage_percent",
-                    "attempts", "account", "created_at")
+    list_display = ("client_order_id", "symbol", "what", "filled", "average_price", "status",
+                    "slippage", "attempts", "account", "created_at")
     list_filter = ("status", "purpose", "side", "order_type", "timed_out", "account")
     search_fields = ("client_order_id", "exchange_order_id", "symbol", "last_error")
     list_select_related = ("account",)
@@ -91,6 +93,23 @@ class OrderAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # orders are placed through the pipeline, never typed in
+
+    # A few combined columns: the list fits 1440 px.
+    @admin.display(description="Order", ordering="purpose")
+    def what(self, obj: Order) -> str:
+        return f"{obj.side} {obj.order_type} · {obj.get_purpose_display().lower()}"
+
+    @admin.display(description="Filled / qty", ordering="filled_quantity")
+    def filled(self, obj: Order) -> str:
+        return f"{plain(obj.filled_quantity)} / {plain(obj.quantity)}"
+
+    @admin.display(description="Avg price", ordering="average_fill_price")
+    def average_price(self, obj: Order) -> str:
+        return "—" if obj.average_fill_price is None else plain(obj.average_fill_price)
+
+    @admin.display(description="Slippage", ordering="slippage_percent")
+    def slippage(self, obj: Order) -> str:
+        return percent(obj.slippage_percent, 3)
 
     def has_cancel_orders_permission(self, request: HttpRequest) -> bool:
         return request.user.is_staff and self.has_change_permission(request)

@@ -17,6 +17,7 @@ from django.db.models.lookups import Exact
 from django.utils import timezone
 
 from tradingsite.domain import MONEY, QTY, CloseReason
+from tradingsite.numbers import plain
 
 # Credentials come from environment variables whose names carry this prefix, so an
 # account can never name (and send to an exchange) DATABASE_URL, SECRET_KEY, ...
@@ -322,7 +323,8 @@ class Order(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.side} {self.quantity} {self.symbol} [{self.client_order_id}] {self.status}"
+        return (f"{self.side} {plain(self.quantity)} {self.symbol} [{self.client_order_id}] "
+                f"{self.status}")
 
     @property
     def is_final(self) -> bool:

@@ -6,6 +6,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from execution.models import Order
+from lifecycle.danger import position_danger_level
 from lifecycle.models import Position, PositionEvent, PositionState, Strategy, Trade
 from lifecycle.selectors import position_timing, with_deadlines
 from lifecycle.services import position_request_close
@@ -13,6 +14,7 @@ from tradingsite.admin_helpers import AppendOnlyAdmin, ReadOnlyInline, confirmat
 from tradingsite.audit import audit_record, changed_fields
 from tradingsite.domain import CloseReason
 from tradingsite.errors import InvalidStateTransition
+from tradingsite.numbers import money, percent, plain
 
 
 @admin.register(Strategy)
@@ -71,11 +73,11 @@ class PositionOrderInline(ReadOnlyInline):
 
 @admin.register(Position)
 class PositionAdmin(admin.ModelAdmin):
-    list_display = ("id", "symbol", "side", "quantity", "entry_price", "state", "age",
-                    "timeout_in", "unrealised_pnl", "health", "strategy")
+    list_display = ("id", "position", "quantity", "entry_price", "state", "age", "timeout_in",
+                    "unrealised_pnl", "health", "strategy")
     list_filter = ("state", "danger_level", "side", "strategy", "source", "close_reason")
     search_fields = ("symbol", "external_ref", "strategy__name")
-    list_select_related = ("strategy",)
+    list_select_related = ("strategy__account",)
     date_hierarchy = "opened_at"
     inlines = [PositionEventInline, PositionOrderInline]
     readonly_fields = ("state", "state_changed_at", "warning_at", "critical_at", "closing_at",
@@ -86,6 +88,10 @@ class PositionAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Position]:
         return with_deadlines(super().get_queryset(request))
+
+    @admin.display(description="Position", ordering="symbol")
+    def position(self, obj: Position) -> str:
+        return f"{obj.symbol} {obj.side}"
 
     @admin.display(description="Age", ordering="opened_at")
     def age(self, obj: Position) -> str:
@@ -133,16 +139,19 @@ class PositionAdmin(admin.ModelAdmin):
     @admin.display(description="Unrealised PnL")
     def unrealised_pnl(self, obj: Position) -> str:
         pnl = obj.unrealised_pnl()
-        return "—" if pnl is None or not obj.is_active else f"{pnl:.2f}"
+        return "—" if pnl is None or not obj.is_active else money(
+            pnl, obj.strategy.account.quote_currency)
 
     @admin.display(description="Health", ordering="health_score")
     def health(self, obj: Position) -> str:
+        """The score, coloured by the one danger level (health and state together)."""
         if obj.health_score is None:
             return "—"
+        level = position_danger_level(obj.state, obj.danger_level)
         colour = {"SAFE": "#1a7f37", "WARNING": "#b08800", "CRITICAL": "#cf222e"}.get(
-            obj.danger_level, "#57606a")
-        return format_html('<b style="color:{}">{}</b> {}', colour, obj.health_score,
-                           obj.danger_level)
+            level, "#57606a")
+        return format_html('<b style="color:{}">{}</b> {}', colour, plain(obj.health_score),
+                           level)
 
 
 @admin.register(PositionEvent)
@@ -156,17 +165,26 @@ class PositionEventAdmin(AppendOnlyAdmin):
 
 @admin.register(Trade)
 class TradeAdmin(admin.ModelAdmin):
-    list_display = ("id", "symbol", "side", "quantity", "entry_price", "exit_price", "pnl",
-                    "pnl_percent", "fees", "holding", "exit_reason", "closed_at", "strategy")
+    list_display = ("id", "trade", "quantity", "entry_price", "exit_price", "result", "fees",
+                    "holding", "exit_reason", "closed_at", "strategy")
     list_filter = ("exit_reason", "side", "strategy")
     search_fields = ("symbol", "external_ref", "strategy__name")
-    list_select_related = ("strategy",)
+    list_select_related = ("strategy__account",)
     date_hierarchy = "closed_at"
     readonly_fields = [f.name for f in Trade._meta.fields]
 
     @admin.display(description="Holding", ordering="holding_seconds")
     def holding(self, obj: Trade) -> str:
         return format_age(obj.opened_at, obj.closed_at)
+
+    @admin.display(description="Trade", ordering="symbol")
+    def trade(self, obj: Trade) -> str:
+        return f"{obj.symbol} {obj.side}"
+
+    @admin.display(description="PnL (%)", ordering="pnl")
+    def result(self, obj: Trade) -> str:
+        """Realised PnL after fees, in the account's currency, and as % of the entry notional."""
+        return f"{money(obj.pnl, obj.strategy.account.quote_currency)} ({percent(obj.pnl_percent, 2)})"
 
     def has_add_permission(self, request) -> bool:
         return False  # trades are written by the close path or `import_trades`

@@ -24,7 +24,8 @@ from rest_framework.views import APIView
 from execution.api import OrderSerializer
 from execution.models import OrderSide, OrderType
 from execution.services import order_request
-from lifecycle.models import Position, PositionSide, PositionState, Strategy
+from lifecycle.danger import position_danger_level
+from lifecycle.models import DangerLevel, Position, PositionSide, PositionState, Strategy
 from lifecycle.selectors import (
     TIMEOUT_STATES,
     position_state_counts,
@@ -52,14 +53,37 @@ from tradingsite.domain import MONEY, QTY, CloseReason
 TAG = "lifecycle"
 
 
+class DangerLevelField(serializers.ChoiceField):
+    """The one danger level (``lifecycle.danger``): health and lifecycle state together."""
+
+    def __init__(self, **kwargs: object) -> None:
+        kwargs.setdefault("choices", DangerLevel.choices)
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("source", "*")
+        kwargs.setdefault("read_only", True)
+        kwargs.setdefault("help_text", "SAFE, WARNING or CRITICAL: the more severe of the last "
+                                       "health check and the lifecycle state (WARNING, CLOSING: "
+                                       "at least WARNING; CRITICAL: CRITICAL). '' when closed or "
+                                       "not scored yet.")
+        super().__init__(**kwargs)
+
+    def to_representation(self, position: Position) -> str:
+        return position_danger_level(position.state, position.danger_level)
+
+
 class PositionSerializer(ReadModelSerializer):
     strategy = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    danger_level = DangerLevelField()
+    health_danger_level = serializers.CharField(
+        source="danger_level", read_only=True,
+        help_text="The level of the last health score alone ('' before the first check).")
 
     class Meta:
         model = Position
         fields = ["id", "strategy", "symbol", "side", "quantity", "initial_quantity",
                   "entry_price", "entry_fee", "opened_at", "state", "state_changed_at",
-                  "source", "external_ref", "close_reason", "health_score", "danger_level"]
+                  "source", "external_ref", "close_reason", "health_score", "danger_level",
+                  "health_danger_level"]
         read_only_fields = fields
 
 

@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from tradingsite.domain import MONEY, QTY, CloseReason
+from tradingsite.numbers import plain
 
 TIMEFRAME_CHOICES = [(tf, tf) for tf in
                      ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d")]
@@ -167,7 +168,7 @@ class Position(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"#{self.pk} {self.side} {self.quantity} {self.symbol} [{self.state}]"
+        return f"#{self.pk} {self.side} {plain(self.quantity)} {self.symbol} [{self.state}]"
 
     @property
     def is_active(self) -> bool:
@@ -212,7 +213,7 @@ class PositionFill(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.quantity} @ {self.price} ({self.fill_key})"
+        return f"{self.kind} {plain(self.quantity)} @ {plain(self.price)} ({self.fill_key})"
 
 
 class PositionEvent(models.Model):
@@ -282,4 +283,4 @@ class Trade(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.symbol} {self.side} pnl={self.pnl} ({self.exit_reason})"
+        return f"{self.symbol} {self.side} pnl={plain(self.pnl)} ({self.exit_reason})"

@@ -34,6 +34,7 @@ from django.utils import timezone
 from execution.client_requests import canonical
 from execution.models import Action, ActionKind, ActionState
 from execution.services import action_dispatch, actions_dispatch
+from lifecycle.danger import position_danger_level
 from lifecycle.models import (
     Position,
     PositionEvent,
@@ -94,6 +95,7 @@ def position_payload(position: Position) -> dict[str, Any]:
         "state": position.state,
         "state_changed_at": position.state_changed_at,
         "close_reason": position.close_reason,
+        "danger_level": position_danger_level(position.state, position.danger_level),
     }
 
 

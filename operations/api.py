@@ -24,7 +24,15 @@ from rest_framework.views import APIView
 from execution.api import ActionSerializer
 from execution.models import ActionKind
 from lifecycle.api import TrackedPositionSerializer
-from lifecycle.models import Position, PositionEvent, PositionState, Strategy
+from lifecycle.danger import danger_level_expression
+from lifecycle.models import (
+    DangerLevel,
+    Position,
+    PositionEvent,
+    PositionState,
+    Strategy,
+    Trade,
+)
 from lifecycle.selectors import limits_of, position_timing
 from operations import selectors
 from operations.services import operator_action_request
@@ -33,6 +41,7 @@ from tradingsite.api_base import ReadModelSerializer
 from tradingsite.api_input import (
     IDEMPOTENCY_PARAMETER,
     BooleanFilter,
+    ChoiceFilter,
     EmptyBody,
     IdField,
     StrictApi,
@@ -112,16 +121,21 @@ class PositionOverviewSerializer(TrackedPositionSerializer):
                                           **MONEY)
     mark_price_at = serializers.DateTimeField(source="last_price_at", read_only=True,
                                               allow_null=True)
-    unrealised_pnl = serializers.DecimalField(
-        read_only=True, allow_null=True, help_text="Gross at the mark price, before fees.",
-        **MONEY)
+    quote_currency = serializers.CharField(source="strategy.account.quote_currency",
+                                           read_only=True,
+                                           help_text="The account's currency of every amount.")
+    unrealised_pnl = serializers.SerializerMethodField(
+        help_text="Gross at the mark price, before fees; null once closed (see trade).")
+    unrealised_pnl_percent = serializers.SerializerMethodField(
+        help_text="Unrealised PnL as % of the entry notional of the quantity held.")
     age_seconds = serializers.SerializerMethodField()
     health = serializers.SerializerMethodField()
 
     class Meta(TrackedPositionSerializer.Meta):
-        fields = [*TrackedPositionSerializer.Meta.fields, "account", "mark_price",
-                  "mark_price_at", "unrealised_pnl", "age_seconds", "health_checked_at",
-                  "health", "close_requested_by", "closed_at"]
+        fields = [*TrackedPositionSerializer.Meta.fields, "account", "quote_currency",
+                  "mark_price", "mark_price_at", "unrealised_pnl", "unrealised_pnl_percent",
+                  "age_seconds", "health_checked_at", "health", "close_requested_by",
+                  "closed_at"]
         read_only_fields = fields
 
     def to_representation(self, instance: Position) -> dict[str, Any]:
@@ -134,18 +148,63 @@ class PositionOverviewSerializer(TrackedPositionSerializer):
     def get_age_seconds(self, position: Position) -> int:
         return int(position.holding_seconds(self._now()))
 
+    @extend_schema_field(serializers.DecimalField(allow_null=True, **MONEY))
+    def get_unrealised_pnl(self, position: Position) -> str | None:
+        pnl = position.unrealised_pnl() if position.is_active else None
+        return None if pnl is None else serializers.DecimalField(**MONEY).to_representation(pnl)
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_unrealised_pnl_percent(self, position: Position) -> float | None:
+        pnl = position.unrealised_pnl() if position.is_active else None
+        notional = position.entry_price * position.quantity
+        return None if pnl is None or not notional else round(float(pnl / notional * 100), 4)
+
     @extend_schema_field(HealthSnapshotSerializer(allow_null=True))
     def get_health(self, position: Position) -> dict[str, Any] | None:
         snapshot = selectors.latest_health(position)
         return HealthSnapshotSerializer(snapshot).data if snapshot else None
 
 
+class PositionTradeSerializer(ReadModelSerializer):
+    """The closed result of a position: what it realised, at which price, why, how long."""
+
+    class Meta:
+        model = Trade
+        fields = ["id", "quantity", "entry_price", "exit_price", "opened_at", "closed_at",
+                  "fees", "pnl", "pnl_percent", "holding_seconds", "exit_reason"]
+        read_only_fields = fields
+
+
 class PositionDetailSerializer(PositionOverviewSerializer):
     events = PositionEventSerializer(many=True, read_only=True)
+    trade = serializers.SerializerMethodField()
 
     class Meta(PositionOverviewSerializer.Meta):
-        fields = [*PositionOverviewSerializer.Meta.fields, "events"]
+        fields = [*PositionOverviewSerializer.Meta.fields, "events", "trade"]
         read_only_fields = fields
+
+    @extend_schema_field(PositionTradeSerializer(allow_null=True))
+    def get_trade(self, position: Position) -> dict[str, Any] | None:
+        trade = getattr(position, "trade", None) if position.state == PositionState.CLOSED \
+            else None
+        return PositionTradeSerializer(trade).data if trade is not None else None
+
+
+class CandleSerializer(serializers.Serializer):
+    time = serializers.DateTimeField(source="open_time", help_text="The candle's open time.")
+    open = serializers.DecimalField(**MONEY)
+    high = serializers.DecimalField(**MONEY)
+    low = serializers.DecimalField(**MONEY)
+    close = serializers.DecimalField(**MONEY)
+    volume = serializers.DecimalField(max_digits=32, decimal_places=10)
+
+
+class PositionCandlesSerializer(serializers.Serializer):
+    symbol = serializers.CharField()
+    timeframe = serializers.CharField()
+    exchange_id = serializers.CharField()
+    candles = CandleSerializer(many=True, help_text="Oldest first: from shortly before the "
+                                                    "entry to the close (or now).")
 
 
 class ActionRequestSerializer(StrictSerializer):
@@ -179,10 +238,19 @@ class TradingHaltRequestSerializer(StrictSerializer):
                              help_text="Why new entries are stopped.")
 
 
+def position_candles_payload(position: Position) -> dict[str, Any]:
+    strategy = position.strategy
+    return {"symbol": position.symbol, "timeframe": strategy.timeframe,
+            "exchange_id": strategy.account.exchange_id,
+            "candles": selectors.position_candles(position)}
+
+
 # --- filters -------------------------------------------------------------------
 
 class PositionFilter(StrictFilterSet):
     strategy = django_filters.CharFilter(field_name="strategy__name")
+    danger_level = ChoiceFilter(choices=DangerLevel.choices, method="filter_danger_level",
+                                help_text="The one danger level (health and state together).")
     state = django_filters.MultipleChoiceFilter(choices=PositionState.choices)
     active = BooleanFilter(method="filter_active", label="Only positions still held (not CLOSED)")
     opened_after = TimeFilter(field_name="opened_at", lookup_expr="gte")
@@ -191,6 +259,10 @@ class PositionFilter(StrictFilterSet):
     class Meta:
         model = Position
         fields = ["strategy", "symbol", "side", "state", "danger_level", "active"]
+
+    def filter_danger_level(self, queryset: QuerySet[Position], name: str, value: str
+                            ) -> QuerySet[Position]:
+        return queryset.alias(level=danger_level_expression()).filter(level=value)
 
     def filter_active(self, queryset: QuerySet[Position], name: str, value: bool
                       ) -> QuerySet[Position]:
@@ -238,6 +310,13 @@ class PositionViewSet(StrictApi, viewsets.ReadOnlyModelViewSet):
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         return PositionDetailSerializer if self.action == "retrieve" else PositionOverviewSerializer
+
+    @extend_schema(responses=PositionCandlesSerializer,
+                   summary="Candles of a position's market around its holding time")
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
+    def candles(self, request: Request, pk: str | None = None) -> Response:
+        position = self.get_object()
+        return Response(PositionCandlesSerializer(position_candles_payload(position)).data)
 
     @extend_schema(responses=HealthSnapshotSerializer(many=True),
                    summary="Health history of a position (oldest first, newest 500 checks)")

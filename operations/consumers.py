@@ -6,7 +6,7 @@ from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from tradingsite.live import LIVE_GROUP
+from tradingsite.live import LIVE_GROUP, dashboard_connected, dashboard_disconnected
 from tradingsite.websocket import RATE_LIMIT_CLOSE_CODE, InboundFrames
 
 
@@ -17,6 +17,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     frame is answered with ``{"event": "error", "payload": {"code", "detail"}}``.
     """
 
+    joined = False
+
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
@@ -24,11 +26,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         self.frames = InboundFrames()
         await self.channel_layer.group_add(LIVE_GROUP, self.channel_name)
+        self.joined = True
+        await dashboard_connected()  # events of other processes: the outbox relay runs here
         await self.accept()
         await self.send_json({"event": "hello", "payload": {"user": user.get_username()}})
 
     async def disconnect(self, code: int) -> None:
-        await self.channel_layer.group_discard(LIVE_GROUP, self.channel_name)
+        if self.joined:
+            self.joined = False
+            await self.channel_layer.group_discard(LIVE_GROUP, self.channel_name)
+            await dashboard_disconnected()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None,
                       **kwargs: Any) -> None:
@@ -42,6 +49,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if isinstance(content, dict) and content.get("event") == "ping":
+            # Re-joining renews the membership: layers expire it after a day (group_expiry).
+            await self.channel_layer.group_add(LIVE_GROUP, self.channel_name)
             await self.send_json({"event": "pong", "payload": content.get("payload")})
 
     async def live_event(self, message: dict[str, Any]) -> None:

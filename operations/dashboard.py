@@ -15,11 +15,13 @@ from django.utils import timezone
 from analytics.metrics import METRIC_DEFINITIONS
 from analytics.periods import Period
 from execution.api import ActionSerializer, OrderSerializer
-from execution.models import OrderStatus
+from execution.models import ExchangeAccount, OrderStatus
 from guard.api import GuardOverviewSerializer
 from guard.selectors import guard_overview
+from lifecycle.models import Strategy
 from operations import api, selectors
 from risk.serializers import RiskAlertSerializer
+from tradingsite.domain import CloseReason
 from tradingsite.services import halt_payload, platform_state
 
 PERIODS = [period.value for period in Period]
@@ -48,8 +50,22 @@ def endpoints() -> dict[str, str]:
         "execution": reverse("analytics-execution"),
         "guard": reverse("guard-overview"),
         "guard_state": reverse("guard-state"),
+        "trades": reverse("analytics-trades"),
+        "trades_export": reverse("analytics-trades-export"),
+        "profit": reverse("analytics-profit"),
+        "strategies": reverse("analytics-strategies"),
+        "accounts": reverse("analytics-accounts"),
+        "candles": _url_template("position-candles"),
+        "position_health": _url_template("position-health"),
         "live": "/ws/health/",
     }
+
+
+def currencies() -> dict[str, Any]:
+    """Each account's quote currency, and the one all share ('' when they differ)."""
+    by_account = dict(ExchangeAccount.objects.values_list("name", "quote_currency"))
+    codes = set(by_account.values())
+    return {"by_account": by_account, "common": codes.pop() if len(codes) == 1 else ""}
 
 
 def _user(user: AbstractBaseUser) -> dict[str, Any]:
@@ -64,6 +80,9 @@ def dashboard_state(user: AbstractBaseUser) -> dict[str, Any]:
         "user": _user(user),
         "endpoints": endpoints(),
         "periods": PERIODS,
+        "currencies": currencies(),
+        "strategy_names": list(Strategy.objects.order_by("name").values_list("name", flat=True)),
+        "exit_reasons": CloseReason.values,
         "metric_definitions": METRIC_DEFINITIONS,
         "positions": api.PositionOverviewSerializer(selectors.open_positions(), many=True,
                                                     context=context).data,
@@ -91,4 +110,5 @@ def position_page_state(user: AbstractBaseUser, position_id: int) -> dict[str, A
         "halt": api.TradingHaltSerializer(halt_payload(platform_state())).data,
         "thresholds": {"warning": risk.warning_score_threshold,
                        "critical": risk.health_score_threshold},
+        "candles": api.PositionCandlesSerializer(api.position_candles_payload(position)).data,
     }

@@ -20,7 +20,8 @@
    (``order_take_back``, alert ``order_reappeared``);
 3. each account's open positions are compared with the exchange's (net quantity per
    symbol); differences are reported and alerted. A paper book that restarted with
-   this process holds nothing to compare and is skipped;
+   this process, or that a separate process (``manage.py reconcile``) never filled,
+   holds nothing to compare and is skipped, saying which;
 4. the timeout pass runs at once (``lifecycle.services.timeout_pass_run``). Holding time
    counts from each position's original ``opened_at``, so a position that passed its
    limit while the platform was down is emergency-closed now;
@@ -429,17 +430,33 @@ def compare_positions(account: ExchangeAccount, exchange: Exchange) -> list[Posi
             for symbol in sorted(set(database) | set(on_exchange))]
 
 
+def _empty_paper_book(on_start: bool) -> tuple[str, str]:
+    """Why a paper account's positions are not compared: (the report's detail, the line).
+
+    The paper exchange keeps its book in the memory of the process trading on it: after a
+    restart it is empty, and a reconciliation run in a process of its own (``manage.py
+    reconcile``) starts with an empty one that never saw the platform's orders.
+    """
+    if on_start:
+        return ("paper book restarted with this process",
+                "not compared (the paper book restarted empty with the platform)")
+    return ("paper book held in the memory of the trading process",
+            "not compared: the paper exchange keeps its book in the memory of the process "
+            "that trades on it, and this process has seen none of its orders (compare from "
+            "the running platform: admin action 'Reconcile with the exchanges now')")
+
+
 def _compare_accounts(report: RecoveryReport, *, exchanges: dict[int, Exchange | None],
-                      out: Output) -> None:
+                      on_start: bool, out: Output) -> None:
     for account in ExchangeAccount.objects.filter(pk__in=exchanges).order_by("name"):
         exchange = exchanges[account.pk]
         if exchange is None:
             continue
         if fresh_paper_book(exchange):
+            detail, line = _empty_paper_book(on_start)
             report.accounts.append({"account": account.name, "positions": "skipped",
-                                    "detail": "paper book restarted with this process"})
-            out(f"positions of {account.name}: not compared (the paper book restarted empty "
-                "with this process)")
+                                    "detail": detail})
+            out(f"positions of {account.name}: {line}")
             continue
         try:
             checks = compare_positions(account, exchange)
@@ -674,7 +691,7 @@ def recover(*, trigger: str, dry_run: bool = False, on_start: bool = False,
     exchanges = _exchanges(out=out, report=report, exchange_of=exchange_of)
     _reconcile_orders(report, exchanges=exchanges, dry_run=dry_run, exclusive=exclusive,
                       track=track, now=now, out=out)
-    _compare_accounts(report, exchanges=exchanges, out=out)
+    _compare_accounts(report, exchanges=exchanges, on_start=on_start, out=out)
     report.timeouts = _resume_timeouts(dry_run=dry_run, now=timezone.now(), out=out)
     if not dry_run:
         _raise_alerts(report)

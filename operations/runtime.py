@@ -261,6 +261,9 @@ class WebServer:
                                     f"{exc.strerror}") from exc
 
     def start(self) -> str:
+        from tradingsite.live import serve_dashboards_here
+
+        serve_dashboards_here()  # its own events go to its websockets, never to the outbox
         self._thread.start()
         if not self._listening.wait(START_TIMEOUT_SECONDS):
             raise PlatformError(f"web: not listening after {START_TIMEOUT_SECONDS:.0f} s")

@@ -5,9 +5,13 @@ Writes stay in the apps' services; this module only shapes what an operator look
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from datetime import datetime, timedelta
 
-from execution.models import Action, Order
+from django.db.models import Prefetch, QuerySet
+from django.utils import timezone
+
+from execution.exchanges.feeds import TIMEFRAME_SECONDS
+from execution.models import Action, Candle, Order
 from lifecycle.models import Position, PositionEvent, PositionState, Strategy
 from lifecycle.selectors import with_close_action, with_deadlines
 from risk.models import HealthSnapshot, RiskAlert
@@ -15,6 +19,8 @@ from risk.selectors import alerts_with_symbol
 
 HEALTH_HISTORY_LIMIT = 500
 DASHBOARD_ALERT_LIMIT = 50
+CANDLE_LIMIT = 400
+CANDLES_BEFORE_ENTRY = 24
 
 
 def latest_health(position: Position) -> HealthSnapshot | None:
@@ -41,10 +47,24 @@ def open_positions() -> QuerySet[Position]:
 
 
 def position_detail(position_id: int) -> Position:
-    """One position with its events; raises ``Position.DoesNotExist``."""
-    return positions_with_health().prefetch_related(
+    """One position with its events and trade; raises ``Position.DoesNotExist``."""
+    return positions_with_health().select_related("trade").prefetch_related(
         Prefetch("events", queryset=PositionEvent.objects.order_by("created_at", "id"))
     ).get(pk=position_id)
+
+
+def position_candles(position: Position, *, limit: int = CANDLE_LIMIT,
+                     now: datetime | None = None) -> list[Candle]:
+    """The candles of the position's market on its strategy's timeframe, oldest first:
+    from a little before the entry to the close (or now), the newest ``limit``."""
+    strategy = position.strategy
+    step = timedelta(seconds=TIMEFRAME_SECONDS.get(strategy.timeframe, 300))
+    end = position.closed_at or now or timezone.now()
+    candles = Candle.objects.filter(
+        exchange_id=strategy.account.exchange_id, symbol=position.symbol,
+        timeframe=strategy.timeframe, open_time__gte=position.opened_at - CANDLES_BEFORE_ENTRY * step,
+        open_time__lte=end + step).order_by("-open_time")[:limit]
+    return list(candles)[::-1]
 
 
 def position_health_history(position: Position,

@@ -14,6 +14,8 @@ PERIODIC_TASKS = [
     PeriodicSpec("platform: check invariants", "operations.tasks.check_invariants", 60,
                  "Check the platform's promises against the exchanges; alert "
                  "invariant_violated with the evidence."),
+    PeriodicSpec("platform: prune the live-event outbox", "operations.tasks.prune_live_outbox",
+                 60, "Delete live events no dashboard-serving process relayed within a minute."),
 ]
 
 
@@ -51,3 +53,11 @@ def check_invariants() -> dict[str, int]:
     from operations.invariants import check_and_alert
 
     return check_and_alert().as_dict()
+
+
+@shared_task(acks_late=True)
+def prune_live_outbox() -> int:
+    """Idempotent: deletes outbox rows past their useful age."""
+    from tradingsite.live_outbox import outbox_prune
+
+    return outbox_prune()

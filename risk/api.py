@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import django_filters
 import django_filters.rest_framework
+from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics
@@ -11,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from lifecycle.danger import danger_level_expression
 from lifecycle.models import DangerLevel, Position, PositionState
 from risk import selectors
 from risk.models import AlertSeverity, RiskAlert
@@ -34,12 +36,17 @@ TAGS = ["risk"]
 class PositionHealthFilter(StrictFilterSet):
     strategy = django_filters.CharFilter(field_name="strategy__name")
     symbol = django_filters.CharFilter()
-    danger_level = ChoiceFilter(choices=DangerLevel.choices)
+    danger_level = ChoiceFilter(choices=DangerLevel.choices, method="filter_danger_level",
+                                help_text="The one danger level (health and state together).")
     state = ChoiceFilter(choices=[(s, s) for s in PositionState.active()])
 
     class Meta:
         model = Position
         fields = ["strategy", "symbol", "danger_level", "state"]
+
+    def filter_danger_level(self, queryset: QuerySet[Position], name: str, value: str
+                            ) -> QuerySet[Position]:
+        return queryset.alias(level=danger_level_expression()).filter(level=value)
 
 
 @extend_schema(tags=TAGS, summary="Current health of every held position, worst first")

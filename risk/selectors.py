@@ -14,6 +14,7 @@ from django.db.models import Count, F, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from execution.models import Candle
+from lifecycle.danger import danger_level_expression, position_danger_level
 from lifecycle.models import Position, PositionState, Strategy
 from risk import scoring
 from risk.models import HealthSnapshot, RiskAlert, StrategyRiskCheck
@@ -151,12 +152,15 @@ def health_item(*, position_id: int, strategy: str, symbol: str, side: str, stat
                 ) -> dict[str, Any]:
     """One position's health, as the live push, the API and the report show it.
 
-    The live push passes JSON-ready values (strings for prices and times): it sends
-    10,000 of these per tick.
+    ``danger_level`` is the health score's level; the item shows the one danger level
+    (``lifecycle.danger``: health and state together) and keeps the score's own as
+    ``health_danger_level``. The live push passes JSON-ready values (strings for
+    prices and times): it sends 10,000 of these per tick.
     """
     return {"id": position_id, "strategy": strategy, "symbol": symbol, "side": side,
             "state": state, "score": score, "components": components,
-            "danger_level": danger_level, "minutes_to_timeout": minutes_to_timeout,
+            "danger_level": position_danger_level(state, danger_level),
+            "health_danger_level": danger_level, "minutes_to_timeout": minutes_to_timeout,
             "last_price": last_price, "unrealised_pnl": unrealised_pnl,
             "data_complete": data_complete, "missing": missing, "checked_at": checked_at}
 
@@ -212,8 +216,9 @@ def health_report(*, worst: int = 10, now: datetime | None = None) -> dict[str, 
     now = now or timezone.now()
     held = Position.objects.filter(state__in=PositionState.active())
     counts = {"SAFE": 0, "WARNING": 0, "CRITICAL": 0, "UNSCORED": 0}
-    for row in held.order_by().values("danger_level").annotate(n=Count("id")):
-        counts[row["danger_level"] or "UNSCORED"] += row["n"]
+    levels = held.order_by().annotate(level=danger_level_expression()).values("level")
+    for row in levels.annotate(n=Count("id")):
+        counts[row["level"] or "UNSCORED"] += row["n"]
     worst_positions = position_health_items(list(position_health_queryset()[:worst]), now)
     open_alerts = list(alerts_with_symbol().filter(resolved_at__isnull=True)
                        .order_by("-last_seen", "-id"))

@@ -57,8 +57,13 @@ class PositionHealthSerializer(serializers.Serializer):
     score = serializers.FloatField(allow_null=True, help_text="Health score 0–100; null before "
                                    "the first check.")
     components = ComponentsSerializer(allow_null=True)
-    danger_level = serializers.CharField(help_text="SAFE, WARNING, CRITICAL ('' before the first "
-                                         "check).")
+    danger_level = serializers.CharField(
+        help_text="The one danger level: the more severe of the health level and the lifecycle "
+                  "state (WARNING, CLOSING: at least WARNING; CRITICAL: CRITICAL); '' for an "
+                  "OPEN position before its first check.")
+    health_danger_level = serializers.CharField(
+        help_text="The level of the health score alone: SAFE, WARNING, CRITICAL ('' before the "
+                  "first check).")
     minutes_to_timeout = serializers.FloatField()
     last_price = serializers.DecimalField(max_digits=28, decimal_places=10, allow_null=True)
     unrealised_pnl = serializers.FloatField(allow_null=True, help_text="Quote currency, after "

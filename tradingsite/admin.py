@@ -11,6 +11,10 @@ from tradingsite.models import (
 )
 from tradingsite.tokens import api_token_issue, api_token_revoke
 
+# The lists get the whole width (the breadcrumbs and the index lead everywhere): at
+# 1440 px the sidebar left the positions and orders lists cut off.
+admin.site.enable_nav_sidebar = False
+
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(AppendOnlyAdmin):

@@ -11,7 +11,8 @@ class TradingsiteConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from tradingsite import checks  # noqa: F401  (registers the system checks)
+        from tradingsite import admin_display, checks  # noqa: F401  (checks: registers them)
         from tradingsite.schedule import ensure_periodic_tasks
 
+        admin_display.install()  # decimals without trailing zeros in every admin page
         post_migrate.connect(ensure_periodic_tasks, dispatch_uid="tradingsite.periodic_tasks")

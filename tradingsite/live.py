@@ -1,4 +1,19 @@
-"""The one way services publish live events to the dashboard (after commit)."""
+"""The one way services publish live events to the dashboards (after commit).
+
+Every process publishes through ``send_many`` / ``broadcast``. Where the events go
+depends on whether this process's channel layer reaches the dashboards:
+
+* a cross-process layer (Redis): straight to it, through this process's publisher;
+* the in-memory layer of the process that serves the dashboards (the embedded
+  platform): to the event loop its websockets live on;
+* the in-memory layer anywhere else (a management command, a shell, a second process
+  without Redis): into the live-event outbox, a table that the process serving the
+  dashboards relays to its channel layer every ``live_outbox.RELAY_INTERVAL_SECONDS``
+  (``tradingsite.live_outbox``).
+
+So a ``halt_trading`` run from a shell reaches the browser in the embedded default as
+it does with Redis.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +38,11 @@ log = logging.getLogger(__name__)
 
 def _jsonable(payload: Any) -> Any:
     return json.loads(json.dumps(payload, cls=DjangoJSONEncoder))
+
+
+def live_message(event: str, payload: Any) -> dict[str, Any]:
+    """The channel-layer message of one event (``payload`` already JSON-ready)."""
+    return {"type": "live.event", "event": event, "payload": payload}
 
 
 async def _send_all(layer: Any, messages: list[dict]) -> None:
@@ -149,25 +169,102 @@ atexit.register(shutdown, 2.0)
 
 
 def send_many(events: Iterable[tuple[str, Any]]) -> None:
-    """Push events in order; never raises into the caller.
-
-    On a cross-process layer (Redis) the events are queued for this process's
-    publisher and the call returns at once. The in-process layer of the embedded
-    default is served in the caller's event loop, as Channels expects: one
-    ``async_to_sync`` call per burst.
-    """
+    """Push events in order; never raises into the caller (see the module doc for where)."""
     layer = get_channel_layer()
-    messages = [{"type": "live.event", "event": event, "payload": _jsonable(payload)}
-                for event, payload in events]
-    if layer is None or not messages:
+    encoded = [(event, json.dumps(payload, cls=DjangoJSONEncoder)) for event, payload in events]
+    if layer is None or not encoded:
         return
-    if isinstance(layer, InMemoryChannelLayer):
-        try:
+    if not isinstance(layer, InMemoryChannelLayer):
+        _process_publisher().submit(layer, [live_message(event, json.loads(text))
+                                            for event, text in encoded])
+        return
+    loop = _dashboards.loop()
+    if loop is None and not layer.groups.get(LIVE_GROUP):
+        if not _dashboards.served_here:
+            from tradingsite.live_outbox import outbox_write
+
+            outbox_write(encoded)
+        return  # the platform before its first dashboard connected: nobody to tell
+    messages = [live_message(event, json.loads(text)) for event, text in encoded]
+    try:
+        if loop is None:  # a listener of this loop-less process (tests)
             async_to_sync(_send_all)(layer, messages)
-        except Exception:  # e.g. called from inside a running event loop
-            log.exception("live push of %d event(s) failed", len(messages))
-    else:
-        _process_publisher().submit(layer, messages)
+        elif _running_in(loop):
+            loop.create_task(_send_all(layer, messages))
+        else:  # the loop the dashboards' websockets run on: woken at once, never waited for
+            asyncio.run_coroutine_threadsafe(_send_all(layer, messages), loop)
+    except Exception:  # e.g. a loop that closed meanwhile
+        log.exception("live push of %d event(s) failed", len(messages))
+
+
+def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+class _Dashboards:
+    """Which event loop of this process serves dashboards (in-memory layer), and how many.
+
+    The in-memory layer's queues belong to the loop the consumers wait on; an event
+    put there from another thread's loop would wait for that loop to wake up by
+    itself (up to a second under daphne), so events are handed to the loop instead.
+    """
+
+    def __init__(self) -> None:
+        self.served_here = False
+        self._counts: dict[asyncio.AbstractEventLoop, int] = {}
+        self._lock = threading.Lock()
+
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        for loop in list(self._counts):
+            if loop.is_running():
+                return loop
+        return None
+
+    def connected(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Count a dashboard on ``loop``; True for the loop's first one."""
+        with self._lock:
+            self._counts[loop] = self._counts.get(loop, 0) + 1
+            return self._counts[loop] == 1
+
+    def disconnected(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Uncount a dashboard; True when ``loop`` has none left."""
+        with self._lock:
+            left = self._counts.get(loop, 1) - 1
+            if left > 0:
+                self._counts[loop] = left
+                return False
+            self._counts.pop(loop, None)
+            return True
+
+
+_dashboards = _Dashboards()
+
+
+def serve_dashboards_here() -> None:
+    """Mark this process as the one serving the dashboards (``runplatform``): with the
+    in-memory layer its events never go to the outbox, which it relays itself."""
+    _dashboards.served_here = True
+
+
+async def dashboard_connected() -> None:
+    """A dashboard's websocket joined in this process: start relaying the outbox here."""
+    from tradingsite.live_outbox import relay_start
+
+    loop = asyncio.get_running_loop()
+    if _dashboards.connected(loop):
+        relay_start(loop)
+
+
+async def dashboard_disconnected() -> None:
+    """The last dashboard of this loop left: nothing to relay to until the next one."""
+    from tradingsite.live_outbox import relay_stop
+
+    loop = asyncio.get_running_loop()
+    if _dashboards.disconnected(loop):
+        await relay_stop(loop)
 
 
 def send_now(event: str, payload: Any) -> None:

@@ -141,3 +141,24 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+
+class LiveEvent(models.Model):
+    """A live event written by a process whose channel layer cannot reach the dashboards.
+
+    The outbox of ``tradingsite.live``: a management command, a shell or a second
+    process on the in-memory layer writes its events here, and the process serving the
+    dashboards relays them to its channel layer (``tradingsite.live_relay``), deleting
+    each row as it is sent. Rows are short-lived: an event older than
+    ``live_relay.MAX_AGE_SECONDS`` is dropped unsent.
+    """
+
+    created_at = models.DateTimeField(default=timezone.now)
+    event = models.CharField(max_length=64)
+    payload = models.TextField(help_text="The event's payload as JSON text.")
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.event} @ {self.created_at:%Y-%m-%d %H:%M:%S}"

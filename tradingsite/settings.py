@@ -311,6 +311,8 @@ CSP_INLINE_STYLE_PATHS = ("/admin/", "/api/docs/", "/api/redoc/")
 
 # --- I18N, time ------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
+# 24-hour times and ISO dates everywhere (tradingsite/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["tradingsite.formats"]
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True

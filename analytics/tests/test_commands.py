@@ -13,8 +13,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from analytics import services
+from execution.models import ExchangeAccount
 from lifecycle.models import Strategy, Trade
-from tradingsite.testing.factories import ExchangeAccountFactory
+from tradingsite.testing.factories import ExchangeAccountFactory, StrategyFactory
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 3, 6, 18, tzinfo=UTC)
@@ -51,6 +52,22 @@ def test_performance_report_as_a_table(make_trade):
     assert "win_rate" in text and "wins ÷ trades" in text
     assert "n/a (no_losses)" in text
     assert "Top trades" in text and "SOL/USDT" in text
+    win_rate = next(line for line in text.splitlines() if line.startswith("win_rate"))
+    assert win_rate.split()[1:3] == ["100", "%"]  # a ratio as %, not 1.0
+
+
+@time_machine.travel(NOW, tick=False)
+def test_performance_report_writes_ratios_as_percentages_and_amounts_with_currency(
+        make_trade):
+    """The issue: 0.297297 for a 29.7 % win rate."""
+    for n, pnl in enumerate([5, -1, -2, 4, -3, -1, 2, -6, -1, -2]):  # 3 of 10 won
+        make_trade(pnl, NOW - timedelta(hours=10 - n))
+    lines = {line.split()[0]: line for line in run("performance_report").splitlines()
+             if line and not line.startswith((" ", "Performance", "Equity", "metric", "Top",
+                                              "Worst"))}
+    assert lines["win_rate"].split()[1:3] == ["30", "%"]
+    assert lines["total_pnl"].split()[1:3] == ["-5", "USDT"]
+    assert "0.3 " not in lines["win_rate"]
 
 
 def test_performance_report_refuses_an_unknown_strategy(db):
@@ -78,8 +95,8 @@ def test_import_csv_creates_the_strategy_on_the_first_paper_account(tmp_path, pa
                  + "BTC/USDT,long,0.5,100,110,2026-01-05T10:00:00Z,2026-01-05T12:00:00Z,1,signal\n"
                  + "ETH/USDT,short,2,50,55,2026-01-05 13:00,2026-01-05 13:30,0.5,risk\n")
     out = run("import_trades", str(path), "--strategy", "backfill")
-    assert "imported 2 trades\n" in out
-    assert "created strategies: backfill" in out and "imported 2 trades" in out
+    assert out.splitlines() == ["created strategy 'backfill' on account 'paper-main'",
+                                "imported 2 trades"]  # one batch: no progress line
     strategy = Strategy.objects.get(name="backfill")
     assert strategy.account == paper_account
     long, short = Trade.objects.order_by("closed_at")
@@ -145,11 +162,34 @@ def test_a_strategy_is_required(tmp_path, paper_account):
         run("import_trades", str(path))
 
 
-def test_without_a_paper_account_unknown_strategies_are_refused(tmp_path, db):
+def test_a_fresh_install_imports_history_onto_a_paper_account_it_creates(tmp_path, db):
     path = write(tmp_path, HEADER
                  + "BTC/USDT,long,1,100,110,2026-01-05T10:00:00Z,2026-01-05T12:00:00Z,0,signal\n")
-    with pytest.raises(CommandError, match="no paper exchange account"):
-        run("import_trades", str(path), "--strategy", "backfill")
+    out = run("import_trades", str(path), "--strategy", "backfill")
+    assert out.splitlines() == [
+        "created paper account 'imported-history' for the imported history (starting capital "
+        "10000: set the real one in the admin)",
+        "created strategy 'backfill' on account 'imported-history'",
+        "imported 1 trades"]
+    account = ExchangeAccount.objects.get()
+    assert (account.name, account.exchange_id) == ("imported-history", "paper")
+    assert Trade.objects.get().strategy.account == account
+
+
+def test_the_file_strategy_wins_and_the_option_fills_only_rows_without_one(tmp_path,
+                                                                         paper_account):
+    """The issue: `--strategy nosuch` overrode the file's strategy column."""
+    kept = StrategyFactory(name="trend", account=paper_account)
+    path = write(tmp_path, "strategy," + HEADER.replace("\n", "\n", 1)
+                 + "trend,BTC/USDT,long,1,100,110,2026-01-05T10:00:00Z,2026-01-05T12:00:00Z,0,"
+                 "signal\n"
+                 + ",ETH/USDT,long,1,100,110,2026-01-05T10:00:00Z,2026-01-05T12:00:00Z,0,"
+                 "signal\n")
+    out = run("import_trades", str(path), "--strategy", "nosuch")
+    assert out.splitlines() == ["created strategy 'nosuch' on account 'paper-main'",
+                                "imported 2 trades"]
+    assert dict(Trade.objects.values_list("symbol", "strategy__name")) == {
+        "BTC/USDT": kept.name, "ETH/USDT": "nosuch"}
 
 
 def test_a_missing_file_is_reported(tmp_path, db):
@@ -163,11 +203,10 @@ def test_progress_is_reported_per_batch_and_imported_only_at_the_end(tmp_path, p
     rows = "".join(f"BTC/USDT,long,1,100,101,2026-01-05T10:00:{s:02d}Z,2026-01-05T11:00:00Z,0,"
                    "signal\n" for s in range(5))
     out = run("import_trades", str(write(tmp_path, HEADER + rows)), "--strategy", "backfill")
-    assert out.splitlines() == [
+    assert out.splitlines() == [  # the last batch's count is the result's
         "read 2 trades (up to line 3), nothing imported yet",
         "read 4 trades (up to line 5), nothing imported yet",
-        "read 5 trades (up to line 6), nothing imported yet",
-        "created strategies: backfill",
+        "created strategy 'backfill' on account 'paper-main'",
         "imported 5 trades"]
     assert Trade.objects.count() == 5
 
@@ -177,7 +216,8 @@ def test_progress_is_reported_per_batch_and_imported_only_at_the_end(tmp_path, p
 
 def test_import_a_freqtrade_backtest_result(paper_account):
     out = run("import_trades", str(FREQTRADE))
-    assert "created strategies: MeanReversion5m" in out and "imported 3 trades" in out
+    assert out.splitlines() == ["created strategy 'MeanReversion5m' on account 'paper-main'",
+                                "imported 3 trades"]
     first, second, third = Trade.objects.order_by("closed_at")
     assert first.strategy.name == "MeanReversion5m"
     assert (first.symbol, first.side, first.quantity) == ("BTC/USDT:USDT", "long",
@@ -193,13 +233,13 @@ def test_import_a_freqtrade_backtest_result(paper_account):
     assert "skipped 3 already imported" in run("import_trades", str(FREQTRADE))
 
 
-def test_import_a_zipped_freqtrade_result_onto_a_named_strategy(tmp_path, strategy):
+def test_import_a_zipped_freqtrade_result_keeps_its_strategy_name(tmp_path, strategy):
     archive = tmp_path / "backtest-result-2025-06-04.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("backtest-result-2025-06-04_config.json", "{}")
         zf.writestr("backtest-result-2025-06-04.json", FREQTRADE.read_text())
-    run("import_trades", str(archive), "--strategy", strategy.name)
-    assert set(Trade.objects.values_list("strategy__name", flat=True)) == {strategy.name}
+    run("import_trades", str(archive), "--strategy", strategy.name)  # the result names its own
+    assert set(Trade.objects.values_list("strategy__name", flat=True)) == {"MeanReversion5m"}
     assert Trade.objects.count() == 3
 
 

@@ -35,17 +35,19 @@ def test_the_command_prints_a_table_and_json(two_accounts):
     out = StringIO()
     call_command("execution_metrics", stdout=out)
     lines = out.getvalue().splitlines()
-    assert lines[0].split() == ["overall", "bybit-main", "paper-main"]
-    assert lines[1].split() == ["Orders", "4", "2", "2"]
-    assert lines[8].split() == ["Success", "rate", "%", "75.0", "50.0", "100.0"]
-    assert lines[12].split() == ["Latency", "avg", "ms", "35.333", "100", "3"]
-    assert lines[-1].split() == ["Slippage", "worst", "%", "0.2", "0.2", "-0.1"]
+    assert lines[0] == "Execution metrics, orders created ever → now (ALL)"
+    assert lines[1].split() == ["overall", "bybit-main", "paper-main"]
+    assert lines[2].split() == ["Orders", "4", "2", "2"]
+    assert lines[9].split() == ["Success", "rate", "75", "%", "50", "%", "100", "%"]
+    assert lines[13].split() == ["Latency", "avg", "ms", "35.3", "100", "3"]
+    assert lines[-1].split() == ["Slippage", "worst", "0.2", "%", "0.2", "%", "-0.1", "%"]
 
     out = StringIO()
     call_command("execution_metrics", "--json", "--since", "24h", "--account", "bybit-main",
                  stdout=out)
     data = json.loads(out.getvalue())
     assert data["overall"]["orders"]["value"] == 2
+    assert data["period"] == "CUSTOM" and data["window"]["start"] is not None  # --since honoured
     assert [acc["account"] for acc in data["accounts"]] == ["bybit-main"]
 
 

@@ -242,7 +242,16 @@ def test_equal_pnl_ranks_the_earlier_trade_first():
                     [at(1, 1), at(1, 2), at(1, 3), at(1, 4), at(1, 5), at(1, 6)])
     result = report(trades, top_n=3)
     assert [t["id"] for t in result["top_trades"]] == [2, 4, 1]
-    assert [t["id"] for t in result["worst_trades"]] == [5, 6, 1]
+    assert [t["id"] for t in result["worst_trades"]] == [5, 6]  # losers only: 1 won
+
+
+def test_top_trades_are_winners_and_worst_trades_losers_never_both():
+    """The issue: TOP TRADES listed losing trades and one trade was in both lists."""
+    trades = series([-3.0, 2.0, -1.0, 0.0, -5.0], [at(1, h) for h in range(1, 6)])
+    result = report(trades, top_n=5)
+    assert [(t["id"], t["pnl"]) for t in result["top_trades"]] == [(2, 2.0)]
+    assert [(t["id"], t["pnl"]) for t in result["worst_trades"]] == [(5, -5.0), (1, -3.0),
+                                                                      (3, -1.0)]
 
 
 def test_trades_out_of_close_order_are_refused_or_sorted():
@@ -373,3 +382,12 @@ def test_block_pruned_drawdown_equals_the_full_scan(case):
     fraction_dd, amount_dd = fast.result()
     assert amount_dd.value == amount and amount_dd.trough_at_us == times[amount_at]
     assert fraction_dd.value == fraction and fraction_dd.trough_at_us == times[fraction_at]
+
+
+def test_a_cagr_beyond_the_float_range_is_undefined_not_an_error():
+    """One day in which equity grew 100×: 100^365 overflows a float (the report must still come)."""
+    result = report(series([2_475_000.0], [at(1, 12)]), start_equity=25_000.0, days=1)
+    assert result["metrics"]["cagr"] == {"value": None, "sample_size": 1,
+                                         "undefined_reason": "beyond_float_range"}
+    assert result["metrics"]["calmar_ratio"]["value"] is None
+    assert result["metrics"]["total_pnl"]["value"] == 2_475_000.0

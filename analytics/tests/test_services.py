@@ -206,15 +206,31 @@ def test_snapshots_refresh_every_metrics_interval_trades(every_three_trades, mak
     assert services.reports_refresh() == 8  # ALL/TODAY/WEEK/MONTH × (all, the strategy)
     assert set(MetricSnapshot.objects.values_list("period", "scope")) == {
         (p, s) for p in ("ALL", "TODAY", "WEEK", "MONTH") for s in ("all", f"strategy={strategy.name}")}
+    cached = services.cached_performance_report(ReportRequest())
+    assert cached["cached"] is True and cached["trades_since"] == 0
+    assert value(cached, "total_pnl") == 10
     make_trade(1, at(5, 2))
     make_trade(1, at(5, 3))
     assert services.reports_refresh() == 0
-    cached = services.cached_performance_report(ReportRequest())
-    assert cached["cached"] is True and cached["trades_since"] == 2
-    assert value(cached, "total_pnl") == 10
     make_trade(1, at(5, 4))
     assert refresh_reports.apply().get() == 8
     assert value(services.cached_performance_report(ReportRequest()), "total_pnl") == 13
+
+
+@time_machine.travel(at(5, 18), tick=False)
+def test_a_trade_closed_since_the_snapshot_is_never_missing_from_a_report(
+        every_three_trades, make_trade):
+    """The issue: TODAY said 0 trades after two closed, while the equity curve had them."""
+    make_trade(10, at(1, 1))
+    services.reports_refresh()
+    make_trade(4, at(5, 2))
+    today = services.cached_performance_report(ReportRequest(period=Period.TODAY))
+    assert today["cached"] is False and value(today, "trades") == 1
+    assert value(today, "total_pnl") == 4
+    again = services.cached_performance_report(ReportRequest(period=Period.TODAY))
+    assert again["cached"] is True and value(again, "trades") == 1  # stored by the first read
+    overall = services.cached_performance_report(ReportRequest())
+    assert overall["cached"] is False and value(overall, "total_pnl") == 14
 
 
 @time_machine.travel(at(5, 18), tick=False)
@@ -231,8 +247,8 @@ def test_snapshots_refresh_when_the_calendar_window_moves(every_three_trades, ma
 def test_filtered_or_narrowed_requests_are_computed_not_cached(make_trade):
     make_trade(10, at(5, 1))
     services.reports_refresh()
-    make_trade(5, at(5, 2))
     assert services.cached_performance_report(ReportRequest())["cached"] is True
+    make_trade(5, at(5, 2))
     narrowed = services.cached_performance_report(ReportRequest(start=at(1, 0)))
     assert narrowed["cached"] is False and value(narrowed, "total_pnl") == 15
     by_symbol = services.cached_performance_report(

@@ -20,6 +20,7 @@ from execution import handlers
 from execution.models import Order, OrderStatus
 from tradingsite.errors import ConflictError
 from tradingsite.live_config import OrderExecutionConfig
+from tradingsite.numbers import plain as plain  # the one number format (re-exported)
 from tradingsite.sql import ASYNC_COMMIT, update_row
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,6 @@ class Next:
 def order_config(order: Order) -> OrderExecutionConfig:
     """The ``orderExecution`` config of the order's strategy (site config without one)."""
     return handlers.order_config(order)
-
-
-def plain(value: Decimal) -> str:
-    """A decimal without exponent or trailing zeros, for messages: 0.0004, 50000."""
-    return f"{Decimal(value).normalize():f}"
 
 
 def new_client_order_id(prefix: str = "o") -> str:

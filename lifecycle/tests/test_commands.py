@@ -33,10 +33,20 @@ def test_positions_lists_held_positions_with_minutes_to_timeout(strategy):
     assert lines[0].split() == ["id", "strategy", "symbol", "side", "qty", "state", "age", "min",
                                 "to", "timeout", "health"]
     assert lines[1].split() == [str(warned.pk), strategy.name, "BTC/USDT:USDT", "long", "0.5",
-                                "WARNING", "3h", "20m", "40.0", "42", "WARNING"]
+                                "WARNING", "3h", "20m", "40", "43", "WARNING"]
     assert lines[2].split() == [str(fresh.pk), strategy.name, "BTC/USDT:USDT", "short", "1.5",
-                                "OPEN", "1h", "40m", "140.0", "—"]
+                                "OPEN", "1h", "40m", "140", "—"]
     assert lines[-1] == "OPEN: 1, WARNING: 1, CRITICAL: 0, CLOSING: 0"
+
+
+def test_positions_never_prints_minus_zero_and_shows_the_one_danger_level(strategy):
+    """The issue: "-0.0" minutes, and a WARNING position scored SAFE."""
+    due = PositionFactory(strategy=strategy, opened_at=T0, state="WARNING",
+                          health_score=Decimal("70.3"), danger_level="SAFE")
+    with time_machine.travel(T0 + timedelta(minutes=240, seconds=2), tick=False):
+        [row] = [line.split() for line in _run("positions").splitlines()
+                 if line.startswith(str(due.pk))]
+    assert row[8:] == ["0", "70", "WARNING"]
 
 
 def test_positions_filters_by_state(strategy):

@@ -81,11 +81,16 @@ def test_opened_and_closed_are_pushed_in_order(strategy, live_channel):
     position_begin_close(position, reason="signal", actor="bot")
     position_apply_close_fill(position, fill_key="close:1", quantity=Decimal("2"),
                               price=Decimal("90"))
-    events = live_channel(4)
-    assert [(m["event"], m["payload"]["state"]) for m in events] == [
+    events = live_channel(5)
+    assert [(m["event"], m["payload"].get("state")) for m in events] == [
         ("position.opened", "OPEN"), ("position.state_changed", "CLOSING"),
-        ("position.state_changed", "CLOSED"), ("position.closed", "CLOSED")]
-    assert (events[3]["payload"]["pnl"], events[3]["payload"]["exit_reason"]) == (
+        ("position.state_changed", "CLOSED"), ("trade.closed", None),
+        ("position.closed", "CLOSED")]
+    assert [m["payload"]["danger_level"] for m in events if "state" in m["payload"]] == [
+        "", "WARNING", "", ""]  # unscored OPEN, CLOSING at least WARNING, CLOSED none
+    assert (events[3]["payload"]["position"], events[3]["payload"]["pnl"]) == (
+        position.pk, "20.0000000000")
+    assert (events[4]["payload"]["pnl"], events[4]["payload"]["exit_reason"]) == (
         "20.0000000000", "signal")
 
 

@@ -359,7 +359,7 @@ def test_the_beat_task_checks_and_alerts(clock, overdue, paper_strategy):
     from operations.tasks import PERIODIC_TASKS, check_invariants
 
     assert [(s.task, s.every_seconds) for s in PERIODIC_TASKS] == [
-        ("operations.tasks.check_invariants", 60)]
+        ("operations.tasks.check_invariants", 60), ("operations.tasks.prune_live_outbox", 60)]
     # the paper book of this process holds nothing yet: that account is unchecked (WARNING)
     assert check_invariants.run() == {"violations": 1, "unchecked": 1, "raised": 2,
                                       "unchanged": 0, "resolved": 0}

@@ -265,12 +265,29 @@ def test_a_position_only_the_exchange_holds_is_reported_as_untracked(paper_strat
 def test_a_paper_book_that_restarted_empty_is_not_compared(paper_strategy, clock, run):
     PositionFactory(strategy=paper_strategy, symbol=SYMBOL)
 
-    report = run()
+    report = run(on_start=True)
 
     assert report.data["positions"] == []
     assert report.data["accounts"] == [{"account": "paper-recovery", "positions": "skipped",
                                         "detail": "paper book restarted with this process"}]
     assert report.differences == 0
+    assert "positions of paper-recovery: not compared (the paper book restarted empty with " \
+           "the platform)" in run.lines
+
+
+def test_a_separate_process_says_why_it_cannot_compare_a_paper_book(paper_strategy, clock,
+                                                                    run):
+    """`reconcile --dry-run` runs in a process of its own: no talk of a restart."""
+    PositionFactory(strategy=paper_strategy, symbol=SYMBOL)
+
+    report = run(trigger="reconcile command", dry_run=True)
+
+    assert report.data["accounts"] == [{
+        "account": "paper-recovery", "positions": "skipped",
+        "detail": "paper book held in the memory of the trading process"}]
+    [line] = [line for line in run.lines if line.startswith("positions of paper-recovery")]
+    assert "restarted" not in line
+    assert "this process has seen none of its orders" in line
 
 
 class SpotWallet:

@@ -60,7 +60,8 @@ def test_a_check_scores_the_position_and_writes_snapshot_score_and_prices(
         "state": "OPEN", "score": 59.65,
         "components": {"time_at_risk": 75.0, "drawdown": 60.0, "volume": 60.0,
                        "volatility": 50.0, "profitability": 47.67},
-        "danger_level": "WARNING", "minutes_to_timeout": 180.0,
+        "danger_level": "WARNING", "health_danger_level": "WARNING",
+        "minutes_to_timeout": 180.0,
         "last_price": str(position.last_price),
         # 2 × 100 × (−0.14 %)
         "unrealised_pnl": -0.28, "data_complete": True, "missing": [],

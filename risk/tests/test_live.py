@@ -83,7 +83,8 @@ def _assert_health_push(events: list[dict], position_id: int) -> None:
         "state": "OPEN", "score": 59.65,
         "components": {"time_at_risk": 75.0, "drawdown": 60.0, "volume": 60.0,
                        "volatility": 50.0, "profitability": 47.67},
-        "danger_level": "WARNING", "minutes_to_timeout": 180.0, "last_price": "99.9600000000",
+        "danger_level": "WARNING", "health_danger_level": "WARNING",
+        "minutes_to_timeout": 180.0, "last_price": "99.9600000000",
         "unrealised_pnl": -0.28, "data_complete": True, "missing": [],
         "checked_at": "2026-01-05T12:00:00Z"}]
     alert = events[1]["payload"]

@@ -29,20 +29,22 @@ def test_the_report_prints_counts_positions_worst_first_and_open_alerts(checked)
     lines = out.getvalue().splitlines()
     assert lines[0] == "Risk report 2026-01-05 12:00:00 UTC — 2 position(s) held"
     assert lines[1] == "SAFE 1  WARNING 1  CRITICAL 0  UNSCORED 0"
-    assert lines[3].split() == ["ID", "STRATEGY", "SYMBOL", "SIDE", "STATE", "LEVEL", "SCORE",
+    assert "NET PNL: unrealised, net of the assumed entry and exit fees" in lines[2]
+    assert lines[4].split() == ["ID", "STRATEGY", "SYMBOL", "SIDE", "STATE", "LEVEL", "SCORE",
                                 "TIME", "DRAWDOWN", "VOLUME", "VOLATILITY", "PROFIT", "PRICE",
-                                "PNL", "MIN", "LEFT", "DATA"]
-    assert lines[4].split() == [str(warning.pk), "scalper", "ETH/USDT:USDT", "long", "OPEN",
-                                "WARNING", "59.65", "75.00", "60.00", "60.00", "50.00", "47.67",
-                                "99.9600000000", "-0.28", "180.0", "complete"]
-    assert lines[5].split() == [str(blind.pk), "scalper", "NEW/USDT", "long", "OPEN", "SAFE",
-                                "73.92", "95.83", "100.00", "50.00", "50.00", "48.33",
-                                "100.0000000000", "-0.20", "230.0", "missing:", "volume,volatility"]
-    assert lines[7] == "Open alerts: 1"
+                                "NET", "PNL", "MIN", "LEFT", "DATA"]
+    # One number format: no trailing zeros (the issue: "1.1729000000"), never -0.
+    assert lines[5].split() == [str(warning.pk), "scalper", "ETH/USDT:USDT", "long", "OPEN",
+                                "WARNING", "59.65", "75", "60", "60", "50", "47.67",
+                                "99.96", "-0.28", "180", "complete"]
+    assert lines[6].split() == [str(blind.pk), "scalper", "NEW/USDT", "long", "OPEN", "SAFE",
+                                "73.92", "95.83", "100", "50", "50", "48.33",
+                                "100", "-0.2", "230", "missing:", "volume,volatility"]
+    assert lines[8] == "Open alerts: 1"
     alert = RiskAlert.objects.get()
-    assert lines[9].split()[:5] == [str(alert.pk), "WARNING", "danger_warning", str(warning.pk),
+    assert lines[10].split()[:5] == [str(alert.pk), "WARNING", "danger_warning", str(warning.pk),
                                     "ETH/USDT:USDT"]
-    assert lines[9].endswith("Health score 59.65 is below the warning threshold 60.")
+    assert lines[10].endswith("Health score 59.65 is below the warning threshold 60.")
 
 
 def test_the_report_as_json_matches_the_api(checked):

@@ -1,11 +1,14 @@
-"""Browser tests: a real daphne server and headless Chromium driven by Playwright.
+"""Browser tests: real servers and headless Chromium driven by Playwright.
 
-The server runs in a subprocess (as in production), so it shares the test database
-and the channel layer through real services: these tests run in the PostgreSQL +
-Redis pass (marked ``postgres`` and ``redis``) with ``transaction=True`` so the
-rows a test writes are committed and visible to the server. The embedded pass
-(in-memory SQLite and channel layer, neither shareable across processes) deselects
-them.
+``test_dashboard``: daphne in a subprocess (as in production) shares the test database
+and the channel layer through real services: these tests run in the PostgreSQL + Redis
+pass (marked ``postgres`` and ``redis``) with ``transaction=True`` so the rows a test
+writes are committed and visible to the server. The embedded pass (in-memory SQLite and
+channel layer, neither shareable across processes) deselects them.
+
+``test_embedded``: the embedded default (``runplatform`` on a seeded SQLite file) with
+commands run as separate processes; it needs no test database, so it runs in the
+embedded pass only (marked ``embedded``).
 
 Without /usr/bin/chromium they are skipped with what to install, except under
 REQUIRE_SERVICES=1 (CI), where a missing browser fails the run.
@@ -31,6 +34,13 @@ MISSING_BROWSER = ("Chromium is not installed at /usr/bin/chromium: "
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from django.db import connection
+
+    if connection.vendor == "postgresql":  # the embedded default's tests ran in the first pass
+        embedded = [item for item in items if item.get_closest_marker("embedded")]
+        if embedded:
+            config.hook.pytest_deselected(items=embedded)
+            items[:] = [item for item in items if not item.get_closest_marker("embedded")]
     browser_items = [item for item in items if item.get_closest_marker("browser")]
     if not browser_items or CHROMIUM.exists():
         return

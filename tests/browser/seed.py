@@ -2,7 +2,9 @@
 
 Six supervised positions in every lifecycle state and danger level, their health
 history, recent candles (so a risk check scores them from market data), entry/close
-orders, events, alerts and ~140 closed trades over two months.
+orders, events, alerts, one position closed by its timeout two hours ago (with its
+trade, candles, orders and the close action's result) and ~140 closed trades over two
+months (that one included).
 Deterministic: the same ``now`` gives the same rows.
 """
 
@@ -68,7 +70,10 @@ def _d(value: float | str, places: str = "0.01") -> Decimal:
 
 def seed_book(now: datetime, *, trades: int = 140, seed: int = 7) -> Book:
     rng = random.Random(seed)
-    account = ExchangeAccountFactory(name="paper-main", starting_capital=Decimal("25000"))
+    # The paper exchange quotes each seeded market at its mark (a close fills near it).
+    prices = {row[0]: row[5] for row in OPEN_BOOK} | {"LINK/USDT:USDT": "14.57"}
+    account = ExchangeAccountFactory(name="paper-main", starting_capital=Decimal("25000"),
+                                     paper_config={"feed": {"type": "manual", "prices": prices}})
     strategies = {name: StrategyFactory(name=name, account=account, timeframe=name.split("-")[1])
                   for name in ("trend-5m", "meanrev-15m")}
     positions: dict[str, Position] = {}
@@ -113,8 +118,73 @@ def seed_book(now: datetime, *, trades: int = 140, seed: int = 7) -> Book:
                  last_error="RequestTimeout: bybit POST /v5/order/create timed out",
                  created_at=now - timedelta(minutes=1))
     _seed_alerts(positions, now)
-    _seed_trades(rng, strategies, now, trades)
+    positions["LINK"] = _seed_closed_position(rng, account, strategies["trend-5m"], now)
+    _seed_trades(rng, strategies, now, trades - 1)
     return Book(positions=positions, trade_count=trades)
+
+
+def _seed_closed_position(rng: random.Random, account, strategy, now: datetime) -> Position:
+    """LINK long, held 240 min, emergency-closed by its timeout: +22.21 USDT realised."""
+    opened = now - timedelta(hours=6, minutes=3)
+    closed = opened + timedelta(minutes=240, seconds=41)
+    qty, entry, exit_price = Decimal("150"), Decimal("14.4120"), Decimal("14.5700")
+    fees = Decimal("1.49")
+    pnl = (exit_price - entry) * qty - fees  # 22.21
+    position = PositionFactory(
+        strategy=strategy, symbol="LINK/USDT:USDT", side=PositionSide.LONG, quantity=Decimal("0"),
+        initial_quantity=qty, entry_price=entry, opened_at=opened, state=PositionState.CLOSED,
+        state_changed_at=closed, warning_at=opened + timedelta(minutes=180),
+        critical_at=opened + timedelta(minutes=240), closing_at=opened + timedelta(minutes=240, seconds=3),
+        closed_at=closed, close_reason="timeout", close_requested_by="timeout",
+        peak_price=Decimal("14.6310"), trough_price=Decimal("14.3520"), last_price=exit_price,
+        last_price_at=closed, health_score=Decimal("63.5"), danger_level=DangerLevel.SAFE,
+        health_checked_at=closed - timedelta(minutes=2), closed_quantity=qty,
+        exit_value=exit_price * qty, exit_fees=Decimal("0.75"), entry_fee=Decimal("0.74"))
+    _seed_history(rng, position, opened, closed, Decimal("63.5"), "SAFE",
+                  (0.0, 84.0, 70.0, 66.0, 71.0))
+    _seed_candles(rng, "LINK/USDT:USDT", "5m", exit_price, now)
+    for minutes, kind, from_state, to_state, reason, actor in [
+            (0, "opened", "", "OPEN", "opened from entry fill", "execution"),
+            (180, "transition", "OPEN", "WARNING", "held 180 min (warning threshold)", "timeout"),
+            (240, "transition", "WARNING", "CRITICAL", "held 240 min (max holding time)",
+             "timeout")]:
+        PositionEventFactory(position=position, kind=kind, from_state=from_state,
+                             to_state=to_state, reason=reason, actor=actor,
+                             created_at=opened + timedelta(minutes=minutes))
+    PositionEventFactory(position=position, kind="transition", from_state="CRITICAL",
+                         to_state="CLOSING", reason="timeout: closing", actor="execution",
+                         created_at=opened + timedelta(minutes=240, seconds=3))
+    PositionEventFactory(position=position, kind="transition", from_state="CLOSING",
+                         to_state="CLOSED", reason="timeout: closed", actor="execution",
+                         created_at=closed)
+    OrderFactory(account=account, position=position, symbol=position.symbol, side=OrderSide.BUY,
+                 purpose=OrderPurpose.ENTRY, quantity=qty, filled_quantity=qty,
+                 expected_price=entry, average_fill_price=entry, status=OrderStatus.FILLED,
+                 attempts=1, latency_ms=131, created_at=opened,
+                 filled_at=opened + timedelta(milliseconds=160))
+    action = ActionFactory(kind=ActionKind.EMERGENCY_CLOSE, position=position, reason="timeout",
+                           requested_by="timeout", state=ActionState.DONE,
+                           idempotency_key=f"seed-close-{position.pk}",
+                           created_at=opened + timedelta(minutes=240, seconds=2),
+                           result={"order": f"close-{position.pk}", "status": "filled",
+                                   "filled": "150", "average_price": "14.57",
+                                   "slippage_percent": "0.0137", "trade": None,
+                                   "pnl": "22.21", "exit_price": "14.57"})
+    OrderFactory(account=account, position=position, action=action, symbol=position.symbol,
+                 side=OrderSide.SELL, purpose=OrderPurpose.EMERGENCY_CLOSE, reduce_only=True,
+                 quantity=qty, filled_quantity=qty, expected_price=Decimal("14.5720"),
+                 average_fill_price=exit_price, slippage_percent=Decimal("0.0137"),
+                 status=OrderStatus.FILLED, attempts=1, latency_ms=148,
+                 created_at=opened + timedelta(minutes=240, seconds=3), filled_at=closed)
+    trade = TradeFactory(strategy=strategy, position=position, symbol=position.symbol,
+                         side=PositionSide.LONG, quantity=qty, entry_price=entry,
+                         exit_price=exit_price, opened_at=opened, closed_at=closed, fees=fees,
+                         pnl=pnl, pnl_percent=(pnl / (entry * qty) * 100).quantize(Decimal("0.000001")),
+                         holding_seconds=int((closed - opened).total_seconds()),
+                         exit_reason="timeout")
+    action.result = {**action.result, "trade": trade.pk}
+    action.save(update_fields=["result"])
+    return position
 
 
 def _seed_history(rng: random.Random, position: Position, opened: datetime, now: datetime,
@@ -235,3 +305,4 @@ def _seed_trades(rng: random.Random, strategies: dict, now: datetime, count: int
                      pnl_percent=(pnl / (entry * qty) * 100).quantize(Decimal("0.000001")),
                      holding_seconds=int(holding.total_seconds()),
                      exit_reason=rng.choice(["signal"] * 6 + ["timeout", "risk", "manual"]))
+

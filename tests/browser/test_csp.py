@@ -30,5 +30,7 @@ def test_the_dashboard_and_position_page_break_no_policy(page, live_url, book, u
         "style", re.compile(r"^(height|width): \d"))  # set through the CSSOM: allowed
     page.goto(f"{live_url}/positions/{book.positions['AVAX'].pk}/")
     expect(page.locator("#health-chart svg path.line")).to_have_count(1)
-    expect(page.locator(".legend i.line-warning")).to_have_css("border-top-style", "dashed")
+    expect(page.locator("#health-title ~ .legend i.line-warning")).to_have_css(
+        "border-top-style", "dashed")
+    expect(page.locator("#price-chart svg .candle").first).to_be_visible()
     assert refused == []

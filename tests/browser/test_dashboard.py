@@ -187,7 +187,7 @@ def test_the_period_tabs_change_the_metrics(page, live_url, book, users):
         expect(page.locator(f'#period-tabs button[data-period="{period}"]')).to_have_attribute(
             "aria-selected", "true")
         expect(trades).to_have_text(str(report["trade_count"]))
-        expect(net).to_have_text(money(report["metrics"]["total_pnl"]["value"]))
+        expect(net).to_have_text(money(report["metrics"]["total_pnl"]["value"]) + "\u00a0USDT")
         seen[period] = report["trade_count"]
     assert seen["ALL"] == 40 and seen["TODAY"] < seen["ALL"]
 

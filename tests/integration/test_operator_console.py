@@ -66,12 +66,14 @@ def test_a_bot_hands_over_a_position_the_operator_watches_and_closes_it_from_the
         "warning_due_at": "2026-03-02T08:30:00Z", "timeout_due_at": "2026-03-02T09:00:00Z",
         "age_minutes": 35.0, "minutes_to_timeout": 25.0, "close_action_id": None}
     [health] = client.get("/api/health/position-health").json()["results"]
-    # lifecycle WARNING (35 of 60 minutes) while the health is SAFE: two separate signals.
+    # lifecycle WARNING (35 of 60 minutes) while the health alone is SAFE: the one danger
+    # level is WARNING (a WARNING position is never SAFE).
     # time 100 × (1 − 35/60); drawdown 18 from the 2 520 peak = 0.71 % of 5 %; volume and
     # volatility calm; profitability (+0.08 % − 0.1 % fees + 3) / 6
     assert {key: health[key] for key in ("state", "score", "components", "danger_level",
-                                         "last_price", "unrealised_pnl", "data_complete")} == {
-        "state": "WARNING", "score": 76.5, "danger_level": "SAFE",
+                                         "health_danger_level", "last_price", "unrealised_pnl",
+                                         "data_complete")} == {
+        "state": "WARNING", "score": 76.5, "danger_level": "WARNING", "health_danger_level": "SAFE",
         "components": {"time_at_risk": 41.67, "drawdown": 85.71, "volume": 100.0,
                        "volatility": 100.0, "profitability": 49.67},
         "last_price": "2502.0000000000", "unrealised_pnl": -1.0, "data_complete": True}
@@ -141,7 +143,7 @@ async def test_a_dashboard_watches_a_position_time_out_and_close_live(
 
         await database_sync_to_async(platform.run)(until=START + timedelta(minutes=60))
 
-        events = [await dashboard.receive_json_from(timeout=5) for _ in range(5)]
+        events = [await dashboard.receive_json_from(timeout=5) for _ in range(6)]
         assert await dashboard.receive_nothing(timeout=0.1)
     finally:
         await dashboard.disconnect()
@@ -156,6 +158,7 @@ async def test_a_dashboard_watches_a_position_time_out_and_close_live(
                 ("positions.state_changed", "WARNING", "CRITICAL"),
                 ("position.state_changed", "CRITICAL", "CLOSING"),
                 ("position.state_changed", "CLOSING", "CLOSED"),
+                ("trade.closed", None, None),
                 ("position.closed", None, "CLOSED")]
     if isinstance(channel_layer, RedisChannelLayer):
         # channels_redis orders a channel's messages by time.time(), frozen here: the four

@@ -12,24 +12,32 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from analytics.execution_metrics import execution_metrics
+from tradingsite.numbers import number, percent
 
 ROWS = [("orders", "Orders"), ("filled", "Filled"), ("rejected", "Rejects"),
         ("failed", "Failures"), ("expired", "Expired"), ("cancelled", "Cancelled"),
-        ("open", "Open"), ("success_rate", "Success rate %"), ("retries", "Retries"),
+        ("open", "Open"), ("success_rate", "Success rate"), ("retries", "Retries"),
         ("orders_retried", "Orders retried"), ("timeouts", "Timeouts"),
         ("latency_ms_mean", "Latency avg ms"), ("latency_ms_p95", "Latency p95 ms"),
-        ("slippage_percent_mean", "Slippage avg %"),
-        ("slippage_percent_worst", "Slippage worst %")]
+        ("slippage_percent_mean", "Slippage avg"),
+        ("slippage_percent_worst", "Slippage worst")]
 
 
 def _cell(key: str, metric: dict) -> str:
+    """The one number format: ratios and percentages as %, no trailing zeros, never -0."""
     value = metric["value"]
     if value is None:
         return "—"
     if key == "success_rate":
-        return f"{value * 100:.1f}"
-    return f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+        return percent(value, 1, ratio=True)
+    if key.startswith("slippage_percent"):
+        return percent(value, 3)
+    return number(value, 1 if key.startswith("latency") else None)
 RELATIVE = re.compile(r"^(\d+)([mhd])$")
+
+
+def _moment(value: datetime | None, empty: str) -> str:
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S") if value else empty
 
 
 def parse_moment(value: str | None, option: str) -> datetime | None:
@@ -63,6 +71,10 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(json.dumps(report, cls=DjangoJSONEncoder, indent=2))
             return
+        window = report["window"]
+        self.stdout.write(
+            f"Execution metrics, orders created {_moment(window['start'], 'ever')} → "
+            f"{_moment(window['end'], 'now')} ({report['period']})")
         columns = [("overall", report["overall"]),
                    *((acc["account"], acc) for acc in report["accounts"])]
         width = max(len(name) for name, _ in columns) + 2

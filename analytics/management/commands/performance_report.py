@@ -12,11 +12,13 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from analytics.metrics import METRIC_DEFINITIONS
+from analytics.overview import scope_currency
 from analytics.periods import Period
 from analytics.selectors import TradeFilters
 from analytics.services import DEFAULT_TOP_N, ReportRequest, performance_report
 from lifecycle.models import Strategy
 from tradingsite.domain import CloseReason
+from tradingsite.numbers import money, number, percent
 
 
 def _moment(value: str) -> datetime:
@@ -52,32 +54,71 @@ class Command(BaseCommand):
             filters=TradeFilters(strategy=options["strategy"], symbol=options["symbol"],
                                  exit_reason=options["exit_reason"]),
             start=options["start"], end=options["end"], top_n=max(options["top"], 0)))
-        if options["json"]:
+        if options["json"]:  # raw numbers, as the API
             self.stdout.write(json.dumps(report, cls=DjangoJSONEncoder, indent=2))
             return
-        self.stdout.write(self._table(report))
+        self.stdout.write(self._table(report, scope_currency(options["strategy"])))
 
-    def _table(self, report: dict[str, Any]) -> str:
+    def _table(self, report: dict[str, Any], currency: str) -> str:
         window = report["window"]
         lines = [
             f"Performance {report['period']} ({report['time_zone']}): "
-            f"{window['start'] or 'first trade'} → {window['end'] or 'now'}, "
+            f"{_when(window['start'], 'first trade')} → {_when(window['end'], 'now')}, "
             f"{report['trade_count']} trades over {report['day_count']} days",
-            f"Equity {report['start_equity']:.2f} → {report['end_equity']:.2f} "
-            f"(starting capital {report['starting_capital']:.2f})",
+            f"Equity {money(report['start_equity'], currency)} → "
+            f"{money(report['end_equity'], currency)} (starting capital "
+            f"{money(report['starting_capital'], currency)}); PnL is realised, net of fees",
             "",
             f"{'metric':<24} {'value':>18} {'sample':>9}  definition",
         ]
         for name, metric in report["metrics"].items():
             value = metric["value"]
             shown = (f"n/a ({metric.get('undefined_reason', '')})" if value is None
-                     else f"{value:.6g}" if isinstance(value, float) else str(value))
+                     else metric_text(name, value, currency))
             lines.append(f"{name:<24} {shown:>18} {metric['sample_size']:>9}  "
                          f"{METRIC_DEFINITIONS[name]}")
-        for title, key in (("Top trades", "top_trades"), ("Worst trades", "worst_trades")):
+        for title, key in (("Top trades (winners)", "top_trades"),
+                           ("Worst trades (losers)", "worst_trades")):
             if report[key]:
                 lines += ["", title]
                 lines += [f"  #{t['id']:<8} {t['strategy']:<16} {t['symbol']:<16} {t['side']:<5} "
-                          f"pnl {t['pnl']:>12.4f}  closed {t['closed_at']:%Y-%m-%d %H:%M}"
+                          f"pnl {money(t['pnl'], currency):>16} {percent(t['pnl_percent'], 2):>9}"
+                          f"  closed {_when(t['closed_at'], '')}"
                           for t in report[key]]
         return "\n".join(lines)
+
+
+# How each metric reads: fractions as %, amounts in the currency, seconds as a duration.
+RATIOS = {"win_rate", "max_drawdown", "max_daily_drawdown", "cagr"}
+PERCENTAGES = {"return_percent", "average_pnl_percent"}
+AMOUNTS = {"total_pnl", "expectancy", "average_win", "average_loss", "gross_profit",
+           "gross_loss", "average_pnl", "fees_paid", "max_drawdown_amount"}
+
+
+def metric_text(name: str, value: Any, currency: str) -> str:
+    if name in RATIOS:
+        return percent(value, 2, ratio=True)
+    if name in PERCENTAGES:
+        return percent(value, 2)
+    if name in AMOUNTS:
+        return money(value, currency)
+    if name.startswith("holding_seconds"):
+        return duration(value)
+    return number(value, 0 if isinstance(value, int) else 2)
+
+
+def duration(seconds: Any) -> str:
+    """1h 59m, 45m 10s, 2d 04h (as the dashboard)."""
+    total = round(float(seconds))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours:02d}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def _when(value: datetime | None, empty: str) -> str:
+    return timezone.localtime(value).strftime("%Y-%m-%d %H:%M") if value else empty

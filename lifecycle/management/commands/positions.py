@@ -7,21 +7,24 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
+from lifecycle.danger import position_danger_level
 from lifecycle.models import Position, PositionState
 from lifecycle.selectors import position_state_counts, tracked_positions, with_timing
 from tradingsite.admin_helpers import format_age
+from tradingsite.numbers import number, plain
 
 HEADERS = ("id", "strategy", "symbol", "side", "qty", "state", "age", "min to timeout", "health")
 
 
 def _row(position: Position) -> tuple[str, ...]:
+    """One line; health is the score with the one danger level (health and state together)."""
     to_timeout = position.timing.minutes_to_timeout
+    level = position_danger_level(position.state, position.danger_level)
     health = ("—" if position.health_score is None
-              else f"{position.health_score:.0f} {position.danger_level}".strip())
+              else f"{number(position.health_score, 0)} {level}".strip())
     return (str(position.pk), position.strategy.name, position.symbol, position.side,
-            f"{position.quantity.normalize():f}", position.state,
-            format_age(position.opened_at, position.closed_at),
-            "—" if to_timeout is None else f"{to_timeout:.1f}", health)
+            plain(position.quantity), position.state,
+            format_age(position.opened_at, position.closed_at), number(to_timeout, 1), health)
 
 
 def format_table(rows: list[tuple[str, ...]]) -> str:

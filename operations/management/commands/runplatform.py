@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -11,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from operations.runtime import Platform, PlatformOptions
+from tradingsite import live
 from tradingsite.live_config import site_config
 
 
@@ -50,19 +52,23 @@ class Command(BaseCommand):
         out.write(f"  database:      {_database_label()}")
         out.write("  channel layer: " + ("Redis" if settings.REDIS_URL else "in-memory"))
         exit_code = Platform(options, out=lambda line: (out.write(line), out.flush())).run()
-        if exit_code:
-            _exit_abandoning_threads(exit_code)
+        _exit_abandoning_threads(exit_code)
 
 
 def _exit_abandoning_threads(exit_code: int) -> None:
-    """Exit now although abandoned threads (a hung exchange call) are still running.
+    """Exit now although abandoned threads are still running.
 
-    ``sys.exit`` would wait for the worker pool's non-daemon threads, i.e. for the hung
-    call's own network timeout. Only the snapshot writer is waited for (bounded).
+    ``sys.exit`` would wait for every non-daemon thread: after a hung exchange call, for
+    that call's own network timeout; after a clean stop, forever for the request threads
+    the stopped web server left waiting on its event loop (a dashboard that had just
+    asked for its figures). Queued live events are handed over and the logs flushed
+    first; only the snapshot writer is waited for (bounded).
     """
     for thread in threading.enumerate():
         if thread.name == "state-snapshot":
             thread.join(10)
+    live.shutdown(2.0)
+    logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(exit_code)

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from risk.selectors import health_report
 from risk.serializers import HealthReportSerializer
+from tradingsite.numbers import number
 
 
-def _fmt(value: Any, digits: int = 2) -> str:
+def _fmt(value: Any, digits: int | None = 2) -> str:
+    """The one number format: rounded, no trailing zeros, never -0; text as it is."""
     if value is None or value == "":
         return "—"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal, str)):
+        return str(value)
+    try:
+        return number(value, digits)
+    except (ArithmeticError, ValueError):
+        return str(value)
 
 
 def render_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -47,6 +54,9 @@ class Command(BaseCommand):
         generated = timezone.localtime(raw["generated_at"]).strftime("%Y-%m-%d %H:%M:%S %Z")
         self.stdout.write(f"Risk report {generated} — {report['positions']} position(s) held")
         self.stdout.write("  ".join(f"{level} {counts[level]}" for level in counts))
+        self.stdout.write("LEVEL: the one danger level (health and state together). NET PNL: "
+                          "unrealised, net of the assumed entry and exit fees (the dashboard's "
+                          "uPnL is gross, before fees).")
         self.stdout.write("")
         rows = []
         for p in report["worst_positions"]:
@@ -55,13 +65,13 @@ class Command(BaseCommand):
                          p["danger_level"] or "—", _fmt(p["score"]),
                          *(_fmt(c.get(k)) for k in ("time_at_risk", "drawdown", "volume",
                                                     "volatility", "profitability")),
-                         _fmt(p["last_price"]), _fmt(p["unrealised_pnl"]),
+                         _fmt(p["last_price"], None), _fmt(p["unrealised_pnl"]),
                          _fmt(p["minutes_to_timeout"], 1),
                          "complete" if p["data_complete"] else "missing: "
                          + (",".join(p["missing"]) or "not checked")])
         self.stdout.write(render_table(
             ["ID", "STRATEGY", "SYMBOL", "SIDE", "STATE", "LEVEL", "SCORE", "TIME", "DRAWDOWN",
-             "VOLUME", "VOLATILITY", "PROFIT", "PRICE", "PNL", "MIN LEFT", "DATA"], rows))
+             "VOLUME", "VOLATILITY", "PROFIT", "PRICE", "NET PNL", "MIN LEFT", "DATA"], rows))
         self.stdout.write("")
         alerts = report["open_alerts"]
         self.stdout.write(f"Open alerts: {len(alerts)}")
@@ -70,6 +80,12 @@ class Command(BaseCommand):
                 ["ID", "SEVERITY", "KIND", "POSITION", "SYMBOL", "SEEN", "LAST SEEN", "ACK",
                  "MESSAGE"],
                 [[str(a["id"]), a["severity"], a["kind"], _fmt(a["position"]), _fmt(a["symbol"]),
-                  str(a["occurrences"]), str(a["last_seen"]),
+                  str(a["occurrences"]), _when(a["last_seen"]),
                   a["acknowledged_by"] or ("yes" if a["acknowledged"] else "no"), a["message"]]
                  for a in alerts]))
+
+
+def _when(value: Any) -> str:
+    """An API time (ISO text) in the configured zone, 24-hour."""
+    moment = parse_datetime(str(value)) if value else None
+    return timezone.localtime(moment).strftime("%Y-%m-%d %H:%M:%S") if moment else "—"

@@ -3,7 +3,7 @@
 const SVG = "http://www.w3.org/2000/svg";
 const MARGIN = { top: 10, right: 14, bottom: 22, left: 62 };
 
-function s(tag, attrs = {}) {
+export function s(tag, attrs = {}) {
   const node = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
   return node;
@@ -17,14 +17,14 @@ function niceStep(span, count) {
   return (unit <= 1 ? 1 : unit <= 2 ? 2 : unit <= 5 ? 5 : 10) * power;
 }
 
-function yTicks(min, max, count = 4) {
+export function yTicks(min, max, count = 4) {
   const step = niceStep(max - min, count);
   const ticks = [];
   for (let v = Math.ceil(min / step) * step; v <= max + step * 1e-9; v += step) ticks.push(+v.toFixed(10));
   return ticks;
 }
 
-function timeLabel(ms, span) {
+export function timeLabel(ms, span) {
   const d = new Date(ms);
   if (span <= 2 * 86400e3) {
     return d.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" });
@@ -33,7 +33,9 @@ function timeLabel(ms, span) {
 }
 
 /**
- * Draw series = [{name, points: [{x: ms, y: number}], cls, area}] into container.
+ * Draw series = [{name, points: [{x: ms, y: number}], cls, area, step, extendTo}] into container.
+ * A ``step`` series holds each value until the next point (equity after each trade) and,
+ * with ``extendTo`` (ms), until then; a single point is drawn as a dot.
  * opts: yFormat(v), yMin, yMax, lines: [{y, cls}] (thresholds), bands: [{from, to, cls}]
  * (shaded value ranges), empty: text.
  * Redraws itself when the container is resized; returns {update(series)}.
@@ -52,7 +54,7 @@ export function lineChart(container, series, opts = {}) {
 function render(container, series, opts) {
   container.replaceChildren();
   const all = series.flatMap((one) => one.points);
-  if (all.length < 2) {
+  if (all.length < 1) {
     const empty = document.createElement("div");
     empty.className = "chart-empty";
     empty.textContent = opts.empty || "Not enough data for a chart yet.";
@@ -63,10 +65,11 @@ function render(container, series, opts) {
   const height = container.clientHeight || 220;
   const innerW = width - MARGIN.left - MARGIN.right;
   const innerH = height - MARGIN.top - MARGIN.bottom;
-  const xs = all.map((p) => p.x);
+  const xs = all.map((p) => p.x).concat(series.map((one) => one.extendTo).filter((x) => x));
   const ys = all.map((p) => p.y).concat((opts.lines || []).map((l) => l.y));
-  const x0 = Math.min(...xs);
-  const x1 = Math.max(...xs) === x0 ? x0 + 1 : Math.max(...xs);
+  let x0 = Math.min(...xs);
+  let x1 = Math.max(...xs);
+  if (x1 === x0) { x0 -= 1800e3; x1 += 1800e3; } // one moment: half an hour either side
   let y0 = opts.yMin ?? Math.min(...ys);
   let y1 = opts.yMax ?? Math.max(...ys);
   if (y1 === y0) { y0 -= 1; y1 += 1; }
@@ -105,17 +108,32 @@ function render(container, series, opts) {
   }
   for (const one of series) {
     if (!one.points.length) continue;
-    const d = one.points.map((p, i) => `${i ? "L" : "M"}${X(p.x).toFixed(1)},${Y(p.y).toFixed(1)}`).join("");
+    const d = linePath(one, X, Y);
     if (one.area) {
       const bottom = Y(Math.max(y0, Math.min(y1, opts.areaBase ?? y0)));
       const first = one.points[0];
-      const last = one.points[one.points.length - 1];
-      svg.append(s("path", { class: "area", d: `${d}L${X(last.x).toFixed(1)},${bottom}L${X(first.x).toFixed(1)},${bottom}Z` }));
+      const lastX = one.step && one.extendTo ? one.extendTo : one.points[one.points.length - 1].x;
+      svg.append(s("path", { class: "area", d: `${d}L${X(lastX).toFixed(1)},${bottom}L${X(first.x).toFixed(1)},${bottom}Z` }));
     }
     svg.append(s("path", { class: one.cls || "line", d }));
+    if (one.points.length === 1) {
+      const [p] = one.points;
+      svg.append(s("circle", { class: `point ${one.cls || "line"}`, r: 3.5, cx: X(p.x), cy: Y(p.y) }));
+    }
   }
   container.append(svg);
   addHover(container, svg, series, { X, Y, yFormat, top: MARGIN.top, bottom: height - MARGIN.bottom, opts });
+}
+
+/** The SVG path of a series: straight segments, or steps that hold each value. */
+export function linePath(one, X, Y) {
+  const at = (p) => `${X(p.x).toFixed(1)},${Y(p.y).toFixed(1)}`;
+  if (!one.step) return one.points.map((p, i) => `${i ? "L" : "M"}${at(p)}`).join("");
+  let d = `M${at(one.points[0])}`;
+  for (const p of one.points.slice(1)) d += `H${X(p.x).toFixed(1)}V${Y(p.y).toFixed(1)}`;
+  const last = one.points[one.points.length - 1];
+  if (one.extendTo && one.extendTo > last.x) d += `H${X(one.extendTo).toFixed(1)}`;
+  return d;
 }
 
 function addHover(container, svg, series, { X, Y, yFormat, top, bottom, opts }) {

@@ -1,19 +1,23 @@
-// The dashboard page: open positions, alerts, halt, execution and performance,
-// kept current by the live channel (/ws/health/) without reloading the page.
+// The dashboard page: open positions, alerts, halt, execution, performance and the overview
+// (closed trades, profit per period, strategies, accounts), kept current by the live channel
+// (/ws/health/) without reloading the page; while the channel is down the page says it is stale.
 
 import { apiFetch, toast } from "./api.js";
 import { lineChart } from "./charts.js";
 import {
-  fmtAgo, fmtCountdown, fmtDateTime, fmtDuration, fmtMoney, fmtPct, fmtQty, fmtRatio, fmtTime, h,
+  agoNode, fmtAmount, fmtCountdown, fmtDateTime, fmtDuration, fmtMoney, fmtPct, fmtQty, fmtRatio, fmtTime, h,
   initialState, signClass, splitSymbol, toNumber,
 } from "./format.js";
 import { GuardPanel } from "./guard.js";
+import { Freshness } from "./freshness.js";
 import { bindHaltControls, renderHalt } from "./halt.js";
 import { bindLiveStatus, LiveChannel } from "./live.js";
+import { ClosedTrades, loadAccounts, loadStrategies, ProfitTable } from "./overview.js";
 import { countdownSeconds, mergeHealth, positionRow, tickClocks } from "./positions.js";
 
 const state = initialState();
 const staff = state.user.is_staff;
+const currency = state.currencies?.common || "";
 const positions = new Map(state.positions.map((p) => [p.id, p]));
 const alerts = new Map(state.alerts.map((a) => [a.id, a]));
 const ACTIVE = new Set(["OPEN", "WARNING", "CRITICAL", "CLOSING"]);
@@ -37,7 +41,7 @@ function sortedPositions() {
 function renderPositions() {
   const body = $("positions-body");
   const list = sortedPositions();
-  body.replaceChildren(...list.map((p) => positionRow(p, { staff, onClose: requestClose })));
+  body.replaceChildren(...list.map((p) => positionRow(p, { staff, onClose: requestClose, currency })));
   $("positions-empty").hidden = list.length > 0;
   $("positions-count").textContent = list.length ? `(${list.length})` : "";
   renderKpis();
@@ -47,7 +51,7 @@ function replaceRow(position, { flash = false } = {}) {
   const body = $("positions-body");
   const old = body.querySelector(`tr[data-position-id="${position.id}"]`);
   if (!old) { renderPositions(); return; }
-  const row = positionRow(position, { staff, onClose: requestClose });
+  const row = positionRow(position, { staff, onClose: requestClose, currency });
   if (flash) row.classList.add("flash");
   old.replaceWith(row);
   renderKpis();
@@ -97,9 +101,18 @@ function applyStateChange(payload) {
     return;
   }
   if (!current) { loadPosition(payload.id); return; }
+  // The payload carries the one danger level for the new state (computed by the server).
   const merged = { ...current, state: payload.state, state_changed_at: payload.state_changed_at };
+  if (payload.danger_level !== undefined) merged.danger_level = payload.danger_level;
   positions.set(merged.id, merged);
   replaceRow(merged, { flash: true });
+}
+
+// The timeout pass announces ids only: their danger levels come with a reload of the list.
+let bulkReload = null;
+function applyBulkStateChange() {
+  clearTimeout(bulkReload);
+  bulkReload = setTimeout(reloadPositions, 150);
 }
 
 function requestClose(position) {
@@ -126,9 +139,14 @@ function renderKpis() {
   const pnls = list.map((p) => toNumber(p.unrealised_pnl)).filter((v) => v !== null);
   const total = pnls.reduce((a, b) => a + b, 0);
   const upnl = $("kpi-upnl");
-  upnl.textContent = pnls.length ? fmtMoney(total) : "—";
+  upnl.textContent = pnls.length ? fmtAmount(total, currency) : "—";
   upnl.className = `value ${signClass(total)}`;
-  $("kpi-upnl-sub").textContent = pnls.length ? `${pnls.filter((v) => v < 0).length} losing` : "\u00a0";
+  // The same % as each row: of the entry notional of what is held.
+  const notional = list.filter((p) => toNumber(p.unrealised_pnl) !== null)
+    .reduce((sum, p) => sum + toNumber(p.entry_price) * toNumber(p.quantity), 0);
+  $("kpi-upnl-sub").textContent = pnls.length
+    ? `${notional ? `${fmtPct((total / notional) * 100, { signed: true })} · ` : ""}${pnls.filter((v) => v < 0).length} losing`
+    : "\u00a0";
 
   const scored = list.filter((p) => toNumber(p.health_score) !== null);
   const worst = scored.sort((a, b) => toNumber(a.health_score) - toNumber(b.health_score))[0];
@@ -137,11 +155,14 @@ function renderKpis() {
   health.className = `value ${worst?.danger_level === "CRITICAL" ? "neg" : ""}`;
   $("kpi-health-sub").textContent = worst ? `${splitSymbol(worst.symbol).pair} #${worst.id}` : "\u00a0";
 
-  const count = (level) => list.filter((p) => p.danger_level === level).length;
+  // The rows' own levels (the one danger level), so the counts always equal the rows.
+  const count = (level) => list.filter((p) => (p.danger_level || "") === level).length;
   $("kpi-danger").replaceChildren(
-    h("span", { class: count("CRITICAL") ? "neg" : "" }, String(count("CRITICAL"))), " · ",
-    h("span", { style: count("WARNING") ? "color:var(--warn)" : "" }, String(count("WARNING"))), " · ",
-    String(count("SAFE")));
+    h("span", { class: count("CRITICAL") ? "neg" : "", "data-level": "CRITICAL" }, String(count("CRITICAL"))), " · ",
+    h("span", { class: count("WARNING") ? "warn" : "", "data-level": "WARNING" }, String(count("WARNING"))), " · ",
+    h("span", { "data-level": "SAFE" }, String(count("SAFE"))));
+  const unscored = count("");
+  $("kpi-danger-sub").textContent = `critical · warning · safe${unscored ? ` · ${unscored} unscored` : ""}`;
 
   renderNextTimeout();
   const open = [...alerts.values()].filter((a) => !a.resolved_at);
@@ -196,8 +217,7 @@ async function acknowledge(alert, button) {
 function alertItem(alert) {
   const details = [alert.kind.replaceAll("_", " ")];
   if (alert.occurrences > 1) details.push(`seen ${alert.occurrences}×`);
-  if (alert.resolved_at) details.push(`resolved ${fmtAgo(alert.resolved_at)}`);
-  else if (alert.acknowledged) details.push(`acknowledged by ${alert.acknowledged_by || "operator"}`);
+  if (alert.acknowledged && !alert.resolved_at) details.push(`acknowledged by ${alert.acknowledged_by || "operator"}`);
   return h("li", { class: alert.resolved_at ? "resolved" : "", dataset: { alertId: String(alert.id) } },
     h("div", { class: "head" },
       h("span", { class: `badge ${alert.severity}` }, alert.severity),
@@ -205,10 +225,11 @@ function alertItem(alert) {
         ? h("a", { href: `/positions/${alert.position}/`, class: "nowrap" },
           `${alert.symbol ? splitSymbol(alert.symbol).pair : "position"} #${alert.position}`)
         : h("span", {}, "platform"),
-      h("span", { class: "when", title: fmtDateTime(alert.last_seen) }, fmtAgo(alert.last_seen))),
+      agoNode(alert.last_seen, { cls: "when" })),
     h("div", { class: "msg" }, alert.message),
     h("div", { class: "foot" },
-      h("span", { class: "faint small" }, details.join(" · ")),
+      h("span", { class: "faint small" }, details.join(" · "),
+        alert.resolved_at ? agoNode(alert.resolved_at, { prefix: " · resolved " }) : null),
       staff && !alert.acknowledged && !alert.resolved_at
         ? h("button", { class: "btn small", type: "button", "data-role": "acknowledge",
                         onclick: (ev) => acknowledge(alert, ev.currentTarget) }, "Acknowledge")
@@ -240,7 +261,7 @@ const METRICS = [
     sub: (r) => `${value(r, "wins") ?? 0} won · ${value(r, "losses") ?? 0} lost`,
   },
   {
-    label: "Net PnL", name: "total_pnl", value: (r) => fmtMoney(value(r, "total_pnl")),
+    label: "Net PnL", name: "total_pnl", value: (r) => fmtAmount(value(r, "total_pnl"), currency),
     cls: (r) => signClass(value(r, "total_pnl")),
     sub: (r) => `${fmtPct(value(r, "return_percent"), { signed: true })} of start equity`,
   },
@@ -253,7 +274,7 @@ const METRICS = [
     sub: (r) => undefinedReason(r, "profit_factor") || "gross profit ÷ gross loss",
   },
   {
-    label: "Expectancy", name: "expectancy", value: (r) => fmtMoney(value(r, "expectancy")),
+    label: "Expectancy", name: "expectancy", value: (r) => fmtAmount(value(r, "expectancy"), currency),
     cls: (r) => signClass(value(r, "expectancy")), sub: () => "mean PnL per trade",
   },
   {
@@ -267,7 +288,7 @@ const METRICS = [
   {
     label: "Max drawdown", name: "max_drawdown", value: (r) => fmtPct(value(r, "max_drawdown"), { ratio: true }),
     cls: (r) => (value(r, "max_drawdown") ? "neg" : ""),
-    sub: (r) => fmtMoney(value(r, "max_drawdown_amount")),
+    sub: (r) => fmtAmount(value(r, "max_drawdown_amount"), currency),
   },
   {
     label: "Avg holding", name: "holding_seconds_mean", value: (r) => fmtDuration(value(r, "holding_seconds_mean")),
@@ -276,14 +297,17 @@ const METRICS = [
   {
     label: "Avg win / loss", name: "average_win",
     value: (r) => `${fmtMoney(value(r, "average_win"))} / ${fmtMoney(value(r, "average_loss"))}`,
-    sub: (r) => `fees paid ${fmtMoney(value(r, "fees_paid"), { signed: false })}`,
+    sub: (r) => `fees paid ${fmtAmount(value(r, "fees_paid"), currency, { signed: false })}`,
   },
 ];
 
 let equityChart = null;
 let periodRequest = 0;
 
-async function loadPerformance(period) {
+let currentPeriod = state.periods[0];
+
+async function loadPerformance(period = currentPeriod) {
+  currentPeriod = period;
   const ticket = ++periodRequest;
   for (const tab of document.querySelectorAll("#period-tabs button")) {
     tab.setAttribute("aria-selected", String(tab.dataset.period === period));
@@ -298,6 +322,7 @@ async function loadPerformance(period) {
     if (ticket !== periodRequest) return;
     renderPerformance(report, equity);
     panel.dataset.period = period;
+    panel.dataset.tradeCount = String(report.trade_count);
   } catch (err) {
     if (ticket !== periodRequest) return;
     $("perf-metrics").replaceChildren(h("div", { class: "panel-empty" }, `Performance unavailable: ${err.message}`));
@@ -320,23 +345,26 @@ function renderPerformance(report, equity) {
   renderTrades("worst-trades", report.worst_trades || []);
   const points = (equity.points || []).map((p) => ({ x: new Date(p.time).getTime(), y: toNumber(p.equity) }))
     .filter((p) => p.y !== null);
-  const series = [{ name: "equity", points, area: true }];
+  // Equity changes only when a trade closes: a step line, held until the window's end or now.
+  const until = win.end ? Math.min(Date.now(), new Date(win.end).getTime()) : Date.now();
+  const series = [{ name: "equity", points, area: true, step: true, extendTo: until }];
   const base = toNumber(equity.start_equity);
   const opts = {
     label: "Equity curve", empty: "No closed trades in this period.",
     yFormat: (v) => v.toLocaleString("en-US", { maximumFractionDigits: 0 }),
-    tipLabel: (p) => `equity ${p.y.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`,
+    tipLabel: (p) => `equity ${fmtAmount(p.y, currency, { signed: false })}`,
     lines: base !== null ? [{ y: base, cls: "baseline" }] : [],
   };
   if (equityChart) equityChart.update(series, opts); else equityChart = lineChart($("equity-chart"), series, opts);
   $("equity-note").textContent = base !== null
-    ? `start ${fmtMoney(base, { signed: false })} → end ${fmtMoney(report.end_equity, { signed: false })}` : "";
+    ? `start ${fmtAmount(base, currency, { signed: false })} → end ${fmtAmount(report.end_equity, currency, { signed: false })}` : "";
 }
 
 function renderTrades(id, trades) {
   const body = $(id).querySelector("tbody");
   if (!trades.length) {
-    body.replaceChildren(h("tr", {}, h("td", { class: "faint", colspan: 5 }, "No trades.")));
+    body.replaceChildren(h("tr", {}, h("td", { class: "faint", colspan: 5 },
+      id === "top-trades" ? "No winning trades." : "No losing trades.")));
     return;
   }
   body.replaceChildren(...trades.slice(0, 5).map((t) => h("tr", {
@@ -344,8 +372,9 @@ function renderTrades(id, trades) {
   },
     h("td", { class: "sym" }, splitSymbol(t.symbol).pair,
       h("span", { class: `trade-side side-${t.side}` }, (t.side || "").toUpperCase())),
-    h("td", { class: "muted nowrap" }, fmtDateTime(t.closed_at).slice(5)),
-    h("td", { class: `num ${signClass(t.pnl)}` }, fmtMoney(t.pnl)),
+    h("td", { class: "muted nowrap hide-phone" }, fmtDateTime(t.closed_at).slice(5)),
+    h("td", { class: `num ${signClass(t.pnl)}`, "data-role": "pnl" }, fmtMoney(t.pnl),
+      currency ? h("span", { class: "unit" }, currency) : null),
     h("td", { class: `num ${signClass(t.pnl_percent)}` }, fmtPct(t.pnl_percent, { signed: true })))));
 }
 
@@ -375,13 +404,46 @@ async function loadExecution() {
   }
 }
 
+// --- the overview and what a closed trade changes -----------------------------------------------------
+
+const closedTrades = new ClosedTrades(state);
+const profitTable = new ProfitTable(state);
+
+let reportsReload = null;
+/** A trade closed (or trades were imported): every figure built from trades is read again. */
+function reloadReports() {
+  clearTimeout(reportsReload);
+  reportsReload = setTimeout(() => Promise.all([
+    loadPerformance(), closedTrades.load(), profitTable.load(), loadStrategies(state, currentPeriod),
+    loadAccounts(state)]), 250);
+}
+
+let accountsReload = null;
+function reloadAccountsSoon() {
+  clearTimeout(accountsReload);
+  accountsReload = setTimeout(() => loadAccounts(state), 500);
+}
+
+async function reloadHalt() {
+  renderHalt(await apiFetch(state.endpoints.halt));
+}
+
+/** Everything the page shows, read again (after a reconnect: events may have been missed). */
+function reloadAll() {
+  return Promise.all([reloadPositions(), reloadAlerts(), reloadHalt(), loadExecution(), loadPerformance(),
+    closedTrades.load(), profitTable.load(), loadStrategies(state, currentPeriod), loadAccounts(state)]);
+}
+
 // --- live wiring --------------------------------------------------------------------------
 
 const handlers = {
   "health.updated": applyHealth,
-  "position.opened": (p) => loadPosition(p.id),
+  "position.opened": (p) => { loadPosition(p.id); reloadAccountsSoon(); },
   "position.state_changed": applyStateChange,
-  "position.closed": (p) => { positions.delete(p.id ?? p.position_id); renderPositions(); },
+  "positions.state_changed": applyBulkStateChange,
+  "position.closed": (p) => { positions.delete(p.id ?? p.position_id); renderPositions(); reloadAccountsSoon(); },
+  "trade.closed": reloadReports,
+  "trades.imported": reloadReports,
   "alert.raised": (p) => applyAlert(p),
   "alert.resolved": (p) => applyAlert(p, { resolved: true }),
   "alert.acknowledged": (p) => applyAlert(p),
@@ -397,21 +459,31 @@ function start() {
   renderHalt(state.halt);
   bindHaltControls(state.endpoints);
   for (const tab of document.querySelectorAll("#period-tabs button")) {
-    tab.addEventListener("click", () => loadPerformance(tab.dataset.period));
+    tab.addEventListener("click", () => {
+      loadPerformance(tab.dataset.period);
+      loadStrategies(state, tab.dataset.period);
+    });
   }
   loadPerformance(state.periods[0]);
+  loadStrategies(state, state.periods[0]);
+  closedTrades.load();
+  profitTable.load();
+  loadAccounts(state);
   loadExecution();
   setInterval(loadExecution, 30000);
   guard.render();
   setInterval(() => guard.reload(), 15000);  // equity and marks move without events
+  setInterval(() => loadAccounts(state), 30000);
   setInterval(() => {
     tickClocks($("positions-body").rows, positions);
     renderNextTimeout();
   }, 1000);
+  const freshness = new Freshness({ reload: reloadAll });
+  const pill = bindLiveStatus($("live-status"));
   const live = new LiveChannel(state.endpoints.live, {
     onEvent: (event, payload) => handlers[event]?.(payload),
-    onStatus: bindLiveStatus($("live-status")),
-    onReconnect: () => Promise.all([reloadPositions(), reloadAlerts(), loadExecution(), guard.reload()]),
+    onStatus: (status, info) => { pill(status, info); freshness.status(status, info); },
+    onReconnect: () => freshness.reloaded(Promise.all([reloadAll(), guard.reload()])),
   });
   live.start();
   window.liveChannel = live;

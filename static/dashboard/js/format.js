@@ -131,3 +131,35 @@ export function fmtAgo(iso, now = Date.now()) {
 export function initialState() {
   return JSON.parse(document.getElementById("initial-state").textContent);
 }
+
+/** Money with its currency: "+1,234.56 USDT" (the currency left out when unknown). */
+export function fmtAmount(value, currency, { signed = true, digits = 2 } = {}) {
+  const text = fmtMoney(value, { signed, digits });
+  return text === "—" || !currency ? text : `${text}${NBSP}${currency}`;
+}
+
+/** A PnL with its percentage: "+22.21 USDT (+0.71 %)". */
+export function fmtProfit(pnl, percent, currency) {
+  const money = fmtAmount(pnl, currency);
+  const pct = toNumber(percent);
+  return pct === null ? money : `${money} (${fmtPct(pct, { signed: true })})`;
+}
+
+/** A span that says how long ago ``iso`` was and keeps saying it (see ``tickAgo``). */
+export function agoNode(iso, { prefix = "", cls = "" } = {}) {
+  const node = document.createElement("span");
+  if (cls) node.className = cls;
+  if (!iso) { node.textContent = "—"; return node; }
+  node.dataset.ago = iso;
+  node.dataset.agoPrefix = prefix;
+  node.title = fmtDateTime(iso);
+  node.textContent = `${prefix}${fmtAgo(iso)}`;
+  return node;
+}
+
+/** Re-render every relative time under ``root`` (called once a second). */
+export function tickAgo(root = document, now = Date.now()) {
+  for (const node of root.querySelectorAll("[data-ago]")) {
+    node.textContent = `${node.dataset.agoPrefix || ""}${fmtAgo(node.dataset.ago, now)}`;
+  }
+}

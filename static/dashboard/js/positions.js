@@ -2,7 +2,7 @@
 // A row is rendered from the API's position JSON; live 'health.updated' entries are merged in.
 
 import {
-  fmtCountdown, fmtDuration, fmtMoney, fmtPrice, fmtQty, h, signClass, splitSymbol, toNumber,
+  fmtCountdown, fmtDuration, fmtMoney, fmtPct, fmtPrice, fmtQty, h, signClass, splitSymbol, toNumber,
 } from "./format.js";
 
 export const COMPONENTS = [
@@ -21,6 +21,14 @@ export function grossPnl(position, mark) {
   return (price - toNumber(position.entry_price)) * toNumber(position.quantity) * direction;
 }
 
+/** Gross unrealised PnL as % of the entry notional, as the API's ``unrealised_pnl_percent``. */
+export function grossPnlPercent(position, mark) {
+  const price = toNumber(mark);
+  const entry = toNumber(position.entry_price);
+  if (price === null || !entry) return null;
+  return ((price - entry) / entry) * 100 * (position.side === "short" ? -1 : 1);
+}
+
 /**
  * Merge a live health entry ({id, score, components, danger_level, state, last_price, ...})
  * into a position. The countdown keeps the deadline the API gave (``timeout_due_at``): it
@@ -31,10 +39,13 @@ export function mergeHealth(position, update) {
   const merged = { ...position };
   if (update.state) merged.state = update.state;
   if (update.score !== undefined) merged.health_score = update.score;
+  // The one danger level (health and state together) comes computed from the server.
   if (update.danger_level !== undefined) merged.danger_level = update.danger_level;
+  if (update.health_danger_level !== undefined) merged.health_danger_level = update.health_danger_level;
   if (update.last_price !== undefined && update.last_price !== null) {
     merged.mark_price = update.last_price;
     merged.unrealised_pnl = grossPnl(position, update.last_price);
+    merged.unrealised_pnl_percent = grossPnlPercent(position, update.last_price);
   }
   if (update.checked_at) merged.health_checked_at = update.checked_at;
   if (update.components || update.score !== undefined) {
@@ -51,15 +62,24 @@ export function mergeHealth(position, update) {
   return merged;
 }
 
+/**
+ * The health score coloured by the one danger level (the server's ``danger_level``: health and
+ * lifecycle state together). A closed position shows its last score greyed, with no level.
+ */
 export function scoreCell(position) {
   const score = toNumber(position.health_score ?? position.health?.score);
-  const level = position.danger_level || position.health?.danger_level || "";
   if (score === null) return h("span", { class: "score none", title: "Not scored yet", "data-role": "score" }, "—");
+  if (position.state === "CLOSED") {
+    return h("span", { class: "score none", title: "Last score before the close", "data-role": "score" }, score.toFixed(1));
+  }
+  const level = position.danger_level || "";
+  const healthLevel = position.health_danger_level ?? position.health?.danger_level ?? "";
   const incomplete = position.health && position.health.data_complete === false;
+  const why = healthLevel && healthLevel !== level ? ` (health alone ${healthLevel}, state ${position.state})` : "";
   return h("span", {
     class: `score ${level}${incomplete ? " incomplete" : ""}`,
-    title: `${level || "unrated"}${incomplete ? " · scored with missing market data" : ""}`,
-    "data-role": "score",
+    title: `${level || "unrated"}${why}${incomplete ? " · scored with missing market data" : ""}`,
+    "data-role": "score", "data-level": level,
   }, score.toFixed(1));
 }
 
@@ -113,11 +133,22 @@ export function ageSeconds(position, now = Date.now()) {
   return (now - new Date(position.opened_at).getTime()) / 1000;
 }
 
-/** One <tr> of the open-positions table. */
-export function positionRow(position, { staff = false, onClose = null } = {}) {
+/** The PnL cell's content: amount, currency and percentage (the API's gross figures). */
+export function pnlContent(pnl, percent, currency) {
+  return [
+    h("span", { "data-role": "upnl" }, fmtMoney(pnl)),
+    currency && toNumber(pnl) !== null ? h("span", { class: "unit" }, currency) : null,
+    h("span", { class: `pct ${signClass(percent)}`, "data-role": "upnl-pct" },
+      toNumber(percent) === null ? "" : fmtPct(percent, { signed: true })),
+  ];
+}
+
+/** One <tr> of the open-positions table (a card on a phone: see dashboard.css). */
+export function positionRow(position, { staff = false, onClose = null, currency = "" } = {}) {
   const upnl = position.unrealised_pnl;
   const secs = countdownSeconds(position);
   const { pair, kind, quote } = splitSymbol(position.symbol);
+  const unit = position.quote_currency || currency || quote;
   const row = h("tr", {
     class: position.danger_level ? `danger-${position.danger_level}` : "",
     dataset: { positionId: String(position.id) },
@@ -127,19 +158,19 @@ export function positionRow(position, { staff = false, onClose = null } = {}) {
     h("span", { class: "sub" },
       h("span", { class: `side-${position.side}` }, position.side.toUpperCase()),
       ` · #${position.id} · ${position.strategy}`)),
-  h("td", { class: "num" }, fmtQty(position.quantity)),
-  h("td", { class: "num" }, fmtPrice(position.entry_price)),
-  h("td", { class: "num", "data-role": "mark" }, fmtPrice(position.mark_price)),
-  h("td", { class: `num ${signClass(upnl)}`, "data-role": "upnl",
-            title: `gross at the mark price, before fees${quote ? ` (${quote})` : ""}` },
-    fmtMoney(upnl)),
-  h("td", { "data-role": "state" }, h("span", { class: `badge ${position.state}` }, position.state)),
-  h("td", { class: "num", "data-role": "age" }, fmtDuration(ageSeconds(position))),
-  h("td", { class: `num countdown ${countdownClass(secs)}`, "data-role": "countdown",
+  h("td", { class: "num hide-phone", "data-label": "Size" }, fmtQty(position.quantity)),
+  h("td", { class: "num hide-phone", "data-label": "Entry" }, fmtPrice(position.entry_price)),
+  h("td", { class: "num", "data-role": "mark", "data-label": "Mark" }, fmtPrice(position.mark_price)),
+  h("td", { class: `num pnl ${signClass(upnl)}`, "data-label": "uPnL",
+            title: `gross at the mark price, before fees${unit ? ` (${unit})` : ""}` },
+    ...pnlContent(upnl, position.unrealised_pnl_percent, unit)),
+  h("td", { "data-role": "state", "data-label": "State" }, h("span", { class: `badge ${position.state}` }, position.state)),
+  h("td", { class: "num hide-phone", "data-role": "age", "data-label": "Age" }, fmtDuration(ageSeconds(position))),
+  h("td", { class: `num countdown ${countdownClass(secs)}`, "data-role": "countdown", "data-label": "Timeout in",
             title: position.timeout_due_at ? `times out at ${new Date(position.timeout_due_at).toLocaleString("en-GB")}` : null },
     position.state === "CLOSING" ? "closing" : fmtCountdown(secs)),
-  h("td", { class: "health" }, scoreCell(position), " ", componentBars(position.health?.components)),
-  staff ? h("td", { class: "num" },
+  h("td", { class: "health", "data-label": "Health" }, scoreCell(position), " ", componentBars(position.health?.components)),
+  staff ? h("td", { class: "num action" },
     position.state === "CLOSING"
       ? h("span", { class: "faint" }, "closing…")
       : h("button", { class: "btn small ghost-danger", type: "button", onclick: () => onClose && onClose(position) },

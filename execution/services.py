@@ -310,7 +310,7 @@ def order_actions_settle(order: Order, *, cancelled: bool = True) -> None:
 
 
 def action_finish(action: Action, state: str, *, result: dict | None = None,
-                   error: str = "") -> bool:
+                  error: str = "") -> bool:
     """running → done/failed (compare-and-set); False if it was already finished."""
     now = timezone.now()
     changed = Action.objects.filter(pk=action.pk, state__in=ActionState.open()).update(
@@ -323,6 +323,7 @@ def action_finish(action: Action, state: str, *, result: dict | None = None,
 
 
 def order_result(order: Order) -> dict[str, Any]:
+    """What an action records of the order that ended it."""
     def text(value):
         return plain(value) if value is not None else None
 

@@ -70,7 +70,6 @@ log = logging.getLogger(__name__)
 Driver = Callable[[Order], Order]
 
 
-
 # --- driving orders --------------------------------------------------------------
 
 def order_advance(order: Order, *, exchange: Exchange | None = None) -> Next:
@@ -368,5 +367,3 @@ def orders_expire_overdue(*, schedule: Callable[[Next], None], now=None,
         if not step.done and step.order.pk != order.pk:
             schedule(step)
     return handled
-
-

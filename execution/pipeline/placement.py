@@ -3,7 +3,6 @@ retry backoff, and refusals before anything is sent."""
 
 from __future__ import annotations
 
-import logging
 from contextlib import nullcontext
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -12,9 +11,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from execution.alerts import (
-    raise_slippage_alert,
-)
+from execution.alerts import raise_slippage_alert
 from execution.exchanges.base import (
     BUY,
     Exchange,
@@ -49,9 +46,6 @@ from tradingsite.errors import ConflictError, DomainError, TradingHalted
 from tradingsite.live_config import OrderExecutionConfig
 from tradingsite.services import ensure_trading_allowed, trading_halted_sql
 from tradingsite.sql import insert_row, update_row
-
-log = logging.getLogger(__name__)
-
 
 
 def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: Decimal,

@@ -72,7 +72,6 @@ log = logging.getLogger(__name__)
 Driver = Callable[[Order], Order]
 
 
-
 # --- driving orders --------------------------------------------------------------
 
 def order_advance(order: Order, *, exchange: Exchange | None = None) -> Next:
@@ -337,7 +336,7 @@ def action_wait_until(action: Action, until: datetime) -> bool:
 
 
 def action_finish(action: Action, state: str, *, result: dict | None = None,
-                   error: str = "") -> bool:
+                  error: str = "") -> bool:
     """running → done/failed (compare-and-set); False if it was already finished."""
     now = timezone.now()
     changed = Action.objects.filter(pk=action.pk, state__in=ActionState.open()).update(
@@ -350,6 +349,7 @@ def action_finish(action: Action, state: str, *, result: dict | None = None,
 
 
 def order_result(order: Order) -> dict[str, Any]:
+    """What an action records of the order that ended it."""
     def text(value):
         return plain(value) if value is not None else None
 
@@ -394,5 +394,3 @@ def orders_expire_overdue(*, schedule: Callable[[Next], None], now=None,
         if not step.done and step.order.pk != order.pk:
             schedule(step)
     return handled
-
-

@@ -74,7 +74,7 @@ def close_action_run(action: Action, drive: Callable[[Order], Order]) -> None:
                 position.refresh_from_db()
                 if position.state == PositionState.CLOSED:
                     action_finish(action, ActionState.DONE,
-                                   result={"position": "already closed"})
+                                  result={"position": "already closed"})
                     return
                 if position.state != PositionState.CLOSING:
                     raise

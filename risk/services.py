@@ -47,7 +47,6 @@ COMPONENT_LABELS = {"time_at_risk": "Time at risk", "drawdown": "Drawdown", "vol
                     "volatility": "Volatility", "profitability": "Profitability"}
 
 
-
 def is_health_alert(kind: str) -> bool:
     """Kinds the check raises and resolves itself (others, e.g. slippage, stay until closed)."""
     return kind in (DANGER_WARNING, DANGER_CRITICAL) or kind.startswith(COLLAPSE_PREFIX)

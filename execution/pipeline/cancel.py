@@ -9,9 +9,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from execution.exchanges import exchange_for
-from execution.exchanges.base import (
-    Exchange,
-)
+from execution.exchanges.base import Exchange
 from execution.exchanges.errors import (
     OrderNotFound,
     RejectedError,
@@ -25,7 +23,6 @@ from execution.pipeline.writes import Next, OrderMoved, S, order_config, order_s
 from tradingsite.live_config import OrderExecutionConfig
 
 log = logging.getLogger(__name__)
-
 
 
 def order_expire(order: Order, *, exchange: Exchange | None = None) -> Next:

@@ -31,7 +31,6 @@ from tradingsite.live_config import OrderExecutionConfig
 log = logging.getLogger(__name__)
 
 
-
 def order_locate(order: Order, exchange: Exchange, *, by_id: bool = True
                  ) -> OrderSnapshot | None:
     """The exchange's view of ``order``: by exchange id, else by client order id (open and

@@ -46,7 +46,6 @@ from tradingsite.sql import update_row
 log = logging.getLogger(__name__)
 
 
-
 def status_from(snapshot: OrderSnapshot, order: Order) -> str:
     if snapshot.status == CLOSED:
         # Bybit's PartiallyFilledCanceled is 'closed' in ccxt: trust the quantities.

@@ -3,7 +3,6 @@ retry backoff, and refusals before anything is sent."""
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,9 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from execution import handlers
-from execution.alerts import (
-    raise_slippage_alert,
-)
+from execution.alerts import raise_slippage_alert
 from execution.exchanges.base import (
     BUY,
     Exchange,
@@ -50,9 +47,6 @@ from tradingsite.errors import ConflictError, DomainError, TradingHalted
 from tradingsite.live_config import OrderExecutionConfig
 from tradingsite.services import ensure_trading_allowed, trading_halted_sql
 from tradingsite.sql import insert_row, update_row
-
-log = logging.getLogger(__name__)
-
 
 
 def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: Decimal,

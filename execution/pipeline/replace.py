@@ -15,7 +15,6 @@ from tradingsite.live_config import OrderExecutionConfig
 log = logging.getLogger(__name__)
 
 
-
 def after_cancel(order: Order, cfg: OrderExecutionConfig, now: datetime) -> Next:
     """Finalise; a timed-out emergency close with quantity left is replaced at market.
 

@@ -3,7 +3,6 @@ when to come back."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -11,9 +10,7 @@ from typing import Any
 from django.utils import timezone
 
 from execution.exchanges import exchange_for
-from execution.exchanges.base import (
-    Exchange,
-)
+from execution.exchanges.base import Exchange
 from execution.exchanges.errors import (
     ExchangeError,
     OrderNotFound,
@@ -36,9 +33,6 @@ from execution.pipeline.writes import (
     poll_delay,
 )
 from tradingsite.live_config import OrderExecutionConfig
-
-log = logging.getLogger(__name__)
-
 
 
 def order_step(order: Order, *, exchange: Exchange | None = None) -> Next:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import uuid
@@ -22,8 +21,6 @@ from tradingsite.errors import ConflictError
 from tradingsite.live_config import OrderExecutionConfig
 from tradingsite.numbers import plain as plain  # the one number format (re-exported)
 from tradingsite.sql import ASYNC_COMMIT, update_row
-
-log = logging.getLogger(__name__)
 
 S = OrderStatus
 PRICE_PLACES = Decimal("1e-10")

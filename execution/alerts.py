@@ -6,7 +6,12 @@
 - ``order_reappeared``: an order declared absent showed up on the exchange later and
   was taken back (CRITICAL);
 - ``fill_unapplied``: an exit fill the position could not take (CRITICAL): the fill
-  stays on the order and the position is marked for reconciliation.
+  stays on the order and the position is marked for reconciliation;
+- ``untracked_position``: the account holds a position the platform does not track
+  (CRITICAL; WARNING once adopted), about ``<account> <symbol>``;
+- ``external_close``: a tracked position the exchange shows flat was closed outside
+  the platform (WARNING);
+- ``position_mismatch``: tracked and exchange quantities differ otherwise (CRITICAL).
 
 The alert itself (one open alert per position and kind, refreshed on repeat, pushed
 live) is ``risk.services.raise_alert``; this only says what execution reports.
@@ -17,12 +22,15 @@ from __future__ import annotations
 from typing import Any
 
 from risk.models import AlertSeverity, RiskAlert
-from risk.services import raise_alert
+from risk.services import raise_alert, resolve_alerts
 
 SLIPPAGE_ALERT = "slippage"
 ORDER_UNKNOWN_ALERT = "order_unknown"
 ORDER_REAPPEARED_ALERT = "order_reappeared"
 FILL_UNAPPLIED_ALERT = "fill_unapplied"
+UNTRACKED_POSITION_ALERT = "untracked_position"
+EXTERNAL_CLOSE_ALERT = "external_close"
+POSITION_MISMATCH_ALERT = "position_mismatch"
 
 
 def raise_slippage_alert(order: Any, *, detail: str) -> RiskAlert:
@@ -41,3 +49,23 @@ def raise_order_alert(order: Any, *, kind: str, message: str, critical: bool = T
         severity=AlertSeverity.CRITICAL if critical else AlertSeverity.WARNING,
         message=f"{order.client_order_id} ({order.purpose} {order.side} {order.symbol}): "
                 f"{message}")
+
+
+def raise_account_alert(*, kind: str, subject: str, message: str, critical: bool = True
+                        ) -> RiskAlert:
+    """An alert about an account's book (no position of ours), one open per kind and subject."""
+    return raise_alert(kind=kind, subject=subject, message=message,
+                       severity=AlertSeverity.CRITICAL if critical else AlertSeverity.WARNING)
+
+
+def resolve_account_alert(*, kind: str, subject: str) -> int:
+    """The condition is gone (e.g. the untracked position was closed): resolve its alert."""
+    return resolve_alerts(list(RiskAlert.objects.filter(
+        position__isnull=True, kind=kind, subject=subject, resolved_at__isnull=True)))
+
+
+def open_account_alert_subjects(kind: str) -> set[str]:
+    """Subjects of the open account alerts of ``kind``."""
+    return set(RiskAlert.objects.filter(position__isnull=True, kind=kind,
+                                        resolved_at__isnull=True).values_list("subject",
+                                                                               flat=True))

@@ -11,3 +11,6 @@ position_closed = Signal()
 # kwargs: position_ids — positions marked for attention that the timeout pass left alone:
 # they are reconciled with the exchange (by whoever listens) before any close is queued.
 positions_need_reconcile = Signal()
+# kwargs: account_id, symbols, at — fresh marks were written on the account's held positions
+# (``lifecycle.external.positions_mark``): the risk monitor recomputes the danger.
+positions_marked = Signal()

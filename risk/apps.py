@@ -9,10 +9,16 @@ class RiskConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from lifecycle.models import Strategy
-        from lifecycle.signals import position_closed
-        from risk.receivers import create_risk_check_row, resolve_alerts_of_closed_position
+        from lifecycle.signals import position_closed, positions_marked
+        from risk.receivers import (
+            create_risk_check_row,
+            recompute_danger_on_marks,
+            resolve_alerts_of_closed_position,
+        )
 
         position_closed.connect(resolve_alerts_of_closed_position,
                                 dispatch_uid="risk.resolve_alerts_of_closed_position")
+        positions_marked.connect(recompute_danger_on_marks,
+                                 dispatch_uid="risk.recompute_danger_on_marks")
         post_save.connect(create_risk_check_row, sender=Strategy,
                           dispatch_uid="risk.create_risk_check_row")

@@ -70,18 +70,20 @@ class RiskCheckResult:
 # --- alerts ---------------------------------------------------------------------------
 
 def raise_alert(*, position: Position | None = None, kind: str, severity: str,
-                message: str) -> RiskAlert:
+                message: str, subject: str = "") -> RiskAlert:
     """Open an alert, or refresh the open one of the same position and kind.
 
     A repeat updates ``last_seen``, ``occurrences``, the message and the severity;
     ``alert.raised`` is pushed when the alert is new or its severity changed.
-    Alerts without a position are deduplicated by kind.
+    Alerts without a position are deduplicated by kind and ``subject`` (what the
+    alert is about, e.g. an account and symbol).
     """
     if severity not in AlertSeverity.values:
         raise ValueError(f"severity must be one of {AlertSeverity.values}, got {severity!r}")
     with transaction.atomic():
         alert, changed = _upsert_alert(position_id=position.pk if position else None, kind=kind,
-                                       severity=severity, message=message, now=timezone.now())
+                                       severity=severity, message=message, now=timezone.now(),
+                                       subject=subject)
         alert.symbol = position.symbol if position else None
         if changed:
             broadcast("alert.raised", alert_payload(alert))
@@ -89,17 +91,18 @@ def raise_alert(*, position: Position | None = None, kind: str, severity: str,
 
 
 def _upsert_alert(*, position_id: int | None, kind: str, severity: str, message: str,
-                  now: datetime) -> tuple[RiskAlert, bool]:
-    """The open alert of (position, kind), created or refreshed; True if new or re-graded."""
+                  now: datetime, subject: str = "") -> tuple[RiskAlert, bool]:
+    """The open alert of (position, kind, subject), created or refreshed; True if new or
+    re-graded."""
     open_alert = RiskAlert.objects.select_for_update().filter(
-        position_id=position_id, kind=kind, resolved_at__isnull=True)
+        position_id=position_id, kind=kind, subject=subject[:160], resolved_at__isnull=True)
     alert = open_alert.first()
     if alert is None:
         try:
             with transaction.atomic():
                 return RiskAlert.objects.create(
-                    position_id=position_id, kind=kind[:64], severity=severity, message=message,
-                    first_seen=now, last_seen=now), True
+                    position_id=position_id, kind=kind[:64], subject=subject[:160],
+                    severity=severity, message=message, first_seen=now, last_seen=now), True
         except IntegrityError:
             alert = open_alert.get()
     regraded = alert.severity != severity

@@ -35,6 +35,14 @@ STATE_DIR = Path(env_str("STATE_DIR", str(BASE_DIR / "var" / "state")))
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 
 
+# DEBUG first: of two mistakes in a production environment it is the dangerous one.
+DEBUG = env_bool("DEBUG", False)
+if PRODUCTION and DEBUG:
+    # A debug page shows settings, source and local variables to whoever triggers an error.
+    raise SettingsError("DEBUG: must be off when TRADING_ENV=production (unset DEBUG or set "
+                        "DEBUG=0)")
+
+
 def _secret_key() -> str:
     key = env_str("SECRET_KEY")
     if key:
@@ -56,11 +64,6 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
-DEBUG = env_bool("DEBUG", False)
-if PRODUCTION and DEBUG:
-    # A debug page shows settings, source and local variables to whoever triggers an error.
-    raise SettingsError("DEBUG: must be off when TRADING_ENV=production (unset DEBUG or set "
-                        "DEBUG=0)")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 

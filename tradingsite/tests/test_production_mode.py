@@ -67,6 +67,14 @@ def test_production_with_debug_refuses_to_start_naming_debug(tmp_path):
     assert result.stdout == ""
 
 
+def test_production_with_debug_and_no_secret_key_names_debug_first(tmp_path):
+    result = _manage(tmp_path, "check", TRADING_ENV="production", DEBUG="1")
+    assert result.returncode == 1
+    assert result.stderr == ("configuration error: DEBUG: must be off when "
+                             "TRADING_ENV=production (unset DEBUG or set DEBUG=0)\n")
+    assert not (tmp_path / "secret_key").exists()
+
+
 def test_production_without_secret_key_is_one_line_without_traceback(tmp_path):
     result = _manage(tmp_path, "check", TRADING_ENV="production")
     assert result.returncode == 1

@@ -27,3 +27,10 @@ def compare_book(sender: Any = None, *, account: Any, positions: list, read_at: 
 
     return book_reconcile(account=account, positions=positions, read_at=read_at,
                           exchange=exchange)
+
+
+def wake_deadline_schedulers(sender: Any = None, **kwargs: Any) -> None:
+    """A position opened, or a strategy's limits changed: the next deadline may be sooner."""
+    from lifecycle.deadlines import deadlines_changed
+
+    deadlines_changed()

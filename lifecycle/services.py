@@ -387,9 +387,13 @@ def state_for_holding_time(position: Position, now: datetime | None = None) -> s
 
 def position_close_failed(position: Position, *, reason: str, actor: str) -> Position:
     """CLOSING → OPEN/WARNING/CRITICAL after a close order failed for good."""
-    return position_transition(position, to_state=state_for_holding_time(position),
-                               reason=f"close failed: {reason}", actor=actor,
-                               close_reason="", close_requested_by="", closing_at=None)
+    from lifecycle.deadlines import deadlines_changed
+
+    moved = position_transition(position, to_state=state_for_holding_time(position),
+                                reason=f"close failed: {reason}", actor=actor,
+                                close_reason="", close_requested_by="", closing_at=None)
+    deadlines_changed()  # held again: its deadlines count
+    return moved
 
 
 def position_apply_close_fill(position: Position, *, fill_key: str, quantity: Decimal,

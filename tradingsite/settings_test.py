@@ -13,3 +13,4 @@ STATE_DIR = VAR_DIR / "tests" / "state"
 PLATFORM_STARTUP_HOOKS: list[str] = []
 PLATFORM_SHUTDOWN_HOOKS: list[str] = []
 PLATFORM_STOP_CHECKS: list[str] = []
+PLATFORM_SERVICES: list[str] = []

@@ -13,6 +13,19 @@ the exchange acted (``*_after_accept``: the order exists, the answer is lost);
 listing that does not show the order yet, ``times`` lookups in a row); ``delayed``
 (the request is processed only after ``hold_seconds``, when the client has given up;
 ``delayed_processed`` is set then).
+
+The account has a position book (``state.positions``, starting with the recorded
+LTC position; ``clear_positions()`` empties it) moved by every fill, and its
+executions (``v5/execution/list``). ``fill_order`` fills a resting order and
+``trade_elsewhere`` places and fills an order nobody on the platform sent (a trade
+by hand, another bot).
+
+Websockets (Bybit v5, on the same port): ``/v5/public/linear`` (``tickers.<id>``)
+and ``/v5/private`` (the ``auth`` op — ``HMAC-SHA256(secret, "GET/realtime" +
+expires)`` —, then ``order``, ``execution`` and ``position``); ``ping`` is answered.
+Every fill, cancel and price change is pushed to the subscribers. ``drop_streams``
+closes every websocket and refuses new ones until ``resume_streams``: what happens
+meanwhile is never sent (Bybit has no backfill either).
 """
 
 from __future__ import annotations
@@ -22,14 +35,19 @@ import hashlib
 import hmac
 import itertools
 import json
+import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from websockets.frames import Opcode
+from websockets.server import ServerProtocol
 
 DATA = Path(__file__).resolve().parent / "data"
 FEE_RATE = Decimal("0.00055")
@@ -78,6 +96,43 @@ class EmulatorState:
     faults: list[Fault] = field(default_factory=list)
     requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     fill_market_orders: bool = True
+    # symbol id → {"size": signed Decimal, "avgPrice": Decimal, "createdTime": ms}
+    positions: dict[str, dict[str, Any]] = field(default_factory=lambda: {
+        "LTCUSDT": {"size": Decimal("1.2"), "avgPrice": Decimal("64.59947917"),
+                    "createdTime": 1677168085779}})
+    executions: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Socket:
+    """One websocket connection (sans-I/O protocol over the handler's socket)."""
+
+    def __init__(self, sock: socket.socket, protocol: ServerProtocol, kind: str):
+        self.sock, self.protocol, self.kind = sock, protocol, kind
+        self.topics: set[str] = set()
+        self.authenticated = False
+        self.lock = threading.Lock()
+        self.conn_id = uuid.uuid4().hex[:20]
+
+    def flush(self) -> None:
+        with self.lock:
+            data = b"".join(self.protocol.data_to_send())
+            if data:
+                self.sock.sendall(data)
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            with self.lock:
+                self.protocol.send_text(json.dumps(message).encode())
+                data = b"".join(self.protocol.data_to_send())
+                self.sock.sendall(data)
+        except OSError:
+            pass  # the client went away; its handler thread ends the connection
+
+    def drop(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 class BybitEmulator:
@@ -99,6 +154,9 @@ class BybitEmulator:
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self._sockets: list[_Socket] = []
+        self.streams_down = False
+        self.ws_messages: list[dict[str, Any]] = []  # what clients sent over websockets
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -115,8 +173,13 @@ class BybitEmulator:
 
     def stop(self) -> None:
         self._release.set()
+        self.drop_streams()
         self._server.shutdown()
         self._server.server_close()
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.base_url[len("http"):]
 
     def __enter__(self) -> BybitEmulator:
         return self.start()
@@ -131,6 +194,44 @@ class BybitEmulator:
         with self._lock:
             self.state = EmulatorState()
             self._ids = itertools.count(1)
+            self.ws_messages = []
+        self.resume_streams()
+
+    def clear_positions(self) -> None:
+        with self._lock:
+            self.state.positions.clear()
+
+    def drop_streams(self) -> None:
+        """Every websocket drops; none is accepted until ``resume_streams``."""
+        with self._lock:
+            self.streams_down = True
+            sockets, self._sockets = self._sockets, []
+        for ws in sockets:
+            ws.drop()
+
+    def resume_streams(self) -> None:
+        with self._lock:
+            self.streams_down = False
+
+    def stream_clients(self, kind: str = "private") -> int:
+        with self._lock:
+            return sum(1 for ws in self._sockets if ws.kind == kind and (
+                ws.authenticated or kind == "public"))
+
+    def fill_order(self, order_id: str, price: Decimal | None = None) -> None:
+        """A resting order fills (the market crossed it), at its limit price by default."""
+        with self._lock:
+            row = self.state.orders[order_id]
+            left = Decimal(row["qty"]) - Decimal(row["cumExecQty"])
+            self._fill(row, left, Decimal(price or row["price"]))
+        self._push_fill(row)
+
+    def trade_elsewhere(self, symbol_id: str, side: str, qty: str) -> str:
+        """A market order placed by someone else on the account: filled at once."""
+        answer = self._route("POST", "v5/order/create", {
+            "category": "linear", "symbol": symbol_id, "side": side, "orderType": "Market",
+            "qty": qty})
+        return answer["result"]["orderId"]
 
     def fail_next(self, path: str, kind: str, *, code: int = 0, message: str = "",
                   times: int = 1) -> None:
@@ -140,6 +241,10 @@ class BybitEmulator:
     def set_price(self, symbol_id: str, price: Decimal) -> None:
         with self._lock:
             self.state.prices[symbol_id] = Decimal(price)
+            ticker = self._ticker_row(symbol_id)
+        self._push("public", f"tickers.{symbol_id}", {
+            "topic": f"tickers.{symbol_id}", "type": "snapshot", "data": ticker, "cs": 1,
+            "ts": _ms()})
 
     def orders_with_link_id(self, link_id: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -170,6 +275,9 @@ class BybitEmulator:
                 return
 
             def do_GET(self) -> None:
+                if self.headers.get("Upgrade", "").lower() == "websocket":
+                    emulator._websocket(self)
+                    return
                 self._serve("GET")
 
             def do_POST(self) -> None:
@@ -275,6 +383,7 @@ class BybitEmulator:
             "v5/order/cancel": self._cancel,
             "v5/account/wallet-balance": self._balance,
             "v5/position/list": self._positions,
+            "v5/execution/list": self._executions,
         }.get(path)
         if handler is None:
             return {"retCode": 10001, "retMsg": f"unknown path {path}", "result": {},
@@ -290,14 +399,18 @@ class BybitEmulator:
         mid = self.state.prices[symbol]
         return mid - Decimal("0.5"), mid + Decimal("0.5")
 
-    def _tickers(self, params: dict[str, Any]) -> dict[str, Any]:
-        symbol = params.get("symbol", "BTCUSDT")
+    def _ticker_row(self, symbol: str) -> dict[str, Any]:
         row = copy.deepcopy(self._recorded["methods"]["fetchTicker"][0]["httpResponse"]
                             ["result"]["list"][0])
         bid, ask = self._touch(symbol)
-        row.update(symbol=symbol, lastPrice=str(self.state.prices[symbol]), bid1Price=str(bid),
+        price = str(self.state.prices[symbol])
+        row.update(symbol=symbol, lastPrice=price, markPrice=price, bid1Price=str(bid),
                    ask1Price=str(ask))
-        return _ok({"category": "linear", "list": [row]})
+        return row
+
+    def _tickers(self, params: dict[str, Any]) -> dict[str, Any]:
+        symbols = [params["symbol"]] if params.get("symbol") else sorted(self.state.prices)
+        return _ok({"category": "linear", "list": [self._ticker_row(s) for s in symbols]})
 
     def _orderbook(self, params: dict[str, Any]) -> dict[str, Any]:
         symbol = params["symbol"]
@@ -345,13 +458,73 @@ class BybitEmulator:
             self.state.by_link_id[link_id] = order_id
         if params["orderType"] == "Market" and self.state.fill_market_orders:
             bid, ask = self._touch(params["symbol"])
-            price = ask if params["side"] == "Buy" else bid
-            qty = Decimal(params["qty"])
-            row.update(orderStatus="Filled", cumExecQty=params["qty"], leavesQty="0",
-                       avgPrice=str(price), cumExecValue=str(qty * price),
-                       cumExecFee=str(qty * price * FEE_RATE), leavesValue="0",
-                       cumFeeDetail={"USDT": str(qty * price * FEE_RATE)})
+            self._fill(row, Decimal(params["qty"]), ask if params["side"] == "Buy" else bid)
+            threading.Thread(target=self._push_fill, args=(copy.deepcopy(row),),
+                             daemon=True).start()  # after the answer, like the exchange
+        else:
+            threading.Thread(target=self._push, args=(
+                "private", "order", self._private("order", [copy.deepcopy(row)])),
+                daemon=True).start()
         return _ok({"orderId": order_id, "orderLinkId": link_id})
+
+    def _fill(self, row: dict[str, Any], qty: Decimal, price: Decimal) -> None:
+        """Fill ``qty`` of an order at ``price``: the order, an execution, the position book."""
+        filled = Decimal(row["cumExecQty"]) + qty
+        value = Decimal(row["cumExecValue"] or "0") + qty * price
+        fee = Decimal(row["cumExecFee"] or "0") + qty * price * FEE_RATE
+        done = filled >= Decimal(row["qty"])
+        row.update(orderStatus="Filled" if done else "PartiallyFilled", cumExecQty=str(filled),
+                   leavesQty=str(Decimal(row["qty"]) - filled), avgPrice=str(value / filled),
+                   cumExecValue=str(value), cumExecFee=str(fee), updatedTime=str(_ms()),
+                   leavesValue="0" if done else row["leavesValue"],
+                   cumFeeDetail={"USDT": str(fee)})
+        self.state.executions.append({
+            "symbol": row["symbol"], "orderId": row["orderId"],
+            "orderLinkId": row["orderLinkId"], "side": row["side"], "orderPrice": row["price"],
+            "orderQty": row["qty"], "leavesQty": row["leavesQty"], "orderType": row["orderType"],
+            "stopOrderType": "", "execFee": str(qty * price * FEE_RATE),
+            "execId": str(uuid.uuid4()), "execPrice": str(price), "execQty": str(qty),
+            "execType": "Trade", "execValue": str(qty * price), "execTime": str(_ms()),
+            "isMaker": row["orderType"] != "Market", "feeRate": str(FEE_RATE),
+            "tradeIv": "", "markIv": "", "markPrice": str(price), "indexPrice": "",
+            "underlyingPrice": "", "blockTradeId": "", "closedSize": "", "seq": 1})
+        book = self.state.positions.setdefault(row["symbol"], {
+            "size": Decimal(0), "avgPrice": Decimal(0), "createdTime": 0})
+        signed = qty if row["side"] == "Buy" else -qty
+        size = book["size"]
+        if size and (size > 0) != (signed > 0):  # reduces (or flips) the position
+            closing = min(abs(signed), abs(size))
+            size += closing if size < 0 else -closing
+            signed += -closing if signed > 0 else closing
+        if signed:
+            book["avgPrice"] = (abs(size) * book["avgPrice"] + abs(signed) * price) / (
+                abs(size) + abs(signed))
+            if not size:
+                book["createdTime"] = _ms()
+            size += signed
+        book["size"] = size
+        if not size:
+            book.update(avgPrice=Decimal(0), createdTime=0)
+
+    def _push_fill(self, row: dict[str, Any]) -> None:
+        """What Bybit pushes after a fill: the order, the execution, the position."""
+        with self._lock:
+            execution = copy.deepcopy(self.state.executions[-1])
+            position = self._position_row(row["symbol"])
+        self._push("private", "order", self._private("order", [row]))
+        self._push("private", "execution", self._private("execution", [execution]))
+        self._push("private", "position", self._private("position", [position]))
+
+    @staticmethod
+    def _private(topic: str, data: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"id": uuid.uuid4().hex, "topic": topic, "creationTime": _ms(),
+                "data": [{**row, "category": "linear"} for row in data]}
+
+    def _push(self, kind: str, topic: str, message: dict[str, Any]) -> None:
+        with self._lock:
+            targets = [ws for ws in self._sockets if ws.kind == kind and topic in ws.topics]
+        for ws in targets:
+            ws.send(message)
 
     def _matching(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         rows = list(self.state.orders.values())
@@ -382,15 +555,117 @@ class BybitEmulator:
             return {"retCode": 110001, "retMsg": "order not exists or too late to cancel",
                     "result": {}, "retExtInfo": {}, "time": _ms()}
         rows[0].update(orderStatus="Cancelled", updatedTime=str(_ms()))
+        threading.Thread(target=self._push, args=(
+            "private", "order", self._private("order", [copy.deepcopy(rows[0])])),
+            daemon=True).start()
         return _ok({"orderId": rows[0]["orderId"], "orderLinkId": rows[0]["orderLinkId"]})
 
     def _balance(self, params: dict[str, Any]) -> dict[str, Any]:
         return _ok(copy.deepcopy(self._recorded["methods"]["fetchBalance"][0]["httpResponse"]
                                  ["result"]))
 
+    def _position_row(self, symbol: str) -> dict[str, Any]:
+        """One symbol of the book in the recorded ``v5/position/list`` shape (size 0: flat)."""
+        row = copy.deepcopy(self._recorded["methods"]["fetchPositions"][0]["httpResponse"]
+                            ["result"]["list"][0])
+        book = self.state.positions.get(symbol, {"size": Decimal(0), "avgPrice": Decimal(0),
+                                                 "createdTime": 0})
+        size, mark = book["size"], self.state.prices.get(symbol, Decimal(0))
+        row.update(symbol=symbol, side="Buy" if size > 0 else "Sell" if size < 0 else "",
+                   size=str(abs(size)), avgPrice=str(book["avgPrice"]), markPrice=str(mark),
+                   positionValue=str(abs(size) * book["avgPrice"]),
+                   unrealisedPnl=str((mark - book["avgPrice"]) * size) if size else "0",
+                   createdTime=str(book["createdTime"]), updatedTime=str(_ms()))
+        return row
+
     def _positions(self, params: dict[str, Any]) -> dict[str, Any]:
-        return _ok(copy.deepcopy(self._recorded["methods"]["fetchPositions"][0]["httpResponse"]
-                                 ["result"]))
+        rows = [self._position_row(symbol) for symbol, book in sorted(
+            self.state.positions.items()) if book["size"] and (
+            not params.get("symbol") or params["symbol"] == symbol)]
+        return _ok({"category": "linear", "list": rows, "nextPageCursor": ""})
+
+    def _executions(self, params: dict[str, Any]) -> dict[str, Any]:
+        since = int(params.get("startTime") or 0)
+        rows = [e for e in reversed(self.state.executions)  # newest first, like Bybit
+                if (not params.get("symbol") or e["symbol"] == params["symbol"])
+                and int(e["execTime"]) >= since]
+        return _ok({"category": "linear", "list": copy.deepcopy(rows), "nextPageCursor": ""})
+
+    # --- websockets ------------------------------------------------------------------------
+
+    def _websocket(self, handler: BaseHTTPRequestHandler) -> None:
+        """Serve one websocket on the handler's connection until it closes."""
+        path = urlsplit(handler.path).path
+        kind = {"/v5/public/linear": "public", "/v5/private": "private"}.get(path)
+        handler.close_connection = True
+        protocol = ServerProtocol()
+        # The HTTP server parsed the handshake already: hand it to the protocol as it came.
+        head = "".join(f"{name}: {value}\r\n" for name, value in handler.headers.items())
+        protocol.receive_data(handler.raw_requestline + head.encode("latin-1") + b"\r\n")
+        [request] = protocol.events_received()
+        if kind is None or self.streams_down:
+            response = protocol.reject(503 if kind else 404, "unavailable\n")
+        else:
+            response = protocol.accept(request)
+        protocol.send_response(response)
+        ws = _Socket(handler.connection, protocol, kind or "")
+        ws.flush()
+        if response.status_code != 101:
+            return
+        with self._lock:
+            self._sockets.append(ws)
+        try:
+            while True:
+                try:
+                    data = ws.sock.recv(65536)
+                except OSError:
+                    break
+                if not data:
+                    protocol.receive_eof()
+                    break
+                protocol.receive_data(data)
+                for frame in protocol.events_received():
+                    if frame.opcode == Opcode.TEXT:
+                        self._ws_message(ws, json.loads(frame.data))
+                ws.flush()  # pongs and close frames the protocol queued
+        finally:
+            with self._lock:
+                if ws in self._sockets:
+                    self._sockets.remove(ws)
+
+    def _ws_message(self, ws: _Socket, message: dict[str, Any]) -> None:
+        with self._lock:
+            self.ws_messages.append(message)
+        op, req_id = message.get("op"), message.get("req_id")
+        if op == "ping":
+            ws.send({"success": True, "ret_msg": "pong", "conn_id": ws.conn_id,
+                     "req_id": req_id, "op": "ping"})
+        elif op == "auth":
+            key, expires, sign = (message.get("args") or [None, None, None])[:3]
+            expected = hmac.new(self.api_secret.encode(), f"GET/realtime{expires}".encode(),
+                                hashlib.sha256).hexdigest()
+            ws.authenticated = key == self.api_key and hmac.compare_digest(expected,
+                                                                           str(sign or ""))
+            answer = {"success": ws.authenticated, "ret_msg": "", "op": "auth",
+                      "conn_id": ws.conn_id}
+            if not ws.authenticated:  # Bybit names the request it refuses
+                answer.update(ret_msg="error:USVC1111", request={"op": "auth",
+                                                                 "args": message.get("args")})
+            ws.send(answer)
+        elif op == "subscribe":
+            topics = [str(t) for t in message.get("args") or []]
+            allowed = ws.kind == "public" or ws.authenticated
+            if allowed:
+                ws.topics.update(topics)
+            ws.send({"success": allowed, "ret_msg": "" if allowed else "Request not authorized",
+                     "conn_id": ws.conn_id, "req_id": req_id, "op": "subscribe"})
+            for topic in topics if allowed and ws.kind == "public" else []:
+                symbol = topic.split(".", 1)[-1]
+                with self._lock:
+                    ticker = self._ticker_row(symbol) if symbol in self.state.prices else None
+                if ticker:
+                    ws.send({"topic": topic, "type": "snapshot", "data": ticker, "cs": 1,
+                             "ts": _ms()})
 
 
 def _ok(result: dict[str, Any]) -> dict[str, Any]:

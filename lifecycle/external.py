@@ -96,7 +96,8 @@ def positions_mark(*, account_id: int, marks: dict[str, Decimal], at: datetime) 
         symbol__in=list(marks)).update(
         last_price=price, last_price_at=at, peak_price=Greatest("peak_price", price),
         trough_price=Least("trough_price", price))
-    send_now("positions.marked", {"account": account_id, "at": at,
+    name = ExchangeAccount.objects.filter(pk=account_id).values_list("name", flat=True).first()
+    send_now("positions.marked", {"account": account_id, "account_name": name, "at": at,
                                   "marks": {symbol: str(mark) for symbol, mark
                                             in sorted(marks.items())}})
     if updated:

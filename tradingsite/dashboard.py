@@ -44,6 +44,8 @@ def endpoints() -> dict[str, str]:
         "performance": reverse("analytics-performance"),
         "equity": reverse("analytics-equity"),
         "execution": reverse("analytics-execution"),
+        "accounts": reverse("execution-accounts"),
+        "exposure": reverse("analytics-exposure"),
         "live": "/ws/health/",
     }
 

@@ -7,6 +7,7 @@ import {
   fmtAgo, fmtCountdown, fmtDateTime, fmtDuration, fmtMoney, fmtPct, fmtQty, fmtRatio, fmtTime, h,
   initialState, signClass, splitSymbol, toNumber,
 } from "./format.js";
+import { applyHealthMarks, applyMarks, startAccounts } from "./accounts.js";
 import { bindHaltControls, renderHalt } from "./halt.js";
 import { bindLiveStatus, LiveChannel } from "./live.js";
 import { countdownSeconds, mergeHealth, positionRow, tickClocks } from "./positions.js";
@@ -378,6 +379,8 @@ const handlers = {
   "alert.acknowledged": (p) => applyAlert(p),
   "trading.halted": renderHalt,
   "trading.resumed": renderHalt,
+  "positions.marked": (p) => { if (applyMarks(positions, p)) renderPositions(); },
+  "health.marked": (p) => { if (applyHealthMarks(positions, p)) renderPositions(); },
 };
 
 function start() {
@@ -391,6 +394,7 @@ function start() {
   loadPerformance(state.periods[0]);
   loadExecution();
   setInterval(loadExecution, 30000);
+  startAccounts();
   setInterval(() => {
     tickClocks($("positions-body").rows, positions);
     renderNextTimeout();

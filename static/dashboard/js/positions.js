@@ -2,7 +2,7 @@
 // A row is rendered from the API's position JSON; live 'health.updated' entries are merged in.
 
 import {
-  fmtCountdown, fmtDuration, fmtMoney, fmtPrice, fmtQty, h, signClass, splitSymbol, toNumber,
+  fmtAgo, fmtCountdown, fmtDuration, fmtMoney, fmtPrice, fmtQty, h, signClass, splitSymbol, toNumber,
 } from "./format.js";
 
 export const COMPONENTS = [
@@ -129,7 +129,10 @@ export function positionRow(position, { staff = false, onClose = null } = {}) {
       ` · #${position.id} · ${position.strategy}`)),
   h("td", { class: "num" }, fmtQty(position.quantity)),
   h("td", { class: "num" }, fmtPrice(position.entry_price)),
-  h("td", { class: "num", "data-role": "mark" }, fmtPrice(position.mark_price)),
+  h("td", { class: `num${position.mark_stale ? " stale" : ""}`, "data-role": "mark",
+            title: position.mark_price_at ? `mark read ${fmtAgo(position.mark_price_at)}${position.mark_stale ? " (stale)" : ""}` : "no mark yet" },
+    fmtPrice(position.mark_price),
+    position.mark_price_at ? h("span", { class: "sub", "data-role": "mark-age" }, fmtAgo(position.mark_price_at)) : null),
   h("td", { class: `num ${signClass(upnl)}`, "data-role": "upnl",
             title: `gross at the mark price, before fees${quote ? ` (${quote})` : ""}` },
     fmtMoney(upnl)),

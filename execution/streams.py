@@ -250,15 +250,19 @@ def account_reconcile(account: ExchangeAccount, exchange: Exchange, *,
             balances=report.balances, balances_at=timezone.now())
     except ExchangeError as exc:
         report.errors.append(f"balances: {exc}")
-    if positions and not isinstance(exchange, PaperExchange):
+    if positions:
         report.positions = account_positions_check(account, exchange)
-    elif positions:
-        report.positions = {"skipped": "paper book: lives in this process, not compared"}
     return report
 
 
 def account_positions_check(account: ExchangeAccount, exchange: Exchange) -> dict[str, Any]:
-    """Read the account's whole position book and hand it to the position layers."""
+    """Read the account's whole position book and hand it to the position layers.
+
+    Not for a paper book: it lives in this process's memory and holds only what was
+    traded since the process started, not the positions supervised before.
+    """
+    if isinstance(exchange, PaperExchange):
+        return {"skipped": "paper book: lives in this process, not compared"}
     read_at = timezone.now()
     try:
         book = exchange_positions(account, exchange)

@@ -295,3 +295,20 @@ def test_two_processes_one_owner_and_the_survivor_takes_over(account, owners):
     assert sync.wait_for(lambda: sync.reconciles >= 1, WAIT)
     row = AccountStream.objects.get(account=account)
     assert (row.owner, row.takeovers) == ("host-b:2:b", 2)
+
+
+@pytest.mark.django_db
+def test_a_paper_book_is_never_compared_with_the_supervised_positions(strategy, account):
+    """It lives in this process and misses what was supervised before it started: comparing
+    would close every such position as 'external'."""
+    from execution.streams import account_positions_check
+
+    position = position_open(strategy=strategy, symbol=BTC, side="long",
+                             quantity=Decimal("0.5"), entry_price=Decimal("50000"))
+    paper = paper_exchange_for(account)
+    paper.trade_elsewhere(ETH, "buy", Decimal("1"))  # the book moves: position events
+    assert account_positions_check(account, paper) == {
+        "skipped": "paper book: lives in this process, not compared"}
+    assert account_reconcile(account, paper).positions == {
+        "skipped": "paper book: lives in this process, not compared"}
+    assert fetch(Position, position.pk).state == PositionState.OPEN

@@ -1,5 +1,7 @@
 """Settings for the test suite: the environment-driven settings, made fast and hermetic."""
 
+import os
+
 from tradingsite.settings import *
 from tradingsite.settings import VAR_DIR
 
@@ -13,4 +15,6 @@ STATE_DIR = VAR_DIR / "tests" / "state"
 PLATFORM_STARTUP_HOOKS: list[str] = []
 PLATFORM_SHUTDOWN_HOOKS: list[str] = []
 PLATFORM_STOP_CHECKS: list[str] = []
-PLATFORM_SERVICES: list[str] = []
+# None in-process; a test starting real processes may name some (comma-separated).
+PLATFORM_SERVICES: list[str] = [name for name in os.environ.get(
+    "TEST_PLATFORM_SERVICES", "").split(",") if name]

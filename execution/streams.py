@@ -54,7 +54,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import close_old_connections, connections
+from django.db import DatabaseError, close_old_connections, connections
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -126,9 +126,17 @@ def stream_lease_release(account_id: int, owner: str) -> None:
 
 
 def stream_status_update(account_id: int, owner: str, **fields: Any) -> bool:
-    """Write status fields, only while ``owner`` holds the account."""
-    return AccountStream.objects.filter(account_id=account_id, owner=owner).update(
-        **fields, updated_at=timezone.now()) == 1
+    """Write status fields, only while ``owner`` holds the account.
+
+    The status is what the operator reads, not what trading relies on: a database
+    hiccup here is logged and the owner carries on (False).
+    """
+    try:
+        return AccountStream.objects.filter(account_id=account_id, owner=owner).update(
+            **fields, updated_at=timezone.now()) == 1
+    except DatabaseError:
+        log.warning("account %s: stream status not written", account_id, exc_info=True)
+        return False
 
 
 # --- what the exchange says about one of our orders --------------------------------------------
@@ -583,11 +591,8 @@ class AccountSync:
                                 else {}))
 
     def _record_error(self, message: str) -> None:
-        try:
-            stream_status_update(self.account_id, self.owner, last_error=message[:2000],
-                                 last_error_at=timezone.now())
-        except Exception:
-            log.exception("account %s: error not recorded", self.account_id)
+        stream_status_update(self.account_id, self.owner, last_error=message[:2000],
+                             last_error_at=timezone.now())
 
     # -- the event loop thread --------------------------------------------------------------
     def _post(self, kind: str, payload: Any = None) -> None:

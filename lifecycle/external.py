@@ -211,24 +211,24 @@ def _closed_elsewhere(account: ExchangeAccount, positions: list[Position], excha
                       read_at: datetime, subject: str) -> str:
     """Tracked positions the exchange shows flat: closed ``external`` at the exchange's exit."""
     closed = []
-    own = set(Order.objects.filter(account=account, symbol=positions[0].symbol).values_list(
-        "client_order_id", flat=True))
     try:
-        trades = [t for t in exchange.fetch_my_trades(positions[0].symbol,
-                                                      since=positions[0].opened_at)
-                  if t.client_order_id not in own]
+        listed = exchange.fetch_my_trades(positions[0].symbol, since=positions[0].opened_at)
     except (ExchangeError, NotImplementedError) as exc:
         log.warning("account %s: trades of %s not read (%s): exits at the last mark",
                     account.name, positions[0].symbol, exc)
-        trades = []
+        listed = []
+    own = set(Order.objects.filter(account=account, client_order_id__in=[
+        t.client_order_id for t in listed if t.client_order_id]).values_list(
+        "client_order_id", flat=True))
+    left = {t.id: t.amount for t in listed if t.client_order_id not in own}
+    trades = [t for t in listed if t.id in left]
     for position in positions:
         if position.state not in PositionState.holding():
             continue
         exit_side = SELL if position.side == PositionSide.LONG else BUY
-        mine = [t for t in trades if t.side == exit_side and (
+        mine = [t for t in trades if t.side == exit_side and left[t.id] > 0 and (
             t.timestamp is None or t.timestamp >= position.opened_at)]
-        price, fee, at, used = _exit_from_trades(mine, position.quantity)
-        trades = [t for t in trades if t not in used]
+        price, fee, at, used = _exit_from_trades(mine, position.quantity, left)
         source = f"{len(used)} exchange trade(s)" if used else "the last mark (no trade listed)"
         price = price or position.last_price or position.entry_price
         try:
@@ -250,20 +250,25 @@ def _closed_elsewhere(account: ExchangeAccount, positions: list[Position], excha
     return "closed elsewhere: " + (", ".join(closed) or "nothing closed")
 
 
-def _exit_from_trades(trades: list[TradeFill], quantity: Decimal
+def _exit_from_trades(trades: list[TradeFill], quantity: Decimal, left: dict[str, Decimal]
                       ) -> tuple[Decimal | None, Decimal, datetime | None, list[TradeFill]]:
-    """Average price, fees and time of the earliest trades that make up ``quantity``."""
-    left, value, fee, used, at = quantity, Decimal(0), Decimal(0), [], None
+    """Average price, fees and time of the earliest trades that make up ``quantity``;
+    ``left`` (trade id → quantity not yet allocated) is drawn down, so a trade that closed
+    several positions is shared between them."""
+    wanted, value, fee, used, at = quantity, Decimal(0), Decimal(0), [], None
     for trade in trades:
-        if left <= 0:
+        if wanted <= 0:
             break
-        take = min(trade.amount, left)
+        take = min(left[trade.id], wanted)
+        if take <= 0:
+            continue
         value += take * trade.price
         fee += trade.fee * take / trade.amount if trade.amount else Decimal(0)
-        left -= take
+        left[trade.id] -= take
+        wanted -= take
         used.append(trade)
         at = trade.timestamp or at
-    filled = quantity - left
+    filled = quantity - wanted
     if filled <= 0:
         return None, Decimal(0), None, []
     return value / filled, fee.quantize(PRICE_PLACES), at, used

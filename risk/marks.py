@@ -46,6 +46,7 @@ MARK_FIELDS = ("id", "strategy_id", "symbol", "side", "quantity", "entry_price",
                "trough_price", "last_price", "opened_at", "state", "health_score",
                "danger_level")
 HOLDING = frozenset(PositionState.holding())
+PUSH_SCORE_STEP = 1.0
 
 
 @dataclass
@@ -119,10 +120,16 @@ def danger_on_marks(*, account_id: int, at: datetime) -> MarkCheckResult:
             [rows[i]["id"] for i in moved if levels[i] == "CRITICAL"
              and monitored[rows[i]["strategy_id"]].config.risk_monitoring
              .emergency_close_on_critical])
-        broadcast("health.marked", {"account": account_id, "at": at, "positions": [
-            {"position_id": rows[i]["id"], "score": round(float(scores.score[i]), 2),
-             "danger_level": levels[i], "last_price": str(rows[i]["last_price"])}
-            for i in changed]})
+        # Pushed: level changes, and scores that moved by a point or more (a dashboard of
+        # 10,000 positions need not hear every hundredth of a point every second).
+        pushed = [i for i in changed if levels[i] != rows[i]["danger_level"]
+                  or rows[i]["health_score"] is None
+                  or abs(float(rows[i]["health_score"]) - scores.score[i]) >= PUSH_SCORE_STEP]
+        if pushed:
+            broadcast("health.marked", {"account": account_id, "at": at, "positions": [
+                {"position_id": rows[i]["id"], "score": round(float(scores.score[i]), 2),
+                 "danger_level": levels[i], "last_price": str(rows[i]["last_price"])}
+                for i in pushed]})
     result.changed = len(changed)
     result.duration_ms = (time.perf_counter() - started) * 1000
     if result.closes_requested:

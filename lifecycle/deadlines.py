@@ -94,6 +94,7 @@ class DeadlineScheduler:
         self._thread = threading.Thread(target=self._run, name="deadline-scheduler",
                                         daemon=True)
         self._listener: threading.Thread | None = None
+        self._redis: Any = None
         self._pubsub: Any = None
 
     def start(self) -> str:
@@ -114,6 +115,7 @@ class DeadlineScheduler:
         if self._pubsub is not None:
             try:
                 self._pubsub.close()
+                self._redis.close()
             except Exception:
                 pass
         self._thread.join(timeout)
@@ -130,8 +132,9 @@ class DeadlineScheduler:
     def _listen(self) -> None:
         import redis
 
-        client = redis.Redis.from_url(settings.REDIS_URL)
-        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        # Kept on the scheduler: a client that is garbage-collected closes its connections.
+        self._redis = redis.Redis.from_url(settings.REDIS_URL)
+        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         self._pubsub.subscribe(CHANNEL)
 
         def listen() -> None:

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from websockets.exceptions import InvalidState
 from websockets.frames import Opcode
 from websockets.server import ServerProtocol
 
@@ -125,7 +126,7 @@ class _Socket:
                 self.protocol.send_text(json.dumps(message).encode())
                 data = b"".join(self.protocol.data_to_send())
                 self.sock.sendall(data)
-        except OSError:
+        except (OSError, InvalidState):
             pass  # the client went away; its handler thread ends the connection
 
     def drop(self) -> None:

@@ -73,3 +73,27 @@ def test_the_scheduler_is_woken_by_a_new_position_and_times_it_out_on_time():
         assert timedelta(0) <= moved.warning_at - due < timedelta(seconds=2)
     finally:
         assert scheduler.stop()
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_another_process_wakes_the_scheduler_through_redis(settings, redis_client):
+    from conftest import redis_url
+    from lifecycle.deadlines import CHANNEL
+
+    settings.REDIS_URL = redis_url()
+    strategy = StrategyFactory(name="woken-remotely", live_trading={
+        "lifecycle": {"maxHoldingTimeMinutes": 2, "warningThresholdMinutes": 1}})
+    scheduler = DeadlineScheduler(max_sleep=30)
+    scheduler.start()
+    try:
+        assert scheduler.wait_for(lambda: scheduler.passes == 0, WAIT)  # asleep for 30 s
+        # written by another process: no signal here, only its Redis message
+        position = PositionFactory(strategy=strategy,
+                                   opened_at=timezone.now() - timedelta(seconds=59.7))
+        subscribers = redis_client.publish(CHANNEL, b"changed")
+        assert subscribers == 1
+        assert scheduler.wait_for(lambda: scheduler.passes >= 1, WAIT)
+        assert Position.objects.get(pk=position.pk).state == PositionState.WARNING
+    finally:
+        assert scheduler.stop()

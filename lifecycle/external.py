@@ -48,10 +48,11 @@ from execution.alerts import (
 )
 from execution.exchanges.base import BUY, SELL, Exchange, ExchangePosition, TradeFill
 from execution.exchanges.errors import ExchangeError
-from execution.models import MONEY, CloseReason, ExchangeAccount, Order, OrderStatus
+from execution.models import ExchangeAccount, Order, OrderStatus
 from lifecycle.models import Position, PositionSide, PositionSource, PositionState, Strategy
 from lifecycle.services import position_apply_close_fill, position_begin_close, position_open
 from lifecycle.signals import positions_marked
+from tradingsite.domain import MONEY, CloseReason
 from tradingsite.errors import InvalidStateTransition
 from tradingsite.live import send_now
 

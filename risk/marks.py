@@ -1,6 +1,6 @@
 """Danger acted on in seconds: the price-driven health, recomputed on every fresh mark.
 
-The full five-component check (``services.run_risk_check``) keeps its candle cadence.
+The full five-component check (``services.risk_check_run``) keeps its candle cadence.
 Between two checks, each mark refresh of an account (``lifecycle.positions_marked``)
 recomputes, for all of the account's held positions in one vectorised call
 (``scoring.score_on_price``), the components that move with the price — drawdown and
@@ -24,28 +24,29 @@ import numpy as np
 from django.db import transaction
 from django.db.models import F
 
-from execution.models import ActionKind, CloseReason
+from execution.models import ActionKind
 from lifecycle.models import Position, PositionSide, PositionState
 from lifecycle.services import position_request_close
 from risk import scoring, selectors
-from risk.bulk import insert_rows, update_rows
 from risk.models import AlertSeverity, HealthSnapshot
 from risk.services import (
     DANGER_CRITICAL,
     DANGER_WARNING,
     RISK_ACTOR,
     SNAPSHOT_FIELDS,
-    raise_alert,
+    alert_raise,
 )
+from risk.tick import HOLDING, floats
+from tradingsite.domain import CloseReason
 from tradingsite.errors import InvalidStateTransition
 from tradingsite.live import broadcast
+from tradingsite.sql import insert_rows, update_rows
 
 log = logging.getLogger(__name__)
 
 MARK_FIELDS = ("id", "strategy_id", "symbol", "side", "quantity", "entry_price", "peak_price",
                "trough_price", "last_price", "opened_at", "state", "health_score",
                "danger_level")
-HOLDING = frozenset(PositionState.holding())
 PUSH_SCORE_STEP = 1.0
 
 
@@ -84,10 +85,10 @@ def danger_on_marks(*, account_id: int, at: datetime) -> MarkCheckResult:
     scores = scoring.score_on_price(
         scoring.PositionArrays(
             side=np.array([1.0 if r["side"] == PositionSide.LONG else -1.0 for r in rows]),
-            entry_price=_floats(r["entry_price"] for r in rows),
-            peak_price=_floats(r["peak_price"] for r in rows),
-            trough_price=_floats(r["trough_price"] for r in rows),
-            price=_floats(r["last_price"] for r in rows),
+            entry_price=floats(r["entry_price"] for r in rows),
+            peak_price=floats(r["peak_price"] for r in rows),
+            trough_price=floats(r["trough_price"] for r in rows),
+            price=floats(r["last_price"] for r in rows),
             minutes_open=(now_ts - opened) / 60.0,
             max_holding_minutes=np.array([c.lifecycle.max_holding_time_minutes
                                           for c in configs], dtype=float)[group],
@@ -156,11 +157,11 @@ def _alert(row: dict[str, Any], level: str, score: float, config: Any) -> None:
     risk = config.risk_monitoring
     position = Position(pk=row["id"], symbol=row["symbol"])
     if level == "CRITICAL":
-        raise_alert(position=position, kind=DANGER_CRITICAL, severity=AlertSeverity.CRITICAL,
+        alert_raise(position=position, kind=DANGER_CRITICAL, severity=AlertSeverity.CRITICAL,
                     message=f"Health score {score:.2f} is below the critical threshold "
                             f"{risk.health_score_threshold:g} (price {row['last_price']}).")
     elif level == "WARNING":
-        raise_alert(position=position, kind=DANGER_WARNING, severity=AlertSeverity.WARNING,
+        alert_raise(position=position, kind=DANGER_WARNING, severity=AlertSeverity.WARNING,
                     message=f"Health score {score:.2f} is below the warning threshold "
                             f"{risk.warning_score_threshold:g} (price {row['last_price']}).")
 
@@ -179,6 +180,3 @@ def _emergency_closes(position_ids: list[int]) -> list[int]:
             requested.append(position.pk)
     return requested
 
-
-def _floats(values: Any) -> np.ndarray:
-    return np.array([np.nan if v is None else float(v) for v in values], dtype=float)

@@ -12,13 +12,24 @@ the exchange acted (``*_after_accept``: the order exists, the answer is lost);
 ``truncated_after_accept`` (a 200 reply whose body is cut off); ``empty`` (a
 listing that does not show the order yet, ``times`` lookups in a row); ``delayed``
 (the request is processed only after ``hold_seconds``, when the client has given up;
-``delayed_processed`` is set then).
+``delayed_processed`` is set then); ``delayed_accept`` (the same, deterministic: the
+client times out and the create is processed by the first request ``seconds`` later on
+the emulator's clock, which a test may freeze and move). Order behaviour on
+``v5/order/create``: ``stay_open`` (accepted, never fills by itself) and
+``partial_fill`` (``ratio`` of the quantity fills, the rest stays open); on
+``v5/order/cancel``: ``fill_on_cancel`` (``ratio`` of what is left fills just before
+the cancel; nothing left: "too late to cancel"). ``match`` restricts a fault to
+requests carrying those parameters (``True``: any value).
 
-The account has a position book (``state.positions``, starting with the recorded
-LTC position; ``clear_positions()`` empties it) moved by every fill, and its
-executions (``v5/execution/list``). ``fill_order`` fills a resting order and
-``trade_elsewhere`` places and fills an order nobody on the platform sent (a trade
-by hand, another bot).
+Orders fill like on the exchange: a market order at the touch, a marketable limit
+order at the touch, a resting limit order at its price once ``set_price`` crosses it.
+Fills move the account's position per symbol (``v5/position/list``); a reduce-only fill
+never opens or flips one (with ``strict_reduce_only`` such an order is refused, 110017,
+as Bybit does). Order listings are paged (``limit``, ``cursor``), newest first.
+
+Executions are listed (``v5/execution/list``). ``fill_order`` fills a resting order and
+``trade_elsewhere`` places and fills an order nobody on the platform sent (a trade by
+hand, another bot); ``clear_positions()`` empties the position book.
 
 Websockets (Bybit v5, on the same port): ``/v5/public/linear`` (``tickers.<id>``)
 and ``/v5/private`` (the ``auth`` op — ``HMAC-SHA256(secret, "GET/realtime" +
@@ -39,11 +50,14 @@ import socket
 import threading
 import time
 import uuid
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.exceptions import InvalidState
@@ -82,10 +96,24 @@ INSTRUMENTS = [_instrument("BTCUSDT", "BTC", "0.10", "0.001", "0.001"),
 class Fault:
     path: str
     kind: str  # http500 | http429 | retcode | timeout | drop | empty | delayed
-    #            | truncated_after_accept | <kind>_after_accept
+    #            | delayed_accept | truncated_after_accept | <kind>_after_accept
+    #            | stay_open | partial_fill | fill_on_cancel
     code: int = 0
     message: str = ""
     times: int = 1
+    ratio: Decimal = Decimal("0.5")
+    seconds: float = 5.0
+    match: dict[str, Any] | None = None
+
+    def applies_to(self, params: dict[str, Any]) -> bool:
+        return all((name in params) if wanted is True else params.get(name) == wanted
+                   for name, wanted in (self.match or {}).items())
+
+
+# Faults that change what the exchange does with the order, not the answer.
+BEHAVIOUR_KINDS = ("stay_open", "partial_fill", "fill_on_cancel")
+OPEN_STATUSES = ("New", "PartiallyFilled")
+PAGE_DEFAULT, PAGE_MAX = 20, 50
 
 
 @dataclass
@@ -97,11 +125,14 @@ class EmulatorState:
     faults: list[Fault] = field(default_factory=list)
     requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     fill_market_orders: bool = True
-    # symbol id → {"size": signed Decimal, "avgPrice": Decimal, "createdTime": ms}
-    positions: dict[str, dict[str, Any]] = field(default_factory=lambda: {
-        "LTCUSDT": {"size": Decimal("1.2"), "avgPrice": Decimal("64.59947917"),
-                    "createdTime": 1677168085779}})
+    strict_reduce_only: bool = False
+    # symbol id → {"size": signed Decimal (long > 0), "avgPrice": Decimal, "createdTime": ms}
+    positions: dict[str, dict[str, Any]] = field(default_factory=dict)
     executions: list[dict[str, Any]] = field(default_factory=list)
+    # creates processed later (delayed_accept): (due, epoch seconds; params)
+    delayed: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    frozen: set[str] = field(default_factory=set)  # orders that never fill by themselves
+    faults_held: bool = False
 
 
 class _Socket:
@@ -139,6 +170,9 @@ class _Socket:
 class BybitEmulator:
     """Start with ``start()`` (port 0: any free port), point ccxt at ``base_url``."""
 
+    # Emulators serving now (the suite's invariant check holds their faults while it reads).
+    running: ClassVar[weakref.WeakSet[BybitEmulator]] = weakref.WeakSet()
+
     def __init__(self, *, api_key: str = "emulator-key", api_secret: str = "emulator-secret",
                  host: str = "127.0.0.1", port: int = 0, record_requests: bool = True,
                  hold_seconds: float = 1.0, latency_ms: float = 0.0):
@@ -170,9 +204,11 @@ class BybitEmulator:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
                                         name="bybit-emulator")
         self._thread.start()
+        BybitEmulator.running.add(self)
         return self
 
     def stop(self) -> None:
+        BybitEmulator.running.discard(self)
         self._release.set()
         self.drop_streams()
         self._server.shutdown()
@@ -224,8 +260,10 @@ class BybitEmulator:
         with self._lock:
             row = self.state.orders[order_id]
             left = Decimal(row["qty"]) - Decimal(row["cumExecQty"])
+            since = len(self.state.executions)
             self._fill(row, left, Decimal(price or row["price"]))
-        self._push_fill(row)
+            row = copy.deepcopy(row)
+        self._push_fill(row, since)
 
     def trade_elsewhere(self, symbol_id: str, side: str, qty: str) -> str:
         """A market order placed by someone else on the account: filled at once."""
@@ -235,17 +273,53 @@ class BybitEmulator:
         return answer["result"]["orderId"]
 
     def fail_next(self, path: str, kind: str, *, code: int = 0, message: str = "",
-                  times: int = 1) -> None:
+                  times: int = 1, ratio: Decimal | str = "0.5", seconds: float = 5.0,
+                  match: dict[str, Any] | None = None) -> None:
         with self._lock:
-            self.state.faults.append(Fault(path, kind, code, message, times))
+            self.state.faults.append(Fault(path, kind, code, message, times, Decimal(ratio),
+                                           seconds, match))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.state.faults.clear()
+
+    def faults_left(self) -> int:
+        with self._lock:
+            return sum(fault.times for fault in self.state.faults)
+
+    @contextmanager
+    def faults_held(self) -> Iterator[None]:
+        """No scripted fault fires inside (an observer's reads must not use up a test's faults)."""
+        held, self.state.faults_held = self.state.faults_held, True
+        try:
+            yield
+        finally:
+            self.state.faults_held = held
 
     def set_price(self, symbol_id: str, price: Decimal) -> None:
+        """Move the market; resting limit orders it crosses fill at their price."""
         with self._lock:
             self.state.prices[symbol_id] = Decimal(price)
+            since = len(self.state.executions)
+            filled = [copy.deepcopy(row) for row in list(self.state.orders.values())
+                      if row["symbol"] == symbol_id and row["orderStatus"] in OPEN_STATUSES
+                      and self._match_limit(row, resting=True)]
             ticker = self._ticker_row(symbol_id)
         self._push("public", f"tickers.{symbol_id}", {
             "topic": f"tickers.{symbol_id}", "type": "snapshot", "data": ticker, "cs": 1,
             "ts": _ms()})
+        for row in filled:
+            self._push_fill(row, since)
+
+    def hold_position(self, symbol_id: str, size: Decimal, entry_price: Decimal) -> None:
+        """Give the account a position (signed size, long > 0) it did not trade here."""
+        with self._lock:
+            self.state.positions[symbol_id] = {
+                "size": Decimal(size), "avgPrice": Decimal(entry_price), "createdTime": _ms()}
+
+    def position_size(self, symbol_id: str) -> Decimal:
+        with self._lock:
+            return self._book(symbol_id)["size"]
 
     def orders_with_link_id(self, link_id: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -255,13 +329,24 @@ class BybitEmulator:
         with self._lock:
             return sum(1 for _, p, _ in self.state.requests if p == path)
 
-    def _take_fault(self, path: str) -> Fault | None:
+    def _take_fault(self, path: str, params: dict[str, Any]) -> Fault | None:
         with self._lock:
+            if self.state.faults_held:
+                return None
             for fault in self.state.faults:
-                if fault.times > 0 and fault.path == path:
+                if fault.times > 0 and fault.path == path and fault.applies_to(params):
                     fault.times -= 1
                     return fault
         return None
+
+    def _process_delayed(self) -> None:
+        """Creates whose processing was delayed arrive now (a duplicate link id is refused)."""
+        with self._lock:
+            now = time.time()
+            due = [params for at, params in self.state.delayed if at <= now]
+            self.state.delayed = [(at, p) for at, p in self.state.delayed if at > now]
+            for params in due:
+                self._create(params)  # an error answer nobody hears
 
     # --- the handler ---------------------------------------------------------------
 
@@ -296,7 +381,8 @@ class BybitEmulator:
                 if emulator.record_requests:
                     with emulator._lock:
                         emulator.state.requests.append((method, path, params))
-                fault = emulator._take_fault(path)
+                emulator._process_delayed()
+                fault = emulator._take_fault(path, params)
                 if fault and fault.kind in ("timeout", "drop", "http500", "http429", "retcode"):
                     self._fail(fault)
                     return
@@ -315,7 +401,15 @@ class BybitEmulator:
                     emulator.delayed_processed.set()
                     self.close_connection = True
                     return
-                answer = emulator._route(method, path, params)
+                if fault and fault.kind == "delayed_accept":  # processed `seconds` later
+                    with emulator._lock:
+                        emulator.state.delayed.append((time.time() + fault.seconds, params))
+                    self._fail(Fault(path, "timeout"))
+                    return
+                behaviour = fault if fault and fault.kind in BEHAVIOUR_KINDS else None
+                if behaviour:
+                    fault = None
+                answer = emulator._route(method, path, params, behaviour)
                 if fault and fault.kind == "truncated_after_accept":
                     body = json.dumps(answer).encode()
                     self._raw(200, body[:len(body) // 2], "application/json")
@@ -371,7 +465,8 @@ class BybitEmulator:
 
     # --- endpoints ---------------------------------------------------------------------
 
-    def _route(self, method: str, path: str, params: dict[str, Any]) -> dict[str, Any]:
+    def _route(self, method: str, path: str, params: dict[str, Any],
+               behaviour: Fault | None = None) -> dict[str, Any]:
         handler = {
             "v5/market/instruments-info": self._instruments,
             "v5/asset/coin/query-info": lambda p: _ok({"rows": []}),
@@ -390,6 +485,8 @@ class BybitEmulator:
             return {"retCode": 10001, "retMsg": f"unknown path {path}", "result": {},
                     "retExtInfo": {}, "time": _ms()}
         with self._lock:
+            if path in ("v5/order/create", "v5/order/cancel"):
+                return handler(params, behaviour)
             return handler(params)
 
     def _instruments(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -444,76 +541,116 @@ class BybitEmulator:
                    timeInForce="IOC" if params["orderType"] == "Market" else "GTC")
         return row
 
-    def _create(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _create(self, params: dict[str, Any], behaviour: Fault | None = None) -> dict[str, Any]:
         link_id = params.get("orderLinkId", "")
         if link_id and link_id in self.state.by_link_id:
-            return {"retCode": 110072, "retMsg": "OrderLinkedID is duplicate", "result": {},
-                    "retExtInfo": {}, "time": _ms()}
+            return _error(110072, "OrderLinkedID is duplicate")
         if params.get("symbol") not in self.state.prices:
-            return {"retCode": 10001, "retMsg": "params error: symbol invalid", "result": {},
-                    "retExtInfo": {}, "time": _ms()}
+            return _error(10001, "params error: symbol invalid")
+        if _reduce_only(params) and self.state.strict_reduce_only:
+            held = self._book(params["symbol"])["size"]
+            reducing = held > 0 if params["side"] == "Sell" else held < 0
+            if not reducing or Decimal(params["qty"]) > abs(held):
+                return _error(110017, "current position is zero, cannot fix reduce-only "
+                                      "order qty")
         order_id = f"emu-{next(self._ids):06d}"
         row = self._order_row(order_id, params)
+        since = len(self.state.executions)
         self.state.orders[order_id] = row
         if link_id:
             self.state.by_link_id[link_id] = order_id
-        if params["orderType"] == "Market" and self.state.fill_market_orders:
+        kind = behaviour.kind if behaviour else ""
+        if kind in ("stay_open", "partial_fill"):
+            self.state.frozen.add(order_id)
+        if kind == "partial_fill":
             bid, ask = self._touch(params["symbol"])
-            self._fill(row, Decimal(params["qty"]), ask if params["side"] == "Buy" else bid)
-            threading.Thread(target=self._push_fill, args=(copy.deepcopy(row),),
-                             daemon=True).start()  # after the answer, like the exchange
+            part = _on_step(Decimal(params["qty"]) * behaviour.ratio, row["symbol"])
+            if part > 0:
+                self._fill(row, part, ask if params["side"] == "Buy" else bid)
+        elif kind != "stay_open":
+            if params["orderType"] == "Market" and self.state.fill_market_orders:
+                bid, ask = self._touch(params["symbol"])
+                self._fill(row, Decimal(params["qty"]), ask if params["side"] == "Buy" else bid)
+            elif params["orderType"] == "Limit":
+                self._match_limit(row, resting=False)
+        if len(self.state.executions) > since:  # pushed after the answer, like the exchange
+            threading.Thread(target=self._push_fill, args=(copy.deepcopy(row), since),
+                             daemon=True).start()
         else:
             threading.Thread(target=self._push, args=(
                 "private", "order", self._private("order", [copy.deepcopy(row)])),
                 daemon=True).start()
         return _ok({"orderId": order_id, "orderLinkId": link_id})
 
-    def _fill(self, row: dict[str, Any], qty: Decimal, price: Decimal) -> None:
-        """Fill ``qty`` of an order at ``price``: the order, an execution, the position book."""
-        filled = Decimal(row["cumExecQty"]) + qty
-        value = Decimal(row["cumExecValue"] or "0") + qty * price
-        fee = Decimal(row["cumExecFee"] or "0") + qty * price * FEE_RATE
-        done = filled >= Decimal(row["qty"])
-        row.update(orderStatus="Filled" if done else "PartiallyFilled", cumExecQty=str(filled),
-                   leavesQty=str(Decimal(row["qty"]) - filled), avgPrice=str(value / filled),
-                   cumExecValue=str(value), cumExecFee=str(fee), updatedTime=str(_ms()),
-                   leavesValue="0" if done else row["leavesValue"],
-                   cumFeeDetail={"USDT": str(fee)})
+    def _match_limit(self, row: dict[str, Any], *, resting: bool) -> bool:
+        """Fill a limit order the market crosses: at the touch when placed, else at its price.
+        True if it filled."""
+        if row["orderId"] in self.state.frozen or row["orderType"] != "Limit":
+            return False
+        limit = Decimal(row["price"])
+        bid, ask = self._touch(row["symbol"])
+        buy = row["side"] == "Buy"
+        if (ask <= limit) if buy else (bid >= limit):
+            price = limit if resting else (ask if buy else bid)
+            return self._fill(row, Decimal(row["leavesQty"]), price)
+        return False
+
+    def _fill(self, row: dict[str, Any], quantity: Decimal, price: Decimal) -> bool:
+        """Fill ``quantity`` of an order at ``price``: its cumulative figures, an execution
+        and the position book. True if anything filled."""
+        if quantity <= 0:
+            return False
+        filled = Decimal(row["cumExecQty"] or "0") + quantity
+        value = Decimal(row["cumExecValue"] or "0") + quantity * price
+        fee = Decimal(row["cumExecFee"] or "0") + quantity * price * FEE_RATE
+        left = Decimal(row["qty"]) - filled
+        row.update(cumExecQty=str(filled), cumExecValue=str(value), cumExecFee=str(fee),
+                   avgPrice=str(value / filled), leavesQty=str(left),
+                   leavesValue=str(left * Decimal(row.get("price") or 0)),
+                   orderStatus="Filled" if left <= 0 else "PartiallyFilled",
+                   cumFeeDetail={"USDT": str(fee)}, updatedTime=str(_ms()))
         self.state.executions.append({
             "symbol": row["symbol"], "orderId": row["orderId"],
             "orderLinkId": row["orderLinkId"], "side": row["side"], "orderPrice": row["price"],
             "orderQty": row["qty"], "leavesQty": row["leavesQty"], "orderType": row["orderType"],
-            "stopOrderType": "", "execFee": str(qty * price * FEE_RATE),
-            "execId": str(uuid.uuid4()), "execPrice": str(price), "execQty": str(qty),
-            "execType": "Trade", "execValue": str(qty * price), "execTime": str(_ms()),
+            "stopOrderType": "", "execFee": str(quantity * price * FEE_RATE),
+            "execId": str(uuid.uuid4()), "execPrice": str(price), "execQty": str(quantity),
+            "execType": "Trade", "execValue": str(quantity * price), "execTime": str(_ms()),
             "isMaker": row["orderType"] != "Market", "feeRate": str(FEE_RATE),
             "tradeIv": "", "markIv": "", "markPrice": str(price), "indexPrice": "",
             "underlyingPrice": "", "blockTradeId": "", "closedSize": "", "seq": 1})
-        book = self.state.positions.setdefault(row["symbol"], {
-            "size": Decimal(0), "avgPrice": Decimal(0), "createdTime": 0})
-        signed = qty if row["side"] == "Buy" else -qty
-        size = book["size"]
-        if size and (size > 0) != (signed > 0):  # reduces (or flips) the position
-            closing = min(abs(signed), abs(size))
-            size += closing if size < 0 else -closing
+        book = self._book(row["symbol"])
+        held, entry, opened = book["size"], book["avgPrice"], book["createdTime"]
+        signed = quantity if row["side"] == "Buy" else -quantity
+        if held and (held > 0) != (signed > 0):  # reducing
+            closing = min(abs(signed), abs(held))
+            held += closing if held < 0 else -closing
             signed += -closing if signed > 0 else closing
-        if signed:
-            book["avgPrice"] = (abs(size) * book["avgPrice"] + abs(signed) * price) / (
-                abs(size) + abs(signed))
-            if not size:
-                book["createdTime"] = _ms()
-            size += signed
-        book["size"] = size
-        if not size:
-            book.update(avgPrice=Decimal(0), createdTime=0)
+            entry, opened = (entry, opened) if held else (Decimal("0"), 0)
+        if signed and not row["reduceOnly"]:
+            total = held + signed
+            entry = (abs(held) * entry + abs(signed) * price) / abs(total)
+            opened = opened if held else _ms()
+            held = total
+        self.state.positions[row["symbol"]] = {"size": held, "avgPrice": entry,
+                                               "createdTime": opened}
+        return True
 
-    def _push_fill(self, row: dict[str, Any]) -> None:
-        """What Bybit pushes after a fill: the order, the execution, the position."""
+    def _book(self, symbol: str) -> dict[str, Any]:
+        """The account's position in ``symbol`` (size 0: flat)."""
+        return self.state.positions.get(symbol) or {"size": Decimal("0"),
+                                                    "avgPrice": Decimal("0"), "createdTime": 0}
+
+    def _push_fill(self, row: dict[str, Any], since: int) -> None:
+        """What Bybit pushes after a fill: the order, its executions from ``since``, the
+        position."""
         with self._lock:
-            execution = copy.deepcopy(self.state.executions[-1])
+            executions = copy.deepcopy([e for e in self.state.executions[since:]
+                                        if e["orderId"] == row["orderId"]])
             position = self._position_row(row["symbol"])
         self._push("private", "order", self._private("order", [row]))
-        self._push("private", "execution", self._private("execution", [execution]))
+        if executions:
+            self._push("private", "execution", self._private("execution", executions))
         self._push("private", "position", self._private("position", [position]))
 
     @staticmethod
@@ -542,23 +679,33 @@ class BybitEmulator:
     def _realtime(self, params: dict[str, Any]) -> dict[str, Any]:
         rows = self._matching(params)
         if not (params.get("orderId") or params.get("orderLinkId")):  # a listing: open only
-            rows = [r for r in rows if r["orderStatus"] in ("New", "PartiallyFilled")]
-        return _ok({"category": "linear", "list": copy.deepcopy(rows), "nextPageCursor": ""})
+            rows = [r for r in rows if r["orderStatus"] in OPEN_STATUSES]
+        return _page(rows, params)
 
     def _history(self, params: dict[str, Any]) -> dict[str, Any]:
-        rows = [r for r in self._matching(params)
-                if r["orderStatus"] not in ("New", "PartiallyFilled")]
-        return _ok({"category": "linear", "list": copy.deepcopy(rows), "nextPageCursor": ""})
+        rows = [r for r in self._matching(params) if r["orderStatus"] not in OPEN_STATUSES]
+        if params.get("startTime"):
+            rows = [r for r in rows if int(r["createdTime"]) >= int(params["startTime"])]
+        return _page(rows, params)
 
-    def _cancel(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _cancel(self, params: dict[str, Any], behaviour: Fault | None = None) -> dict[str, Any]:
         rows = self._matching({k: params.get(k) for k in ("orderId", "orderLinkId")})
-        if not rows or rows[0]["orderStatus"] not in ("New", "PartiallyFilled"):
-            return {"retCode": 110001, "retMsg": "order not exists or too late to cancel",
-                    "result": {}, "retExtInfo": {}, "time": _ms()}
+        since = len(self.state.executions)
+        if rows and rows[0]["orderStatus"] in OPEN_STATUSES and behaviour:  # fill_on_cancel
+            row = rows[0]
+            bid, ask = self._touch(row["symbol"])
+            part = _on_step(Decimal(row["leavesQty"]) * behaviour.ratio, row["symbol"])
+            self._fill(row, part, ask if row["side"] == "Buy" else bid)
+        if not rows or rows[0]["orderStatus"] not in OPEN_STATUSES:
+            return _error(110001, "order not exists or too late to cancel")
         rows[0].update(orderStatus="Cancelled", updatedTime=str(_ms()))
-        threading.Thread(target=self._push, args=(
-            "private", "order", self._private("order", [copy.deepcopy(rows[0])])),
-            daemon=True).start()
+        if len(self.state.executions) > since:  # filled just before the cancel
+            threading.Thread(target=self._push_fill, args=(copy.deepcopy(rows[0]), since),
+                             daemon=True).start()
+        else:
+            threading.Thread(target=self._push, args=(
+                "private", "order", self._private("order", [copy.deepcopy(rows[0])])),
+                daemon=True).start()
         return _ok({"orderId": rows[0]["orderId"], "orderLinkId": rows[0]["orderLinkId"]})
 
     def _balance(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -671,6 +818,31 @@ class BybitEmulator:
 
 def _ok(result: dict[str, Any]) -> dict[str, Any]:
     return {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": _ms()}
+
+
+def _error(code: int, message: str) -> dict[str, Any]:
+    return {"retCode": code, "retMsg": message, "result": {}, "retExtInfo": {}, "time": _ms()}
+
+
+def _page(rows: list[dict[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    """One page of a listing, newest first, with Bybit's cursor to the next."""
+    rows = sorted(rows, key=lambda r: (int(r["createdTime"]), r["orderId"]), reverse=True)
+    limit = min(int(params.get("limit") or PAGE_DEFAULT), PAGE_MAX)
+    start = int(params.get("cursor") or 0)
+    page = rows[start:start + limit]
+    cursor = str(start + limit) if start + limit < len(rows) else ""
+    return _ok({"category": "linear", "list": copy.deepcopy(page), "nextPageCursor": cursor})
+
+
+def _reduce_only(params: dict[str, Any]) -> bool:
+    return params.get("reduceOnly") in (True, "true", "True")
+
+
+def _on_step(quantity: Decimal, symbol: str) -> Decimal:
+    """``quantity`` truncated to the instrument's quantity step."""
+    step = Decimal(next(i["lotSizeFilter"]["qtyStep"] for i in INSTRUMENTS
+                        if i["symbol"] == symbol))
+    return (quantity / step).to_integral_value(rounding="ROUND_DOWN") * step
 
 
 def _ms() -> int:

@@ -25,7 +25,7 @@ from execution.services import order_advance, run_inline
 from execution.streams import AccountSync, stream_lease_acquire
 from execution.tests.bybit_emulator import BybitEmulator
 from lifecycle.models import Position, PositionFill, PositionSource, PositionState, Trade
-from lifecycle.services import check_timeouts, position_open
+from lifecycle.services import position_open, timeout_pass_run
 from risk.models import RiskAlert
 from tradingsite.testing.factories import ExchangeAccountFactory, StrategyFactory
 
@@ -217,7 +217,7 @@ def test_a_position_opened_outside_is_alerted_then_adopted_and_closed_at_its_hol
 
     # Its holding limit counts from the exchange's opening time; the close goes to Bybit.
     with time_machine.travel(adopted.opened_at + timedelta(minutes=30, seconds=1), tick=False):
-        result = check_timeouts()
+        result = timeout_pass_run()
         assert (result.warned, result.timed_out, result.close_actions) == (1, 1, 1)
         from execution.models import Action
         from execution.services import action_process

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 DEV_STAMP     := $(VENV)/.installed-dev
 
-.PHONY: run test test-fast bench lint venv migrate demo clean
+.PHONY: run test test-fast fuzz bench lint venv migrate demo clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed, $(PYTHON) is " + sys.version.split()[0] + ": run make PYTHON=python3.11 ...")'
@@ -40,6 +40,11 @@ test: $(DEV_STAMP)
 
 test-fast: $(DEV_STAMP)
 	$(PY) -m pytest -q -x
+
+## make fuzz: the randomized fault harness with a long budget, new examples every run
+## (FAULT_EXAMPLES per venue, default 1000; both venues; tests/faults)
+fuzz: $(DEV_STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q tests/faults -k promises_hold_under
 
 bench: $(DEV_STAMP)
 	$(PY) -m bench

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -134,3 +135,74 @@ def staff_api(staff_user):
 def viewer_api(viewer_user):
     """A DRF client authenticated as a non-staff user (read only)."""
     return _api_client(viewer_user)
+
+
+# --- the promises hold after every integration scenario ---------------------------------------
+
+PROMISES = pytest.StashKey[dict]()
+
+
+def _is_scenario(item: pytest.Item) -> bool:
+    return bool(item.get_closest_marker("integration")) or "tests/scaleout/" in item.nodeid
+
+
+def _uses_database(item: pytest.Item) -> bool:
+    return bool(item.get_closest_marker("django_db")) or bool(
+        {"db", "transactional_db"} & set(getattr(item, "fixturenames", ())))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[PROMISES] = {"scenarios": 0, "compared": 0, "no_database": 0,
+                              "nothing_on_an_exchange": 0, "markets_not_compared": 0}
+
+
+@pytest.fixture(autouse=True)
+def _promises_hold(request: pytest.FixtureRequest):
+    """After every integration scenario, every promise of ``operations.invariants`` holds.
+
+    The check runs right after the test body (``pytest_runtest_call`` below), while the
+    scenario's clock, paper books and emulators are still as the test left them, with the
+    exchanges' scripted faults held back. A scenario without a database, or whose
+    exchanges hold nothing to compare, is counted as not compared; the count is printed
+    at the end of the run.
+    """
+    if _is_scenario(request.node):
+        request.node.stash[PROMISES] = {}
+    yield
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    outcome = yield  # a failing scenario fails by itself: nothing to add
+    if PROMISES not in item.stash:
+        return outcome
+    counts = item.config.stash[PROMISES]
+    counts["scenarios"] += 1
+    if not _uses_database(item):
+        counts["no_database"] += 1
+        return outcome
+    from tradingsite.testing.promises import check_promises
+
+    check = check_promises()
+    counts["markets_not_compared"] += len(check.markets_not_compared)
+    if check.compared_with_an_exchange:
+        counts["compared"] += 1
+    else:
+        counts["nothing_on_an_exchange"] += 1
+    if check.violations:
+        pytest.fail("promises broken at the end of the scenario:\n" + "\n".join(
+            f"  {violation}" for violation in check.violations), pytrace=False)
+    return outcome
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config
+                            ) -> None:
+    counts = config.stash.get(PROMISES, None)
+    if not counts or not counts["scenarios"]:
+        return
+    terminalreporter.write_line(
+        f"promises checked after {counts['scenarios']} integration scenarios: compared with "
+        f"an exchange after {counts['compared']}; nothing on an exchange to compare: "
+        f"{counts['nothing_on_an_exchange']}; no database: {counts['no_database']}; markets "
+        f"left out of the net-position check (positions handed over, never opened there): "
+        f"{counts['markets_not_compared']}")

@@ -7,9 +7,9 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from analytics.periods import Period, period_window
-from execution.models import CloseReason
 from lifecycle.models import PositionSide, Trade
 from tradingsite.api_input import ChoiceFilter, DecimalFilter, StrictFilterSet, TimeFilter
+from tradingsite.domain import CloseReason
 
 
 class TradeFilter(StrictFilterSet):

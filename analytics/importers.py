@@ -63,8 +63,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from execution.models import CloseReason
 from lifecycle.models import PositionSide
+from tradingsite.domain import CloseReason
 from tradingsite.errors import DomainError
 
 CSV_REQUIRED = ("symbol", "side", "quantity", "entry_price", "exit_price", "opened_at",

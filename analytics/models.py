@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.db import models
 from django.utils import timezone
 
-from execution.models import MONEY
+from tradingsite.domain import MONEY
 
 
 class MetricSnapshot(models.Model):

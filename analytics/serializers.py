@@ -11,7 +11,6 @@ from analytics.metrics import METRIC_DEFINITIONS
 from analytics.periods import Period
 from analytics.selectors import TradeFilters
 from analytics.services import DEFAULT_TOP_N, MAX_EQUITY_POINTS, ReportRequest
-from execution.models import CloseReason
 from lifecycle.models import Strategy, Trade
 from tradingsite.api_input import (
     StrictBooleanField,
@@ -21,6 +20,7 @@ from tradingsite.api_input import (
     StrictIntegerField,
     StrictQuerySerializer,
 )
+from tradingsite.domain import CloseReason
 
 # --- input ---------------------------------------------------------------------------------
 

@@ -230,7 +230,7 @@ def snapshot_scopes(using: str = DEFAULT_DB_ALIAS) -> list[TradeFilters]:
     return [TradeFilters(), *(TradeFilters(strategy=name) for name in names)]
 
 
-def refresh_reports(*, now: datetime | None = None, force: bool = False,
+def reports_refresh(*, now: datetime | None = None, force: bool = False,
                     using: str = DEFAULT_DB_ALIAS) -> int:
     """Recompute the snapshots that are due; returns how many were written.
 

@@ -16,4 +16,4 @@ PERIODIC_TASKS = [
 @shared_task(acks_late=True)
 def refresh_reports() -> int:
     """Idempotent: recomputes only the snapshots that are due."""
-    return services.refresh_reports()
+    return services.reports_refresh()

@@ -1,4 +1,4 @@
-"""Benchmark: one timeout pass (``lifecycle.services.check_timeouts``) over 10,000 open positions.
+"""Benchmark: one timeout pass (``lifecycle.services.timeout_pass_run``) over 10,000 open positions.
 
 Runs on its own PostgreSQL database (``BENCH_LIFECYCLE_DATABASE_URL``, default
 ``postgres://postgres@127.0.0.1:5432/trading_bench_lifecycle``; created and migrated
@@ -67,11 +67,11 @@ def _timed_pass(at: datetime) -> tuple[float, int, object]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from lifecycle.services import check_timeouts
+    from lifecycle.services import timeout_pass_run
 
     with time_machine.travel(at, tick=False), CaptureQueriesContext(connection) as queries:
         started = time.perf_counter()
-        result = check_timeouts()
+        result = timeout_pass_run()
         elapsed = time.perf_counter() - started
     return elapsed, len(queries), result
 

@@ -377,9 +377,10 @@ def close_latencies(api: Api, strategy: Any, count: int, *, operator: bool) -> l
     """Close request → close order claimed for sending (ms each), one close at a time."""
     from django.db import transaction
 
-    from execution.models import CloseReason, Order
+    from execution.models import Order
     from lifecycle.models import Position, PositionState
     from lifecycle.services import position_request_close
+    from tradingsite.domain import CloseReason
 
     latencies = []
     for i in range(count):

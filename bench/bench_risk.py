@@ -201,11 +201,11 @@ def _timed_tick(at: datetime):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from risk.services import run_risk_check
+    from risk.services import risk_check_run
 
     with time_machine.travel(at, tick=False), CaptureQueriesContext(connection) as queries:
         started = time.perf_counter()
-        result = run_risk_check(force=True)
+        result = risk_check_run(force=True)
         elapsed = time.perf_counter() - started
     return elapsed, len(queries), result
 

@@ -16,7 +16,9 @@ from celery import Celery
 
 BROKER = os.environ.get("BENCH_PRODUCTION_REDIS_URL", "redis://127.0.0.1:6379/9")
 
-app = Celery("celery_floor", broker=BROKER)
+# Not the current app: the bench process sends the platform's own tasks too (a service-path
+# close dispatches ``process_action``), and those must keep going through the platform's app.
+app = Celery("celery_floor", broker=BROKER, set_as_current=False)
 app.conf.update(task_acks_late=True, worker_prefetch_multiplier=1, task_serializer="json",
                 task_default_queue="celery-floor")
 _store = redis.Redis.from_url(BROKER)

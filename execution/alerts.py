@@ -14,15 +14,15 @@
 - ``position_mismatch``: tracked and exchange quantities differ otherwise (CRITICAL).
 
 The alert itself (one open alert per position and kind, refreshed on repeat, pushed
-live) is ``risk.services.raise_alert``; this only says what execution reports.
+live) is the risk monitor's (``risk.services.raise_alert``, registered as the
+``order_alert`` and ``account_alert*`` hooks); this only says what execution reports.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from risk.models import AlertSeverity, RiskAlert
-from risk.services import raise_alert, resolve_alerts
+from execution import handlers
 
 SLIPPAGE_ALERT = "slippage"
 ORDER_UNKNOWN_ALERT = "order_unknown"
@@ -33,39 +33,34 @@ EXTERNAL_CLOSE_ALERT = "external_close"
 POSITION_MISMATCH_ALERT = "position_mismatch"
 
 
-def raise_slippage_alert(order: Any, *, detail: str) -> RiskAlert:
+def raise_slippage_alert(order: Any, *, detail: str) -> Any:
     """Record that an emergency close went ahead although its estimate exceeds the limit."""
-    return raise_alert(
-        position=order.position, kind=SLIPPAGE_ALERT, severity=AlertSeverity.CRITICAL,
+    return handlers.order_alert(
+        order, kind=SLIPPAGE_ALERT, critical=True,
         message=f"Emergency close {order.client_order_id} ({order.symbol}) sent anyway: "
                 f"{detail}")
 
 
-def raise_order_alert(order: Any, *, kind: str, message: str, critical: bool = True
-                      ) -> RiskAlert:
+def raise_order_alert(order: Any, *, kind: str, message: str, critical: bool = True) -> Any:
     """An alert about ``order``, on its position when it has one."""
-    return raise_alert(
-        position=order.position if order.position_id else None, kind=kind,
-        severity=AlertSeverity.CRITICAL if critical else AlertSeverity.WARNING,
+    return handlers.order_alert(
+        order, kind=kind, critical=critical,
         message=f"{order.client_order_id} ({order.purpose} {order.side} {order.symbol}): "
                 f"{message}")
 
 
 def raise_account_alert(*, kind: str, subject: str, message: str, critical: bool = True
-                        ) -> RiskAlert:
+                        ) -> Any:
     """An alert about an account's book (no position of ours), one open per kind and subject."""
-    return raise_alert(kind=kind, subject=subject, message=message,
-                       severity=AlertSeverity.CRITICAL if critical else AlertSeverity.WARNING)
+    return handlers.account_alert(kind=kind, subject=subject, critical=critical,
+                                  message=message)
 
 
 def resolve_account_alert(*, kind: str, subject: str) -> int:
     """The condition is gone (e.g. the untracked position was closed): resolve its alert."""
-    return resolve_alerts(list(RiskAlert.objects.filter(
-        position__isnull=True, kind=kind, subject=subject, resolved_at__isnull=True)))
+    return handlers.account_alert_resolve(kind=kind, subject=subject)
 
 
 def open_account_alert_subjects(kind: str) -> set[str]:
     """Subjects of the open account alerts of ``kind``."""
-    return set(RiskAlert.objects.filter(position__isnull=True, kind=kind,
-                                        resolved_at__isnull=True).values_list("subject",
-                                                                               flat=True))
+    return handlers.account_alert_subjects(kind=kind)

@@ -1,4 +1,6 @@
-"""Execution API: orders (list, detail, place, cancel) and the action queue.
+"""Execution API: orders (list, detail, cancel) and the action queue.
+
+Placing an entry for a strategy is ``lifecycle.api.PlaceOrderApi`` (same route).
 
 One class per operation; each validates its input, calls one selector or service
 and serialises the result. Reads need an authenticated user, writes staff
@@ -16,8 +18,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from execution.models import (
-    MONEY,
-    QTY,
     AccountStream,
     Action,
     ActionKind,
@@ -25,27 +25,20 @@ from execution.models import (
     ExchangeAccount,
     Order,
     OrderPurpose,
-    OrderSide,
     OrderStatus,
-    OrderType,
 )
-from execution.services import order_request, order_request_cancel
-from lifecycle.models import Strategy
+from execution.selectors import action_list, order_list
+from execution.services import order_request_cancel
 from tradingsite.api_base import ReadModelSerializer
 from tradingsite.api_input import (
-    IDEMPOTENCY_HEADER,
-    IDEMPOTENCY_PARAMETER,
     EmptyBody,
     StrictApi,
     StrictBooleanField,
     StrictCharField,
     StrictChoiceField,
-    StrictDecimalField,
     StrictQuerySerializer,
-    StrictSerializer,
-    StrictSlugRelatedField,
-    idempotency_key,
 )
+from tradingsite.domain import MONEY
 
 TAG = "execution"
 
@@ -92,16 +85,7 @@ class OrderListApi(StrictApi, generics.ListAPIView):
     query_serializer_class = OrderFilterSerializer
 
     def get_queryset(self):
-        orders = Order.objects.select_related("account", "strategy").order_by("-created_at",
-                                                                              "-pk")
-        for field, lookup in (("status", "status"), ("purpose", "purpose"),
-                              ("account", "account__name"), ("symbol", "symbol")):
-            if self.params.get(field):
-                orders = orders.filter(**{lookup: self.params[field]})
-        if self.params.get("active") is not None:
-            statuses = OrderStatus.active() if self.params["active"] else OrderStatus.final()
-            orders = orders.filter(status__in=statuses)
-        return orders
+        return order_list(**self.params)
 
     @extend_schema(tags=[TAG])
     def get(self, request: Request, *args, **kwargs) -> Response:
@@ -115,54 +99,6 @@ class OrderDetailApi(StrictApi, generics.RetrieveAPIView):
     @extend_schema(tags=[TAG])
     def get(self, request: Request, *args, **kwargs) -> Response:
         return super().get(request, *args, **kwargs)
-
-
-class PlaceOrderApi(StrictApi, APIView):
-    """Send an entry order through the pipeline (staff); its fill opens the position.
-
-    Answers 202 at once: placement, retries and polling run on the workers; 409 while
-    trading is halted (``halt_trading``, or a shutdown in progress). With an
-    idempotency key, a retry after a lost 202 gets the same order (200).
-    """
-
-    class PlaceOrderSerializer(StrictSerializer):
-        strategy = StrictSlugRelatedField(slug_field="name",
-                                          queryset=Strategy.objects.select_related("account"))
-        symbol = StrictCharField(max_length=64, visible=True)
-        side = StrictChoiceField(choices=OrderSide.choices)
-        quantity = StrictDecimalField(**QTY, positive=True)
-        order_type = StrictChoiceField(choices=OrderType.choices, default=OrderType.MARKET)
-        price = StrictDecimalField(**MONEY, positive=True, required=False, allow_null=True,
-                                   default=None, help_text="Limit price (limit orders only).")
-        expected_price = StrictDecimalField(
-            **MONEY, positive=True, required=False, allow_null=True, default=None,
-            help_text="The price the decision was based on: slippage is measured against it.")
-        idempotency_key = StrictCharField(
-            max_length=128, required=False, visible=True,
-            help_text="Your key for this order: repeated with the same order it returns the "
-                      "order the first request recorded (200) and places nothing; with other "
-                      "order fields it is a 409 naming them. May also be sent as the "
-                      f"{IDEMPOTENCY_HEADER} header.")
-
-        def validate(self, data):
-            if data["order_type"] == OrderType.LIMIT and data.get("price") is None:
-                raise serializers.ValidationError({"price": "a limit order needs a price"})
-            if data["order_type"] == OrderType.MARKET and data.get("price") is not None:
-                raise serializers.ValidationError({"price": "a market order takes no price"})
-            return data
-
-    @extend_schema(tags=[TAG], request=PlaceOrderSerializer, parameters=[IDEMPOTENCY_PARAMETER],
-                   responses={
-        202: OrderSerializer,
-        200: OpenApiResponse(OrderSerializer, description="Already placed with this key."),
-        409: OpenApiResponse(description="Trading is halted (new entries are refused), or the "
-                                         "key was used for a different order.")})
-    def post(self, request: Request) -> Response:
-        data = self.PlaceOrderSerializer(data=idempotency_key(request, request.data))
-        data.is_valid(raise_exception=True)
-        order, created = order_request(caller=request.user, **data.validated_data)
-        return Response(OrderSerializer(order).data,
-                        status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
 
 class CancelOrderApi(StrictApi, APIView):
@@ -198,7 +134,7 @@ class ActionListApi(StrictApi, generics.ListAPIView):
     query_serializer_class = ActionFilterSerializer
 
     def get_queryset(self):
-        return Action.objects.filter(**self.params).order_by("-created_at", "-pk")
+        return action_list(**self.params)
 
     @extend_schema(tags=[TAG])
     def get(self, request: Request, *args, **kwargs) -> Response:

@@ -8,12 +8,10 @@ from execution.api import (
     CancelOrderApi,
     OrderDetailApi,
     OrderListApi,
-    PlaceOrderApi,
 )
 
 urlpatterns = [
     path("execution/orders", OrderListApi.as_view(), name="execution-orders"),
-    path("execution/orders/place", PlaceOrderApi.as_view(), name="execution-order-place"),
     path("execution/orders/<id:pk>", OrderDetailApi.as_view(), name="execution-order"),
     path("execution/orders/<id:order_id>/cancel", CancelOrderApi.as_view(),
          name="execution-order-cancel"),

@@ -21,7 +21,7 @@ from django.db.models import Model
 
 from execution.models import Action, ClientRequest, ClientRequestScope, Order
 from tradingsite.errors import RequestMismatch
-from tradingsite.rows import insert_row
+from tradingsite.sql import insert_row
 
 
 def canonical(value: Any) -> Any:

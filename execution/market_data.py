@@ -13,12 +13,12 @@ from typing import Any
 
 from django.utils import timezone
 
+from execution import handlers
 from execution.exchanges import exchange_for
 from execution.exchanges.base import Exchange
 from execution.exchanges.errors import ExchangeError
 from execution.exchanges.feeds import timeframe_seconds
 from execution.models import Candle, ExchangeAccount
-from lifecycle.models import Position, PositionState
 
 log = logging.getLogger(__name__)
 
@@ -42,23 +42,13 @@ def candles_refresh(*, account: ExchangeAccount, symbol: str, timeframe: str, li
     return len(rows)
 
 
-def markets_in_use() -> list[tuple[ExchangeAccount, str, str]]:
-    """(account, symbol, timeframe) of every position still held, once each."""
-    seen: dict[tuple[int, str, str], tuple[ExchangeAccount, str, str]] = {}
-    positions = Position.objects.filter(state__in=PositionState.active(),
-                                        strategy__account__enabled=True).select_related(
-        "strategy__account").only("symbol", "strategy__timeframe", "strategy__account")
-    for position in positions:
-        account = position.strategy.account
-        key = (account.pk, position.symbol, position.strategy.timeframe)
-        seen.setdefault(key, (account, position.symbol, position.strategy.timeframe))
-    return list(seen.values())
-
-
 def candles_refresh_in_use(*, limit: int = 100) -> dict[str, Any]:
-    """Refresh the candles of every market a held position is in; errors are logged, not raised."""
+    """Refresh the candles of every market a held position is in; errors are logged, not raised.
+
+    Which markets those are is lifecycle's to say (the ``markets_in_use`` hook).
+    """
     written, failed = 0, []
-    for account, symbol, timeframe in markets_in_use():
+    for account, symbol, timeframe in handlers.markets_in_use():
         try:
             written += candles_refresh(account=account, symbol=symbol, timeframe=timeframe,
                                        limit=limit)

@@ -17,8 +17,7 @@ from django.db.models.functions import Substr
 from django.db.models.lookups import Exact
 from django.utils import timezone
 
-MONEY = {"max_digits": 28, "decimal_places": 10}
-QTY = {"max_digits": 28, "decimal_places": 12}
+from tradingsite.domain import MONEY, QTY, CloseReason
 
 # Credentials come from environment variables whose names carry this prefix, so an
 # account can never name (and send to an exchange) DATABASE_URL, SECRET_KEY, ...
@@ -386,17 +385,6 @@ class ActionState(models.TextChoices):
     @classmethod
     def open(cls) -> list[str]:
         return [cls.PENDING, cls.RUNNING]
-
-
-class CloseReason(models.TextChoices):
-    """Why a position is closed; also the exit reason of its trade."""
-
-    SIGNAL = "signal", "Signal (normal exit)"
-    TIMEOUT = "timeout", "Timeout"
-    RISK = "risk", "Risk"
-    MANUAL = "manual", "Manual"
-    SHUTDOWN = "shutdown", "Shutdown"
-    EXTERNAL = "external", "External (closed outside the platform)"
 
 
 class Action(models.Model):

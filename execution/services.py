@@ -12,11 +12,14 @@ with a compare-and-set (pending → running) and a lease (``lease_holder``,
 derived from the action (``close-<action id>``), so a redelivered task or a second
 worker finds the order already recorded instead of placing another. A running
 action whose lease ran out with no order of its own still active — its worker was
-killed after the order's final write, or between ``position_begin_close`` and
-``order_submit`` — is taken over by the sweep within seconds and carried on from
-where it stopped (an active order carries its action on by itself).
-Cancels are actions too: the request is answered at once and the exchange work
-runs on the account's own queue.
+killed after the order's final write, or before its close order was recorded — is
+taken over by the sweep within seconds and carried on from where it stopped (an
+active order carries its action on by itself). Cancels are actions too: the request
+is answered at once and the exchange work runs on the account's own queue.
+
+What a close action does to its position is lifecycle's (``lifecycle.close_actions``,
+reached through the ``close_action_run`` and ``close_action_settle`` hooks of
+``execution.handlers``): the queue itself knows orders and actions only.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import F
 from django.utils import timezone
 
+from execution import handlers
 from execution.client_requests import client_request_answer, client_request_claim
 from execution.exchanges import exchange_for
 from execution.exchanges.base import Exchange
@@ -43,35 +47,28 @@ from execution.models import (
     ActionState,
     ClientRequestScope,
     Order,
-    OrderPurpose,
-    OrderSide,
     OrderStatus,
-    OrderType,
 )
 from execution.pipeline import (
     Next,
     lease_holder,
     order_begin_cancel,
-    order_config,
-    order_deadline,
     order_step,
     order_submit,
     plain,
 )
-from lifecycle.models import Position, PositionSide, PositionState, Strategy
-from lifecycle.services import position_begin_close, position_close_failed
+from execution.selectors import (
+    action_with_targets,
+    actions_due,
+    order_fresh,
+    orders_overdue,
+)
 from tradingsite.errors import DomainError, InvalidStateTransition
-from tradingsite.live_config import site_config
 
 log = logging.getLogger(__name__)
 
 Driver = Callable[[Order], Order]
 
-# A pending action no on-commit task picked up within this is run by the sweep.
-ACTION_PICKUP_SECONDS = 5
-# A running action whose order was written this recently is left to the worker that wrote it
-# (it settles the action right after the order's final write).
-ACTION_SETTLE_SECONDS = 5
 
 
 # --- driving orders --------------------------------------------------------------
@@ -81,7 +78,7 @@ def order_advance(order: Order, *, exchange: Exchange | None = None) -> Next:
     was_cancelling = order.status == OrderStatus.CANCELLING
     step = order_step(order, exchange=exchange)
     if step.done and step.order.is_final:
-        settle_order_actions(step.order, cancelled=was_cancelling or step.order.timed_out)
+        order_actions_settle(step.order, cancelled=was_cancelling or step.order.timed_out)
     return step
 
 
@@ -90,20 +87,20 @@ def run_inline(*, exchange: Exchange | None = None,
     """A driver that runs an order to its end in this thread, sleeping between steps."""
 
     def drive(order: Order) -> Order:
-        return drive_until_final([order], exchange=exchange, sleep=sleep,
+        return orders_drive_until_final([order], exchange=exchange, sleep=sleep,
                                  max_steps=max_steps)[-1]
 
     return drive
 
 
-def drive_until_final(orders: Iterable[Order], *, exchange: Exchange | None = None,
+def orders_drive_until_final(orders: Iterable[Order], *, exchange: Exchange | None = None,
                       sleep: Callable[[float], None] = time.sleep,
                       max_steps: int = 10_000) -> list[Order]:
     """Drive orders to their end in this thread, each step when it is due (earliest first).
 
-    The first step of each order runs on the instance given (it may carry an insert
-    claim), later ones on a fresh copy. Returns each chain's last order (a replacement
-    carries on the chain of the order it replaces), in the order given.
+    The first step of each order runs on the instance given, later ones on a fresh copy.
+    Returns each chain's last order (a replacement carries on the chain of the order it
+    replaces), in the order given.
     """
     last = list(orders)
     due = [(timezone.now(), index, False) for index in range(len(last))]
@@ -113,7 +110,7 @@ def drive_until_final(orders: Iterable[Order], *, exchange: Exchange | None = No
         at, index, fresh = heapq.heappop(due)
         if fresh:
             sleep(max((at - timezone.now()).total_seconds(), 0.0))
-        step = order_advance(_fresh(last[index]) if fresh else last[index], exchange=exchange)
+        step = order_advance(order_fresh(last[index]) if fresh else last[index], exchange=exchange)
         last[index] = step.order
         if not step.done:
             heapq.heappush(due, (timezone.now() + timedelta(seconds=step.delay), index, True))
@@ -121,21 +118,16 @@ def drive_until_final(orders: Iterable[Order], *, exchange: Exchange | None = No
                        f"{[last[index].client_order_id for _, index, _ in due]}")
 
 
-def _fresh(order: Order) -> Order:
-    return Order.objects.select_related("account", "strategy", "position", "action").get(
-        pk=order.pk)
-
-
 def order_place(*, drive: Driver, **fields: Any) -> Order:
     """Record an order (``pipeline.order_submit`` arguments) and hand it to ``drive``.
 
-    The order is recorded already claimed for its first attempt, so ``drive`` must
-    run the first step in this thread (``run_inline``, ``tasks.drive_in_background``).
+    The same path as an order a worker takes over: recorded, then its first step
+    claims the attempt (a compare-and-set with a lease) and sends it.
     """
-    return drive(order_submit(claim=True, **fields))
+    return drive(order_submit(**fields))
 
 
-def order_request(*, caller: AbstractBaseUser, strategy: Strategy,
+def order_request(*, caller: AbstractBaseUser, strategy: Any,
                   idempotency_key: str | None = None, **fields: Any) -> tuple[Order, bool]:
     """A caller's entry order: recorded now, sent by the workers; ``(order, created)``.
 
@@ -187,30 +179,65 @@ def order_request_cancel(order: Order, *, actor: str) -> tuple[Action, bool]:
         idempotency_key=f"cancel:{order.pk}",
         defaults={"kind": ActionKind.CANCEL_ORDER, "order": order, "requested_by": actor[:150]})
     if created:
-        from lifecycle.services import dispatch_action
-
-        dispatch_action(action)
+        action_dispatch(action)
     return action, created
 
 
 # --- the action queue ------------------------------------------------------------
 
+def action_dispatch(action: Action) -> None:
+    """Hand an action to the worker once the transaction that created it commits."""
+    actions_dispatch([action.pk])
+
+
+# Above this many actions, dispatching is itself handed to workers in batches.
+DIRECT_DISPATCH_LIMIT = 100
+FAN_OUT_BATCH_SIZE = 500
+
+
+def actions_dispatch(action_ids: list[int]) -> None:
+    """Hand actions to the workers once the transaction that created them commits.
+
+    Up to ``DIRECT_DISPATCH_LIMIT`` go out as one ``process_action`` message each;
+    a mass timeout sends one ``actions_dispatch`` message per batch (registered as
+    ``lifecycle.tasks.dispatch_actions``, its name before the task moved here)
+    instead, so the pass that created them stays fast and the fan-out runs in
+    parallel on the workers. Pending actions that no message reaches are picked
+    up by ``execution.tasks.sweep_actions``.
+    """
+    if not action_ids:
+        return
+    ids = list(action_ids)
+
+    def send() -> None:
+        if len(ids) <= DIRECT_DISPATCH_LIMIT:
+            actions_send_now(ids)
+            return
+        from execution.tasks import dispatch_actions
+
+        for start in range(0, len(ids), FAN_OUT_BATCH_SIZE):
+            batch = ids[start:start + FAN_OUT_BATCH_SIZE]
+            dispatch_actions.apply_async((batch,), argsrepr=f"[{len(batch)} action ids]")
+
+    transaction.on_commit(send)
+
+
+def actions_send_now(action_ids: list[int]) -> None:
+    """One ``process_action`` message per action (the task is idempotent)."""
+    from execution.tasks import process_action
+
+    for action_id in action_ids:
+        process_action.delay(action_id)
+
+
 def _lease_seconds(action: Action) -> float:
     """``actionLeaseSeconds`` of the strategy the action works for (site config without one)."""
-    strategy = (action.position.strategy if action.position_id else
-                action.order.strategy if action.order_id and action.order.strategy_id else None)
-    config = strategy.effective_config() if strategy else site_config()
-    return config.order_execution.action_lease_seconds
-
-
-def _load(action_id: int) -> Action | None:
-    return Action.objects.select_related("position__strategy__account", "order__account",
-                                         "order__strategy").filter(pk=action_id).first()
+    return handlers.action_config(action).action_lease_seconds
 
 
 def action_claim(action_id: int) -> Action | None:
     """pending → running with a lease (compare-and-set); ``None`` when another worker has it."""
-    action = _load(action_id)
+    action = action_with_targets(action_id)
     if action is None or action.state != ActionState.PENDING:
         return None
     now = timezone.now()
@@ -235,7 +262,7 @@ def action_take_over(action: Action) -> Action | None:
         lease_until=until, updated_at=now)
     if not claimed:
         return None
-    return _load(action.pk)
+    return action_with_targets(action.pk)
 
 
 def action_process(action_id: int, *, drive: Driver, exchange: Exchange | None = None
@@ -251,72 +278,14 @@ def action_run(action: Action, *, drive: Driver, exchange: Exchange | None = Non
     """Do the work of a claimed (running) action; any failure is recorded on it."""
     try:
         if action.kind in ActionKind.closing():
-            _run_close(action, drive)
+            handlers.close_action_run(action, drive)
         else:
             _run_cancel(action, drive)
     except (DomainError, ExchangeError) as exc:
         log.warning("action %s failed: %s", action.pk, exc)
-        _action_finish(action, ActionState.FAILED, error=str(exc))
+        action_finish(action, ActionState.FAILED, error=str(exc))
     action.refresh_from_db()
     return action
-
-
-def close_purpose(kind: str) -> str:
-    """Emergency and shutdown closes must go through whatever the slippage."""
-    return OrderPurpose.CLOSE if kind == ActionKind.CLOSE else OrderPurpose.EMERGENCY_CLOSE
-
-
-def _run_close(action: Action, drive: Driver) -> None:
-    """Close the action's position; resumable from any step a killed worker left.
-
-    No order yet: the position is moved to CLOSING (if it is not already) and the
-    close recorded — unless another order of the position is still active (it may be
-    in doubt) or the position is marked for reconciliation: then nothing is sent and
-    the action waits for its lease to run out.
-    """
-    position = Position.objects.select_related("strategy__account").get(pk=action.position_id)
-    order = action.orders.select_related("account", "strategy", "position").order_by(
-        "-created_at", "-pk").first()
-    if order is None:
-        if position.state == PositionState.CLOSED:
-            _action_finish(action, ActionState.DONE, result={"position": "already closed"})
-            return
-        busy = position.attention or Order.objects.filter(
-            position=position, status__in=OrderStatus.active()).values_list(
-            "client_order_id", flat=True).first()
-        if busy:
-            log.warning("action %s: position %s is not closed now (%s): deferred",
-                        action.pk, position.pk, busy)
-            return
-        if position.state != PositionState.CLOSING:
-            try:
-                position_begin_close(position, reason=action.reason or "manual",
-                                     actor=action.requested_by)
-            except InvalidStateTransition:
-                position.refresh_from_db()
-                if position.state == PositionState.CLOSED:
-                    _action_finish(action, ActionState.DONE,
-                                   result={"position": "already closed"})
-                    return
-                if position.state != PositionState.CLOSING:
-                    raise
-        try:
-            order = order_submit(
-                account=position.strategy.account, strategy=position.strategy,
-                position=position, action=action, symbol=position.symbol,
-                side=OrderSide.SELL if position.side == PositionSide.LONG else OrderSide.BUY,
-                quantity=position.quantity, order_type=OrderType.MARKET,
-                purpose=close_purpose(action.kind), reduce_only=True,
-                client_order_id=f"close-{action.pk}")
-        except DomainError as exc:  # no order could be recorded: the close is over
-            with transaction.atomic():
-                if _action_finish(action, ActionState.FAILED, error=str(exc)):
-                    position_close_failed(position, reason=str(exc)[:200], actor="execution")
-            return
-    if order.is_final:
-        action_settle(order)
-        return
-    drive(order)
 
 
 def _run_cancel(action: Action, drive: Driver) -> None:
@@ -325,49 +294,22 @@ def _run_cancel(action: Action, drive: Driver) -> None:
         pk=action.order_id)
     if order.is_final or not order_begin_cancel(order, reason=f"cancel requested by "
                                                               f"{action.requested_by}"):
-        _action_finish(action, ActionState.DONE, result=_order_result(order))
+        action_finish(action, ActionState.DONE, result=order_result(order))
         return
     drive(order)
 
 
-def settle_order_actions(order: Order, *, cancelled: bool = True) -> None:
+def order_actions_settle(order: Order, *, cancelled: bool = True) -> None:
     """A final order settles its close action and, if it was being cancelled, its cancels."""
     if order.action_id:
-        action_settle(order)
+        handlers.close_action_settle(order)
     if cancelled:
         for action in Action.objects.filter(order=order, kind=ActionKind.CANCEL_ORDER,
                                             state__in=ActionState.open()):
-            _action_finish(action, ActionState.DONE, result=_order_result(order))
+            action_finish(action, ActionState.DONE, result=order_result(order))
 
 
-def action_settle(order: Order) -> Action | None:
-    """Record the end of a close: done when the position closed, failed otherwise.
-
-    A close that failed for good returns the position to its holding-time state
-    (``position_close_failed``) and keeps the order's error on the action.
-    """
-    action = Action.objects.filter(pk=order.action_id).first()
-    if action is None or action.state not in ActionState.open():
-        return action
-    position = Position.objects.get(pk=action.position_id) if action.position_id else None
-    result = _order_result(order)
-    if position is None or position.state == PositionState.CLOSED:
-        trade = getattr(position, "trade", None) if position else None
-        if trade is not None:
-            result.update(trade=trade.pk, pnl=plain(trade.pnl), exit_price=plain(trade.exit_price))
-        _action_finish(action, ActionState.DONE, result=result)
-        return action
-    error = order.last_error or f"close order {order.client_order_id} ended {order.status}"
-    if order.filled_quantity:
-        error = f"{error} ({plain(order.filled_quantity)} of {plain(order.quantity)} filled)"
-    with transaction.atomic():
-        if _action_finish(action, ActionState.FAILED, result=result, error=error) and (
-                position.state == PositionState.CLOSING):
-            position_close_failed(position, reason=error[:200], actor="execution")
-    return action
-
-
-def _action_finish(action: Action, state: str, *, result: dict | None = None,
+def action_finish(action: Action, state: str, *, result: dict | None = None,
                    error: str = "") -> bool:
     """running → done/failed (compare-and-set); False if it was already finished."""
     now = timezone.now()
@@ -380,7 +322,7 @@ def _action_finish(action: Action, state: str, *, result: dict | None = None,
     return bool(changed)
 
 
-def _order_result(order: Order) -> dict[str, Any]:
+def order_result(order: Order) -> dict[str, Any]:
     def text(value):
         return plain(value) if value is not None else None
 
@@ -391,34 +333,6 @@ def _order_result(order: Order) -> dict[str, Any]:
 
 
 # --- sweeps ------------------------------------------------------------------------
-
-def actions_due(now=None) -> list[Action]:
-    """Pending actions nobody picked up, and running ones whose worker went silent.
-
-    A running action is due when its lease ran out and nothing carries it on: no
-    order of its own (a close) or being cancelled (a cancel) is still active or was
-    written in the last ``ACTION_SETTLE_SECONDS``. An active order has its own chain and
-    the order-timeout sweep behind it; taking its action over while it waits in a busy
-    queue would only add chains.
-    """
-    now = now or timezone.now()
-    pending = Action.objects.filter(
-        state=ActionState.PENDING, created_at__lte=now - timedelta(seconds=ACTION_PICKUP_SECONDS))
-    # an order written this recently may be settling its action in its worker right now
-    settling = Q(updated_at__gt=now - timedelta(seconds=ACTION_SETTLE_SECONDS))
-    silent = Action.objects.filter(
-        Q(lease_until__lte=now) | Q(lease_until__isnull=True), state=ActionState.RUNNING,
-    ).exclude(Exists(Order.objects.filter(
-        Q(status__in=OrderStatus.active()) | settling, action=OuterRef("pk")))).exclude(
-        Exists(Order.objects.filter(Q(status=OrderStatus.CANCELLING) | settling,
-                                    pk=OuterRef("order_id"))))
-    return sorted((*_with_targets(pending)[:100], *_with_targets(silent)[:100]),
-                  key=lambda action: (action.created_at, action.pk))[:100]
-
-
-def _with_targets(actions: Any) -> Any:
-    return actions.select_related("position__strategy__account", "order__account",
-                                  "order__strategy").order_by("created_at", "pk")
 
 
 def actions_sweep(*, drive: Driver, now=None) -> int:
@@ -432,17 +346,6 @@ def actions_sweep(*, drive: Driver, now=None) -> int:
         taken += 1
         action_run(claimed, drive=drive)
     return taken
-
-
-def orders_overdue(now=None, *, account_id: int | None = None) -> list[Order]:
-    """Active orders past their strategy's ``orderTimeoutSeconds`` (or stuck cancelling)."""
-    now = now or timezone.now()
-    candidates = Order.objects.filter(status__in=OrderStatus.active())
-    if account_id is not None:
-        candidates = candidates.filter(account_id=account_id)
-    candidates = candidates.select_related(
-        "account", "strategy", "position__strategy", "action").order_by("created_at")[:500]
-    return [o for o in candidates if now >= order_deadline(o, order_config(o))]
 
 
 def orders_expire_overdue(*, schedule: Callable[[Next], None], now=None,
@@ -466,6 +369,3 @@ def orders_expire_overdue(*, schedule: Callable[[Next], None], now=None,
     return handled
 
 
-def accounts_with_overdue_orders(now=None) -> list[int]:
-    """Accounts that hold an order past its timeout (the sweep's fan-out, database only)."""
-    return sorted({order.account_id for order in orders_overdue(now)})

@@ -157,7 +157,7 @@ def order_apply_exchange_view(order: Order, snapshot: OrderSnapshot, *, source: 
     worker holds the order's lease (it is sending it and reads the answer itself).
     ``OrderMoved``: re-read once and try again. Returns what happened, for the report.
     """
-    from execution.services import settle_order_actions
+    from execution.services import order_actions_settle
 
     now = now or timezone.now()
     for _ in range(2):
@@ -176,7 +176,7 @@ def order_apply_exchange_view(order: Order, snapshot: OrderSnapshot, *, source: 
                                                  "action").get(pk=order.pk)
             continue
         if order.is_final:
-            settle_order_actions(order, cancelled=was_cancelling or order.timed_out)
+            order_actions_settle(order, cancelled=was_cancelling or order.timed_out)
         filled = order.filled_quantity - before
         log.debug("%s: order %s %s%s", source, order.client_order_id, order.status,
                   f", {plain(filled)} filled" if filled else "")

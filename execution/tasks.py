@@ -20,9 +20,10 @@ from django.conf import settings
 from execution.market_data import candles_refresh_in_use
 from execution.models import Action, ExchangeAccount, Order
 from execution.pipeline import Next
+from execution.selectors import accounts_with_overdue_orders
 from execution.services import (
-    accounts_with_overdue_orders,
     action_process,
+    actions_send_now,
     actions_sweep,
     order_advance,
     orders_expire_overdue,
@@ -86,6 +87,16 @@ def process_action(action_id: int) -> None:
         log.warning("process_action: action %s does not exist", action_id)
         return
     action_process(action_id, drive=drive_on_account_queue)
+
+
+@shared_task(name="lifecycle.tasks.dispatch_actions", acks_late=True)
+def dispatch_actions(action_ids: list[int]) -> None:
+    """Fan a batch of queued actions out to ``process_action`` (one message each).
+
+    Registered under its name from when it lived in ``lifecycle.tasks``, so batches
+    already queued under that name are still run.
+    """
+    actions_send_now(action_ids)
 
 
 @shared_task(acks_late=True)

@@ -3,11 +3,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from execution.models import CloseReason, Order
+from execution.models import Order
 from lifecycle.models import Position, PositionEvent, PositionState, Strategy, Trade
 from lifecycle.selectors import position_timing, with_deadlines
 from lifecycle.services import position_request_close
 from tradingsite.admin_helpers import AppendOnlyAdmin, ReadOnlyInline, confirmation_page, format_age
+from tradingsite.domain import CloseReason
 from tradingsite.errors import InvalidStateTransition
 
 

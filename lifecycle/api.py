@@ -1,4 +1,5 @@
-"""Lifecycle API: tracked positions, timeouts, hand-over of external positions, close requests.
+"""Lifecycle API: tracked positions, timeouts, hand-over of external positions, close requests,
+and a strategy's entry orders (whose fill opens its position).
 
 One class per operation; each validates its input, calls one selector or service
 and serialises the result. Reads are open to any authenticated user, writes to staff
@@ -20,7 +21,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from execution.models import MONEY, QTY, CloseReason
+from execution.api import OrderSerializer
+from execution.models import OrderSide, OrderType
+from execution.services import order_request
 from lifecycle.models import Position, PositionSide, PositionState, Strategy
 from lifecycle.selectors import (
     TIMEOUT_STATES,
@@ -32,6 +35,8 @@ from lifecycle.selectors import (
 from lifecycle.services import position_hand_over, position_request_close
 from tradingsite.api_base import ReadModelSerializer
 from tradingsite.api_input import (
+    IDEMPOTENCY_HEADER,
+    IDEMPOTENCY_PARAMETER,
     PastDateTimeField,
     StrictApi,
     StrictCharField,
@@ -40,7 +45,9 @@ from tradingsite.api_input import (
     StrictQuerySerializer,
     StrictSerializer,
     StrictSlugRelatedField,
+    idempotency_key,
 )
+from tradingsite.domain import MONEY, QTY, CloseReason
 
 TAG = "lifecycle"
 
@@ -226,3 +233,57 @@ class ClosePositionApi(StrictApi, APIView):
         body = self.CloseResultSerializer({"position": position.pk, "action_id": action.pk,
                                       "action_state": action.state, "created": created}).data
         return Response(body, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+
+
+# --- entry orders of a strategy (served under /api/execution/orders/place) -------------
+
+EXECUTION_TAG = "execution"
+
+
+class PlaceOrderApi(StrictApi, APIView):
+    """Send an entry order through the pipeline (staff); its fill opens the position.
+
+    Answers 202 at once: placement, retries and polling run on the workers; 409 while
+    trading is halted (``halt_trading``, or a shutdown in progress). With an
+    idempotency key, a retry after a lost 202 gets the same order (200).
+    """
+
+    class PlaceOrderSerializer(StrictSerializer):
+        strategy = StrictSlugRelatedField(slug_field="name",
+                                          queryset=Strategy.objects.select_related("account"))
+        symbol = StrictCharField(max_length=64, visible=True)
+        side = StrictChoiceField(choices=OrderSide.choices)
+        quantity = StrictDecimalField(**QTY, positive=True)
+        order_type = StrictChoiceField(choices=OrderType.choices, default=OrderType.MARKET)
+        price = StrictDecimalField(**MONEY, positive=True, required=False, allow_null=True,
+                                   default=None, help_text="Limit price (limit orders only).")
+        expected_price = StrictDecimalField(
+            **MONEY, positive=True, required=False, allow_null=True, default=None,
+            help_text="The price the decision was based on: slippage is measured against it.")
+        idempotency_key = StrictCharField(
+            max_length=128, required=False, visible=True,
+            help_text="Your key for this order: repeated with the same order it returns the "
+                      "order the first request recorded (200) and places nothing; with other "
+                      "order fields it is a 409 naming them. May also be sent as the "
+                      f"{IDEMPOTENCY_HEADER} header.")
+
+        def validate(self, data):
+            if data["order_type"] == OrderType.LIMIT and data.get("price") is None:
+                raise serializers.ValidationError({"price": "a limit order needs a price"})
+            if data["order_type"] == OrderType.MARKET and data.get("price") is not None:
+                raise serializers.ValidationError({"price": "a market order takes no price"})
+            return data
+
+    @extend_schema(tags=[EXECUTION_TAG], request=PlaceOrderSerializer,
+                   parameters=[IDEMPOTENCY_PARAMETER],
+                   responses={
+        202: OrderSerializer,
+        200: OpenApiResponse(OrderSerializer, description="Already placed with this key."),
+        409: OpenApiResponse(description="Trading is halted (new entries are refused), or the "
+                                         "key was used for a different order.")})
+    def post(self, request: Request) -> Response:
+        data = self.PlaceOrderSerializer(data=idempotency_key(request, request.data))
+        data.is_valid(raise_exception=True)
+        order, created = order_request(caller=request.user, **data.validated_data)
+        return Response(OrderSerializer(order).data,
+                        status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)

@@ -11,4 +11,7 @@ urlpatterns = [
     path("lifecycle/positions", api.HandOverPositionApi.as_view(), name="lifecycle-positions"),
     path("lifecycle/positions/<id:position_id>/close", api.ClosePositionApi.as_view(),
          name="lifecycle-position-close"),
+    # A strategy's entry order: routed with execution's order routes, answered here
+    # because the strategy (and the position its fill opens) is lifecycle's.
+    path("execution/orders/place", api.PlaceOrderApi.as_view(), name="execution-order-place"),
 ]

@@ -9,7 +9,9 @@ class LifecycleConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from execution.signals import account_marks, account_positions_read, account_symbols_wanted
+        from lifecycle.checks import strategy_override_errors
         from lifecycle.models import Strategy
+        from lifecycle.order_events import register_handlers
         from lifecycle.receivers import (
             compare_book,
             mark_positions,
@@ -17,7 +19,13 @@ class LifecycleConfig(AppConfig):
             wake_deadline_schedulers,
         )
         from lifecycle.signals import position_opened
+        from tradingsite.checks import register_override_check
 
+        register_override_check("strategies", strategy_override_errors)
+        # Execution's hooks (fills open and close positions, close actions run here): in
+        # every process that loads the apps — web, worker, beat, management commands.
+        register_handlers()
+        # What the account streams announce (execution.signals): marks, the exchange's book.
         account_symbols_wanted.connect(symbols_of_held_positions,
                                        dispatch_uid="lifecycle.symbols_of_held_positions")
         account_marks.connect(mark_positions, dispatch_uid="lifecycle.mark_positions")

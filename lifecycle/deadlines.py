@@ -5,7 +5,7 @@ The beat's 15 s timeout pass lets a position run up to 15 s past its limit. The
 database for the earliest deadline of any held position — one query: the minimum
 of ``opened_at`` + each strategy's warning threshold over OPEN positions and
 + its max holding time over WARNING ones — sleeps until then, and runs the same
-set-based timeout pass (``services.check_timeouts``) at that instant. It is woken
+set-based timeout pass (``services.timeout_pass_run``) at that instant. It is woken
 early when positions change: a position opened, moved back from CLOSING, or a
 strategy's limits edited (in this process directly; across processes through Redis
 pub/sub on ``lifecycle.deadlines`` when ``REDIS_URL`` is set). It never sleeps longer
@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from lifecycle.models import Position, PositionState
 from lifecycle.selectors import strategy_limits, with_deadlines
-from lifecycle.services import TimeoutPassResult, check_timeouts
+from lifecycle.services import TimeoutPassResult, timeout_pass_run
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class DeadlineScheduler:
         due = next_deadline()
         now = timezone.now()
         if due is not None and due <= now:
-            self.last = check_timeouts(now)
+            self.last = timeout_pass_run(now)
             self.passes += 1
             if self.last.warned or self.last.timed_out:
                 self.lateness.append((now - due).total_seconds())

@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from execution.models import MONEY, QTY, CloseReason
+from tradingsite.domain import MONEY, QTY, CloseReason
 
 TIMEFRAME_CHOICES = [(tf, tf) for tf in
                      ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "12h", "1d")]

@@ -29,7 +29,7 @@ from django.db.models import (
 )
 from django.utils import timezone
 
-from execution.models import Action, ActionKind
+from execution.models import Action, ActionKind, ExchangeAccount
 from lifecycle.models import Position, PositionState, Strategy
 from lifecycle.timeouts import HoldingLimits, group_strategies, minutes_between
 from tradingsite.live_config import LiveConfigError, LiveTradingConfig, site_config
@@ -166,3 +166,16 @@ def with_timing(positions: Iterable[Position], now: datetime | None = None) -> l
     for position in annotated:
         position.timing = position_timing(position, now)
     return annotated
+
+
+def markets_in_use() -> list[tuple[ExchangeAccount, str, str]]:
+    """(account, symbol, timeframe) of every position still held, once each."""
+    seen: dict[tuple[int, str, str], tuple[ExchangeAccount, str, str]] = {}
+    positions = Position.objects.filter(state__in=PositionState.active(),
+                                        strategy__account__enabled=True).select_related(
+        "strategy__account").only("symbol", "strategy__timeframe", "strategy__account")
+    for position in positions:
+        account = position.strategy.account
+        key = (account.pk, position.symbol, position.strategy.timeframe)
+        seen.setdefault(key, (account, position.symbol, position.strategy.timeframe))
+    return list(seen.values())

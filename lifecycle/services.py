@@ -1,9 +1,10 @@
 """The single write path for positions: open, transition, close, time out.
 
-Every transition is a compare-and-set on the row (``filter(id, state=old).update``),
-writes a ``PositionEvent``, fires a signal and pushes a live event after commit.
+Every transition follows the one rule in ``lifecycle.transitions`` (allowed moves, the
+columns written, the event recorded, the live event pushed); one position's is a
+compare-and-set on the row (``filter(id, state=old).update``) that fires a signal.
 Two workers racing on the same position therefore produce exactly one transition;
-the loser gets ``InvalidStateTransition``. The timeout pass (``check_timeouts``)
+the loser gets ``InvalidStateTransition``. The timeout pass (``timeout_pass_run``)
 applies the same rules set-based, in a constant number of queries.
 """
 
@@ -31,8 +32,8 @@ from django.db.models.functions import Cast, Coalesce, Concat, JSONObject
 from django.utils import timezone
 
 from execution.client_requests import canonical
-from execution.models import Action, ActionKind, ActionState, CloseReason
-from lifecycle.bulk import InArray, insert_select, update_returning_pks
+from execution.models import Action, ActionKind, ActionState
+from execution.services import action_dispatch, actions_dispatch
 from lifecycle.models import (
     Position,
     PositionEvent,
@@ -53,37 +54,26 @@ from lifecycle.signals import (
 from lifecycle.timeouts import (
     CLOSE_RETRY_MAX,
     HoldingLimits,
-    chunked,
     close_retry_schedule,
     group_strategies,
 )
+from lifecycle.transitions import (
+    TRANSITION_EVENT,
+    live_many,
+    live_one,
+    transition_check,
+    transition_values,
+)
+from tradingsite.domain import CloseReason
 from tradingsite.errors import InvalidStateTransition, RequestMismatch
 from tradingsite.live import broadcast, broadcast_many
-from tradingsite.rows import insert_row
+from tradingsite.sql import InArray, insert_row, insert_select, update_returning_pks
 
 S = PositionState
-
-ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
-    S.OPEN: frozenset({S.WARNING, S.CLOSING}),
-    S.WARNING: frozenset({S.CRITICAL, S.CLOSING}),
-    S.CRITICAL: frozenset({S.CLOSING}),
-    # A close that failed for good returns the position to where its holding time puts it.
-    S.CLOSING: frozenset({S.CLOSED, S.OPEN, S.WARNING, S.CRITICAL}),
-    S.CLOSED: frozenset(),
-}
-
-# The timestamp column set when a position enters a state.
-STATE_TIMESTAMP = {S.WARNING: "warning_at", S.CRITICAL: "critical_at", S.CLOSING: "closing_at",
-                   S.CLOSED: "closed_at"}
-
 
 # How the "opened" event names where a position came from.
 OPENED_FROM = {PositionSource.FILL: "entry fill", PositionSource.API: "API hand-over",
                PositionSource.RECONCILE: "reconciliation", PositionSource.MANUAL: "operator"}
-
-
-def is_allowed(from_state: str, to_state: str) -> bool:
-    return to_state in ALLOWED_TRANSITIONS.get(from_state, frozenset())
 
 
 def position_payload(position: Position) -> dict[str, Any]:
@@ -233,14 +223,9 @@ def position_transition(position: Position, *, to_state: str, reason: str, actor
     Extra ``fields`` are written in the same UPDATE.
     """
     from_state = position.state
-    if not is_allowed(from_state, to_state):
-        raise InvalidStateTransition(
-            f"position {position.pk}: {from_state} → {to_state} is not a valid transition")
+    transition_check(from_state, to_state, position_id=position.pk)
     now = timezone.now()
-    values: dict[str, Any] = {"state": to_state, "state_changed_at": now, "updated_at": now,
-                              **fields}
-    if to_state in STATE_TIMESTAMP:
-        values.setdefault(STATE_TIMESTAMP[to_state], now)
+    values = transition_values(to_state, now, **fields)
     with transaction.atomic():
         changed = Position.objects.filter(pk=position.pk, state=from_state).update(**values)
         if not changed:
@@ -250,12 +235,11 @@ def position_transition(position: Position, *, to_state: str, reason: str, actor
                 f"{from_state} → {to_state} not applied")
         for name, value in values.items():
             setattr(position, name, value)
-        _record_event(position, kind="transition", from_state=from_state, to_state=to_state,
-                      reason=reason, actor=actor, details=details, at=now)
+        _record_event(position, kind=TRANSITION_EVENT, from_state=from_state,
+                      to_state=to_state, reason=reason, actor=actor, details=details, at=now)
         position_state_changed.send(sender=Position, position=position, from_state=from_state,
                                     to_state=to_state, reason=reason, actor=actor)
-        broadcast("position.state_changed",
-                  {**position_payload(position), "from_state": from_state, "reason": reason})
+        broadcast(*live_one(position_payload(position), from_state=from_state, reason=reason))
     return position
 
 
@@ -300,56 +284,13 @@ def position_request_close(*, position: Position, reason: str, actor: str,
         if existing is None:
             raise
         return existing, False
-    dispatch_action(action)
+    action_dispatch(action)
     return action, True
 
 
 def _open_close_action(position: Position) -> Action | None:
     return Action.objects.filter(position=position, kind__in=ActionKind.closing(),
                                  state__in=ActionState.open()).first()
-
-
-def dispatch_action(action: Action) -> None:
-    """Hand an action to the worker once the transaction that created it commits."""
-    dispatch_actions([action.pk])
-
-
-# Above this many actions, dispatching is itself handed to workers in batches.
-DIRECT_DISPATCH_LIMIT = 100
-FAN_OUT_BATCH_SIZE = 500
-
-
-def dispatch_actions(action_ids: list[int]) -> None:
-    """Hand actions to the workers once the transaction that created them commits.
-
-    Up to ``DIRECT_DISPATCH_LIMIT`` go out as one ``process_action`` message each;
-    a mass timeout sends one ``lifecycle.tasks.dispatch_actions`` message per batch
-    instead, so the pass that created them stays fast and the fan-out runs in
-    parallel on the workers. Pending actions that no message reaches are picked
-    up by ``execution.tasks.sweep_actions``.
-    """
-    if not action_ids:
-        return
-    ids = list(action_ids)
-
-    def send() -> None:
-        if len(ids) <= DIRECT_DISPATCH_LIMIT:
-            send_actions_now(ids)
-            return
-        from lifecycle.tasks import dispatch_actions as dispatch_task
-
-        for batch in chunked(ids, FAN_OUT_BATCH_SIZE):
-            dispatch_task.apply_async((batch,), argsrepr=f"[{len(batch)} action ids]")
-
-    transaction.on_commit(send)
-
-
-def send_actions_now(action_ids: list[int]) -> None:
-    """One ``process_action`` message per action (the task is idempotent)."""
-    from execution.tasks import process_action
-
-    for action_id in action_ids:
-        process_action.delay(action_id)
 
 
 def position_begin_close(position: Position, *, reason: str, actor: str) -> Position:
@@ -524,7 +465,7 @@ class TimeoutPassResult:
         return {**asdict(self), "checked_at": self.checked_at.isoformat()}
 
 
-def check_timeouts(now: datetime | None = None) -> TimeoutPassResult:
+def timeout_pass_run(now: datetime | None = None) -> TimeoutPassResult:
     """Move held positions forward by holding time and queue timeout closes.
 
     Set-based, in a constant number of queries however many positions are open:
@@ -576,14 +517,14 @@ def _advance_held_positions(now: datetime, from_state: str, to_state: str,
                   .filter(due, state=from_state).order_by("pk").values_list("pk", flat=True))
     if not locked:
         return []
-    stamp = STATE_TIMESTAMP[to_state]
+    transition_check(from_state, to_state)
     moved = sorted(update_returning_pks(
         Position.objects.filter(InArray("pk", locked), state=from_state),
-        state=to_state, state_changed_at=now, updated_at=now, **{stamp: now}))
+        **transition_values(to_state, now)))
     if not moved:
         return []
     insert_select(PositionEvent, Position.objects.filter(InArray("pk", moved)).order_by("pk"), {
-        "position_id": F("pk"), "kind": "transition", "from_state": from_state,
+        "position_id": F("pk"), "kind": TRANSITION_EVENT, "from_state": from_state,
         "to_state": to_state, "actor": TIMEOUT_ACTOR, "created_at": now,
         "reason": Case(*reason, default=Value("timeout"), output_field=CharField()),
         "details": JSONObject(limit_minutes=Case(*limit_minutes, output_field=IntegerField())),
@@ -606,9 +547,8 @@ def _announce_bulk_transition(position_ids: list[int], now: datetime, from_state
                               to_state: str, limits: dict[int, HoldingLimits]) -> None:
     """Signal receivers get each position; the live layer gets batched id lists.
 
-    Positions are loaded for the signal only when someone listens, and the live
-    event ``positions.state_changed`` carries ids (the dashboard knows the rest),
-    so a pass over 10,000 positions stays cheap.
+    Positions are loaded for the signal only when someone listens; the live events are
+    the transition rule's (``transitions.live_many``).
     """
     if position_state_changed.has_listeners(Position):
         for position in Position.objects.filter(InArray("pk", position_ids)).select_related(
@@ -618,9 +558,8 @@ def _announce_bulk_transition(position_ids: list[int], now: datetime, from_state
                                         reason=_timeout_reason(to_state,
                                                                limits[position.strategy_id]),
                                         actor=TIMEOUT_ACTOR)
-    broadcast_many([("positions.state_changed", {
-        "ids": batch, "from_state": from_state, "to_state": to_state, "actor": TIMEOUT_ACTOR,
-        "state_changed_at": now}) for batch in chunked(position_ids, LIVE_BATCH_SIZE)])
+    broadcast_many(live_many(position_ids, from_state=from_state, to_state=to_state,
+                             actor=TIMEOUT_ACTOR, at=now, batch_size=LIVE_BATCH_SIZE))
 
 
 def _queue_timeout_closes(now: datetime, strategy_ids: list[int]) -> list[tuple[int, int]]:
@@ -660,5 +599,5 @@ def _queue_timeout_closes(now: datetime, strategy_ids: list[int]) -> list[tuple[
         "reason": "timeout: close requested", "created_at": now,
         "details": JSONObject(action_id=F("pk"), kind=F("kind")),
     })
-    dispatch_actions(action_ids)
+    actions_dispatch(action_ids)
     return created

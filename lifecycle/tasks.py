@@ -20,18 +20,10 @@ PERIODIC_TASKS = [
 @shared_task(acks_late=True)
 def check_timeouts() -> dict[str, Any]:
     """One timeout pass; a duplicate or concurrent run finds nothing left to do."""
-    from lifecycle.services import check_timeouts as run_pass
+    from lifecycle.services import timeout_pass_run
 
-    result = run_pass()
+    result = timeout_pass_run()
     if result.warned or result.timed_out or result.close_actions:
         log.info("timeout pass: %d warned, %d timed out, %d close actions queued",
                  result.warned, result.timed_out, result.close_actions)
     return result.as_dict()
-
-
-@shared_task(acks_late=True)
-def dispatch_actions(action_ids: list[int]) -> None:
-    """Fan a batch of queued actions out to ``execution.tasks.process_action``."""
-    from lifecycle.services import send_actions_now
-
-    send_actions_now(action_ids)

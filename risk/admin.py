@@ -3,7 +3,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from risk.models import HealthSnapshot, RiskAlert, StrategyRiskCheck
-from risk.services import acknowledge_alerts, run_risk_check
+from risk.services import alerts_acknowledge, risk_check_run
 from tradingsite.admin_helpers import AppendOnlyAdmin, format_age
 
 
@@ -34,7 +34,7 @@ class RiskAlertAdmin(admin.ModelAdmin):
 
     @admin.action(description="Acknowledge selected alerts", permissions=["change"])
     def acknowledge(self, request: HttpRequest, queryset: QuerySet[RiskAlert]) -> None:
-        count = acknowledge_alerts(alert_ids=list(queryset.values_list("pk", flat=True)),
+        count = alerts_acknowledge(alert_ids=list(queryset.values_list("pk", flat=True)),
                                    by=request.user.get_username())
         self.message_user(request, f"{count} alert(s) acknowledged by "
                                    f"{request.user.get_username()}.", messages.SUCCESS)
@@ -57,7 +57,7 @@ class StrategyRiskCheckAdmin(admin.ModelAdmin):
 
     @admin.action(description="Run the risk check now", permissions=["change"])
     def check_now(self, request: HttpRequest, queryset: QuerySet[StrategyRiskCheck]) -> None:
-        result = run_risk_check(force=True,
+        result = risk_check_run(force=True,
                                 strategy_ids=list(queryset.values_list("strategy_id", flat=True)))
         self.message_user(
             request, f"Checked {result.positions} position(s) of {len(result.strategies)} "

@@ -15,7 +15,7 @@ from lifecycle.models import DangerLevel, Position, PositionState
 from risk import selectors
 from risk.models import AlertSeverity, RiskAlert
 from risk.serializers import HealthReportSerializer, PositionHealthSerializer, RiskAlertSerializer
-from risk.services import acknowledge_alert
+from risk.services import alert_acknowledge
 from tradingsite.api_input import (
     BooleanFilter,
     ChoiceFilter,
@@ -113,5 +113,5 @@ class AcknowledgeAlertView(StrictApi, APIView):
     def post(self, request: Request, pk: int) -> Response:
         EmptyBody(data=request.data).is_valid(raise_exception=True)
         get_object_or_404(RiskAlert, pk=pk)
-        alert = acknowledge_alert(alert_id=pk, by=request.user.get_username())
+        alert = alert_acknowledge(alert_id=pk, by=request.user.get_username())
         return Response(RiskAlertSerializer(alert).data)

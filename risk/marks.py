@@ -24,21 +24,22 @@ import numpy as np
 from django.db import transaction
 from django.db.models import F
 
-from execution.models import ActionKind, CloseReason
+from execution.models import ActionKind
 from lifecycle.models import Position, PositionSide, PositionState
 from lifecycle.services import position_request_close
 from risk import scoring, selectors
-from risk.bulk import insert_rows, update_rows
 from risk.models import AlertSeverity, HealthSnapshot
 from risk.services import (
     DANGER_CRITICAL,
     DANGER_WARNING,
     RISK_ACTOR,
     SNAPSHOT_FIELDS,
-    raise_alert,
+    alert_raise,
 )
+from tradingsite.domain import CloseReason
 from tradingsite.errors import InvalidStateTransition
 from tradingsite.live import broadcast
+from tradingsite.sql import insert_rows, update_rows
 
 log = logging.getLogger(__name__)
 
@@ -156,11 +157,11 @@ def _alert(row: dict[str, Any], level: str, score: float, config: Any) -> None:
     risk = config.risk_monitoring
     position = Position(pk=row["id"], symbol=row["symbol"])
     if level == "CRITICAL":
-        raise_alert(position=position, kind=DANGER_CRITICAL, severity=AlertSeverity.CRITICAL,
+        alert_raise(position=position, kind=DANGER_CRITICAL, severity=AlertSeverity.CRITICAL,
                     message=f"Health score {score:.2f} is below the critical threshold "
                             f"{risk.health_score_threshold:g} (price {row['last_price']}).")
     elif level == "WARNING":
-        raise_alert(position=position, kind=DANGER_WARNING, severity=AlertSeverity.WARNING,
+        alert_raise(position=position, kind=DANGER_WARNING, severity=AlertSeverity.WARNING,
                     message=f"Health score {score:.2f} is below the warning threshold "
                             f"{risk.warning_score_threshold:g} (price {row['last_price']}).")
 

@@ -11,7 +11,7 @@ from risk import services
 
 def resolve_alerts_of_closed_position(sender: Any, position: Any, **kwargs: Any) -> None:
     """A closed position has no risk left: its open alerts are resolved with the close."""
-    services.resolve_position_alerts(position_id=position.pk)
+    services.position_alerts_resolve(position_id=position.pk)
 
 
 def create_risk_check_row(sender: Any, instance: Any, created: bool, using: str = DEFAULT_DB_ALIAS,

@@ -6,7 +6,8 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from decimal import Decimal
+from typing import Any, NamedTuple
 
 import numpy as np
 from django.db.models import Count, F, Prefetch, Q, QuerySet
@@ -24,9 +25,24 @@ TIMEFRAME_SECONDS = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1
                      "2h": 7200, "4h": 14400, "6h": 21600, "12h": 43200, "1d": 86400}
 
 # The columns a risk tick reads of each position, in this order.
-TICK_POSITION_FIELDS = ("id", "strategy_id", "symbol", "side", "quantity", "entry_price",
-                        "peak_price", "trough_price", "last_price", "last_price_at",
-                        "opened_at", "state")
+class TickPosition(NamedTuple):
+    """What a risk tick reads of a held position (one row, by name)."""
+
+    id: int
+    strategy_id: int
+    symbol: str
+    side: str
+    quantity: Decimal
+    entry_price: Decimal
+    peak_price: Decimal
+    trough_price: Decimal
+    last_price: Decimal | None
+    last_price_at: datetime | None
+    opened_at: datetime
+    state: str
+
+
+TICK_POSITION_FIELDS = TickPosition._fields
 
 
 def timeframe_seconds(timeframe: str) -> int:
@@ -82,11 +98,11 @@ def lock_strategy_checks(strategy_ids: list[int]) -> dict[int, StrategyRiskCheck
     return {row.strategy_id: row for row in rows}
 
 
-def tick_positions(strategy_ids: list[int]) -> list[tuple]:
-    """Rows (``TICK_POSITION_FIELDS``) of the positions still held by these strategies."""
-    return list(Position.objects.filter(strategy_id__in=strategy_ids,
-                                        state__in=PositionState.active())
-                .order_by("id").values_list(*TICK_POSITION_FIELDS))
+def tick_positions(strategy_ids: list[int]) -> list[TickPosition]:
+    """The positions still held by these strategies, as named rows in id order."""
+    return list(map(TickPosition._make, Position.objects.filter(
+        strategy_id__in=strategy_ids, state__in=PositionState.active())
+        .order_by("id").values_list(*TICK_POSITION_FIELDS)))
 
 
 def recent_candles(windows: dict[tuple[str, str], tuple[set[str], datetime]]) -> list[tuple]:

@@ -20,9 +20,9 @@ PERIODIC_TASKS = [
 @shared_task(acks_late=True)
 def check_risk() -> dict[str, Any]:
     """Runs every 30 s; each strategy is scored once per ``checkIntervalCandles`` candles."""
-    return services.run_risk_check().as_dict()
+    return services.risk_check_run().as_dict()
 
 
 @shared_task(acks_late=True)
 def prune_snapshots() -> int:
-    return services.prune_snapshots()
+    return services.snapshots_prune()

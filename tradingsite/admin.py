@@ -1,4 +1,4 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
@@ -7,57 +7,8 @@ from tradingsite.admin_helpers import AppendOnlyAdmin, confirmation_page
 from tradingsite.models import (
     ApiToken,
     AuditEvent,
-    PlatformState,
-    ReconciliationReport,
-    StateSnapshot,
 )
-from tradingsite.recovery import recover
-from tradingsite.services import trading_halt, trading_resume
 from tradingsite.tokens import api_token_issue, api_token_revoke
-
-
-@admin.register(PlatformState)
-class PlatformStateAdmin(admin.ModelAdmin):
-    list_display = ("__str__", "trading_halted", "halt_reason", "halted_by", "halted_at",
-                    "shutdown_requested_at")
-    readonly_fields = ("trading_halted", "halt_reason", "halted_at", "halted_by",
-                       "shutdown_requested_at", "updated_at")
-    actions = ["halt_trading", "resume_trading", "reconcile"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    @admin.action(description="Halt trading (stop new entries)", permissions=["change"])
-    def halt_trading(self, request, queryset) -> None:
-        trading_halt(reason=f"halted from the admin by {request.user.get_username()}",
-                     actor=request.user.get_username())
-        self.message_user(request, "Trading halted: new entries are refused.", messages.WARNING)
-
-    @admin.action(description="Resume trading", permissions=["change"])
-    def resume_trading(self, request, queryset) -> None:
-        trading_resume(actor=request.user.get_username())
-        self.message_user(request, "Trading resumed.", messages.SUCCESS)
-
-    @admin.action(description="Reconcile with the exchanges now", permissions=["change"])
-    def reconcile(self, request, queryset) -> None:
-        report = recover(trigger=f"admin ({request.user.get_username()})")
-        self.message_user(request, f"Reconciliation report #{report.pk}: {report.summary}",
-                          messages.SUCCESS if report.differences == 0 else messages.WARNING)
-
-
-@admin.register(StateSnapshot)
-class StateSnapshotAdmin(AppendOnlyAdmin):
-    list_display = ("created_at", "reason", "clean")
-    list_filter = ("reason", "clean")
-
-
-@admin.register(ReconciliationReport)
-class ReconciliationReportAdmin(AppendOnlyAdmin):
-    list_display = ("created_at", "dry_run", "differences", "summary")
-    list_filter = ("dry_run",)
 
 
 @admin.register(AuditEvent)

@@ -2,32 +2,16 @@ from django.apps import AppConfig
 
 
 class TradingsiteConfig(AppConfig):
-    """Platform-wide pieces: configuration checks, periodic-task registry, commands."""
+    """The shared core: configuration checks, the periodic-task registry, platform state."""
 
     name = "tradingsite"
     verbose_name = "Platform"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from celery.signals import worker_ready, worker_shutting_down
         from django.db.models.signals import post_migrate
 
-        from lifecycle.signals import positions_need_reconcile
         from tradingsite import checks  # noqa: F401  (registers the system checks)
-        from tradingsite.recovery import on_worker_ready
-        from tradingsite.runtime import services_start_in_worker, services_stop_in_worker
         from tradingsite.schedule import ensure_periodic_tasks
-        from tradingsite.shutdown import on_worker_shutting_down
-        from tradingsite.tasks import dispatch_position_reconciles
 
         post_migrate.connect(ensure_periodic_tasks, dispatch_uid="tradingsite.periodic_tasks")
-        # Production Celery workers (the CLI worker; runplatform recovers in its startup hook).
-        worker_ready.connect(on_worker_ready, dispatch_uid="tradingsite.recovery")
-        worker_shutting_down.connect(on_worker_shutting_down, dispatch_uid="tradingsite.shutdown")
-        # ... and host the account streams and the deadline scheduler (PLATFORM_SERVICES).
-        worker_ready.connect(services_start_in_worker, dispatch_uid="tradingsite.services")
-        worker_shutting_down.connect(services_stop_in_worker,
-                                     dispatch_uid="tradingsite.services_stop")
-        # Positions the timeout pass left alone: reconciled on their account's queue.
-        positions_need_reconcile.connect(dispatch_position_reconciles,
-                                         dispatch_uid="tradingsite.reconcile_positions")

@@ -1,13 +1,31 @@
-"""Start-up validation: a bad live-trading value stops start-up and names the key."""
+"""Start-up validation: a bad live-trading value stops start-up and names the key.
+
+The site configuration is checked here; the apps above add checks of what they hold on
+top of it (``lifecycle.checks``: each strategy's overrides) with ``register_override_check``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.core.checks import Error, register
-from django.db import DatabaseError
 
-from tradingsite.live_config import LiveConfigError, LiveTradingConfig, build, clear_cache, site_layers
+from tradingsite.live_config import (
+    LiveConfigError,
+    LiveTradingConfig,
+    build,
+    clear_cache,
+    site_layers,
+)
+
+OverrideCheck = Callable[[LiveTradingConfig], list[Error]]
+_override_checks: dict[str, OverrideCheck] = {}
+
+
+def register_override_check(name: str, check: OverrideCheck) -> None:
+    """Add a check of overrides on top of a valid site config (``AppConfig.ready``)."""
+    _override_checks[name] = check
 
 
 @register("live_trading")
@@ -19,22 +37,4 @@ def check_live_trading_config(app_configs: Any = None, **kwargs: Any) -> list[Er
         return [Error(f"{key}: {msg}", hint="Fix the live-trading configuration "
                       "(LIVE_TRADING_CONFIG, LIVE_TRADING__* variables or the config file).",
                       id="live_trading.E001") for key, msg in exc.errors]
-    return _strategy_errors(site)
-
-
-def _strategy_errors(site: LiveTradingConfig) -> list[Error]:
-    """Each strategy's overrides on top of the site config, when the table exists."""
-    from lifecycle.models import Strategy
-
-    try:
-        strategies = list(Strategy.objects.only("name", "live_trading").exclude(live_trading={}))
-    except DatabaseError:  # not migrated yet, or no database: nothing to check here
-        return []
-    errors = []
-    for strategy in strategies:
-        try:
-            build([("", strategy.live_trading)], base=site)
-        except LiveConfigError as exc:
-            errors.extend(Error(f"strategy {strategy.name!r}: {key}: {msg}",
-                                id="live_trading.E002") for key, msg in exc.errors)
-    return errors
+    return [error for check in _override_checks.values() for error in check(site)]

@@ -1,5 +1,5 @@
 from django.urls import path
 
-from risk.consumers import LiveConsumer
+from operations.consumers import LiveConsumer
 
 websocket_urlpatterns = [path("ws/health/", LiveConsumer.as_asgi())]

@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-APPS_WITH_TASKS = ("lifecycle", "risk", "execution", "analytics", "tradingsite")
+APPS_WITH_TASKS = ("lifecycle", "risk", "execution", "analytics", "operations")
 
 
 @dataclass(frozen=True)

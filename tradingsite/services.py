@@ -26,7 +26,7 @@ def is_trading_halted() -> bool:
 def trading_halted_sql() -> str:
     """An SQL query that finds a row while trading is halted.
 
-    Guards a write in the same statement (``tradingsite.rows``), so an entry
+    Guards a write in the same statement (``tradingsite.sql``), so an entry
     recorded or claimed after the halt committed is refused.
     """
     meta = PlatformState._meta

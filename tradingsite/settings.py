@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "lifecycle",
     "risk",
     "analytics",
+    "operations",
 ]
 
 MIDDLEWARE = [
@@ -243,7 +244,7 @@ SPECTACULAR_SETTINGS = {
         "PositionSideEnum": "lifecycle.models.PositionSide",
         "DangerLevelEnum": "lifecycle.models.DangerLevel",
         "PositionSourceEnum": "lifecycle.models.PositionSource",
-        "CloseReasonEnum": "execution.models.CloseReason",
+        "CloseReasonEnum": "tradingsite.domain.CloseReason",
         "OrderSideEnum": "execution.models.OrderSide",
         "OrderTypeEnum": "execution.models.OrderType",
         "OrderPurposeEnum": "execution.models.OrderPurpose",
@@ -340,9 +341,9 @@ RUNPLATFORM_PORT = env_int("RUNPLATFORM_PORT", 8000)
 # shutdown hooks ``def hook(platform) -> None`` run before start and on SIGINT/SIGTERM;
 # stop checks ``def check(platform) -> str`` are polled, a non-empty reason stops it.
 # Recovery on start and the graceful shutdown sequence: tradingsite/recovery.py, shutdown.py.
-PLATFORM_STARTUP_HOOKS: list[str] = ["tradingsite.recovery.platform_recover"]
-PLATFORM_SHUTDOWN_HOOKS: list[str] = ["tradingsite.shutdown.platform_shutdown"]
-PLATFORM_STOP_CHECKS: list[str] = ["tradingsite.shutdown.shutdown_requested"]
+PLATFORM_STARTUP_HOOKS: list[str] = ["operations.recovery.platform_recover"]
+PLATFORM_SHUTDOWN_HOOKS: list[str] = ["operations.shutdown.platform_shutdown"]
+PLATFORM_STOP_CHECKS: list[str] = ["operations.shutdown.shutdown_requested"]
 # Long-lived services of a trading process (runplatform with a worker or beat, and every
 # production Celery worker), as dotted paths to classes with start/stop/is_alive: the
 # account streams (one owner per account across processes) and the deadline scheduler.

@@ -7,11 +7,11 @@ from drf_spectacular.views import (
     SpectacularSwaggerSplitView,
 )
 
-from tradingsite import views
+from operations import views
 from tradingsite.api_schema import SchemaFormatNegotiation
 
-handler404 = "tradingsite.views.not_found"
-handler500 = "tradingsite.views.server_error"
+handler404 = "operations.views.not_found"
+handler500 = "operations.views.server_error"
 
 urlpatterns = [
     path("", views.dashboard, name="home"),
@@ -29,5 +29,5 @@ urlpatterns = [
     path("api/", include("risk.api_urls")),
     path("api/", include("execution.api_urls")),
     path("api/", include("analytics.api_urls")),
-    path("api/", include("tradingsite.api_urls")),
+    path("api/", include("operations.api_urls")),
 ]

@@ -203,12 +203,12 @@ def every_three_trades(live_trading):
 def test_snapshots_refresh_every_metrics_interval_trades(every_three_trades, make_trade,
                                                          strategy):
     make_trade(10, at(1, 1))
-    assert services.refresh_reports() == 8  # ALL/TODAY/WEEK/MONTH × (all, the strategy)
+    assert services.reports_refresh() == 8  # ALL/TODAY/WEEK/MONTH × (all, the strategy)
     assert set(MetricSnapshot.objects.values_list("period", "scope")) == {
         (p, s) for p in ("ALL", "TODAY", "WEEK", "MONTH") for s in ("all", f"strategy={strategy.name}")}
     make_trade(1, at(5, 2))
     make_trade(1, at(5, 3))
-    assert services.refresh_reports() == 0
+    assert services.reports_refresh() == 0
     cached = services.cached_performance_report(ReportRequest())
     assert cached["cached"] is True and cached["trades_since"] == 2
     assert value(cached, "total_pnl") == 10
@@ -220,9 +220,9 @@ def test_snapshots_refresh_every_metrics_interval_trades(every_three_trades, mak
 @time_machine.travel(at(5, 18), tick=False)
 def test_snapshots_refresh_when_the_calendar_window_moves(every_three_trades, make_trade):
     make_trade(10, at(5, 1))
-    services.refresh_reports()
+    services.reports_refresh()
     with time_machine.travel(at(6, 0, 1), tick=False):  # Saturday: same week and month
-        assert services.refresh_reports() == 2  # TODAY for "all" and the strategy
+        assert services.reports_refresh() == 2  # TODAY for "all" and the strategy
         today = services.cached_performance_report(ReportRequest(period=Period.TODAY))
     assert today["cached"] is True and value(today, "trades") == 0
 
@@ -230,7 +230,7 @@ def test_snapshots_refresh_when_the_calendar_window_moves(every_three_trades, ma
 @time_machine.travel(at(5, 18), tick=False)
 def test_filtered_or_narrowed_requests_are_computed_not_cached(make_trade):
     make_trade(10, at(5, 1))
-    services.refresh_reports()
+    services.reports_refresh()
     make_trade(5, at(5, 2))
     assert services.cached_performance_report(ReportRequest())["cached"] is True
     narrowed = services.cached_performance_report(ReportRequest(start=at(1, 0)))
@@ -243,7 +243,7 @@ def test_filtered_or_narrowed_requests_are_computed_not_cached(make_trade):
 def test_disabled_analytics_refresh_nothing(live_trading, make_trade):
     live_trading({"performanceAnalytics": {"enabled": False}})
     make_trade(1, datetime.now(UTC))
-    assert services.refresh_reports() == 0
+    assert services.reports_refresh() == 0
     assert not MetricSnapshot.objects.exists()
 
 

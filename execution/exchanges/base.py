@@ -169,7 +169,7 @@ def round_to_step(value: Decimal, step: Decimal | None, rounding: str) -> Decima
 
 
 class Exchange(ABC):
-    """Place, look up and cancel orders; read market data, balances and positions."""
+    """Place, look up, list and cancel orders; read market data, balances and positions."""
 
     name: str = "exchange"
 
@@ -188,6 +188,12 @@ class Exchange(ABC):
     @abstractmethod
     def cancel_order(self, order_id: str, symbol: str) -> None:
         """Ask to cancel; ``OrderNotFound`` when the order is already final or unknown."""
+
+    @abstractmethod
+    def fetch_orders(self, symbol: str, *, since: datetime | None = None) -> list[OrderSnapshot]:
+        """Every order the exchange lists for ``symbol``, open and final, created at or after
+        ``since`` (all it keeps without). Read by the invariant checks: each client order id
+        at most once, fills per order against the database."""
 
     @abstractmethod
     def fetch_ticker(self, symbol: str) -> Ticker: ...

@@ -68,8 +68,12 @@ class ExchangeProfile:
     client_id_params: Callable[[str], dict[str, Any]] = (
         lambda cid: {"clientOrderId": cid})
     fetch_order_params: dict[str, Any] = field(default_factory=dict)
-    # Listings searched for a client order id, in order (open orders first).
+    # Listings searched for a client order id, in order (open orders first); also the
+    # listings of every order of a symbol (``fetch_orders``).
     lookup_methods: tuple[str, ...] = ("fetch_open_orders", "fetch_closed_orders")
+    # Parameters of a full listing: every page, not the exchange's first 20 or 50 rows.
+    listing_params: dict[str, Any] = field(default_factory=lambda: {"paginate": True,
+                                                                    "paginationCalls": 200})
     # Exchange error codes whose ccxt class misleads: code → our class.
     error_codes: dict[str, type[ExchangeError]] = field(default_factory=dict)
     # The websocket URLs (ccxt's ``urls['api']['ws']``) under a replaced API base URL;
@@ -396,6 +400,19 @@ class CcxtExchange(Exchange):
 
     def cancel_order(self, order_id: str, symbol: str) -> None:
         self._call("cancel_order", order_id, symbol)
+
+    def fetch_orders(self, symbol: str, *, since: datetime | None = None) -> list[OrderSnapshot]:
+        """Open orders, then the history: an order that ended between the two listings is
+        in both, and the later answer (the history's) is kept."""
+        since_ms = int(since.timestamp() * 1000) if since else None
+        listed: dict[str, OrderSnapshot] = {}
+        for method in self.profile.lookup_methods:
+            for raw in self._call(method, symbol, since_ms, None,
+                                  dict(self.profile.listing_params)):
+                snapshot = self._snapshot(raw)
+                if since is None or snapshot.timestamp is None or snapshot.timestamp >= since:
+                    listed[snapshot.id] = snapshot
+        return list(listed.values())
 
     # --- market data, balance, positions ---------------------------------------------
 

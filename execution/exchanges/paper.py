@@ -21,7 +21,8 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
@@ -147,6 +148,7 @@ class PaperExchange(Exchange):
         self.cash: dict[str, Decimal] = {quote_currency: Decimal(starting_capital)}
         self._feeds: dict[str, Feed] = {}
         self._delayed: list[tuple[datetime, OrderRequest]] = []
+        self._faults_held = False
         self.calls: Counter[str] = Counter()
         self.fills: list[TradeFill] = []
         self._fill_ids = itertools.count(1)
@@ -238,7 +240,28 @@ class PaperExchange(Exchange):
                                    client_order_id=f"manual-{next(self._ids)}")
             return self._snapshot(self._create(request))
 
+    def clear_faults(self) -> None:
+        """Drop every fault still queued (the config's and the injected ones)."""
+        with self._lock:
+            self._faults = []
+
+    def faults_left(self) -> int:
+        """How many fault firings are still queued."""
+        with self._lock:
+            return sum(left for _, left in self._faults)
+
+    @contextmanager
+    def faults_held(self) -> Iterator[None]:
+        """No queued fault fires inside (an observer's reads must not use up a scenario's faults)."""
+        held, self._faults_held = self._faults_held, True
+        try:
+            yield
+        finally:
+            self._faults_held = held
+
     def _take_fault(self, call: str, kinds: tuple[str, ...]) -> FaultSpec | None:
+        if self._faults_held:
+            return None
         for entry in self._faults:
             spec, left = entry
             if left > 0 and spec.on in (call, "any") and spec.kind in kinds:
@@ -520,6 +543,13 @@ class PaperExchange(Exchange):
             self._publish("order", self._snapshot(order))
             self._after("cancel")
 
+    def fetch_orders(self, symbol: str, *, since: datetime | None = None) -> list[OrderSnapshot]:
+        with self._lock:
+            self._enter("orders")
+            self._match(symbol)
+            return [self._snapshot(order) for order in self.orders.values()
+                    if order.symbol == symbol and (since is None or order.created_at >= since)]
+
     # --- market data, balance, positions --------------------------------------------
 
     def fetch_ticker(self, symbol: str) -> Ticker:
@@ -619,6 +649,12 @@ def paper_exchange_for(account: Any) -> PaperExchange:
             exchange.configure(parse_paper_config(account.paper_config))
             _registry[account.pk] = (fingerprint, exchange)
         return exchange
+
+
+def paper_exchanges() -> list[PaperExchange]:
+    """Every paper exchange of this process."""
+    with _registry_lock:
+        return [exchange for _, exchange in _registry.values()]
 
 
 def reset_paper_exchanges() -> None:

@@ -26,8 +26,8 @@ price) starting at ``feed.prices[symbol]`` or ``feed.defaultPrice``. With
 ``candle_replay`` and no ``files`` the shipped candle files are replayed.
 
 Faults are consumed in order, each ``times`` times (default 1), on the call named
-by ``on`` (``place``, ``fetch``, ``find``, ``cancel``, ``ticker``, ``book``,
-``balance``, ``positions``, ``candles``, ``trades`` or ``any``). Kinds:
+by ``on`` (``place``, ``fetch``, ``find``, ``cancel``, ``orders`` (the listing),
+``ticker``, ``book``, ``balance``, ``positions``, ``candles``, ``trades`` or ``any``). Kinds:
 
 - before the exchange acts: ``timeout``, ``drop`` (connection dropped),
   ``rate_limit``, ``unavailable``, ``reject`` (with ``error``: ``insufficient_funds``,
@@ -61,8 +61,8 @@ from execution.exchanges.feeds import TIMEFRAME_SECONDS
 from tradingsite.live_config import camel_to_snake
 
 FEED_TYPES = ("candle_replay", "random_walk", "manual")
-CALLS = ("place", "fetch", "find", "cancel", "ticker", "book", "balance", "positions", "candles",
-         "trades", "any")
+CALLS = ("place", "fetch", "find", "cancel", "orders", "ticker", "book", "balance", "positions",
+         "candles", "trades", "any")
 BEFORE_KINDS = ("timeout", "drop", "rate_limit", "unavailable", "reject", "auth")
 AFTER_KINDS = ("timeout_after_accept", "drop_after_accept", "rate_limit_after_accept",
                "unavailable_after_accept")

@@ -13,10 +13,10 @@ from execution import tasks
 from execution.exchanges.paper import paper_exchange_for
 from execution.models import Action, ActionKind, ActionState, Order, OrderStatus
 from execution.pipeline import order_submit
+from execution.selectors import actions_due
 from execution.services import (
     action_claim,
     action_process,
-    actions_due,
     actions_sweep,
     order_advance,
     order_request_cancel,

@@ -122,7 +122,8 @@ def test_create_fetch_lookup_and_cancel_round_trip(bybit, emulator):
     assert caught.value.code == "110001"
 
 
-def test_market_data_balance_and_positions_are_parsed(bybit):
+def test_market_data_balance_and_positions_are_parsed(bybit, emulator):
+    emulator.hold_position("LTCUSDT", Decimal("1.2"), Decimal("64.59947917"))
     ticker = bybit.fetch_ticker(BTC)
     assert (ticker.bid, ticker.ask, ticker.last) == (Decimal("49999.5"), Decimal("50000.5"),
                                                      Decimal("50000"))
@@ -403,3 +404,98 @@ def test_bybit_a_request_processed_after_the_client_gave_up_leaves_one_order(
     assert (order.status, order.filled_quantity) == (OrderStatus.FILLED, Decimal("0.5"))
     [row] = emulator.state.orders.values()
     assert order.exchange_order_id == row["orderId"]
+
+
+# --- listings, positions and the emulator's order faults ------------------------------
+
+def test_every_order_of_a_symbol_is_listed_across_pages_open_and_final(bybit, emulator):
+    for n in range(55):  # three pages of the history at Bybit's 50 a page... and 20 by default
+        bybit.place_order(_request(f"cid-{n:02d}", amount=Decimal("0.001")))
+    resting = bybit.place_order(_request("cid-rest", order_type="limit", price=Decimal("40000")))
+
+    listed = bybit.fetch_orders(BTC)
+
+    assert sorted(s.client_order_id for s in listed) == sorted(
+        [f"cid-{n:02d}" for n in range(55)] + ["cid-rest"])
+    assert {s.id: s.status for s in listed}[resting.id] == "open"
+    assert emulator.calls("v5/order/history") == 2  # 50 + 5, one cursor followed
+    assert emulator.calls("v5/order/realtime") == 1
+
+
+def test_positions_are_what_the_fills_built_and_reduce_only_never_flips_one(bybit, emulator):
+    bybit.place_order(_request("open", amount=Decimal("0.5")))
+    bybit.place_order(_request("close", side="sell", amount=Decimal("0.8"), reduce_only=True))
+    assert bybit.fetch_positions() == []  # 0.5 closed; the other 0.3 reduced nothing
+    bybit.place_order(_request("short", side="sell", amount=Decimal("0.2")))
+
+    [position] = bybit.fetch_positions()
+
+    assert (position.symbol, position.side, position.quantity, position.entry_price) == (
+        BTC, "short", Decimal("0.2"), Decimal("49999.5"))
+    emulator.state.strict_reduce_only = True
+    with pytest.raises(RejectedError, match="current position is zero") as caught:
+        bybit.place_order(_request("bad", amount=Decimal("0.3"), reduce_only=True))
+    assert caught.value.code == "110017"
+
+
+def test_order_behaviour_faults_stay_open_partial_fill_and_fill_on_cancel(bybit, emulator):
+    emulator.fail_next(CREATE, "stay_open")
+    emulator.fail_next(CREATE, "partial_fill", ratio="0.4")
+    emulator.fail_next("v5/order/cancel", "fill_on_cancel", ratio="0.5")
+
+    resting = bybit.place_order(_request("rest", amount=Decimal("0.5")))
+    partial = bybit.place_order(_request("part", amount=Decimal("0.5")))
+
+    assert (bybit.fetch_order(resting.id, BTC).status, bybit.fetch_order(resting.id, BTC).filled
+            ) == ("open", Decimal("0"))
+    assert bybit.fetch_order(partial.id, BTC).filled == Decimal("0.2")
+    bybit.cancel_order(partial.id, BTC)  # half of the 0.3 left fills first
+    cancelled = bybit.fetch_order(partial.id, BTC)
+    assert (cancelled.status, cancelled.filled) == ("canceled", Decimal("0.35"))
+    assert emulator.position_size("BTCUSDT") == Decimal("0.35")
+
+
+def test_a_fill_on_cancel_of_everything_left_makes_the_cancel_too_late(bybit, emulator):
+    emulator.fail_next(CREATE, "stay_open")
+    emulator.fail_next("v5/order/cancel", "fill_on_cancel", ratio="1")
+    resting = bybit.place_order(_request("rest", amount=Decimal("0.5")))
+
+    with pytest.raises(OrderNotFound, match="too late to cancel"):
+        bybit.cancel_order(resting.id, BTC)
+    assert bybit.fetch_order(resting.id, BTC).status == "closed"
+
+
+def test_a_delayed_accept_is_processed_on_the_emulators_clock_not_before(bybit, emulator):
+    import time_machine
+
+    with time_machine.travel(1_770_000_000, tick=False) as clock:
+        emulator.fail_next(CREATE, "delayed_accept", seconds=20)
+        with pytest.raises(TransientError):
+            bybit.place_order(_request("late"))
+        clock.shift(19)
+        assert bybit.find_order("late", BTC) is None
+        clock.shift(1)
+        assert bybit.find_order("late", BTC).filled == Decimal("0.5")
+
+
+def test_a_matched_fault_fires_only_on_requests_with_those_parameters(bybit, emulator):
+    placed = bybit.place_order(_request("seen"))
+    emulator.fail_next("v5/order/realtime", "empty", match={"orderLinkId": True}, times=1)
+
+    assert [s.client_order_id for s in bybit.fetch_orders(BTC)] == ["seen"]  # a listing
+    assert bybit.find_order("seen", BTC) is not None  # history still has it
+    assert emulator.state.faults[-1].times == 0
+    with emulator.faults_held():
+        emulator.fail_next("v5/order/realtime", "http500")
+        assert bybit.fetch_order(placed.id, BTC).id == placed.id
+    assert emulator.state.faults[-1].times == 1
+
+
+def test_a_resting_limit_order_fills_at_its_price_when_the_market_crosses_it(bybit, emulator):
+    resting = bybit.place_order(_request("dip", order_type="limit", price=Decimal("49000")))
+    emulator.set_price("BTCUSDT", Decimal("48900"))
+
+    filled = bybit.fetch_order(resting.id, BTC)
+
+    assert (filled.status, filled.filled, filled.average) == ("closed", Decimal("0.5"),
+                                                              Decimal("49000"))

@@ -174,7 +174,7 @@ def test_a_resend_in_doubt_reuses_the_client_order_id(paper_account, paper_strat
 
 def test_an_order_declared_absent_that_shows_up_later_is_taken_back_once(
         paper_account, paper_strategy, sleep, clock):
-    from tradingsite.recovery import recover
+    from operations.recovery import recover
 
     # the first request is processed only after 100 s; every resend times out unprocessed
     paper = configure(paper_account, faults=[

@@ -8,9 +8,10 @@ from decimal import Decimal
 import pytest
 
 from execution import tasks
-from execution.market_data import candles_refresh, markets_in_use
+from execution.market_data import candles_refresh
 from execution.models import Candle
 from execution.tests.conftest import START, SYMBOL
+from lifecycle.selectors import markets_in_use
 from tradingsite.testing.factories import ExchangeAccountFactory, PositionFactory, StrategyFactory
 
 pytestmark = pytest.mark.django_db

@@ -8,13 +8,13 @@ import pytest
 
 from execution.models import Action, ActionKind, ActionState, Order, OrderPurpose, OrderStatus
 from execution.pipeline import order_submit
+from execution.selectors import orders_overdue
 from execution.services import (
     action_process,
     order_advance,
     order_cancel,
     order_place,
     orders_expire_overdue,
-    orders_overdue,
     run_inline,
 )
 from execution.tests.conftest import SYMBOL, configure

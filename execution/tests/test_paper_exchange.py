@@ -196,3 +196,30 @@ def test_each_account_has_one_exchange_per_process_and_keeps_it_on_reconfigurati
                                                   ("BTC/USD:BTC-250328", "BTC")])
 def test_the_settle_currency_of_a_symbol(symbol, currency):
     assert settle_currency(symbol) == currency
+
+
+def test_every_order_of_a_symbol_is_listed_open_and_final_since_a_time():
+    with time_machine.travel(REPLAY_START, tick=False) as clock:
+        exchange = _exchange(faults=[{"kind": "stay_open"}])
+        exchange.place_order(_order("resting", amount="0.5"))
+        clock.shift(60)
+        exchange.place_order(_order("filled", amount="0.2"))
+
+        listed = exchange.fetch_orders(SYMBOL)
+        later = exchange.fetch_orders(SYMBOL, since=REPLAY_START + timedelta(seconds=60))
+
+    assert [(s.id, s.client_order_id, s.status, s.filled) for s in listed] == [
+        ("paper-1", "resting", "open", Decimal("0")),
+        ("paper-2", "filled", "closed", Decimal("0.2"))]
+    assert [s.id for s in later] == ["paper-2"]
+    assert exchange.fetch_orders("ETH/USDT:USDT") == []
+    assert exchange.calls["orders"] == 3
+
+
+def test_faults_held_back_fire_afterwards_untouched():
+    exchange = _exchange(faults=[{"on": "any", "kind": "timeout"}])
+    with exchange.faults_held():
+        exchange.fetch_orders(SYMBOL)
+        exchange.fetch_positions()
+    with pytest.raises(TransientError, match="read timed out"):
+        exchange.fetch_orders(SYMBOL)

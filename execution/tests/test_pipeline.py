@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from execution import tasks
 from execution.models import Order, OrderPurpose, OrderStatus
@@ -314,31 +315,22 @@ def test_when_even_the_last_lookup_fails_the_order_stays_in_doubt_and_is_looked_
     assert len(paper.orders) == 1
 
 
-def test_an_inline_order_is_recorded_already_claimed_for_its_first_attempt(paper_account,
-                                                                           paper_strategy, paper):
-    order = order_submit(account=paper_account, strategy=paper_strategy, symbol=SYMBOL,
-                         side="buy", quantity=Decimal("0.5"), claim=True)
-
-    row = Order.objects.get(pk=order.pk)
-    assert (row.status, row.attempts, row.submitted_at) == (OrderStatus.SUBMITTING, 1,
-                                                            order.submitted_at)
-    assert sum(paper.calls.values()) == 0  # recorded durably before any network call
-
-
 def test_a_claimed_order_whose_worker_died_before_sending_is_sent_once_later(
         paper_account, paper_strategy, paper, clock):
-    from execution.pipeline import _in_flight_window
+    from execution.pipeline.placement import claim_attempt
+    from execution.pipeline.writes import in_flight_window
     from execution.services import order_advance
 
-    order_submit(account=paper_account, strategy=paper_strategy, symbol=SYMBOL, side="buy",
-                 quantity=Decimal("0.5"), claim=True)
+    order = order_submit(account=paper_account, strategy=paper_strategy, symbol=SYMBOL,
+                         side="buy", quantity=Decimal("0.5"))
+    assert claim_attempt(order, timezone.now()) is None  # a worker claimed the first attempt
     orphan = Order.objects.get()  # the claim died with its worker: only the row is left
 
     waiting = order_advance(orphan)
     assert (waiting.done, waiting.why) == (False, "attempt in flight elsewhere")
     assert sum(paper.calls.values()) == 0
 
-    clock.shift(_in_flight_window().total_seconds())
+    clock.shift(in_flight_window().total_seconds())
     step = order_advance(Order.objects.get())
 
     assert step.order.status == OrderStatus.FILLED
@@ -356,7 +348,7 @@ def test_a_halt_refuses_the_entry_in_the_same_statement_that_records_it(paper_ac
 
     with pytest.raises(TradingHalted, match="trading is halted: risk review"):
         order_submit(account=paper_account, strategy=paper_strategy, symbol=SYMBOL, side="buy",
-                     quantity=Decimal("0.5"), claim=True)
+                     quantity=Decimal("0.5"))
     assert Order.objects.count() == 0
     assert sum(paper.calls.values()) == 0
 

@@ -10,8 +10,7 @@ T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 @pytest.fixture
 def dispatched(monkeypatch):
     """Action ids handed to the workers (directly or through the fan-out task)."""
-    from execution.tasks import process_action
-    from lifecycle.tasks import dispatch_actions
+    from execution.tasks import dispatch_actions, process_action
 
     sent: list[int] = []
     monkeypatch.setattr(process_action, "delay", lambda action_id: sent.append(action_id))

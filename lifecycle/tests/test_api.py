@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from execution.models import Action, ActionState
 from lifecycle.models import Position, PositionEvent
-from lifecycle.services import check_timeouts
+from lifecycle.services import timeout_pass_run
 from lifecycle.tests.conftest import T0
 from tradingsite.testing.factories import ActionFactory, PositionFactory, StrategyFactory
 
@@ -30,7 +30,7 @@ def book(strategy):
                            closing_at=T0 + timedelta(minutes=195))
     PositionFactory(strategy=strategy, opened_at=T0, state="CLOSED", closed_at=T0)
     with time_machine.travel(NOW, tick=False):
-        check_timeouts()
+        timeout_pass_run()
     return {"fresh": fresh, "warned": warned, "late": late}
 
 

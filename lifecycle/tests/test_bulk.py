@@ -4,8 +4,8 @@ import pytest
 from django.db.models import F
 
 from execution.models import Action, ActionKind
-from lifecycle.bulk import InArray, insert_select, update_returning_pks
 from lifecycle.models import Position, PositionEvent
+from tradingsite.sql import InArray, insert_select, update_returning_pks
 from tradingsite.testing.factories import ActionFactory, PositionFactory
 
 pytestmark = pytest.mark.django_db

@@ -8,11 +8,11 @@ import time_machine
 
 from lifecycle.models import Position, PositionEvent, PositionFill, PositionState, Trade
 from lifecycle.services import (
-    check_timeouts,
     position_apply_close_fill,
     position_begin_close,
     position_close_failed,
     position_open,
+    timeout_pass_run,
 )
 from lifecycle.tests.conftest import T0
 from tradingsite.errors import InvalidStateTransition
@@ -95,7 +95,7 @@ def test_exit_fills_apply_only_while_closing(strategy):
 def test_closing_applies_even_when_the_timeout_pass_moved_the_position_meanwhile(strategy):
     position = _open(strategy)  # the caller holds this OPEN copy
     with time_machine.travel(T0 + timedelta(minutes=245), tick=False):
-        check_timeouts()
+        timeout_pass_run()
     assert Position.objects.get(pk=position.pk).state == S.CRITICAL
     position_begin_close(position, reason="timeout", actor="execution")
     stored = Position.objects.get(pk=position.pk)

@@ -11,11 +11,11 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 
 from lifecycle.services import (
-    check_timeouts,
     position_apply_close_fill,
     position_begin_close,
     position_open,
     position_transition,
+    timeout_pass_run,
 )
 from lifecycle.tests.conftest import T0
 from tradingsite.live import LIVE_GROUP
@@ -92,7 +92,7 @@ def test_opened_and_closed_are_pushed_in_order(strategy, live_channel):
 def test_the_timeout_pass_pushes_one_batched_event_per_step(strategy, live_channel, dispatched):
     positions = PositionFactory.create_batch(2, strategy=strategy, opened_at=T0)
     with time_machine.travel(T0 + timedelta(minutes=240), tick=False):
-        check_timeouts()
+        timeout_pass_run()
         # Received on the same clock: the layer drops messages older than its expiry.
         # (The Redis layer orders a channel by send time, equal under a frozen clock.)
         messages = sorted(live_channel(2), key=lambda m: m["payload"]["from_state"] != "OPEN")

@@ -8,7 +8,8 @@ import time_machine
 from django.forms.models import model_to_dict
 
 from lifecycle.models import Position, PositionEvent, PositionState
-from lifecycle.services import ALLOWED_TRANSITIONS, STATE_TIMESTAMP, position_transition
+from lifecycle.services import position_transition
+from lifecycle.transitions import ALLOWED_TRANSITIONS, STATE_TIMESTAMP
 from tradingsite.errors import InvalidStateTransition
 from tradingsite.testing.factories import PositionFactory
 

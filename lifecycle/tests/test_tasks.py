@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 
+from execution import tasks as execution_tasks
 from execution.models import Action
 from lifecycle import tasks
 from lifecycle.tests.conftest import T0
@@ -26,7 +27,7 @@ def test_check_timeouts_task_runs_one_pass_and_a_repeat_finds_nothing_left(strat
 
 
 def test_the_fan_out_task_sends_one_process_action_per_id(dispatched):
-    tasks.dispatch_actions.apply(args=([5, 6, 7],))
+    execution_tasks.dispatch_actions.apply(args=([5, 6, 7],))
     assert dispatched == [5, 6, 7]
 
 

@@ -10,7 +10,7 @@ from execution import tasks as execution_tasks
 from execution.exchanges.paper import reset_paper_exchanges
 from execution.models import Action, ActionState, Order
 from lifecycle.models import Position, PositionEvent
-from lifecycle.services import check_timeouts, position_open
+from lifecycle.services import position_open, timeout_pass_run
 from lifecycle.tests.conftest import T0
 from tradingsite.testing.factories import ExchangeAccountFactory, StrategyFactory
 
@@ -38,7 +38,7 @@ def test_a_position_past_its_max_holding_time_is_closed_with_exit_reason_timeout
                                  quantity=Decimal("0.01"), entry_price=Decimal("50000"))
     with time_machine.travel(T0 + timedelta(minutes=240), tick=False):
         with django_capture_on_commit_callbacks(execute=True):
-            assert check_timeouts().close_actions == 1
+            assert timeout_pass_run().close_actions == 1
         for action_id in dispatched:
             execution_tasks.process_action(action_id)
     stored = Position.objects.get(pk=position.pk)

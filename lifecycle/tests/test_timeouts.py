@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from execution.models import Action, ActionKind, ActionState
 from lifecycle import services
 from lifecycle.models import Position, PositionEvent, PositionState
-from lifecycle.services import check_timeouts
+from lifecycle.services import timeout_pass_run
 from lifecycle.signals import position_state_changed
 from lifecycle.tests.conftest import T0
 from tradingsite.testing.factories import ActionFactory, PositionFactory, StrategyFactory
@@ -23,9 +23,9 @@ S = PositionState
 def _pass_at(minutes: float, django_capture_on_commit_callbacks=None):
     with time_machine.travel(T0 + timedelta(minutes=minutes), tick=False):
         if django_capture_on_commit_callbacks is None:
-            return check_timeouts()
+            return timeout_pass_run()
         with django_capture_on_commit_callbacks(execute=True):
-            return check_timeouts()
+            return timeout_pass_run()
 
 
 def _state(position) -> str:
@@ -223,10 +223,11 @@ def test_live_events_are_batched(strategy, monkeypatch):
 
 def test_many_created_actions_are_dispatched_through_fan_out_batches(
         strategy, monkeypatch, django_capture_on_commit_callbacks):
-    from lifecycle.tasks import dispatch_actions
+    from execution import services as execution_services
+    from execution.tasks import dispatch_actions
 
-    monkeypatch.setattr(services, "DIRECT_DISPATCH_LIMIT", 2)
-    monkeypatch.setattr(services, "FAN_OUT_BATCH_SIZE", 2)
+    monkeypatch.setattr(execution_services, "DIRECT_DISPATCH_LIMIT", 2)
+    monkeypatch.setattr(execution_services, "FAN_OUT_BATCH_SIZE", 2)
     batches = []
     monkeypatch.setattr(dispatch_actions, "apply_async",
                         lambda args, **kwargs: batches.append(args[0]))

@@ -11,7 +11,7 @@ from django.db.models import Count
 
 from execution.models import Action
 from lifecycle.models import Position, PositionEvent
-from lifecycle.services import check_timeouts
+from lifecycle.services import timeout_pass_run
 from lifecycle.tests.conftest import T0
 from tradingsite.testing.factories import PositionFactory
 
@@ -25,7 +25,7 @@ def _run_concurrently(count: int) -> tuple[list, list]:
     def worker() -> None:
         try:
             barrier.wait(timeout=30)
-            results.append(check_timeouts())
+            results.append(timeout_pass_run())
         except Exception as exc:  # reported by the assertion below
             errors.append(exc)
         finally:

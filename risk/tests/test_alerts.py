@@ -1,4 +1,4 @@
-"""Alerts: the public raise_alert, resolution on close, acknowledgement (service and admin)."""
+"""Alerts: the public alert_raise, resolution on close, acknowledgement (service and admin)."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from lifecycle.services import position_apply_close_fill, position_begin_close
 from risk.models import RiskAlert
-from risk.services import acknowledge_alerts, raise_alert
+from risk.services import alert_raise, alerts_acknowledge
 from risk.tests.conftest import NOW, open_position
 from tradingsite.testing.factories import RiskAlertFactory
 
@@ -17,10 +17,10 @@ pytestmark = pytest.mark.django_db
 
 def test_raise_alert_opens_once_and_refreshes_on_repeat(frozen, risk_strategy, live_events):
     position = open_position(risk_strategy)
-    first = raise_alert(position=position, kind="slippage", severity="WARNING",
+    first = alert_raise(position=position, kind="slippage", severity="WARNING",
                         message="Fill 0.7 % worse than expected")
     frozen.move_to(NOW + timedelta(seconds=30))
-    again = raise_alert(position=position, kind="slippage", severity="WARNING",
+    again = alert_raise(position=position, kind="slippage", severity="WARNING",
                         message="Fill 0.9 % worse than expected")
     assert again.pk == first.pk
     alert = RiskAlert.objects.get()
@@ -34,28 +34,28 @@ def test_raise_alert_opens_once_and_refreshes_on_repeat(frozen, risk_strategy, l
 
 def test_a_regraded_alert_is_pushed_again(frozen, risk_strategy, live_events):
     position = open_position(risk_strategy)
-    raise_alert(position=position, kind="slippage", severity="WARNING", message="0.6 %")
-    raise_alert(position=position, kind="slippage", severity="CRITICAL", message="3 %")
+    alert_raise(position=position, kind="slippage", severity="WARNING", message="0.6 %")
+    alert_raise(position=position, kind="slippage", severity="CRITICAL", message="3 %")
     raised = [p for e, p in live_events if e == "alert.raised"]
     assert [(p["severity"], p["occurrences"]) for p in raised] == [("WARNING", 1), ("CRITICAL", 2)]
 
 
 def test_alerts_without_a_position_are_deduplicated_by_kind(frozen, db):
-    raise_alert(kind="exchange_unreachable", severity="CRITICAL", message="bybit: timeout")
-    raise_alert(kind="exchange_unreachable", severity="CRITICAL", message="bybit: timeout")
-    raise_alert(kind="stale_feed", severity="INFO", message="no candles for 10 minutes")
+    alert_raise(kind="exchange_unreachable", severity="CRITICAL", message="bybit: timeout")
+    alert_raise(kind="exchange_unreachable", severity="CRITICAL", message="bybit: timeout")
+    alert_raise(kind="stale_feed", severity="INFO", message="no candles for 10 minutes")
     assert sorted(RiskAlert.objects.values_list("kind", "occurrences", "position")) == [
         ("exchange_unreachable", 2, None), ("stale_feed", 1, None)]
 
 
 def test_raise_alert_refuses_an_unknown_severity(db):
     with pytest.raises(ValueError, match="severity"):
-        raise_alert(kind="x", severity="PANIC", message="?")
+        alert_raise(kind="x", severity="PANIC", message="?")
 
 
 def test_closing_a_position_resolves_its_open_alerts(frozen, risk_strategy, live_events):
     position = open_position(risk_strategy)
-    raise_alert(position=position, kind="slippage", severity="WARNING", message="0.6 %")
+    alert_raise(position=position, kind="slippage", severity="WARNING", message="0.6 %")
     RiskAlertFactory(position=position, kind="danger_warning")
     other = RiskAlertFactory(position=open_position(risk_strategy), kind="danger_warning")
     position_begin_close(position, reason="risk", actor="risk")
@@ -71,9 +71,9 @@ def test_closing_a_position_resolves_its_open_alerts(frozen, risk_strategy, live
 
 def test_acknowledging_records_who_and_when_and_is_idempotent(frozen, risk_strategy, live_events):
     alert = RiskAlertFactory(position=open_position(risk_strategy))
-    assert acknowledge_alerts(alert_ids=[alert.pk], by="operator") == 1
+    assert alerts_acknowledge(alert_ids=[alert.pk], by="operator") == 1
     frozen.move_to(NOW + timedelta(minutes=3))
-    assert acknowledge_alerts(alert_ids=[alert.pk], by="someone-else") == 0
+    assert alerts_acknowledge(alert_ids=[alert.pk], by="someone-else") == 0
     alert.refresh_from_db()
     assert (alert.acknowledged, alert.acknowledged_by, alert.acknowledged_at) == (
         True, "operator", NOW)

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from risk.models import RiskAlert
-from risk.services import run_risk_check
+from risk.services import risk_check_run
 from risk.tests.conftest import CLOSES, NOW, VOLUMES, add_candles, open_position
 from tradingsite.testing.factories import RiskAlertFactory
 
@@ -21,7 +21,7 @@ def checked(frozen, risk_strategy):
     warning = open_position(risk_strategy)
     add_candles("ETH/USDT:USDT", CLOSES, VOLUMES)
     blind = open_position(risk_strategy, symbol="NEW/USDT", minutes_ago=10)
-    run_risk_check()
+    risk_check_run()
     return warning, blind
 
 

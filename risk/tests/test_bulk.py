@@ -5,9 +5,9 @@ from decimal import Decimal
 
 import pytest
 
-from risk.bulk import insert_rows, update_rows
 from risk.models import HealthSnapshot, RiskAlert
 from risk.tests.conftest import NOW, open_position
+from tradingsite.sql import insert_rows, update_rows
 from tradingsite.testing.factories import RiskAlertFactory
 
 pytestmark = pytest.mark.django_db

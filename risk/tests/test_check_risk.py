@@ -11,7 +11,7 @@ from execution.models import Action, ActionKind
 from lifecycle.models import Position, PositionState
 from lifecycle.services import position_begin_close, position_request_close
 from risk.models import HealthSnapshot, RiskAlert, StrategyRiskCheck
-from risk.services import run_risk_check
+from risk.services import risk_check_run
 from risk.tasks import check_risk
 from risk.tests.conftest import CLOSES, NOW, SMALL_WINDOWS, VOLUMES, add_candles, open_position
 from tradingsite.testing.factories import StrategyFactory
@@ -28,7 +28,7 @@ def test_a_check_scores_the_position_and_writes_snapshot_score_and_prices(
     position = open_position(risk_strategy)
     add_candles("ETH/USDT:USDT", CLOSES, VOLUMES)
 
-    result = run_risk_check()
+    result = risk_check_run()
 
     assert result.positions == 1
     assert result.strategies == ["scalper"]
@@ -70,15 +70,15 @@ def test_a_check_scores_the_position_and_writes_snapshot_score_and_prices(
 def test_each_strategy_is_checked_once_per_check_interval(frozen, risk_strategy):
     open_position(risk_strategy)
     add_candles("ETH/USDT:USDT", CLOSES, VOLUMES)
-    assert run_risk_check().positions == 1
+    assert risk_check_run().positions == 1
     # 5 candles × 5 minutes
     frozen.move_to(NOW + timedelta(minutes=24, seconds=59))
-    assert run_risk_check().positions == 0
-    assert run_risk_check(force=True).positions == 1  # a forced check restarts the interval
+    assert risk_check_run().positions == 0
+    assert risk_check_run(force=True).positions == 1  # a forced check restarts the interval
     frozen.move_to(NOW + timedelta(minutes=49, seconds=58))
-    assert run_risk_check().positions == 0
+    assert risk_check_run().positions == 0
     frozen.move_to(NOW + timedelta(minutes=49, seconds=59))
-    assert run_risk_check().positions == 1
+    assert risk_check_run().positions == 1
     assert HealthSnapshot.objects.count() == 3
 
 
@@ -86,17 +86,17 @@ def test_the_check_interval_follows_the_strategy_timeframe_and_config(frozen, ac
     hourly = StrategyFactory(account=account, timeframe="1h",
                              live_trading={"riskMonitoring": {"checkIntervalCandles": 2}})
     open_position(hourly)
-    assert run_risk_check().positions == 1
+    assert risk_check_run().positions == 1
     frozen.move_to(NOW + timedelta(minutes=119))
-    assert run_risk_check().positions == 0
+    assert risk_check_run().positions == 0
     frozen.move_to(NOW + timedelta(minutes=120))
-    assert run_risk_check().positions == 1
+    assert risk_check_run().positions == 1
 
 
 def test_strategies_with_monitoring_disabled_are_skipped(frozen, account):
     off = StrategyFactory(account=account, live_trading={"riskMonitoring": {"enabled": False}})
     open_position(off)
-    assert run_risk_check(force=True).positions == 0
+    assert risk_check_run(force=True).positions == 0
     assert not HealthSnapshot.objects.exists()
 
 
@@ -114,7 +114,7 @@ def test_a_check_runs_a_constant_number_of_queries(frozen, account):
     counts = []
     for strategy in (small, large):
         with CaptureQueriesContext(connection) as queries:
-            result = run_risk_check(strategy_ids=[strategy.pk])
+            result = risk_check_run(strategy_ids=[strategy.pk])
         assert result.levels["WARNING"] == result.positions  # every position raises an alert
         counts.append(len(queries))
     # strategies, check rows (create + lock), positions, candles, position update, snapshots,
@@ -127,9 +127,9 @@ def test_a_repeated_condition_refreshes_one_alert_and_recovery_resolves_it(
         frozen, risk_strategy, live_events):
     position = open_position(risk_strategy)
     add_candles("ETH/USDT:USDT", CLOSES, VOLUMES)
-    run_risk_check()
+    risk_check_run()
     frozen.move_to(NOW + timedelta(minutes=1))
-    run_risk_check(force=True)
+    risk_check_run(force=True)
 
     alert = RiskAlert.objects.get(position=position)
     assert (alert.kind, alert.severity, alert.occurrences) == ("danger_warning", "WARNING", 2)
@@ -141,7 +141,7 @@ def test_a_repeated_condition_refreshes_one_alert_and_recovery_resolves_it(
     # the price recovers to the peak: drawdown 100, profit (2 − 0.1 + 3)/6 → the position is SAFE
     add_candles("ETH/USDT:USDT", ["102"], ["100"], end=NOW + timedelta(minutes=5))
     frozen.move_to(NOW + timedelta(minutes=5))
-    result = run_risk_check(force=True)
+    result = risk_check_run(force=True)
     assert result.levels["SAFE"] == 1
     alert.refresh_from_db()
     assert alert.resolved_at == NOW + timedelta(minutes=5)
@@ -151,7 +151,7 @@ def test_a_repeated_condition_refreshes_one_alert_and_recovery_resolves_it(
     # it comes back: a new alert, not the resolved one reopened
     add_candles("ETH/USDT:USDT", ["98"], ["100"], end=NOW + timedelta(minutes=10))
     frozen.move_to(NOW + timedelta(minutes=10))
-    run_risk_check(force=True)
+    risk_check_run(force=True)
     assert RiskAlert.objects.filter(position=position, kind="danger_warning").count() == 2
     assert RiskAlert.objects.filter(position=position, resolved_at__isnull=True).count() == 1
 
@@ -160,11 +160,11 @@ def test_escalation_to_critical_replaces_the_warning_alert_and_a_collapse_is_its
         frozen, risk_strategy):
     position = open_position(risk_strategy)
     add_candles("ETH/USDT:USDT", CLOSES, VOLUMES)
-    run_risk_check()
+    risk_check_run()
     # 40 minutes later the price fell 5 % from the peak and volume dried up
     add_candles("ETH/USDT:USDT", ["97", "96.9"], ["0", "0"], end=NOW + timedelta(minutes=10))
     frozen.move_to(NOW + timedelta(minutes=10))
-    result = run_risk_check(force=True)
+    result = risk_check_run(force=True)
 
     snapshot = HealthSnapshot.objects.filter(position=position).latest()
     # time 100·(1 − 70/240) = 70.83, drawdown (102 − 96.9)/102 = 5 % → 0, volume 0,
@@ -195,7 +195,7 @@ def _crash(strategy, minutes_ago=120):
 
 def test_a_critical_position_gets_exactly_one_emergency_close(frozen, risk_strategy):
     position = _crash(risk_strategy)
-    result = run_risk_check()
+    result = risk_check_run()
     assert result.levels["CRITICAL"] == 1
     assert result.closes_requested == [position.pk]
     action = Action.objects.get(position=position)
@@ -204,7 +204,7 @@ def test_a_critical_position_gets_exactly_one_emergency_close(frozen, risk_strat
     assert position.events.filter(kind="close_requested", actor="risk").count() == 1
 
     frozen.move_to(NOW + timedelta(minutes=1))
-    assert run_risk_check(force=True).closes_requested == []
+    assert risk_check_run(force=True).closes_requested == []
     assert Action.objects.filter(position=position).count() == 1
 
 
@@ -212,7 +212,7 @@ def test_no_emergency_close_when_the_strategy_turns_it_off(frozen, account):
     strategy = StrategyFactory(account=account, live_trading={
         "riskMonitoring": {**SMALL_WINDOWS["riskMonitoring"], "emergencyCloseOnCritical": False}})
     _crash(strategy)
-    result = run_risk_check()
+    result = risk_check_run()
     assert result.levels["CRITICAL"] == 1
     assert result.closes_requested == []
     assert not Action.objects.exists()
@@ -223,8 +223,8 @@ def _timeout_fires(position):
     """The lifecycle timeout path of the same tick."""
     from lifecycle import services as lifecycle
 
-    if hasattr(lifecycle, "check_timeouts"):
-        lifecycle.check_timeouts()
+    if hasattr(lifecycle, "timeout_pass_run"):
+        lifecycle.timeout_pass_run()
     else:
         position_request_close(position=position, reason="timeout", actor="timeout")
 
@@ -232,7 +232,7 @@ def _timeout_fires(position):
 def test_timeout_then_risk_in_the_same_tick_make_one_close_and_timeout_wins(frozen, risk_strategy):
     position = _crash(risk_strategy, minutes_ago=250)  # past the 240-minute limit
     _timeout_fires(position)
-    result = run_risk_check()
+    result = risk_check_run()
     assert result.levels["CRITICAL"] == 1
     assert result.closes_requested == []
     action = Action.objects.get(position=position)
@@ -241,7 +241,7 @@ def test_timeout_then_risk_in_the_same_tick_make_one_close_and_timeout_wins(froz
 
 def test_risk_then_timeout_in_the_same_tick_make_one_close_and_risk_wins(frozen, risk_strategy):
     position = _crash(risk_strategy, minutes_ago=250)
-    assert run_risk_check().closes_requested == [position.pk]
+    assert risk_check_run().closes_requested == [position.pk]
     _timeout_fires(refetch(position))
     action = Action.objects.get(position=position)
     assert action.reason == "risk"
@@ -250,7 +250,7 @@ def test_risk_then_timeout_in_the_same_tick_make_one_close_and_risk_wins(frozen,
 def test_closing_positions_are_scored_for_display_but_raise_nothing(frozen, risk_strategy):
     position = _crash(risk_strategy)
     position_begin_close(position, reason="manual", actor="operator")
-    result = run_risk_check()
+    result = risk_check_run()
     assert result.positions == 1
     assert result.levels["CRITICAL"] == 1
     assert refetch(position).danger_level == "CRITICAL"
@@ -263,7 +263,7 @@ def test_stale_or_missing_market_data_is_scored_neutral_and_flagged(frozen, risk
     stale = open_position(risk_strategy, symbol="OLD/USDT")
     add_candles("OLD/USDT", CLOSES, VOLUMES, end=NOW - timedelta(minutes=20))  # 4 candles ago
     unknown = open_position(risk_strategy, symbol="NEW/USDT", minutes_ago=10)
-    run_risk_check()
+    risk_check_run()
 
     old = HealthSnapshot.objects.get(position=stale)
     # no fresh candle and the entry price is an hour old: only time at risk is known
@@ -285,7 +285,7 @@ def test_peak_and_trough_include_every_close_since_open_not_only_the_last(frozen
     position = open_position(risk_strategy, minutes_ago=20)
     # candles before the open do not count; the spike to 108 closed after it
     add_candles("ETH/USDT:USDT", ["120", "80", "100", "100", "100", "108", "95", "101", "100"])
-    run_risk_check()
+    risk_check_run()
     position = refetch(position)
     assert (position.peak_price, position.trough_price) == (Decimal("108"), Decimal("95"))
 
@@ -293,12 +293,12 @@ def test_peak_and_trough_include_every_close_since_open_not_only_the_last(frozen
 def test_closed_positions_alerts_are_resolved_by_the_next_check(frozen, risk_strategy):
     position = open_position(risk_strategy)
     add_candles("ETH/USDT:USDT", CLOSES, VOLUMES)
-    run_risk_check()
+    risk_check_run()
     alert = RiskAlert.objects.get(position=position)
     # a close that bypassed the signal (e.g. an import): the next check still resolves it
     Position.objects.filter(pk=position.pk).update(state=PositionState.CLOSED, closed_at=NOW)
     frozen.move_to(NOW + timedelta(minutes=30))
-    run_risk_check()
+    risk_check_run()
     alert.refresh_from_db()
     assert alert.resolved_at == NOW + timedelta(minutes=30)
 
@@ -313,7 +313,7 @@ def test_the_beat_task_runs_the_check(frozen, risk_strategy):
 
 
 def test_a_due_strategy_without_held_positions_is_marked_checked(frozen, risk_strategy):
-    result = run_risk_check()
+    result = risk_check_run()
     assert (result.strategies, result.positions) == (["scalper"], 0)
     assert StrategyRiskCheck.objects.get(strategy=risk_strategy).last_checked_at == NOW
 
@@ -324,7 +324,7 @@ def test_each_strategy_reads_the_candles_of_its_own_timeframe(frozen, account, r
     slow = open_position(hourly, minutes_ago=600)
     add_candles("ETH/USDT:USDT", CLOSES, VOLUMES)
     add_candles("ETH/USDT:USDT", ["100"] * 8 + ["101"], timeframe="1h")
-    result = run_risk_check()
+    result = risk_check_run()
     assert result.positions == 2
     assert refetch(fast).last_price == Decimal("99.96")
     assert refetch(slow).last_price == Decimal("101")
@@ -361,7 +361,7 @@ def test_a_strategy_with_broken_overrides_is_still_watched_with_the_site_config(
     Strategy.objects.filter(pk=broken.pk).update(
         live_trading={"riskMonitoring": {"healthScoreThreshold": 500}})
     open_position(broken)
-    assert run_risk_check().positions == 1
+    assert risk_check_run().positions == 1
     assert "invalid live-trading overrides" in caplog.text
 
 

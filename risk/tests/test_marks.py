@@ -10,7 +10,7 @@ from lifecycle.external import positions_mark
 from lifecycle.models import Position
 from risk.marks import danger_on_marks
 from risk.models import HealthSnapshot, RiskAlert
-from risk.services import run_risk_check
+from risk.services import risk_check_run
 from risk.tests.conftest import CLOSES, NOW, VOLUMES, add_candles, open_position
 from tradingsite.testing.factories import StrategyFactory
 
@@ -23,7 +23,7 @@ def checked(frozen, risk_strategy):
     """A position scored WARNING 59.65 by the candle check (see test_check_risk)."""
     position = open_position(risk_strategy)
     add_candles(ETH, CLOSES, VOLUMES)
-    run_risk_check()
+    risk_check_run()
     return position
 
 

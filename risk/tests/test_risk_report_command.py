@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 
 from risk.models import RiskAlert
-from risk.services import run_risk_check
+from risk.services import risk_check_run
 from risk.tests.conftest import CLOSES, VOLUMES, add_candles, open_position
 
 pytestmark = pytest.mark.django_db
@@ -18,7 +18,7 @@ def checked(frozen, risk_strategy):
     warning = open_position(risk_strategy)
     add_candles("ETH/USDT:USDT", CLOSES, VOLUMES)
     blind = open_position(risk_strategy, symbol="NEW/USDT", minutes_ago=10)
-    run_risk_check()
+    risk_check_run()
     return warning, blind
 
 

@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect
 from execution.models import Action
 from lifecycle.models import Position
 from risk.models import HealthSnapshot
-from risk.services import run_risk_check
+from risk.services import risk_check_run
 from tests.browser.seed import seed_book
 from tradingsite.live import send_now
 from tradingsite.services import is_trading_halted, trading_halt
@@ -106,7 +106,7 @@ def test_a_risk_check_changes_a_score_and_the_page_shows_it(page, live_url, book
     btc = book.positions["BTC"]
     score = row(page, btc.pk).locator('[data-role="score"]')
     expect(score).to_have_text("82.4")
-    result = in_worker(run_risk_check, force=True)
+    result = in_worker(risk_check_run, force=True)
     assert result.positions == 6
     btc = Position.objects.get(pk=btc.pk)
     latest = HealthSnapshot.objects.filter(position=btc).latest("taken_at")

@@ -17,6 +17,7 @@ from execution import services
 from execution.exchanges.paper import paper_exchange_for
 from execution.models import Action, Order
 from execution.pipeline import order_submit
+from lifecycle import close_actions
 from lifecycle.models import Position
 from lifecycle.services import position_open, position_request_close
 from tests.integration.conftest import BTC, START, inject_faults, paper_account, strategy_on
@@ -37,9 +38,9 @@ def held():
     return account, position
 
 
-def kill_once(monkeypatch, name):
-    """Make ``execution.services.<name>`` kill the worker the first time it is called."""
-    real = getattr(services, name)
+def kill_once(monkeypatch, name, module=services):
+    """Make ``<module>.<name>`` kill the worker the first time it is called."""
+    real = getattr(module, name)
     calls = []
 
     def dies(*args, **kwargs):
@@ -48,14 +49,14 @@ def kill_once(monkeypatch, name):
             raise WorkerKilled(name)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(services, name, dies)
+    monkeypatch.setattr(module, name, dies)
     return calls
 
 
 def test_an_action_killed_between_its_orders_final_write_and_its_settle_is_settled_at_15_s(
         platform, monkeypatch, held):
     account, position = held
-    kill_once(monkeypatch, "settle_order_actions")
+    kill_once(monkeypatch, "order_actions_settle")
     platform.schedule("execution.tasks.sweep_actions", 5)
     action, _ = position_request_close(position=position, reason="risk", actor="risk")
 
@@ -80,7 +81,7 @@ def test_an_action_killed_between_its_orders_final_write_and_its_settle_is_settl
 def test_a_close_killed_between_begin_close_and_order_submit_is_sent_at_15_s(
         platform, monkeypatch, held):
     account, position = held
-    kill_once(monkeypatch, "order_submit")
+    kill_once(monkeypatch, "order_submit", close_actions)
     platform.schedule("execution.tasks.sweep_actions", 5)
     action, _ = position_request_close(position=position, reason="timeout", actor="timeout")
 

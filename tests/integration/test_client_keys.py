@@ -20,7 +20,7 @@ from rest_framework.test import APIClient
 
 from execution.models import Action, ClientRequest
 from lifecycle.models import Position, Trade
-from lifecycle.services import check_timeouts, position_open
+from lifecycle.services import position_open, timeout_pass_run
 from tests.integration.conftest import ETH, START, paper_account, strategy_on
 
 LIMITS = {"lifecycle": {"warningThresholdMinutes": 10, "maxHoldingTimeMinutes": 20}}
@@ -47,7 +47,7 @@ def test_a_client_key_shaped_like_the_timeout_key_does_not_stop_the_timeout_clos
                           format="json")
     platform.run(until=START + timedelta(minutes=20) - timedelta(seconds=1))
     clock.move_to(START + timedelta(minutes=20))
-    check_timeouts()  # the pass queues position 7's close; no worker has run it yet
+    timeout_pass_run()  # the pass queues position 7's close; no worker has run it yet
     timeout_close = Action.objects.get(position=seven)
     asked = staff_api.post(f"/api/lifecycle/positions/{seven.pk}/close", {}, format="json")
     platform.run(until=START + timedelta(minutes=22))

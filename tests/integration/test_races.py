@@ -23,8 +23,8 @@ from execution.exchanges.paper import paper_exchange_for
 from execution.models import Action, Order
 from execution.tasks import process_action
 from lifecycle.models import Position, PositionEvent, Trade
-from lifecycle.services import check_timeouts, position_open, position_request_close
-from risk.services import run_risk_check
+from lifecycle.services import position_open, position_request_close, timeout_pass_run
+from risk.services import risk_check_run
 from tests.integration.conftest import ETH, START, paper_account, strategy_on, write_candles
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration,
@@ -95,7 +95,7 @@ def test_timeout_risk_and_operator_racing_then_two_workers_close_each_position_o
             position_request_close(position=position, reason="manual", actor="operator")
 
     with time_machine.travel(START + timedelta(minutes=20), tick=False):
-        assert run_together(check_timeouts, lambda: run_risk_check(force=True), operator) == []
+        assert run_together(timeout_pass_run, lambda: risk_check_run(force=True), operator) == []
         ids = sorted(set(dispatched))
         assert run_together(lambda: [process_action(i) for i in ids],
                             lambda: [process_action(i) for i in reversed(ids)]) == []
@@ -145,8 +145,8 @@ def test_a_recovery_working_from_a_stale_copy_never_finalises_the_close_a_live_w
     from execution.pipeline import order_submit
     from execution.services import action_claim, order_advance
     from lifecycle.services import position_begin_close
+    from operations.recovery import recover
     from risk.models import RiskAlert
-    from tradingsite.recovery import recover
 
     account = paper_account()
     position = position_open(strategy=strategy_on(account, "raced"), symbol=ETH, side="long",
@@ -208,5 +208,5 @@ def test_a_recovery_working_from_a_stale_copy_never_finalises_the_close_a_live_w
     assert Trade.objects.filter(position=position).count() == 1
     assert not RiskAlert.objects.filter(kind__in=["order_unknown", "fill_unapplied"]).exists()
     with time_machine.travel(START + timedelta(minutes=5), tick=False):
-        check_timeouts()
+        timeout_pass_run()
     assert Action.objects.count() == 1  # nothing re-queued later

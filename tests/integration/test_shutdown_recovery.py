@@ -22,6 +22,8 @@ from execution.pipeline import Next, order_submit
 from execution.tasks import schedule_next
 from lifecycle.models import Position, Trade
 from lifecycle.services import position_open, position_request_close
+from operations.recovery import recover
+from operations.shutdown import shutdown_run
 from risk.models import RiskAlert
 from tests.integration.conftest import (
     BTC,
@@ -32,8 +34,6 @@ from tests.integration.conftest import (
     strategy_on,
 )
 from tradingsite.models import PlatformState, ReconciliationReport
-from tradingsite.recovery import recover
-from tradingsite.shutdown import shutdown_run
 
 pytestmark = pytest.mark.integration
 committed = pytest.mark.django_db(transaction=True)

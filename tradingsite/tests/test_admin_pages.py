@@ -12,8 +12,8 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, SolarSch
 from analytics.models import MetricSnapshot
 from execution.models import AccountStream, ExchangeAccount
 from lifecycle.models import Position
+from operations.demo import seed_demo
 from tradingsite.audit import audit_record
-from tradingsite.demo import seed_demo
 from tradingsite.models import ReconciliationReport, StateSnapshot
 from tradingsite.services import trading_halt
 from tradingsite.testing.factories import ActionFactory, HealthSnapshotFactory, RiskAlertFactory

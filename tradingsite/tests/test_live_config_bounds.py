@@ -2,7 +2,7 @@
 
 The repro of issue 14: ``{"liveTrading": {"lifecycle": {"maxHoldingTimeMinutes":
 99999999999999999999999}}}`` was accepted by ``live_config --import`` and ``check``;
-afterwards ``check_timeouts`` raised OverflowError (no timeouts at all) and ``/``
+afterwards ``timeout_pass_run`` raised OverflowError (no timeouts at all) and ``/``
 answered 500.
 """
 
@@ -24,7 +24,7 @@ from django.core.management.base import CommandError
 
 from execution.models import Action
 from lifecycle.models import Position, PositionState, Strategy
-from lifecycle.services import check_timeouts
+from lifecycle.services import timeout_pass_run
 from lifecycle.tests.conftest import T0
 from tradingsite.checks import check_live_trading_config
 from tradingsite.live_config import (
@@ -344,7 +344,7 @@ def test_a_strategy_row_edited_behind_the_back_still_times_out(strategy, admin_c
     position = PositionFactory(strategy=strategy, opened_at=T0)
     Strategy.objects.filter(pk=strategy.pk).update(live_trading=REPRO)
     with time_machine.travel(T0 + timedelta(minutes=240), tick=False):
-        result = check_timeouts()
+        result = timeout_pass_run()
         assert admin_client.get("/").status_code == 200
     assert (result.warned, result.timed_out, result.close_actions) == (1, 1, 1)
     assert Position.objects.get(pk=position.pk).state == PositionState.CRITICAL
@@ -356,7 +356,7 @@ def test_an_invalid_site_config_at_run_time_falls_back_to_the_default_limits(str
     position = PositionFactory(strategy=strategy, opened_at=T0)
     settings.LIVE_TRADING = json.dumps(REPRO)  # appeared after start-up
     with time_machine.travel(T0 + timedelta(minutes=240), tick=False):
-        result = check_timeouts()
+        result = timeout_pass_run()
     assert (result.warned, result.timed_out, result.close_actions) == (1, 1, 1)
     assert Position.objects.get(pk=position.pk).state == PositionState.CRITICAL
 

@@ -15,8 +15,8 @@ from analytics.metrics import METRIC_DEFINITIONS
 from analytics.periods import Period
 from analytics.selectors import TradeFilters
 from analytics.services import DEFAULT_TOP_N, ReportRequest, performance_report
-from execution.models import CloseReason
 from lifecycle.models import Strategy
+from tradingsite.domain import CloseReason
 
 
 def _moment(value: str) -> datetime:

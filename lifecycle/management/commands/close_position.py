@@ -7,9 +7,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from execution.models import CloseReason
 from lifecycle.models import Position
 from lifecycle.services import position_request_close
+from tradingsite.domain import CloseReason
 from tradingsite.errors import InvalidStateTransition
 
 

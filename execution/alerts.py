@@ -15,7 +15,7 @@
 
 The alert itself (one open alert per position and kind, refreshed on repeat, pushed
 live) is the risk monitor's (``risk.services.alert_raise``, registered as the
-``order_alert`` and ``account_alert`` hooks); this only says what execution reports.
+``order_alert`` and ``account_alert*`` hooks); this only says what execution reports.
 """
 
 from __future__ import annotations
@@ -63,4 +63,4 @@ def resolve_account_alert(*, kind: str, subject: str) -> int:
 
 def open_account_alert_subjects(kind: str) -> set[str]:
     """Subjects of the open account alerts of ``kind``."""
-    return handlers.account_alert_subjects(kind)
+    return handlers.account_alert_subjects(kind=kind)

@@ -33,8 +33,8 @@ HOOKS = {
     "close_reduce_only": "whether a close of an order's position may go reduce-only",
     "order_alert": "tell the operator about an order (kind, severity, message)",
     "account_alert": "tell the operator about an account's book (kind, subject, severity, "
-                     "message), one open alert per kind and subject",
-    "account_alert_resolve": "the condition of an account alert is gone: resolve it",
+                     "message)",
+    "account_alert_resolve": "an account alert's condition is gone: resolve it",
     "account_alert_subjects": "the subjects of the open account alerts of a kind",
     "close_action_run": "carry a close action on (place or resume its close order)",
     "close_action_settle": "the close order of an action ended: settle the action",
@@ -127,8 +127,8 @@ def account_alert_resolve(*, kind: str, subject: str) -> int:
     return _handler("account_alert_resolve")(kind=kind, subject=subject)
 
 
-def account_alert_subjects(kind: str) -> set[str]:
-    return _handler("account_alert_subjects")(kind)
+def account_alert_subjects(*, kind: str) -> set[str]:
+    return _handler("account_alert_subjects")(kind=kind)
 
 
 def close_action_run(action: Action, drive: Callable[[Order], Order]) -> None:

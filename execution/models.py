@@ -22,15 +22,20 @@ from tradingsite.domain import MONEY, QTY, CloseReason
 # Credentials come from environment variables whose names carry this prefix, so an
 # account can never name (and send to an exchange) DATABASE_URL, SECRET_KEY, ...
 CREDENTIAL_ENV_PREFIX = "EXCHANGE_"
-_CREDENTIAL_ENV_NAME = re.compile(rf"{CREDENTIAL_ENV_PREFIX}[A-Z0-9_]+")
+_CREDENTIAL_ENV_CHARS = re.compile(r"[A-Z0-9_]+")
 CREDENTIAL_FIELDS = ("api_key_env", "api_secret_env", "api_password_env")
 
 
-def credential_env_error(name: str) -> str | None:
-    """Why ``name`` may not hold a credential (``None`` when it may; empty means unused)."""
-    if not name or _CREDENTIAL_ENV_NAME.fullmatch(name):
+def credential_env_error(name: str, prefix: str = CREDENTIAL_ENV_PREFIX) -> str | None:
+    """Why ``name`` may not hold a credential (``None`` when it may; empty means unused).
+
+    Each kind of credential has its own prefix (exchange accounts ``EXCHANGE_``), so a
+    row can never name ``DATABASE_URL`` or ``SECRET_KEY`` and have it sent elsewhere.
+    """
+    if not name or (name.startswith(prefix) and _CREDENTIAL_ENV_CHARS.fullmatch(
+            name[len(prefix):])):
         return None
-    return (f"must be an environment variable name starting with {CREDENTIAL_ENV_PREFIX} "
+    return (f"must be an environment variable name starting with {prefix} "
             f"(capital letters, digits, _), got {name[:64]!r}")
 
 

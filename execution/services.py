@@ -28,7 +28,7 @@ import heapq
 import logging
 import time
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -307,6 +307,19 @@ def order_actions_settle(order: Order, *, cancelled: bool = True) -> None:
         for action in Action.objects.filter(order=order, kind=ActionKind.CANCEL_ORDER,
                                             state__in=ActionState.open()):
             action_finish(action, ActionState.DONE, result=order_result(order))
+
+
+def action_wait_until(action: Action, until: datetime) -> bool:
+    """A running action waits for something outside (a bot's confirmation) until ``until``.
+
+    Its lease is moved there: the sweep takes it over and runs it again then, unless
+    it finished meanwhile. False when the action is no longer running.
+    """
+    moved = Action.objects.filter(pk=action.pk, state=ActionState.RUNNING).update(
+        lease_until=until, updated_at=timezone.now())
+    if moved:
+        action.lease_until = until
+    return bool(moved)
 
 
 def action_finish(action: Action, state: str, *, result: dict | None = None,

@@ -178,8 +178,8 @@ def order_apply_exchange_view(order: Order, snapshot: OrderSnapshot, *, source: 
         if order.is_final:
             order_actions_settle(order, cancelled=was_cancelling or order.timed_out)
         filled = order.filled_quantity - before
-        log.info("%s: order %s %s%s", source, order.client_order_id, order.status,
-                 f", {plain(filled)} filled" if filled else "")
+        log.debug("%s: order %s %s%s", source, order.client_order_id, order.status,
+                  f", {plain(filled)} filled" if filled else "")
         return f"applied ({order.status}{', +' + plain(filled) if filled else ''})"
     return "moved by another worker: left to it"
 

@@ -25,6 +25,7 @@ class LifecycleConfig(AppConfig):
         # Execution's hooks (fills open and close positions, close actions run here): in
         # every process that loads the apps — web, worker, beat, management commands.
         register_handlers()
+        # What the account streams announce (execution.signals): marks, the exchange's book.
         account_symbols_wanted.connect(symbols_of_held_positions,
                                        dispatch_uid="lifecycle.symbols_of_held_positions")
         account_marks.connect(mark_positions, dispatch_uid="lifecycle.mark_positions")

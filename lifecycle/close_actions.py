@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from django.db import transaction
 
@@ -24,6 +25,7 @@ from execution.models import (
 )
 from execution.pipeline import order_submit, plain
 from execution.services import action_finish, order_result
+from lifecycle.close_executors import close_executor_for
 from lifecycle.models import Position, PositionSide, PositionState
 from lifecycle.order_events import close_reduce_only
 from lifecycle.services import position_begin_close, position_close_failed
@@ -43,7 +45,9 @@ def close_action_run(action: Action, drive: Callable[[Order], Order]) -> None:
     No order yet: the position is moved to CLOSING (if it is not already) and the
     close recorded — unless another order of the position is still active (it may be
     in doubt) or the position is marked for reconciliation: then nothing is sent and
-    the action waits for its lease to run out.
+    the action waits for its lease to run out. A position whose owner registered a
+    close executor (``lifecycle.close_executors``: a bot) is closed by the owner
+    unless the executor hands it back.
     """
     position = Position.objects.select_related("strategy__account").get(pk=action.position_id)
     order = action.orders.select_related("account", "strategy", "position").order_by(
@@ -51,6 +55,9 @@ def close_action_run(action: Action, drive: Callable[[Order], Order]) -> None:
     if order is None:
         if position.state == PositionState.CLOSED:
             action_finish(action, ActionState.DONE, result={"position": "already closed"})
+            return
+        executor = close_executor_for(position)
+        if executor is not None and executor(action, position):
             return
         busy = position.attention or Order.objects.filter(
             position=position, status__in=OrderStatus.active()).values_list(
@@ -115,3 +122,18 @@ def close_action_settle(order: Order) -> Action | None:
                 position.state == PositionState.CLOSING):
             position_close_failed(position, reason=error[:200], actor="execution")
     return action
+
+
+def close_actions_settle(position: Position, *, result: dict[str, Any]) -> list[Action]:
+    """A position closed without an order of the platform's (its bot exited): its open
+    close actions are done, with ``result`` (and the trade) recorded on them."""
+    trade = getattr(position, "trade", None) if position.state == PositionState.CLOSED else None
+    if trade is not None:
+        result = {**result, "trade": trade.pk, "pnl": plain(trade.pnl),
+                  "exit_price": plain(trade.exit_price)}
+    settled = []
+    for action in Action.objects.filter(position=position, kind__in=ActionKind.closing(),
+                                        state__in=ActionState.open()):
+        if action_finish(action, ActionState.DONE, result=result):
+            settled.append(action)
+    return settled

@@ -92,6 +92,7 @@ class PositionSource(models.TextChoices):
     API = "api", "Handed over by API"
     RECONCILE = "reconcile", "Imported by reconciliation"
     MANUAL = "manual", "Created by operator"
+    BOT = "bot", "Handed over by a bot connection"
 
 
 class Position(models.Model):

@@ -73,7 +73,8 @@ S = PositionState
 
 # How the "opened" event names where a position came from.
 OPENED_FROM = {PositionSource.FILL: "entry fill", PositionSource.API: "API hand-over",
-               PositionSource.RECONCILE: "reconciliation", PositionSource.MANUAL: "operator"}
+               PositionSource.RECONCILE: "reconciliation", PositionSource.MANUAL: "operator",
+               PositionSource.BOT: "bot hand-over"}
 
 
 def position_payload(position: Position) -> dict[str, Any]:
@@ -122,14 +123,16 @@ def position_open(*, strategy: Strategy, symbol: str, side: str, quantity: Decim
 def position_hand_over(*, strategy: Strategy, symbol: str, side: str, quantity: Decimal,
                        entry_price: Decimal, opened_at: datetime | None = None,
                        entry_fee: Decimal = Decimal("0"), external_ref: str = "",
-                       actor: str = "api") -> tuple[Position, bool]:
+                       actor: str = "api", source: str = PositionSource.API
+                       ) -> tuple[Position, bool]:
     """Take over supervision of a position an external bot filled; ``(position, created)``.
 
     Idempotent on ``(strategy, external_ref)`` when a reference is given: the bot may
     retry the hand-over and gets the position it already handed over, if it asks for
     the same position; a different symbol, side, quantity, price, fee or (given)
     opening time is a ``RequestMismatch`` naming them. Concurrent hand-overs are
-    decided by the entry fill's unique key.
+    decided by the entry fill's unique key. ``source`` says who owns the position
+    from now on (``BOT``: a bot connection, which then also closes it).
     """
     given = {"symbol": symbol, "side": side, "quantity": Decimal(quantity),
              "entry_price": Decimal(entry_price), "entry_fee": Decimal(entry_fee),
@@ -142,7 +145,7 @@ def position_hand_over(*, strategy: Strategy, symbol: str, side: str, quantity: 
         fill_key = f"handover:{strategy.pk}:{external_ref}"
     position, created = _open_position(
         strategy=strategy, symbol=symbol, side=side, quantity=quantity, entry_price=entry_price,
-        opened_at=opened_at, entry_fee=entry_fee, source=PositionSource.API,
+        opened_at=opened_at, entry_fee=entry_fee, source=source,
         external_ref=external_ref, actor=actor, fill_key=fill_key)
     return (position if created else _handed_over_again(position, given)), created
 
@@ -340,13 +343,19 @@ def position_close_failed(position: Position, *, reason: str, actor: str) -> Pos
 def position_apply_close_fill(position: Position, *, fill_key: str, quantity: Decimal,
                               price: Decimal, fee: Decimal = Decimal("0"),
                               filled_at: datetime | None = None,
-                              actor: str = "execution") -> Trade | None:
+                              actor: str = "execution", exit_reason: str = "",
+                              partial_while_held: bool = False) -> Trade | None:
     """Apply one exit fill to a CLOSING position; the last one closes it.
 
     A partial fill reduces the quantity and keeps the position CLOSING. When
     nothing is left the position becomes CLOSED and its ``Trade`` is written with
     realised PnL net of entry and exit fees. A fill already applied (same
     ``fill_key``) is a no-op, so redelivered order updates never double-count.
+
+    A bot that owns its position reports exits it decided itself: ``exit_reason``
+    is then the trade's exit reason (default: the close reason), and with
+    ``partial_while_held`` a partial exit reduces a position that is not closing
+    (it keeps its state; a fill that would close it must come while CLOSING).
     """
     quantity, price, fee = Decimal(quantity), Decimal(price), Decimal(fee)
     filled_at = filled_at or timezone.now()
@@ -355,9 +364,14 @@ def position_apply_close_fill(position: Position, *, fill_key: str, quantity: De
             pk=position.pk)
         if PositionFill.objects.filter(fill_key=fill_key).exists():
             return getattr(locked, "trade", None) if locked.state == S.CLOSED else None
-        if locked.state != S.CLOSING:
+        held_partial = (partial_while_held and locked.state in S.holding()
+                        and quantity < locked.quantity)
+        if locked.state != S.CLOSING and not held_partial:
             raise InvalidStateTransition(
                 f"position {locked.pk} is {locked.state}: exit fills apply only while CLOSING")
+        if exit_reason and exit_reason not in CloseReason.values:
+            raise ValueError(f"exit_reason must be one of {CloseReason.values}, got "
+                             f"{exit_reason!r}")
         if quantity <= 0 or quantity > locked.quantity:
             raise ValueError(f"position {locked.pk}: exit fill of {quantity} with "
                              f"{locked.quantity} held")
@@ -382,7 +396,7 @@ def position_apply_close_fill(position: Position, *, fill_key: str, quantity: De
         closed_at = max(filled_at, locked.opened_at)
         position_transition(locked, to_state=S.CLOSED, reason=f"{locked.close_reason or 'signal'}: "
                             "closed", actor=actor, closed_at=closed_at)
-        trade = _write_trade(locked, closed_at)
+        trade = _write_trade(locked, closed_at, exit_reason=exit_reason)
         position_closed.send(sender=Position, position=locked, trade=trade)
         broadcast("position.closed", {**position_payload(locked), "pnl": trade.pnl,
                                       "exit_price": trade.exit_price,
@@ -428,7 +442,7 @@ def realised_pnl(*, side: str, entry_price: Decimal, quantity: Decimal, exit_val
     return (gross if side == PositionSide.LONG else -gross) - fees
 
 
-def _write_trade(position: Position, closed_at: datetime) -> Trade:
+def _write_trade(position: Position, closed_at: datetime, *, exit_reason: str = "") -> Trade:
     quantity = position.closed_quantity
     fees = position.entry_fee + position.exit_fees
     pnl = realised_pnl(side=position.side, entry_price=position.entry_price, quantity=quantity,
@@ -442,7 +456,7 @@ def _write_trade(position: Position, closed_at: datetime) -> Trade:
         pnl=pnl.quantize(Decimal("1e-10")),
         pnl_percent=(pnl / notional * 100).quantize(Decimal("1e-6")),
         holding_seconds=int((closed_at - position.opened_at).total_seconds()),
-        exit_reason=position.close_reason or CloseReason.SIGNAL)
+        exit_reason=exit_reason or position.close_reason or CloseReason.SIGNAL)
 
 
 # --- holding-time timeouts ---------------------------------------------------------

@@ -21,9 +21,9 @@ class OperationsConfig(AppConfig):
         worker_ready.connect(on_worker_ready, dispatch_uid="tradingsite.recovery")
         worker_shutting_down.connect(on_worker_shutting_down, dispatch_uid="tradingsite.shutdown")
         # ... and host the account streams and the deadline scheduler (PLATFORM_SERVICES).
-        worker_ready.connect(services_start_in_worker, dispatch_uid="tradingsite.services")
+        worker_ready.connect(services_start_in_worker, dispatch_uid="operations.services")
         worker_shutting_down.connect(services_stop_in_worker,
-                                     dispatch_uid="tradingsite.services_stop")
+                                     dispatch_uid="operations.services_stop")
         # Positions the timeout pass left alone: reconciled on their account's queue.
         positions_need_reconcile.connect(dispatch_position_reconciles,
                                          dispatch_uid="tradingsite.reconcile_positions")

@@ -29,8 +29,9 @@ class RiskConfig(AppConfig):
                                  dispatch_uid="risk.recompute_danger_on_marks")
         post_save.connect(create_risk_check_row, sender=Strategy,
                           dispatch_uid="risk.create_risk_check_row")
-        # Execution's alerts about orders (slippage, unknown, reappeared, unapplied fills)
-        # and about accounts' books (untracked positions, external closes, mismatches).
-        handlers.register(order_alert=order_alert_raise, account_alert=account_alert_raise,
+        # Execution's alerts about orders (slippage, unknown, reappeared, unapplied fills).
+        handlers.register(order_alert=order_alert_raise)
+        # ... and about accounts' books (untracked positions, external closes, mismatches).
+        handlers.register(account_alert=account_alert_raise,
                           account_alert_resolve=account_alert_resolve,
                           account_alert_subjects=account_alert_subjects)

@@ -120,25 +120,24 @@ def order_alert_raise(order: Any, *, kind: str, critical: bool, message: str) ->
                        message=message)
 
 
-def account_alert_raise(*, kind: str, subject: str, critical: bool, message: str
-                        ) -> RiskAlert:
-    """Execution's ``account_alert`` hook: an alert about an account's book (no position of
-    ours), one open per kind and subject (e.g. ``<account> <symbol>``)."""
+def account_alert_raise(*, kind: str, subject: str, critical: bool, message: str) -> RiskAlert:
+    """Execution's ``account_alert`` hook: an alert about an account's book (``subject``:
+    ``<account> <symbol>``), one open per kind and subject."""
     return alert_raise(kind=kind, subject=subject, message=message,
                        severity=AlertSeverity.CRITICAL if critical else AlertSeverity.WARNING)
 
 
 def account_alert_resolve(*, kind: str, subject: str) -> int:
-    """Execution's ``account_alert_resolve`` hook: the condition is gone, resolve its alert."""
+    """Execution's ``account_alert_resolve`` hook: the condition is gone."""
     return alerts_resolve(list(RiskAlert.objects.filter(
         position__isnull=True, kind=kind, subject=subject, resolved_at__isnull=True)))
 
 
-def account_alert_subjects(kind: str) -> set[str]:
-    """Execution's ``account_alert_subjects`` hook: subjects of the open account alerts."""
+def account_alert_subjects(*, kind: str) -> set[str]:
+    """Execution's ``account_alert_subjects`` hook: subjects of the open alerts of ``kind``."""
     return set(RiskAlert.objects.filter(position__isnull=True, kind=kind,
-                                        resolved_at__isnull=True)
-               .values_list("subject", flat=True))
+                                        resolved_at__isnull=True).values_list("subject",
+                                                                               flat=True))
 
 
 def alerts_resolve(alerts: list[RiskAlert], *, now: datetime | None = None) -> int:

@@ -1,6 +1,6 @@
 """The layers point one way: every module's imports, read with ``ast``, go down or sideways.
 
-    tradingsite (core) ← execution ← lifecycle ← risk ← analytics ← operations ← wiring
+    tradingsite (core) ← execution ← lifecycle ← risk ← analytics ← operations ← bots ← wiring
 
 A module may import its own app and the layers below it, never one above; and no
 import loop may join modules of different apps. Every import counts: module level,
@@ -31,12 +31,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("risk", ("risk",)),
     ("analytics", ("analytics",)),
     ("operations", ("operations",)),
+    # Features on top of the platform: nothing below imports them (templates may use their tags).
+    ("bots", ("bots",)),
     # The project's entry points: URL and websocket routing over every app's views.
     ("wiring", ("tradingsite.urls", "tradingsite.asgi", "tradingsite.routing",
                 "tradingsite.wsgi")),
 ]
 RANK = {name: rank for rank, (name, _) in enumerate(LAYERS)}
-PACKAGES = ("tradingsite", "execution", "lifecycle", "risk", "analytics", "operations")
+PACKAGES = ("tradingsite", "execution", "lifecycle", "risk", "analytics", "operations", "bots")
 EXEMPT_PREFIXES = ("tradingsite.testing",)
 
 

@@ -164,6 +164,21 @@ class ShutdownConfig:
 
 
 @dataclass(frozen=True)
+class BotsConfig:
+    """Positions a trading bot hands over (``bots`` app): closed through the bot that owns them."""
+
+    bot_close_timeout_seconds: float = field(default=30, metadata=_num(
+        1, 3600, unit="s", doc="A bot's close not confirmed (exit fill webhook or its trade "
+                               "record) after this raises a CRITICAL alert."))
+    fallback_direct_close: bool = field(default=False, metadata=_switch(
+        "After that alert, close with a reduce-only order of the platform's own (the bot "
+        "then still believes its trade open)."))
+    bot_sync_seconds: float = field(default=60, metadata=_num(
+        5, 86400, unit="s", doc="Read each bot's open trades this often: adopt trades whose "
+                                "webhook was lost, close positions the bot no longer holds."))
+
+
+@dataclass(frozen=True)
 class AccountSyncConfig:
     """How each exchange account's live truth is kept: per account (its own overrides)."""
 
@@ -189,6 +204,7 @@ class LiveTradingConfig:
     performance_analytics: PerformanceAnalyticsConfig = field(
         default_factory=PerformanceAnalyticsConfig)
     shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
+    bots: BotsConfig = field(default_factory=BotsConfig)
     account_sync: AccountSyncConfig = field(default_factory=AccountSyncConfig)
 
     def to_json_dict(self) -> dict[str, Any]:

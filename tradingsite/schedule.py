@@ -1,16 +1,28 @@
-"""Periodic tasks: each app lists its own in ``tasks.PERIODIC_TASKS``.
+"""Periodic tasks: each installed app lists its own in ``tasks.PERIODIC_TASKS``.
 
 They are written to django-celery-beat's tables after ``migrate`` (so the operator
-sees and edits them in the admin); an existing row is never overwritten.
+sees and edits them in the admin); an existing row is never overwritten. The apps are
+found among ``INSTALLED_APPS``, so an app above this one adds its tasks without being
+named here.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-APPS_WITH_TASKS = ("lifecycle", "risk", "execution", "analytics", "operations")
+
+def apps_with_tasks() -> list[str]:
+    """The installed apps of this project (not those installed from packages)."""
+    from django.apps import apps
+    from django.conf import settings
+
+    root = Path(settings.BASE_DIR)
+    return [config.name for config in apps.get_app_configs()
+            if Path(config.path).is_relative_to(root)
+            and "site-packages" not in Path(config.path).parts]
 
 
 @dataclass(frozen=True)
@@ -23,7 +35,7 @@ class PeriodicSpec:
 
 def all_periodic_specs() -> list[PeriodicSpec]:
     specs: list[PeriodicSpec] = []
-    for app in APPS_WITH_TASKS:
+    for app in apps_with_tasks():
         try:
             module = importlib.import_module(f"{app}.tasks")
         except ModuleNotFoundError as exc:

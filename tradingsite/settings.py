@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "risk",
     "analytics",
     "operations",
+    "bots",  # on top: it may use every app above; none of them imports it
 ]
 
 MIDDLEWARE = [
@@ -252,6 +253,8 @@ SPECTACULAR_SETTINGS = {
         "ActionKindEnum": "execution.models.ActionKind",
         "ActionStateEnum": "execution.models.ActionState",
         "AlertSeverityEnum": "risk.models.AlertSeverity",
+        "BotKindEnum": "bots.models.BotKind",
+        "BotStateEnum": "bots.models.BotState",
     },
 }
 

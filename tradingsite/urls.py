@@ -30,4 +30,5 @@ urlpatterns = [
     path("api/", include("execution.api_urls")),
     path("api/", include("analytics.api_urls")),
     path("api/", include("operations.api_urls")),
+    path("api/", include("bots.api_urls")),
 ]

@@ -27,9 +27,16 @@ Fills move the account's position per symbol (``v5/position/list``); a reduce-on
 never opens or flips one (with ``strict_reduce_only`` such an order is refused, 110017,
 as Bybit does). Order listings are paged (``limit``, ``cursor``), newest first.
 
-Executions are listed (``v5/execution/list``). ``fill_order`` fills a resting order and
-``trade_elsewhere`` places and fills an order nobody on the platform sent (a trade by
-hand, another bot); ``clear_positions()`` empties the position book.
+Market data for a trading bot (a dry-run freqtrade runs against it): instruments per
+category (linear perpetuals and spot pairs), order books, tickers, klines that honour
+``limit``/``start``/``end`` — replayed from a real recorded candle file
+(``replay_candles``) on a clock aligned to now, so a bot sees fresh candles — and,
+for futures, the risk-limit table, mark/index/premium-index price klines and the
+funding-rate history.
+
+The account's executions are listed (``v5/execution/list``); ``fill_order`` fills a
+resting order and ``trade_elsewhere`` places and fills an order nobody on the platform
+sent (a trade by hand, another bot).
 
 Websockets (Bybit v5, on the same port): ``/v5/public/linear`` (``tickers.<id>``)
 and ``/v5/private`` (the ``auth`` op — ``HMAC-SHA256(secret, "GET/realtime" +
@@ -42,6 +49,7 @@ meanwhile is never sent (Bybit has no backfill either).
 from __future__ import annotations
 
 import copy
+import csv
 import hashlib
 import hmac
 import itertools
@@ -92,6 +100,65 @@ INSTRUMENTS = [_instrument("BTCUSDT", "BTC", "0.10", "0.001", "0.001"),
                _instrument("LTCUSDT", "LTC", "0.01", "0.1", "0.1")]
 
 
+def _spot_instrument(symbol: str, base: str, tick: str, step: str, min_qty: str) -> dict[str, Any]:
+    """A spot pair as ``v5/market/instruments-info?category=spot`` lists it."""
+    return {
+        "symbol": symbol, "baseCoin": base, "quoteCoin": "USDT", "innovation": "0",
+        "status": "Trading", "marginTrading": "none", "stTag": "0",
+        "lotSizeFilter": {"basePrecision": step, "quotePrecision": "0.00000001",
+                          "minOrderQty": min_qty, "maxOrderQty": "1000000",
+                          "minOrderAmt": "1", "maxOrderAmt": "2000000"},
+        "priceFilter": {"tickSize": tick},
+        "riskParameters": {"limitParameter": "0.05", "marketParameter": "0.05"},
+    }
+
+
+SPOT_INSTRUMENTS = [_spot_instrument("BTCUSDT", "BTC", "0.01", "0.000001", "0.000048"),
+                    _spot_instrument("XRPUSDT", "XRP", "0.0001", "0.01", "1")]
+INSTRUMENTS_BY_CATEGORY = {"linear": INSTRUMENTS, "spot": SPOT_INSTRUMENTS}
+# Bybit's kline intervals (minutes, or D/W/M) in milliseconds.
+INTERVAL_MS = {**{str(m): m * 60_000 for m in (1, 3, 5, 15, 30, 60, 120, 240, 360, 720)},
+               "D": 86_400_000, "W": 7 * 86_400_000, "M": 30 * 86_400_000}
+KLINE_MAX_LIMIT = 1000
+
+
+class CandleReplay:
+    """A recorded candle file replayed on today's clock.
+
+    The candle that opens at ``t`` (aligned to the interval) is the recorded row
+    ``(t / interval) mod rows``: the series never ends and every request for the same
+    time gets the same candle, so a bot's repeated fetches agree with each other.
+    """
+
+    def __init__(self, path: Path):
+        with path.open(newline="", encoding="utf-8") as handle:
+            self.rows = [(row["open"], row["high"], row["low"], row["close"], row["volume"])
+                         for row in csv.DictReader(handle)]
+        if not self.rows:
+            raise ValueError(f"{path}: no candles")
+
+    def candle(self, open_ms: int, interval_ms: int) -> list[str]:
+        o, h, low, c, v = self.rows[(open_ms // interval_ms) % len(self.rows)]
+        return [str(open_ms), o, h, low, c, v, str(Decimal(v) * Decimal(c))]
+
+    def close_at(self, at_ms: int, interval_ms: int = 300_000) -> Decimal:
+        return Decimal(self.candle(at_ms - at_ms % interval_ms, interval_ms)[4])
+
+    def window(self, params: dict[str, Any], now_ms: int) -> list[list[str]]:
+        """What ``v5/market/kline`` answers: newest first, within start/end, at most limit."""
+        interval = INTERVAL_MS.get(str(params.get("interval", "5")), 300_000)
+        limit = max(1, min(int(params.get("limit", 200)), KLINE_MAX_LIMIT))
+        last = min(int(params.get("end", now_ms)), now_ms)
+        last -= last % interval
+        if params.get("start") is not None:
+            first = int(params["start"])
+            first += -first % interval
+            opens = list(range(first, last + 1, interval))[:limit]
+        else:
+            opens = list(range(last - (limit - 1) * interval, last + 1, interval))
+        return [self.candle(t, interval) for t in reversed(opens)]
+
+
 @dataclass
 class Fault:
     path: str
@@ -126,13 +193,15 @@ class EmulatorState:
     requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
     fill_market_orders: bool = True
     strict_reduce_only: bool = False
-    # symbol id → {"size": signed Decimal (long > 0), "avgPrice": Decimal, "createdTime": ms}
-    positions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    executions: list[dict[str, Any]] = field(default_factory=list)
+    # symbol → (signed size, average entry price); long > 0
+    positions: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
     # creates processed later (delayed_accept): (due, epoch seconds; params)
     delayed: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
     frozen: set[str] = field(default_factory=set)  # orders that never fill by themselves
     faults_held: bool = False
+    candles: dict[str, CandleReplay] = field(default_factory=dict)
+    opened_ms: dict[str, int] = field(default_factory=dict)  # symbol → when its position opened
+    executions: list[dict[str, Any]] = field(default_factory=list)
 
 
 class _Socket:
@@ -155,8 +224,7 @@ class _Socket:
         try:
             with self.lock:
                 self.protocol.send_text(json.dumps(message).encode())
-                data = b"".join(self.protocol.data_to_send())
-                self.sock.sendall(data)
+                self.sock.sendall(b"".join(self.protocol.data_to_send()))
         except (OSError, InvalidState):
             pass  # the client went away; its handler thread ends the connection
 
@@ -234,10 +302,6 @@ class BybitEmulator:
             self.ws_messages = []
         self.resume_streams()
 
-    def clear_positions(self) -> None:
-        with self._lock:
-            self.state.positions.clear()
-
     def drop_streams(self) -> None:
         """Every websocket drops; none is accepted until ``resume_streams``."""
         with self._lock:
@@ -259,11 +323,7 @@ class BybitEmulator:
         """A resting order fills (the market crossed it), at its limit price by default."""
         with self._lock:
             row = self.state.orders[order_id]
-            left = Decimal(row["qty"]) - Decimal(row["cumExecQty"])
-            since = len(self.state.executions)
-            self._fill(row, left, Decimal(price or row["price"]))
-            row = copy.deepcopy(row)
-        self._push_fill(row, since)
+            self._fill(row, Decimal(row["leavesQty"]), Decimal(price or row["price"]))
 
     def trade_elsewhere(self, symbol_id: str, side: str, qty: str) -> str:
         """A market order placed by someone else on the account: filled at once."""
@@ -271,6 +331,10 @@ class BybitEmulator:
             "category": "linear", "symbol": symbol_id, "side": side, "orderType": "Market",
             "qty": qty})
         return answer["result"]["orderId"]
+
+    def position_opened_ms(self, symbol_id: str) -> int | None:
+        with self._lock:
+            return self.state.opened_ms.get(symbol_id)
 
     def fail_next(self, path: str, kind: str, *, code: int = 0, message: str = "",
                   times: int = 1, ratio: Decimal | str = "0.5", seconds: float = 5.0,
@@ -300,26 +364,28 @@ class BybitEmulator:
         """Move the market; resting limit orders it crosses fill at their price."""
         with self._lock:
             self.state.prices[symbol_id] = Decimal(price)
-            since = len(self.state.executions)
-            filled = [copy.deepcopy(row) for row in list(self.state.orders.values())
-                      if row["symbol"] == symbol_id and row["orderStatus"] in OPEN_STATUSES
-                      and self._match_limit(row, resting=True)]
+            for row in list(self.state.orders.values()):
+                if row["symbol"] == symbol_id and row["orderStatus"] in OPEN_STATUSES:
+                    self._match_limit(row, resting=True)
             ticker = self._ticker_row(symbol_id)
         self._push("public", f"tickers.{symbol_id}", {
             "topic": f"tickers.{symbol_id}", "type": "snapshot", "data": ticker, "cs": 1,
             "ts": _ms()})
-        for row in filled:
-            self._push_fill(row, since)
 
     def hold_position(self, symbol_id: str, size: Decimal, entry_price: Decimal) -> None:
         """Give the account a position (signed size, long > 0) it did not trade here."""
         with self._lock:
-            self.state.positions[symbol_id] = {
-                "size": Decimal(size), "avgPrice": Decimal(entry_price), "createdTime": _ms()}
+            self.state.positions[symbol_id] = (Decimal(size), Decimal(entry_price))
 
     def position_size(self, symbol_id: str) -> Decimal:
         with self._lock:
-            return self._book(symbol_id)["size"]
+            return self.state.positions.get(symbol_id, (Decimal("0"), Decimal("0")))[0]
+
+    def replay_candles(self, symbol_id: str, path: Path) -> None:
+        """Serve ``symbol_id``'s klines (and, without a set price, its book) from a candle file."""
+        with self._lock:
+            self.state.candles[symbol_id] = CandleReplay(path)
+            self.state.prices.pop(symbol_id, None)
 
     def orders_with_link_id(self, link_id: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -473,6 +539,13 @@ class BybitEmulator:
             "v5/market/tickers": self._tickers,
             "v5/market/orderbook": self._orderbook,
             "v5/market/kline": self._kline,
+            "v5/market/mark-price-kline": self._kline,
+            "v5/market/index-price-kline": self._kline,
+            "v5/market/premium-index-price-kline": self._premium_kline,
+            "v5/market/risk-limit": self._risk_limit,
+            "v5/market/funding/history": self._funding_history,
+            "v5/market/time": lambda p: _ok({"timeSecond": str(_ms() // 1000),
+                                              "timeNano": str(_ms() * 1_000_000)}),
             "v5/order/create": self._create,
             "v5/order/realtime": self._realtime,
             "v5/order/history": self._history,
@@ -490,40 +563,87 @@ class BybitEmulator:
             return handler(params)
 
     def _instruments(self, params: dict[str, Any]) -> dict[str, Any]:
-        listed = [] if params.get("status") == "PreLaunch" else copy.deepcopy(INSTRUMENTS)
-        return _ok({"category": "linear", "list": listed, "nextPageCursor": ""})
+        category = params.get("category", "linear")
+        listed = [] if params.get("status") == "PreLaunch" else copy.deepcopy(
+            INSTRUMENTS_BY_CATEGORY.get(category, []))
+        return _ok({"category": category, "list": listed, "nextPageCursor": ""})
+
+    def _mid(self, symbol: str) -> Decimal:
+        """The set price, else the replayed candle's close now."""
+        if symbol in self.state.prices or symbol not in self.state.candles:
+            return self.state.prices[symbol]
+        return self.state.candles[symbol].close_at(_ms())
 
     def _touch(self, symbol: str) -> tuple[Decimal, Decimal]:
-        mid = self.state.prices[symbol]
+        mid = self._mid(symbol)
+        if symbol in self.state.candles:  # a cheap coin: a spread of one tick or so
+            half = (mid / 10_000).quantize(Decimal("0.0001"))
+            return mid - half, mid + half
         return mid - Decimal("0.5"), mid + Decimal("0.5")
 
     def _ticker_row(self, symbol: str) -> dict[str, Any]:
         row = copy.deepcopy(self._recorded["methods"]["fetchTicker"][0]["httpResponse"]
                             ["result"]["list"][0])
         bid, ask = self._touch(symbol)
-        price = str(self.state.prices[symbol])
+        price = str(self._mid(symbol))
         row.update(symbol=symbol, lastPrice=price, markPrice=price, bid1Price=str(bid),
                    ask1Price=str(ask))
         return row
 
     def _tickers(self, params: dict[str, Any]) -> dict[str, Any]:
+        """One symbol, or every symbol of the category (ccxt's batched ``fetch_tickers``)."""
         symbols = [params["symbol"]] if params.get("symbol") else sorted(self.state.prices)
-        return _ok({"category": "linear", "list": [self._ticker_row(s) for s in symbols]})
+        return _ok({"category": params.get("category", "linear"),
+                    "list": [self._ticker_row(symbol) for symbol in symbols]})
 
     def _orderbook(self, params: dict[str, Any]) -> dict[str, Any]:
         symbol = params["symbol"]
         bid, ask = self._touch(symbol)
         depth = int(params.get("limit", 25))
-        bids = [[str(bid - i), "2.000"] for i in range(depth)]
-        asks = [[str(ask + i), "2.000"] for i in range(depth)]
+        replayed = symbol in self.state.candles  # a cheap coin: ticks and sizes to match
+        step, size = ((ask - bid), "20000.00") if replayed else (Decimal(1), "2.000")
+        bids = [[str(bid - i * step), size] for i in range(depth)]
+        asks = [[str(ask + i * step), size] for i in range(depth)]
         return _ok({"s": symbol, "b": bids, "a": asks, "ts": _ms(), "u": 1, "seq": 1,
                     "cts": _ms()})
 
     def _kline(self, params: dict[str, Any]) -> dict[str, Any]:
+        symbol = params.get("symbol", "BTCUSDT")
+        if symbol in self.state.candles:
+            return _ok({"symbol": symbol, "category": params.get("category", "linear"),
+                        "list": self.state.candles[symbol].window(params, _ms())})
         result = copy.deepcopy(self._recorded["methods"]["fetchOHLCV"][0]["httpResponse"]
                                ["result"])
-        result["symbol"] = params.get("symbol", result["symbol"])
+        result["symbol"] = symbol
         return _ok(result)
+
+    def _premium_kline(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Premium index: flat at zero (mark = index), in the kline's window."""
+        answer = self._kline({**params, "symbol": params.get("symbol", "BTCUSDT")})
+        answer["result"]["list"] = [[row[0], "0", "0", "0", "0"]
+                                    for row in answer["result"]["list"]]
+        return answer
+
+    def _risk_limit(self, params: dict[str, Any]) -> dict[str, Any]:
+        symbols = [params["symbol"]] if params.get("symbol") else [
+            i["symbol"] for i in INSTRUMENTS]
+        rows = [{"id": 1, "symbol": symbol, "riskLimitValue": "2000000",
+                 "maintenanceMargin": "0.005", "initialMargin": "0.01", "isLowestRisk": 1,
+                 "maxLeverage": "100.00", "mmDeduction": ""} for symbol in symbols]
+        return _ok({"category": params.get("category", "linear"), "list": rows,
+                    "nextPageCursor": ""})
+
+    def _funding_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A funding rate of 0.01 % every 8 hours, newest first, within start/end."""
+        period = 8 * 3_600_000
+        end = min(int(params.get("endTime", _ms())), _ms())
+        end -= end % period
+        limit = max(1, min(int(params.get("limit", 200)), 200))
+        start = int(params.get("startTime", end - (limit - 1) * period))
+        times = [t for t in range(end, start - 1, -period)][:limit]
+        rows = [{"symbol": params.get("symbol", "BTCUSDT"), "fundingRate": "0.0001",
+                 "fundingRateTimestamp": str(t)} for t in times]
+        return _ok({"category": params.get("category", "linear"), "list": rows})
 
     def _order_row(self, order_id: str, params: dict[str, Any]) -> dict[str, Any]:
         """A new order in the shape of the recorded ``v5/order/realtime`` answer."""
@@ -545,17 +665,16 @@ class BybitEmulator:
         link_id = params.get("orderLinkId", "")
         if link_id and link_id in self.state.by_link_id:
             return _error(110072, "OrderLinkedID is duplicate")
-        if params.get("symbol") not in self.state.prices:
+        if params.get("symbol") not in {*self.state.prices, *self.state.candles}:
             return _error(10001, "params error: symbol invalid")
         if _reduce_only(params) and self.state.strict_reduce_only:
-            held = self._book(params["symbol"])["size"]
+            held = self.state.positions.get(params["symbol"], (Decimal("0"), Decimal("0")))[0]
             reducing = held > 0 if params["side"] == "Sell" else held < 0
             if not reducing or Decimal(params["qty"]) > abs(held):
                 return _error(110017, "current position is zero, cannot fix reduce-only "
                                       "order qty")
         order_id = f"emu-{next(self._ids):06d}"
         row = self._order_row(order_id, params)
-        since = len(self.state.executions)
         self.state.orders[order_id] = row
         if link_id:
             self.state.by_link_id[link_id] = order_id
@@ -573,33 +692,25 @@ class BybitEmulator:
                 self._fill(row, Decimal(params["qty"]), ask if params["side"] == "Buy" else bid)
             elif params["orderType"] == "Limit":
                 self._match_limit(row, resting=False)
-        if len(self.state.executions) > since:  # pushed after the answer, like the exchange
-            threading.Thread(target=self._push_fill, args=(copy.deepcopy(row), since),
-                             daemon=True).start()
-        else:
-            threading.Thread(target=self._push, args=(
-                "private", "order", self._private("order", [copy.deepcopy(row)])),
-                daemon=True).start()
+        if row["orderStatus"] == "New":
+            self._push_later("order", [copy.deepcopy(row)])
         return _ok({"orderId": order_id, "orderLinkId": link_id})
 
-    def _match_limit(self, row: dict[str, Any], *, resting: bool) -> bool:
-        """Fill a limit order the market crosses: at the touch when placed, else at its price.
-        True if it filled."""
+    def _match_limit(self, row: dict[str, Any], *, resting: bool) -> None:
+        """Fill a limit order the market crosses: at the touch when placed, else at its price."""
         if row["orderId"] in self.state.frozen or row["orderType"] != "Limit":
-            return False
+            return
         limit = Decimal(row["price"])
         bid, ask = self._touch(row["symbol"])
         buy = row["side"] == "Buy"
         if (ask <= limit) if buy else (bid >= limit):
             price = limit if resting else (ask if buy else bid)
-            return self._fill(row, Decimal(row["leavesQty"]), price)
-        return False
+            self._fill(row, Decimal(row["leavesQty"]), price)
 
-    def _fill(self, row: dict[str, Any], quantity: Decimal, price: Decimal) -> bool:
-        """Fill ``quantity`` of an order at ``price``: its cumulative figures, an execution
-        and the position book. True if anything filled."""
+    def _fill(self, row: dict[str, Any], quantity: Decimal, price: Decimal) -> None:
+        """Fill ``quantity`` of an order at ``price``: its cumulative figures and the position."""
         if quantity <= 0:
-            return False
+            return
         filled = Decimal(row["cumExecQty"] or "0") + quantity
         value = Decimal(row["cumExecValue"] or "0") + quantity * price
         fee = Decimal(row["cumExecFee"] or "0") + quantity * price * FEE_RATE
@@ -609,57 +720,45 @@ class BybitEmulator:
                    leavesValue=str(left * Decimal(row.get("price") or 0)),
                    orderStatus="Filled" if left <= 0 else "PartiallyFilled",
                    cumFeeDetail={"USDT": str(fee)}, updatedTime=str(_ms()))
-        self.state.executions.append({
+        held, entry = self.state.positions.get(row["symbol"], (Decimal("0"), Decimal("0")))
+        signed = quantity if row["side"] == "Buy" else -quantity
+        if held and (held > 0) != (signed > 0):  # reducing
+            closing = min(abs(signed), abs(held))
+            held += closing if held < 0 else -closing
+            signed += -closing if signed > 0 else closing
+            entry = entry if held else Decimal("0")
+        if signed and not row["reduceOnly"]:
+            total = held + signed
+            entry = (abs(held) * entry + abs(signed) * price) / abs(total)
+            if not held:
+                self.state.opened_ms[row["symbol"]] = _ms()
+            held = total
+        self.state.positions[row["symbol"]] = (held, entry)
+        execution = {
             "symbol": row["symbol"], "orderId": row["orderId"],
             "orderLinkId": row["orderLinkId"], "side": row["side"], "orderPrice": row["price"],
             "orderQty": row["qty"], "leavesQty": row["leavesQty"], "orderType": row["orderType"],
             "stopOrderType": "", "execFee": str(quantity * price * FEE_RATE),
             "execId": str(uuid.uuid4()), "execPrice": str(price), "execQty": str(quantity),
             "execType": "Trade", "execValue": str(quantity * price), "execTime": str(_ms()),
-            "isMaker": row["orderType"] != "Market", "feeRate": str(FEE_RATE),
-            "tradeIv": "", "markIv": "", "markPrice": str(price), "indexPrice": "",
-            "underlyingPrice": "", "blockTradeId": "", "closedSize": "", "seq": 1})
-        book = self._book(row["symbol"])
-        held, entry, opened = book["size"], book["avgPrice"], book["createdTime"]
-        signed = quantity if row["side"] == "Buy" else -quantity
-        if held and (held > 0) != (signed > 0):  # reducing
-            closing = min(abs(signed), abs(held))
-            held += closing if held < 0 else -closing
-            signed += -closing if signed > 0 else closing
-            entry, opened = (entry, opened) if held else (Decimal("0"), 0)
-        if signed and not row["reduceOnly"]:
-            total = held + signed
-            entry = (abs(held) * entry + abs(signed) * price) / abs(total)
-            opened = opened if held else _ms()
-            held = total
-        self.state.positions[row["symbol"]] = {"size": held, "avgPrice": entry,
-                                               "createdTime": opened}
-        return True
+            "isMaker": row["orderType"] != "Market", "feeRate": str(FEE_RATE), "tradeIv": "",
+            "markIv": "", "markPrice": str(price), "indexPrice": "", "underlyingPrice": "",
+            "blockTradeId": "", "closedSize": "", "seq": 1}
+        self.state.executions.append(execution)
+        # what Bybit pushes after a fill: the order, the execution, the position
+        self._push_later("order", [copy.deepcopy(row)])
+        self._push_later("execution", [copy.deepcopy(execution)])
+        self._push_later("position", [self._position_row(row["symbol"])])
 
-    def _book(self, symbol: str) -> dict[str, Any]:
-        """The account's position in ``symbol`` (size 0: flat)."""
-        return self.state.positions.get(symbol) or {"size": Decimal("0"),
-                                                    "avgPrice": Decimal("0"), "createdTime": 0}
-
-    def _push_fill(self, row: dict[str, Any], since: int) -> None:
-        """What Bybit pushes after a fill: the order, its executions from ``since``, the
-        position."""
-        with self._lock:
-            executions = copy.deepcopy([e for e in self.state.executions[since:]
-                                        if e["orderId"] == row["orderId"]])
-            position = self._position_row(row["symbol"])
-        self._push("private", "order", self._private("order", [row]))
-        if executions:
-            self._push("private", "execution", self._private("execution", executions))
-        self._push("private", "position", self._private("position", [position]))
-
-    @staticmethod
-    def _private(topic: str, data: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"id": uuid.uuid4().hex, "topic": topic, "creationTime": _ms(),
-                "data": [{**row, "category": "linear"} for row in data]}
+    def _push_later(self, topic: str, data: list[dict[str, Any]]) -> None:
+        """Push to the private subscribers once the request that caused it has answered."""
+        message = {"id": uuid.uuid4().hex, "topic": topic, "creationTime": _ms(),
+                   "data": [{**row, "category": "linear"} for row in data]}
+        threading.Thread(target=self._push, args=("private", topic, message),
+                         daemon=True).start()
 
     def _push(self, kind: str, topic: str, message: dict[str, Any]) -> None:
-        with self._lock:
+        with self._lock:  # after the state change that caused it (its caller holds the lock)
             targets = [ws for ws in self._sockets if ws.kind == kind and topic in ws.topics]
         for ws in targets:
             ws.send(message)
@@ -690,7 +789,6 @@ class BybitEmulator:
 
     def _cancel(self, params: dict[str, Any], behaviour: Fault | None = None) -> dict[str, Any]:
         rows = self._matching({k: params.get(k) for k in ("orderId", "orderLinkId")})
-        since = len(self.state.executions)
         if rows and rows[0]["orderStatus"] in OPEN_STATUSES and behaviour:  # fill_on_cancel
             row = rows[0]
             bid, ask = self._touch(row["symbol"])
@@ -699,13 +797,7 @@ class BybitEmulator:
         if not rows or rows[0]["orderStatus"] not in OPEN_STATUSES:
             return _error(110001, "order not exists or too late to cancel")
         rows[0].update(orderStatus="Cancelled", updatedTime=str(_ms()))
-        if len(self.state.executions) > since:  # filled just before the cancel
-            threading.Thread(target=self._push_fill, args=(copy.deepcopy(rows[0]), since),
-                             daemon=True).start()
-        else:
-            threading.Thread(target=self._push, args=(
-                "private", "order", self._private("order", [copy.deepcopy(rows[0])])),
-                daemon=True).start()
+        self._push_later("order", [copy.deepcopy(rows[0])])
         return _ok({"orderId": rows[0]["orderId"], "orderLinkId": rows[0]["orderLinkId"]})
 
     def _balance(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -713,23 +805,23 @@ class BybitEmulator:
                                  ["result"]))
 
     def _position_row(self, symbol: str) -> dict[str, Any]:
-        """One symbol of the book in the recorded ``v5/position/list`` shape (size 0: flat)."""
-        row = copy.deepcopy(self._recorded["methods"]["fetchPositions"][0]["httpResponse"]
-                            ["result"]["list"][0])
-        book = self.state.positions.get(symbol, {"size": Decimal(0), "avgPrice": Decimal(0),
-                                                 "createdTime": 0})
-        size, mark = book["size"], self.state.prices.get(symbol, Decimal(0))
-        row.update(symbol=symbol, side="Buy" if size > 0 else "Sell" if size < 0 else "",
-                   size=str(abs(size)), avgPrice=str(book["avgPrice"]), markPrice=str(mark),
-                   positionValue=str(abs(size) * book["avgPrice"]),
-                   unrealisedPnl=str((mark - book["avgPrice"]) * size) if size else "0",
-                   createdTime=str(book["createdTime"]), updatedTime=str(_ms()))
-        return row
+        """One symbol's position in the recorded ``v5/position/list`` shape (size 0: flat)."""
+        template = self._recorded["methods"]["fetchPositions"][0]["httpResponse"]["result"][
+            "list"][0]
+        size, entry = self.state.positions.get(symbol, (Decimal("0"), Decimal("0")))
+        mark = self._mid(symbol)
+        return dict(copy.deepcopy(template), symbol=symbol,
+                    side="Buy" if size > 0 else "Sell" if size < 0 else "",
+                    size=str(abs(size)), avgPrice=str(entry), markPrice=str(mark),
+                    positionValue=str(abs(size) * entry),
+                    unrealisedPnl=str((mark - entry) * size),
+                    createdTime=str(self.state.opened_ms.get(symbol, template["createdTime"])),
+                    updatedTime=str(_ms()))
 
     def _positions(self, params: dict[str, Any]) -> dict[str, Any]:
-        rows = [self._position_row(symbol) for symbol, book in sorted(
-            self.state.positions.items()) if book["size"] and (
-            not params.get("symbol") or params["symbol"] == symbol)]
+        """The positions the fills built, in the shape of the recorded answer."""
+        rows = [self._position_row(symbol) for symbol, (size, _) in sorted(
+            self.state.positions.items()) if size]
         return _ok({"category": "linear", "list": rows, "nextPageCursor": ""})
 
     def _executions(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -789,7 +881,7 @@ class BybitEmulator:
             ws.send({"success": True, "ret_msg": "pong", "conn_id": ws.conn_id,
                      "req_id": req_id, "op": "ping"})
         elif op == "auth":
-            key, expires, sign = (message.get("args") or [None, None, None])[:3]
+            key, expires, sign = (list(message.get("args") or []) + [None] * 3)[:3]
             expected = hmac.new(self.api_secret.encode(), f"GET/realtime{expires}".encode(),
                                 hashlib.sha256).hexdigest()
             ws.authenticated = key == self.api_key and hmac.compare_digest(expected,
@@ -810,7 +902,8 @@ class BybitEmulator:
             for topic in topics if allowed and ws.kind == "public" else []:
                 symbol = topic.split(".", 1)[-1]
                 with self._lock:
-                    ticker = self._ticker_row(symbol) if symbol in self.state.prices else None
+                    known = symbol in self.state.prices or symbol in self.state.candles
+                    ticker = self._ticker_row(symbol) if known else None
                 if ticker:
                     ws.send({"topic": topic, "type": "snapshot", "data": ticker, "cs": 1,
                              "ts": _ms()})

@@ -13,7 +13,6 @@ from decimal import Decimal
 
 import pytest
 import time_machine
-from django.utils import timezone
 
 from execution.exchanges import exchange_for
 from execution.exchanges.ccxt_exchange import CcxtSettings, reset_ccxt_clients
@@ -42,7 +41,6 @@ def emulator():
 @pytest.fixture
 def bybit_account(emulator, monkeypatch, settings, db):
     emulator.reset()
-    emulator.clear_positions()
     reset_ccxt_clients()
     monkeypatch.setenv("EXCHANGE_EMU_BYBIT_KEY", emulator.api_key)
     monkeypatch.setenv("EXCHANGE_EMU_BYBIT_SECRET", emulator.api_secret)
@@ -207,7 +205,7 @@ def test_a_position_opened_outside_is_alerted_then_adopted_and_closed_at_its_hol
     assert sync.wait_for(lambda: Position.objects.exists(), WAIT)
     sync.stop()
     adopted = Position.objects.get()
-    opened_on_exchange = emulator.state.positions["BTCUSDT"]["createdTime"]
+    opened_on_exchange = emulator.position_opened_ms("BTCUSDT")
     assert (adopted.strategy, adopted.source, adopted.side, adopted.quantity,
             adopted.entry_price) == (supervisor, PositionSource.RECONCILE, "long",
                                      Decimal("0.2"), Decimal("50000.5"))
@@ -226,7 +224,7 @@ def test_a_position_opened_outside_is_alerted_then_adopted_and_closed_at_its_hol
     closed = fetch(Position, adopted.pk)
     assert (closed.state, closed.close_reason) == (PositionState.CLOSED, "timeout")
     assert Trade.objects.get(position=closed).exit_price == Decimal("49999.5")
-    assert emulator.state.positions["BTCUSDT"]["size"] == 0
+    assert emulator.position_size("BTCUSDT") == 0
 
 
 @pytest.mark.django_db(transaction=True)
@@ -263,8 +261,7 @@ def test_a_tracked_position_the_exchange_shows_flat_is_closed_external_at_the_ex
 def test_marks_come_from_the_websocket_tickers(strategy, bybit_account, emulator, owner):
     position = position_open(strategy=strategy, symbol=BTC, side="long", quantity=Decimal("1"),
                              entry_price=Decimal("50000"))
-    emulator.state.positions["BTCUSDT"] = {"size": Decimal("1"), "avgPrice": Decimal("50000"),
-                                           "createdTime": int(timezone.now().timestamp() * 1000)}
+    emulator.hold_position("BTCUSDT", Decimal("1"), Decimal("50000"))
     sync = owner(bybit_account)
     assert sync.wait_for(lambda: sync.connected.is_set() and emulator.stream_clients("public"),
                          WAIT)

@@ -49,6 +49,7 @@ CANCEL = "/api/execution/orders/{order}/cancel"
 HAND_OVER = "/api/lifecycle/positions"
 CLOSE = "/api/lifecycle/positions/{position}/close"
 ACKNOWLEDGE = "/api/health/alerts/{alert}/acknowledge"
+BOTS = "/api/bots/connections"
 
 VALID: dict[str, dict[str, str]] = {
     ACTIONS: {"kind": '"emergency_close"', "position": "{position}", "reason": '"manual"',
@@ -64,6 +65,9 @@ VALID: dict[str, dict[str, str]] = {
                 "opened_at": '"2026-01-01T00:00:00Z"', "external_ref": '"hostile-3"'},
     CLOSE: {"note": '"hostile"'},
     ACKNOWLEDGE: {},
+    BOTS: {"name": '"hostile-bot"', "strategy": '"{strategy}"',
+           "api_url": '"http://127.0.0.1:8080"', "username_env": '"BOT_HOSTILE_USER"',
+           "password_env": '"BOT_HOSTILE_PASSWORD"', "enabled": "true"},
 }
 WRITES = list(VALID)
 
@@ -118,6 +122,15 @@ FIELDS: dict[str, dict[str, list[str]]] = {
                 "entry_fee": [*_decimal(zero_ok=True), "null"], "opened_at": BAD_TIME,
                 "external_ref": _text(128)},
     CLOSE: {"note": _text(200)},
+    BOTS: {"name": [*_text(40), '"Not A Slug"', '"bot/1"', '"bot\\u00e9"'],
+           "strategy": BAD_SLUG,
+           "api_url": [*_text(200), '"http://bot.example.com"', '"ftp://127.0.0.1"',
+                       '"https://user:pw@bot.example.com"', '"http://127.0.0.2:8080"',
+                       '"https://127.0.0.1:8080/a b"', '"javascript:alert(1)"'],
+           "username_env": [*_text(128), '"DATABASE_URL"', '"EXCHANGE_BYBIT_KEY"', '"BOT_"',
+                            '"bot_user"'],
+           "password_env": [*_text(128), '"SECRET_KEY"', '"BOT_P W"'],
+           "enabled": ["1", "0", '"true"', "null", "[]"]},
 }
 
 # --- whole bodies -----------------------------------------------------------------------
@@ -149,6 +162,7 @@ BAD_CONTENT_TYPES = ["text/plain", "multipart/form-data", "application/x-www-for
 # --- lists and reads --------------------------------------------------------------------
 
 LISTS = ["/api/positions/", "/api/strategies/", "/api/execution/orders", "/api/execution/actions",
+         "/api/bots/connections",
          "/api/health/alerts", "/api/health/position-health", "/api/analytics/trades",
          "/api/lifecycle/tracked-positions", "/api/lifecycle/timeouts"]
 BAD_LIMIT = ["9223372036854775808", "9223372036854775807", "18446744073709551616",

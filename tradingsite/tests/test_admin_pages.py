@@ -55,6 +55,25 @@ def every_model(db, monkeypatch, staff_user):
     trading_halt(reason="maintenance window", actor="operator")
     StateSnapshot.objects.create(reason="shutdown", data={"open_positions": [position.pk]})
     ReconciliationReport.objects.create(differences=0, summary="database and exchange agree")
+    _bot_rows(monkeypatch, position)
+
+
+def _bot_rows(monkeypatch, position) -> None:
+    """A bot connection (its REST credentials in the environment), a trade it handed over,
+    a signal source and a signal taken."""
+    from bots.connections import bot_connection_create, signal_source_issue
+    from bots.models import BotTrade, TradeSignal
+
+    monkeypatch.setenv("BOT_TEST_USER", API_KEY)
+    monkeypatch.setenv("BOT_TEST_PASSWORD", API_SECRET)
+    connection, _ = bot_connection_create(
+        name="ft-admin", strategy=position.strategy, api_url="http://127.0.0.1:9",
+        username_env="BOT_TEST_USER", password_env="BOT_TEST_PASSWORD", actor="test")
+    BotTrade.objects.create(connection=connection, trade_id=1, position=position,
+                            adopted_by=BotTrade.AdoptedBy.WEBHOOK)
+    source, _ = signal_source_issue(strategy=position.strategy, actor="test")
+    TradeSignal.objects.create(source=source, signal_id="tv-1", request={"action": "close"},
+                               answer={"closes": []}, status_code=202)
 
 
 @pytest.fixture

@@ -1,4 +1,9 @@
-"""Every API route refuses anonymous callers; writes are for staff only."""
+"""Every API route refuses anonymous callers; writes are for staff only.
+
+Webhooks (``body_secret_auth`` views: a bot's or an alert sender's, which cannot send a
+header) authenticate by the secret in their body instead: without it every call is
+refused, whatever token or session comes with it.
+"""
 
 from __future__ import annotations
 
@@ -33,10 +38,16 @@ def _walk(patterns, prefix: str = ""):
             yield "/" + prefix + part, entry
 
 
-def api_routes() -> list[str]:
-    """Every concrete path under /api/ that the URL resolver knows."""
-    routes = sorted({path for path, _ in _walk(get_resolver().url_patterns)
-                     if path.startswith("/api/")})
+def _body_secret_auth(entry: URLPattern) -> bool:
+    view = getattr(entry.callback, "cls", None) or getattr(entry.callback, "view_class", None)
+    return bool(getattr(view, "body_secret_auth", False))
+
+
+def api_routes(*, webhooks: bool = False) -> list[str]:
+    """Every concrete path under /api/ that the URL resolver knows (the token-authenticated
+    ones, or with ``webhooks`` those that authenticate by a secret in their body)."""
+    routes = sorted({path for path, entry in _walk(get_resolver().url_patterns)
+                     if path.startswith("/api/") and _body_secret_auth(entry) == webhooks})
     assert routes, "no API routes found"
     return routes
 
@@ -74,6 +85,19 @@ def test_non_staff_writes_are_forbidden_on_every_route(path, viewer_user):
         # 405 where the route has no such method at all; never a 2xx or a 400.
         assert response.status_code in (403, 405), (method, path, response.status_code)
     assert client.post(path, {}, format="json").status_code in (403, 405)
+
+
+@pytest.mark.parametrize("path", api_routes(webhooks=True))
+def test_webhooks_refuse_every_call_without_their_secret_token_or_not(path, staff_user):
+    staff = APIClient()
+    staff.credentials(HTTP_AUTHORIZATION=f"Token {api_token_issue(user=staff_user, actor='t')}")
+    for client in (APIClient(), staff):
+        response = client.post(path, {"secret": "not-the-secret"}, format="json")
+        assert response.status_code == 401, (path, response.status_code)
+        assert response.json() == {"detail": "Invalid webhook credentials.",
+                                   "code": "not_authenticated"}
+        for method in ("get", "put", "patch", "delete"):
+            assert getattr(client, method)(path).status_code == 405, (method, path)
 
 
 def test_a_staff_token_authenticates_scripts(staff_user):

@@ -87,7 +87,7 @@ def test_the_repro_value_is_refused_naming_the_key_and_the_layer():
 
 def test_every_numeric_key_has_both_bounds_and_they_hold_at_the_edges():
     keys = _numeric_keys()
-    assert len(keys) == 37
+    assert len(keys) == 39
     for key, low, high in keys:
         base = LiveTradingConfig()
         assert low <= _get(base, key) <= high, key  # the defaults lie inside
@@ -140,6 +140,14 @@ def _camel(name: str) -> str:
     ({"shutdown": {"shutdownTimeoutSeconds": 1e300}},
      ("liveTrading.shutdown.shutdownTimeoutSeconds",
       "must be between 1 and 3600 s, got 1e+300 (in x.json)")),
+    # a bot's close is confirmed or escalated within an hour; its trades read at least daily
+    ({"bots": {"botCloseTimeoutSeconds": 0}},
+     ("liveTrading.bots.botCloseTimeoutSeconds",
+      "must be between 1 and 3600 s, got 0 (in x.json)")),
+    ({"bots": {"botSyncSeconds": 86401}},
+     ("liveTrading.bots.botSyncSeconds", "must be between 5 and 86400 s, got 86401 (in x.json)")),
+    ({"bots": {"fallbackDirectClose": "yes"}},
+     ("liveTrading.bots.fallbackDirectClose", 'expected true or false, got "yes" (in x.json)')),
     # wrong types
     ({"lifecycle": {"maxHoldingTimeMinutes": "90"}},
      ("liveTrading.lifecycle.maxHoldingTimeMinutes",
@@ -191,7 +199,7 @@ def test_the_readme_documents_every_bound():
     assert bounds_markdown() in readme
     assert ("| `lifecycle.maxHoldingTimeMinutes` | 240 | 1 … 525,600 minutes | "
             in bounds_markdown())
-    assert len(bounds_table()) == 37 + 9  # numeric keys + switches
+    assert len(bounds_table()) == 39 + 10  # numeric keys + switches
 
 
 # --- every layer goes through the same validator ------------------------------------------

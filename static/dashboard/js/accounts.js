@@ -7,6 +7,17 @@ import { fmtAgo, fmtMoney, fmtPrice, fmtQty, fmtTime, h, initialState, signClass
 import { grossPnl } from "./positions.js";
 
 const REFRESH_MS = 5000;
+const refreshSeconds = new Map(); // account name → its markRefreshSeconds
+
+/** Age every mark on the page once a second; flag it stale past three refresh intervals. */
+function tickMarkAges(now = Date.now()) {
+  for (const span of document.querySelectorAll('[data-role="mark-age"]')) {
+    span.textContent = fmtAgo(span.dataset.at, now);
+    const limit = 3 * (refreshSeconds.get(span.dataset.account) ?? 5);
+    const stale = (now - new Date(span.dataset.at).getTime()) / 1000 > limit;
+    span.parentElement?.classList.toggle("stale", stale);
+  }
+}
 
 /**
  * Apply a ``positions.marked`` push ({account, account_name, at, marks: {symbol: price}})
@@ -87,6 +98,7 @@ async function refresh(endpoints) {
       apiFetch(endpoints.accounts), apiFetch(endpoints.exposure)]);
     const byName = new Map(exposure.map((e) => [e.account, e]));
     const list = accounts.results.filter((a) => a.enabled);
+    for (const a of list) refreshSeconds.set(a.name, a.sync.mark_refresh_seconds);
     document.getElementById("accounts-list").replaceChildren(
       ...list.map((a) => accountBlock(a, byName.get(a.name))));
     document.getElementById("accounts-empty").hidden = list.length > 0;
@@ -101,4 +113,5 @@ export function startAccounts() {
   if (!document.getElementById("accounts-panel")) return;
   refresh(endpoints);
   setInterval(() => refresh(endpoints), REFRESH_MS);
+  setInterval(tickMarkAges, 1000);
 }

@@ -132,7 +132,10 @@ export function positionRow(position, { staff = false, onClose = null } = {}) {
   h("td", { class: `num${position.mark_stale ? " stale" : ""}`, "data-role": "mark",
             title: position.mark_price_at ? `mark read ${fmtAgo(position.mark_price_at)}${position.mark_stale ? " (stale)" : ""}` : "no mark yet" },
     fmtPrice(position.mark_price),
-    position.mark_price_at ? h("span", { class: "sub", "data-role": "mark-age" }, fmtAgo(position.mark_price_at)) : null),
+    position.mark_price_at ? h("span", {
+      class: "sub", "data-role": "mark-age",
+      dataset: { at: position.mark_price_at, account: position.account || "" },
+    }, fmtAgo(position.mark_price_at)) : null),
   h("td", { class: `num ${signClass(upnl)}`, "data-role": "upnl",
             title: `gross at the mark price, before fees${quote ? ` (${quote})` : ""}` },
     fmtMoney(upnl)),

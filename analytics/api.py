@@ -1,4 +1,4 @@
-"""Analytics API: performance report, equity curve, trade list, execution metrics.
+"""Analytics API: performance report, equity curve, trade list, execution metrics, exposure.
 
 Each view validates its query, calls one service and serialises the result.
 """
@@ -13,8 +13,10 @@ from rest_framework.views import APIView
 
 from analytics import services
 from analytics.execution_metrics import execution_metrics
+from analytics.exposure import account_exposures
 from analytics.filters import TradeFilter
 from analytics.serializers import (
+    AccountExposureSerializer,
     EquityCurveSerializer,
     EquityQuerySerializer,
     ExecutionQuerySerializer,
@@ -76,3 +78,12 @@ class ExecutionView(StrictApi, APIView):
         report = execution_metrics(period=data["period"], start=data.get("start"),
                                    end=data.get("end"), account=data.get("account"))
         return Response(ExecutionReportSerializer(report).data)
+
+
+class ExposureView(StrictApi, APIView):
+    @extend_schema(responses=AccountExposureSerializer(many=True),
+                   operation_id="analytics_exposure",
+                   summary="Balance, equity and exposure per symbol of every account, at the "
+                           "latest marks")
+    def get(self, request: Request) -> Response:
+        return Response(AccountExposureSerializer(account_exposures(), many=True).data)

@@ -2,7 +2,13 @@
 
 from django.urls import path
 
-from analytics.api import EquityView, ExecutionView, PerformanceView, TradeListView
+from analytics.api import (
+    EquityView,
+    ExecutionView,
+    ExposureView,
+    PerformanceView,
+    TradeListView,
+)
 from analytics.overview_api import (
     AccountBalancesView,
     ProfitTableView,
@@ -19,4 +25,5 @@ urlpatterns = [
     path("analytics/strategies", StrategySummaryView.as_view(), name="analytics-strategies"),
     path("analytics/accounts", AccountBalancesView.as_view(), name="analytics-accounts"),
     path("analytics/execution", ExecutionView.as_view(), name="analytics-execution"),
+    path("analytics/exposure", ExposureView.as_view(), name="analytics-exposure"),
 ]

@@ -228,3 +228,34 @@ class TradeSerializer(serializers.ModelSerializer):
                   "opened_at", "closed_at", "fees", "pnl", "pnl_percent", "holding_seconds",
                   "exit_reason", "external_ref", "position"]
         read_only_fields = fields
+
+
+class SymbolExposureSerializer(serializers.Serializer):
+    symbol = serializers.CharField()
+    positions = serializers.IntegerField()
+    net_quantity = serializers.DecimalField(max_digits=28, decimal_places=12)
+    mark_price = serializers.DecimalField(max_digits=28, decimal_places=10, allow_null=True)
+    mark_age_seconds = serializers.FloatField(allow_null=True, help_text="Age of the oldest "
+                                              "mark behind this symbol's positions.")
+    mark_stale = serializers.BooleanField(help_text="A mark older than three "
+                                          "markRefreshSeconds, or a position without one.")
+    gross_notional = serializers.DecimalField(max_digits=28, decimal_places=8)
+    percent_of_equity = serializers.DecimalField(max_digits=14, decimal_places=2,
+                                                 allow_null=True)
+    unrealised_pnl = serializers.DecimalField(max_digits=28, decimal_places=8)
+
+
+class AccountExposureSerializer(serializers.Serializer):
+    account = serializers.CharField()
+    exchange = serializers.CharField()
+    currency = serializers.CharField()
+    balance = serializers.DecimalField(max_digits=28, decimal_places=8)
+    balance_source = serializers.CharField()
+    balance_at = serializers.DateTimeField(allow_null=True)
+    unrealised_pnl = serializers.DecimalField(max_digits=28, decimal_places=8)
+    equity = serializers.DecimalField(max_digits=28, decimal_places=8,
+                                      help_text="Balance + unrealised PnL at the marks.")
+    gross_notional = serializers.DecimalField(max_digits=28, decimal_places=8)
+    percent_of_equity = serializers.DecimalField(max_digits=14, decimal_places=2,
+                                                 allow_null=True)
+    exposure = SymbolExposureSerializer(many=True)

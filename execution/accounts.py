@@ -11,7 +11,7 @@ from tradingsite.errors import DomainError
 
 AUDITED_FIELDS = ("name", "exchange_id", "testnet", "api_base_url", "api_key_env",
                   "api_secret_env", "api_password_env", "market_type", "quote_currency",
-                  "starting_capital", "paper_config", "order_queue", "enabled")
+                  "starting_capital", "paper_config", "order_queue", "live_trading", "enabled")
 
 
 class BaseUrlChangeNotConfirmed(DomainError):

@@ -7,6 +7,7 @@ from execution.accounts import base_url_change_needs_confirmation, exchange_acco
 from execution.models import (
     CREDENTIAL_ENV_PREFIX,
     CREDENTIAL_FIELDS,
+    AccountStream,
     Action,
     Candle,
     ExchangeAccount,
@@ -55,16 +56,18 @@ class ExchangeAccountAdmin(admin.ModelAdmin):
     form = ExchangeAccountForm
     formfield_overrides = PLAIN_DECIMALS
     list_display = ("name", "exchange_id", "testnet", "enabled", "quote_currency",
-                    "starting_capital", "credentials")
+                    "starting_capital", "credentials", "stream_status")
     list_filter = ("exchange_id", "testnet", "enabled")
     search_fields = ("name", "exchange_id")
-    readonly_fields = ("created_at", "credentials")
+    readonly_fields = ("created_at", "credentials", "stream_status", "effective_sync")
     fieldsets = (
         (None, {"fields": ("name", "exchange_id", "testnet", "enabled", "market_type",
                            "quote_currency", "starting_capital", "order_queue")}),
         (f"Credentials (names of environment variables starting with {CREDENTIAL_ENV_PREFIX})",
          {"fields": ("api_key_env", "api_secret_env", "api_password_env", "credentials",
                      "api_base_url", "confirm_base_url_change")}),
+        ("Live account truth (stream, marks, reconciliation)",
+         {"fields": ("live_trading", "effective_sync", "stream_status")}),
         ("Paper exchange", {"fields": ("paper_config",), "classes": ("collapse",)}),
         ("Audit", {"fields": ("created_at",)}),
     )
@@ -72,6 +75,21 @@ class ExchangeAccountAdmin(admin.ModelAdmin):
     @admin.display(description="Credentials")
     def credentials(self, obj: ExchangeAccount) -> str:
         return obj.credentials_status()
+
+    @admin.display(description="Stream")
+    def stream_status(self, obj: ExchangeAccount) -> str:
+        return stream_summary(getattr(obj, "stream", None))
+
+    @admin.display(description="Effective accountSync")
+    def effective_sync(self, obj: ExchangeAccount) -> str:
+        sync = obj.sync_settings()
+        return (f"streams {'on' if sync.streams else 'off'}, reconcile every "
+                f"{sync.reconcile_interval_seconds:g} s, marks every "
+                f"{sync.mark_refresh_seconds:g} s, adopt external positions "
+                f"{'on' if sync.adopt_external_positions else 'off'}")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("stream")
 
     def save_model(self, request: HttpRequest, obj: ExchangeAccount, form, change: bool) -> None:
         """Through the service: validated again, confirmed, and written to the audit log."""
@@ -162,3 +180,46 @@ class CandleAdmin(AppendOnlyAdmin):
     list_filter = ("timeframe", "exchange_id", "symbol")
     search_fields = ("symbol",)
     date_hierarchy = "open_time"
+
+
+def _age(moment, now) -> str:
+    return "never" if moment is None else f"{max((now - moment).total_seconds(), 0):.0f} s ago"
+
+
+def stream_summary(stream: AccountStream | None) -> str:
+    """One line an operator reads: mode, owner, connection, ages, reconnects, last error."""
+    from django.utils import timezone
+
+    if stream is None:
+        return "no owner yet (starts with a worker or runplatform)"
+    now = timezone.now()
+    alive = bool(stream.owner) and stream.lease_until is not None and stream.lease_until >= now
+    owner = stream.owner if alive else ("none (lease ran out: taken over shortly)"
+                                        if stream.owner else "none")
+    parts = [f"{stream.mode or 'starting'}", f"owner {owner}",
+             "connected" if stream.connected else "not connected",
+             f"last message {_age(stream.last_message_at, now)}",
+             f"last reconcile {_age(stream.last_reconcile_at, now)}",
+             f"reconnects {stream.reconnects}"]
+    if stream.last_error:
+        parts.append(f"last error: {stream.last_error[:200]}")
+    return "; ".join(parts)
+
+
+@admin.register(AccountStream)
+class AccountStreamAdmin(admin.ModelAdmin):
+    """Read-only: written by the stream owners."""
+
+    list_display = ("account", "mode", "owner", "connected", "last_message_at", "reconnects",
+                    "last_reconcile_at", "last_mark_at", "takeovers", "balances_at")
+    list_filter = ("mode", "connected")
+    readonly_fields = [f.name for f in AccountStream._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

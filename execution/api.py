@@ -11,21 +11,23 @@ and serialises the result. Reads need an authenticated user, writes staff
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from execution.models import (
+    AccountStream,
     Action,
     ActionKind,
     ActionState,
+    ExchangeAccount,
     Order,
     OrderPurpose,
     OrderStatus,
 )
-from execution.selectors import action_list, order_list
+from execution.selectors import account_list, action_list, order_list
 from execution.services import order_request_cancel
 from tradingsite.api_base import ReadModelSerializer
 from tradingsite.api_input import (
@@ -36,6 +38,7 @@ from tradingsite.api_input import (
     StrictChoiceField,
     StrictQuerySerializer,
 )
+from tradingsite.domain import MONEY
 
 TAG = "execution"
 
@@ -132,6 +135,110 @@ class ActionListApi(StrictApi, generics.ListAPIView):
 
     def get_queryset(self):
         return action_list(**self.params)
+
+    @extend_schema(tags=[TAG])
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class BalanceLineSerializer(serializers.Serializer):
+    free = serializers.DecimalField(**MONEY)
+    used = serializers.DecimalField(**MONEY)
+    total = serializers.DecimalField(**MONEY)
+
+
+class AccountSyncSerializer(serializers.Serializer):
+    streams = serializers.BooleanField()
+    reconcile_interval_seconds = serializers.FloatField()
+    mark_refresh_seconds = serializers.FloatField()
+    adopt_external_positions = serializers.BooleanField()
+
+
+class StreamStatusSerializer(ReadModelSerializer):
+    """The account's live link: who owns it, how it is doing, ages in seconds."""
+
+    last_message_age_seconds = serializers.SerializerMethodField()
+    last_reconcile_age_seconds = serializers.SerializerMethodField()
+    owner_alive = serializers.SerializerMethodField(
+        help_text="The owner renewed its lease in time (false: it died; another process "
+                  "takes the account over).")
+
+    class Meta:
+        model = AccountStream
+        fields = ["mode", "owner", "owner_alive", "owner_since", "lease_until", "takeovers",
+                  "connected", "connected_at", "last_message_at", "last_message_age_seconds",
+                  "messages", "reconnects", "last_reconcile_at", "last_reconcile_age_seconds",
+                  "last_mark_at", "last_error", "last_error_at"]
+        read_only_fields = fields
+
+    def _now(self):
+        from django.utils import timezone
+
+        return self.context.setdefault("now", timezone.now())
+
+    def _age(self, moment) -> float | None:
+        return None if moment is None else round(max((self._now() - moment).total_seconds(),
+                                                     0.0), 1)
+
+    def get_last_message_age_seconds(self, stream: AccountStream) -> float | None:
+        return self._age(stream.last_message_at)
+
+    def get_last_reconcile_age_seconds(self, stream: AccountStream) -> float | None:
+        return self._age(stream.last_reconcile_at)
+
+    def get_owner_alive(self, stream: AccountStream) -> bool:
+        return bool(stream.owner) and stream.lease_until is not None and (
+            stream.lease_until >= self._now())
+
+
+class AccountSerializer(ReadModelSerializer):
+    """An exchange account with its stream's status and its last balances."""
+
+    sync = serializers.SerializerMethodField()
+    stream = serializers.SerializerMethodField()
+    balances = serializers.SerializerMethodField()
+    balances_at = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ExchangeAccount
+        fields = ["id", "name", "exchange_id", "testnet", "market_type", "quote_currency",
+                  "enabled", "sync", "stream", "balances", "balances_at"]
+        read_only_fields = fields
+
+    @staticmethod
+    def _stream(account: ExchangeAccount) -> AccountStream | None:
+        return getattr(account, "stream", None)
+
+    @extend_schema_field(AccountSyncSerializer)
+    def get_sync(self, account: ExchangeAccount) -> dict:
+        return AccountSyncSerializer(account.sync_settings()).data
+
+    @extend_schema_field(StreamStatusSerializer(allow_null=True))
+    def get_stream(self, account: ExchangeAccount) -> dict | None:
+        stream = self._stream(account)
+        return StreamStatusSerializer(stream, context=self.context).data if stream else None
+
+    @extend_schema_field(serializers.DictField(child=BalanceLineSerializer()))
+    def get_balances(self, account: ExchangeAccount) -> dict:
+        stream = self._stream(account)
+        return {currency: BalanceLineSerializer(line).data for currency, line in
+                sorted((stream.balances if stream else {}).items())}
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_balances_at(self, account: ExchangeAccount) -> str | None:
+        stream = self._stream(account)
+        return serializers.DateTimeField().to_representation(stream.balances_at) if (
+            stream and stream.balances_at) else None
+
+
+class AccountListApi(StrictApi, generics.ListAPIView):
+    """Exchange accounts with their live stream status (owner, connection, last message and
+    reconcile ages, reconnects) and the balances last read over REST."""
+
+    serializer_class = AccountSerializer
+
+    def get_queryset(self):
+        return account_list()
 
     @extend_schema(tags=[TAG])
     def get(self, request: Request, *args, **kwargs) -> Response:

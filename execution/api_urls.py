@@ -3,6 +3,7 @@
 from django.urls import path
 
 from execution.api import (
+    AccountListApi,
     ActionListApi,
     CancelOrderApi,
     OrderDetailApi,
@@ -15,4 +16,5 @@ urlpatterns = [
     path("execution/orders/<id:order_id>/cancel", CancelOrderApi.as_view(),
          name="execution-order-cancel"),
     path("execution/actions", ActionListApi.as_view(), name="execution-actions"),
+    path("execution/accounts", AccountListApi.as_view(), name="execution-accounts"),
 ]

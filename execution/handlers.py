@@ -33,6 +33,10 @@ HOOKS = {
     "replacement_quantity": "how much a timed-out emergency close still has to close",
     "close_reduce_only": "whether a close of an order's position may go reduce-only",
     "order_alert": "tell the operator about an order (kind, severity, message)",
+    "account_alert": "tell the operator about an account's book (kind, subject, severity, "
+                     "message)",
+    "account_alert_resolve": "an account alert's condition is gone: resolve it",
+    "account_alert_subjects": "the subjects of the open account alerts of a kind",
     "close_action_run": "carry a close action on (place or resume its close order)",
     "close_action_settle": "the close order of an action ended: settle the action",
     "markets_in_use": "(account, symbol, timeframe) of every market a position is held in",
@@ -116,6 +120,19 @@ def close_reduce_only(order: Order) -> bool:
 
 def order_alert(order: Order, *, kind: str, critical: bool, message: str) -> Any:
     return _handler("order_alert")(order, kind=kind, critical=critical, message=message)
+
+
+def account_alert(*, kind: str, subject: str, critical: bool, message: str) -> Any:
+    return _handler("account_alert")(kind=kind, subject=subject, critical=critical,
+                                     message=message)
+
+
+def account_alert_resolve(*, kind: str, subject: str) -> int:
+    return _handler("account_alert_resolve")(kind=kind, subject=subject)
+
+
+def account_alert_subjects(*, kind: str) -> set[str]:
+    return _handler("account_alert_subjects")(kind=kind)
 
 
 def close_action_run(action: Action, drive: Callable[[Order], Order]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 from decimal import Decimal
@@ -121,6 +122,11 @@ class ExchangeAccount(models.Model):
     order_queue = models.CharField(
         max_length=64, blank=True, default="",
         help_text="Celery queue for this account's order work (empty: the default queue).")
+    live_trading = models.JSONField(
+        default=dict, blank=True,
+        help_text="Overrides of the live-trading accountSync section for this account (JSON, "
+                  'camelCase or snake_case), e.g. {"accountSync": {"adoptExternalPositions": '
+                  "true, \"markRefreshSeconds\": 2}}.")
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -179,7 +185,32 @@ class ExchangeAccount(models.Model):
                 parts.append(f"{label}: ${env_name} ({'set' if os.environ.get(env_name) else 'missing'})")
         return ", ".join(parts) or "none (public data only)"
 
+    def sync_config(self):  # -> AccountSyncConfig
+        """The account's ``accountSync`` config (site config plus its overrides), validated."""
+        from tradingsite.live_config import account_sync_config
+
+        return account_sync_config(self.live_trading, account=self.name)
+
+    def sync_settings(self):  # -> AccountSyncConfig
+        """``sync_config``, never raising: overrides made invalid behind the platform's back
+        (a row edited directly) fall back to the site config, and say so in the log."""
+        from tradingsite.live_config import LiveConfigError, site_config
+
+        try:
+            return self.sync_config()
+        except LiveConfigError as exc:
+            logging.getLogger(__name__).error(
+                "account %s: invalid live-trading overrides (%s); using the site config",
+                self.name, exc)
+            return site_config().account_sync
+
     def clean(self) -> None:
+        from tradingsite.live_config import LiveConfigError
+
+        try:
+            self.sync_config()
+        except LiveConfigError as exc:
+            raise ValidationError({"live_trading": [f"{k}: {m}" for k, m in exc.errors]}) from exc
         if not self.is_paper and self.paper_config:
             raise ValidationError({"paper_config": "Only paper accounts take a paper_config."})
         if self.is_paper:
@@ -417,6 +448,53 @@ class Action(models.Model):
     def __str__(self) -> str:
         target = f"position {self.position_id}" if self.position_id else f"order {self.order_id}"
         return f"{self.get_kind_display()} {target} [{self.state}]"
+
+
+class AccountStream(models.Model):
+    """The live link to one exchange account: who owns it, how it is doing, what it last read.
+
+    Exactly one process owns an account's stream: the owner holds a lease
+    (``owner``, ``lease_until``) that it renews; another process takes the account
+    over once the lease ran out (its owner died). The status fields are what the
+    admin, the API and the dashboard show; ``balances`` is the last balance read by
+    the REST reconciliation.
+    """
+
+    class Mode(models.TextChoices):
+        STREAM = "stream", "Websocket stream + REST reconciliation"
+        REST = "rest", "REST only (no stream for this exchange or account)"
+
+    account = models.OneToOneField(ExchangeAccount, on_delete=models.CASCADE, primary_key=True,
+                                   related_name="stream")
+    owner = models.CharField(max_length=128, blank=True, default="",
+                             help_text="The process holding the stream (host:pid/thread).")
+    lease_until = models.DateTimeField(null=True, blank=True,
+                                       help_text="Taken over by another process after this.")
+    owner_since = models.DateTimeField(null=True, blank=True)
+    takeovers = models.PositiveIntegerField(default=0)
+    mode = models.CharField(max_length=8, choices=Mode.choices, blank=True, default="")
+    connected = models.BooleanField(default=False)
+    connected_at = models.DateTimeField(null=True, blank=True)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    messages = models.PositiveBigIntegerField(default=0)
+    reconnects = models.PositiveIntegerField(default=0)
+    last_reconcile_at = models.DateTimeField(null=True, blank=True)
+    last_reconcile = models.JSONField(default=dict, blank=True,
+                                      help_text="What the last REST reconciliation found.")
+    last_mark_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    balances = models.JSONField(default=dict, blank=True,
+                                help_text="Currency → {free, used, total}, as last read.")
+    balances_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["account__name"]
+
+    def __str__(self) -> str:
+        state = "connected" if self.connected else "not connected"
+        return f"{self.account_id}: {state} ({self.owner or 'no owner'})"
 
 
 class ClientRequestScope(models.TextChoices):

@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from execution.models import Action, ActionState, Order, OrderStatus
+from execution.models import Action, ActionState, ExchangeAccount, Order, OrderStatus
 from execution.pipeline import order_config, order_deadline
 
 # A pending action no on-commit task picked up within this is run by the sweep.
@@ -36,6 +36,11 @@ def action_list(*, state: str | None = None, kind: str | None = None) -> QuerySe
     """The action queue newest first, by state and kind."""
     filters = {name: value for name, value in (("state", state), ("kind", kind)) if value}
     return Action.objects.filter(**filters).order_by("-created_at", "-pk")
+
+
+def account_list() -> QuerySet[ExchangeAccount]:
+    """Exchange accounts by name, each with its stream's row (status, balances)."""
+    return ExchangeAccount.objects.select_related("stream").order_by("name", "pk")
 
 
 def order_fresh(order: Order) -> Order:

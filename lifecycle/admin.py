@@ -19,8 +19,9 @@ from tradingsite.numbers import money, percent, plain
 
 @admin.register(Strategy)
 class StrategyAdmin(admin.ModelAdmin):
-    list_display = ("name", "account", "timeframe", "enabled", "max_holding", "created_at")
-    list_filter = ("enabled", "timeframe", "account")
+    list_display = ("name", "account", "timeframe", "enabled", "supervises_account",
+                    "max_holding", "created_at")
+    list_filter = ("enabled", "timeframe", "account", "supervises_account")
     search_fields = ("name", "description")
     readonly_fields = ("created_at", "effective_config_json")
 

@@ -26,12 +26,21 @@ class Strategy(models.Model):
         help_text="Overrides of the live-trading config for this strategy (JSON, camelCase or "
                   'snake_case), e.g. {"lifecycle": {"maxHoldingTimeMinutes": 90}}.')
     enabled = models.BooleanField(default=True)
+    supervises_account = models.BooleanField(
+        default=False,
+        help_text="Positions opened on this strategy's account outside the platform are "
+                  "adopted onto this strategy (when the account's adoptExternalPositions is "
+                  "on): its holding limits and health scoring apply. One per account.")
     description = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
         ordering = ["name"]
         verbose_name_plural = "strategies"
+        constraints = [
+            models.UniqueConstraint(fields=["account"], condition=Q(supervises_account=True),
+                                    name="one_supervision_strategy_per_account"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -342,12 +342,15 @@ def state_for_holding_time(position: Position, now: datetime | None = None) -> s
 
 def position_close_failed(position: Position, *, reason: str, actor: str) -> Position:
     """CLOSING → OPEN/WARNING/CRITICAL after a close order failed for good."""
+    from lifecycle.deadlines import deadlines_changed
+
     with transaction.atomic():
-        position_transition(position, to_state=state_for_holding_time(position),
-                            reason=f"close failed: {reason}", actor=actor,
-                            close_reason="", close_requested_by="", closing_at=None)
+        moved = position_transition(position, to_state=state_for_holding_time(position),
+                                    reason=f"close failed: {reason}", actor=actor,
+                                    close_reason="", close_requested_by="", closing_at=None)
         close_failed.send(sender=Position, position=position, reason=reason, actor=actor)
-    return position
+    deadlines_changed()  # held again: its deadlines count
+    return moved
 
 
 def position_apply_close_fill(position: Position, *, fill_key: str, quantity: Decimal,

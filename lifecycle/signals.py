@@ -20,3 +20,6 @@ close_requested = Signal()
 # kwargs: position, reason, actor — a close ended without closing the position; it is
 # back in its holding-time state.
 close_failed = Signal()
+# kwargs: account_id, symbols, at — fresh marks were written on the account's held positions
+# (``lifecycle.external.positions_mark``): the risk monitor recomputes the danger.
+positions_marked = Signal()

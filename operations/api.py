@@ -128,12 +128,18 @@ class PositionOverviewSerializer(TrackedPositionSerializer):
         help_text="Gross at the mark price, before fees; null once closed (see trade).")
     unrealised_pnl_percent = serializers.SerializerMethodField(
         help_text="Unrealised PnL as % of the entry notional of the quantity held.")
+    mark_age_seconds = serializers.SerializerMethodField(
+        help_text="Seconds since the mark was read (null: no mark yet).")
+    mark_stale = serializers.SerializerMethodField(
+        help_text="The mark is older than three markRefreshSeconds of the account (or "
+                  "missing) while the position is held.")
     age_seconds = serializers.SerializerMethodField()
     health = serializers.SerializerMethodField()
 
     class Meta(TrackedPositionSerializer.Meta):
         fields = [*TrackedPositionSerializer.Meta.fields, "account", "quote_currency",
-                  "mark_price", "mark_price_at", "unrealised_pnl", "unrealised_pnl_percent",
+                  "mark_price", "mark_price_at", "mark_age_seconds", "mark_stale",
+                  "unrealised_pnl", "unrealised_pnl_percent",
                   "age_seconds", "health_checked_at", "health", "close_requested_by",
                   "closed_at"]
         read_only_fields = fields
@@ -158,6 +164,21 @@ class PositionOverviewSerializer(TrackedPositionSerializer):
         pnl = position.unrealised_pnl() if position.is_active else None
         notional = position.entry_price * position.quantity
         return None if pnl is None or not notional else round(float(pnl / notional * 100), 4)
+
+    def get_mark_age_seconds(self, position: Position) -> float | None:
+        if position.last_price_at is None:
+            return None
+        return round(max((self._now() - position.last_price_at).total_seconds(), 0.0), 1)
+
+    def get_mark_stale(self, position: Position) -> bool:
+        if position.state == PositionState.CLOSED:
+            return False
+        age = self.get_mark_age_seconds(position)
+        refresh = self.context.setdefault("mark_refresh", {})
+        account = position.strategy.account
+        if account.pk not in refresh:
+            refresh[account.pk] = account.sync_settings().mark_refresh_seconds
+        return age is None or age > 3 * refresh[account.pk]
 
     @extend_schema_field(HealthSnapshotSerializer(allow_null=True))
     def get_health(self, position: Position) -> dict[str, Any] | None:

@@ -57,6 +57,8 @@ def endpoints() -> dict[str, str]:
         "accounts": reverse("analytics-accounts"),
         "candles": _url_template("position-candles"),
         "position_health": _url_template("position-health"),
+        "live_accounts": reverse("execution-accounts"),
+        "exposure": reverse("analytics-exposure"),
         "live": "/ws/health/",
     }
 

@@ -12,7 +12,9 @@ Lifecycle
     1. startup hooks (``settings.PLATFORM_STARTUP_HOOKS``), e.g. recovery/reconciliation;
     2. the Celery worker (thread pool), then a task round trip through it (self-check);
     3. beat with django-celery-beat's ``DatabaseScheduler`` (editable in the admin);
-    4. the daphne ASGI server (HTTP, ``/ws/health/``, static files through whitenoise).
+    4. the services of a trading process (``settings.PLATFORM_SERVICES``: the account
+       streams and the deadline scheduler), unless the instance is web-only;
+    5. the daphne ASGI server (HTTP, ``/ws/health/``, static files through whitenoise).
     The web server comes last, so an answering ``/admin/`` means everything is up;
     then ``platform_started`` (``tradingsite.signals``) is sent.
 ``wait()``
@@ -314,6 +316,7 @@ class Platform:
         self.stop_checks: list[StopCheck] = _load_hooks(settings.PLATFORM_STOP_CHECKS)
         self.worker: CeleryWorker | None = None
         self.beat: CeleryBeat | None = None
+        self.services: list[Component] = []
         self.web: WebServer | None = None
         self.exit_code = 0
         self._deadline: float | None = None
@@ -366,6 +369,12 @@ class Platform:
         if self.options.run_beat and not self.stop_requested.is_set():
             self.beat = CeleryBeat(app, max_interval=self.options.beat_max_interval)
             self._start_part(self.beat)
+        if runs_trading(self.options):
+            for service in _load_hooks(settings.PLATFORM_SERVICES):
+                if self.stop_requested.is_set():
+                    break
+                self.services.append(service())
+                self._start_part(self.services[-1])
         if not self.stop_requested.is_set():
             self.web = web
             self._start_part(web)
@@ -400,7 +409,8 @@ class Platform:
         return f"task round trip through the worker in {(time.monotonic() - started) * 1000:.0f} ms"
 
     def parts(self) -> list[Component]:
-        return [part for part in (self.worker, self.beat, self.web) if part is not None]
+        return [part for part in (self.worker, self.beat, *self.services, self.web)
+                if part is not None]
 
     def wait(self) -> None:
         """Block until a stop is requested, a stop check asks for one, or a part ends."""
@@ -438,7 +448,7 @@ class Platform:
             timeout = FORCED_STOP_TIMEOUT_SECONDS
         elif self.exit_code:  # the shutdown already ran late: don't wait on hung calls too
             timeout = FORCED_STOP_TIMEOUT_SECONDS
-        for part in (self.beat, self.web, self.worker):
+        for part in (*self.services, self.beat, self.web, self.worker):
             if part is None or not part.is_alive():
                 continue
             if part.stop(timeout):
@@ -506,3 +516,29 @@ class Platform:
                 pid=os.getpid(), **kwargs):
             if isinstance(result, Exception):
                 self.out(f"  {name} receiver {_hook_name(receiver)} failed: {result!r}")
+
+# --- the same services in a production Celery worker -----------------------------------------
+
+_worker_services: list[Any] = []
+
+
+def services_start_in_worker(sender: Any = None, **kwargs: Any) -> None:
+    """Celery ``worker_ready``: a production worker hosts the services too (one owner per
+    account across all of them, by lease). A failing service is logged; the worker runs on."""
+    for service_class in _load_hooks(settings.PLATFORM_SERVICES):
+        try:
+            service = service_class()
+            log.info("service started: %s", service.start())
+            _worker_services.append(service)
+        except Exception:
+            log.exception("service %s did not start", _hook_name(service_class))
+
+
+def services_stop_in_worker(sender: Any = None, **kwargs: Any) -> None:
+    """Celery ``worker_shutting_down``: stop the services, giving their accounts up."""
+    while _worker_services:
+        service = _worker_services.pop()
+        try:
+            service.stop(STOP_TIMEOUT_SECONDS)
+        except Exception:
+            log.exception("service %s did not stop cleanly", getattr(service, "name", service))

@@ -62,6 +62,10 @@ class RiskAlert(models.Model):
                                  on_delete=models.CASCADE, related_name="alerts")
     severity = models.CharField(max_length=8, choices=AlertSeverity.choices)
     kind = models.CharField(max_length=64)
+    subject = models.CharField(
+        max_length=160, blank=True, default="",
+        help_text="What an alert without a position is about (e.g. 'bybit-main BTC/USDT:USDT'); "
+                  "one open alert per kind and subject.")
     message = models.TextField()
     first_seen = models.DateTimeField(default=timezone.now)
     last_seen = models.DateTimeField(default=timezone.now)

@@ -22,3 +22,10 @@ def create_risk_check_row(sender: Any, instance: Any, created: bool, using: str 
     """
     if created and not kwargs.get("raw"):
         services.strategy_check_row(strategy_id=instance.pk, using=using)
+
+
+def recompute_danger_on_marks(sender: Any, account_id: int, at: Any, **kwargs: Any) -> None:
+    """Fresh marks on an account's positions: the price-driven danger, in seconds."""
+    from risk.marks import danger_on_marks
+
+    danger_on_marks(account_id=account_id, at=at)

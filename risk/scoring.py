@@ -329,8 +329,35 @@ def _ramp(value: FloatArray) -> FloatArray:
 def score_positions(positions: PositionArrays, market: MarketMatrix,
                     params: ScoringParams) -> HealthScores:
     """Score every position of the tick in one vectorised pass."""
-    weights = params.validated_weights()
     features = market_features(market)
+    n = len(positions)
+    with np.errstate(all="ignore"):
+        row = np.asarray(positions.market_row, dtype=np.int64)
+        has_row = (row >= 0) & (row < market.n_rows)
+        safe_row = np.where(has_row, row, 0)
+        volume_ratio = (np.where(has_row, features.volume_ratio[safe_row], np.nan)
+                        if market.n_rows else np.full(n, np.nan))
+        volatility_ratio = (np.where(has_row, features.volatility_ratio[safe_row], np.nan)
+                            if market.n_rows else np.full(n, np.nan))
+        spike = np.asarray(params.volatility_spike_ratio, dtype=float)
+        volume_raw = _ramp(volume_ratio)
+        volatility_raw = _ramp((spike - volatility_ratio) / (spike - 1.0))
+    return _score(positions, volume_raw, volatility_raw, params)
+
+
+def score_on_price(positions: PositionArrays, volume_score: ArrayLike,
+                   volatility_score: ArrayLike, params: ScoringParams) -> HealthScores:
+    """Score on a fresh price between candle checks: the price-driven components (time at
+    risk, drawdown, profitability) are computed now, volume and volatility are carried
+    from the last candle check (NaN: missing, scored neutral as always)."""
+    return _score(positions, np.asarray(volume_score, dtype=float),
+                  np.asarray(volatility_score, dtype=float), params)
+
+
+def _score(positions: PositionArrays, volume_raw: FloatArray, volatility_raw: FloatArray,
+           params: ScoringParams) -> HealthScores:
+    """The price-driven components, then the weighted sum and the danger level."""
+    weights = params.validated_weights()
     p = {f.name: np.asarray(getattr(params, f.name), dtype=float) for f in fields(params)
          if f.name != "weights"}
     n = len(positions)
@@ -351,17 +378,6 @@ def score_positions(positions: PositionArrays, market: MarketMatrix,
         best = np.where(best > 0, best, price)
         adverse = np.where(is_long, best - price, price - best) / best * 100.0
         drawdown_raw = _ramp(1.0 - adverse / p["drawdown_limit_percent"])
-
-        row = np.asarray(positions.market_row, dtype=np.int64)
-        has_row = (row >= 0) & (row < market.n_rows)
-        safe_row = np.where(has_row, row, 0)
-        volume_ratio = (np.where(has_row, features.volume_ratio[safe_row], np.nan)
-                        if market.n_rows else np.full(n, np.nan))
-        volatility_ratio = (np.where(has_row, features.volatility_ratio[safe_row], np.nan)
-                            if market.n_rows else np.full(n, np.nan))
-        volume_raw = _ramp(volume_ratio)
-        spike = p["volatility_spike_ratio"]
-        volatility_raw = _ramp((spike - volatility_ratio) / (spike - 1.0))
 
         pnl = pnl_percent(side, entry, price, p["fee_rate_percent"])
         loss, target = p["loss_limit_percent"], p["profit_target_percent"]

@@ -18,9 +18,9 @@ class RiskAlertSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = RiskAlert
-        fields = ["id", "position", "symbol", "severity", "kind", "message", "first_seen",
-                  "last_seen", "occurrences", "resolved_at", "is_open", "acknowledged",
-                  "acknowledged_at", "acknowledged_by"]
+        fields = ["id", "position", "symbol", "subject", "severity", "kind", "message",
+                  "first_seen", "last_seen", "occurrences", "resolved_at", "is_open",
+                  "acknowledged", "acknowledged_at", "acknowledged_by"]
         read_only_fields = fields
 
     @extend_schema_field(OpenApiTypes.STR)

@@ -71,13 +71,15 @@ class RiskCheckResult:
 # --- alerts ---------------------------------------------------------------------------
 
 def alert_raise(*, position: Position | None = None, kind: str, severity: str,
-                message: str, announce: bool = False) -> RiskAlert:
+                message: str, announce: bool = False, subject: str = "") -> RiskAlert:
     """Open an alert, or refresh the open one of the same position and kind.
 
     A repeat updates ``last_seen``, ``occurrences``, the message and the severity;
     ``alert.raised`` is pushed when the alert is new or its severity changed, or always
     with ``announce`` (the caller decided the operator must hear it again).
-    Alerts without a position are deduplicated by kind. Every call announces the alert
+    Alerts without a position are deduplicated by kind and ``subject`` (what the
+    alert is about, e.g. an account and symbol).
+    Every call announces the alert
     (``risk.signals.alerts_raised``) inside this transaction: a caller raises what is news
     (the notification outbox folds repeats into a digest).
     """
@@ -85,7 +87,8 @@ def alert_raise(*, position: Position | None = None, kind: str, severity: str,
         raise ValueError(f"severity must be one of {AlertSeverity.values}, got {severity!r}")
     with transaction.atomic():
         alert, changed = _upsert_alert(position_id=position.pk if position else None, kind=kind,
-                                       severity=severity, message=message, now=timezone.now())
+                                       severity=severity, message=message, now=timezone.now(),
+                                       subject=subject)
         alert.symbol = position.symbol if position else None
         alerts_raised.send(sender=RiskAlert, alerts=[alert])
         if changed or announce:
@@ -94,17 +97,18 @@ def alert_raise(*, position: Position | None = None, kind: str, severity: str,
 
 
 def _upsert_alert(*, position_id: int | None, kind: str, severity: str, message: str,
-                  now: datetime) -> tuple[RiskAlert, bool]:
-    """The open alert of (position, kind), created or refreshed; True if new or re-graded."""
+                  now: datetime, subject: str = "") -> tuple[RiskAlert, bool]:
+    """The open alert of (position, kind, subject), created or refreshed; True if new or
+    re-graded."""
     open_alert = RiskAlert.objects.select_for_update().filter(
-        position_id=position_id, kind=kind, resolved_at__isnull=True)
+        position_id=position_id, kind=kind, subject=subject[:160], resolved_at__isnull=True)
     alert = open_alert.first()
     if alert is None:
         try:
             with transaction.atomic():
                 return RiskAlert.objects.create(
-                    position_id=position_id, kind=kind[:64], severity=severity, message=message,
-                    first_seen=now, last_seen=now), True
+                    position_id=position_id, kind=kind[:64], subject=subject[:160],
+                    severity=severity, message=message, first_seen=now, last_seen=now), True
         except IntegrityError:
             alert = open_alert.get()
     regraded = alert.severity != severity
@@ -119,6 +123,26 @@ def order_alert_raise(order: Any, *, kind: str, critical: bool, message: str) ->
     return alert_raise(position=order.position if order.position_id else None, kind=kind,
                        severity=AlertSeverity.CRITICAL if critical else AlertSeverity.WARNING,
                        message=message)
+
+
+def account_alert_raise(*, kind: str, subject: str, critical: bool, message: str) -> RiskAlert:
+    """Execution's ``account_alert`` hook: an alert about an account's book (``subject``:
+    ``<account> <symbol>``), one open per kind and subject."""
+    return alert_raise(kind=kind, subject=subject, message=message,
+                       severity=AlertSeverity.CRITICAL if critical else AlertSeverity.WARNING)
+
+
+def account_alert_resolve(*, kind: str, subject: str) -> int:
+    """Execution's ``account_alert_resolve`` hook: the condition is gone."""
+    return alerts_resolve(list(RiskAlert.objects.filter(
+        position__isnull=True, kind=kind, subject=subject, resolved_at__isnull=True)))
+
+
+def account_alert_subjects(*, kind: str) -> set[str]:
+    """Execution's ``account_alert_subjects`` hook: subjects of the open alerts of ``kind``."""
+    return set(RiskAlert.objects.filter(position__isnull=True, kind=kind,
+                                        resolved_at__isnull=True).values_list("subject",
+                                                                               flat=True))
 
 
 def alerts_resolve(alerts: list[RiskAlert], *, now: datetime | None = None) -> int:

@@ -20,3 +20,4 @@ class CloseReason(models.TextChoices):
     RISK = "risk", "Risk"
     MANUAL = "manual", "Manual"
     SHUTDOWN = "shutdown", "Shutdown"
+    EXTERNAL = "external", "External (closed outside the platform)"

@@ -273,6 +273,22 @@ class WatchdogConfig:
 
 
 @dataclass(frozen=True)
+class AccountSyncConfig:
+    """How each exchange account's live truth is kept: per account (its own overrides)."""
+
+    streams: bool = field(default=True, metadata=_switch(
+        "Keep one websocket stream per account where the exchange has one (else REST only)."))
+    reconcile_interval_seconds: float = field(default=60, metadata=_num(
+        5, 3600, unit="s", doc="Open orders, fills, positions and balances reconciled over "
+                               "REST this often (and after every reconnect)."))
+    mark_refresh_seconds: float = field(default=5, metadata=_num(
+        1, 300, unit="s", doc="Marks and unrealised PnL of open positions refreshed this "
+                              "often; older than three intervals is stale."))
+    adopt_external_positions: bool = field(default=False, metadata=_switch(
+        "Supervise a position opened on the account outside the platform (else alert only)."))
+
+
+@dataclass(frozen=True)
 class LiveTradingConfig:
     enabled: bool = field(default=True, metadata=_switch(
         "Kept for the original JSON form; the switches below are what the platform reads."))
@@ -286,6 +302,7 @@ class LiveTradingConfig:
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
     portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
+    account_sync: AccountSyncConfig = field(default_factory=AccountSyncConfig)
 
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON form of DESIGN.md: ``{"liveTrading": {...camelCase...}}``."""
@@ -676,11 +693,40 @@ def clear_cache() -> None:
     _site_cache.clear()
 
 
+# Sections that belong to an exchange account, not to a strategy (and the reverse).
+ACCOUNT_SECTIONS = frozenset({"accountSync", "account_sync"})
+
+
+def _refuse_sections(overrides: Any, *, allowed: bool, where: str) -> None:
+    """A strategy may not set ``accountSync``; an account may set nothing else."""
+    data = _unwrap(overrides, "")
+    wrong = [key for key in data if (str(key) in ACCOUNT_SECTIONS) != allowed]
+    if wrong:
+        hint = ("set it on the exchange account" if not allowed
+                else "set it on the strategy or the site config")
+        raise LiveConfigError([(f"{ROOT}.{snake_to_camel(camel_to_snake(str(key)))}",
+                                f"not a {where} setting: {hint}") for key in wrong])
+
+
 def strategy_config(overrides: Any) -> LiveTradingConfig:
     """The effective config of a strategy: site config plus its overrides, validated."""
     if overrides == {}:
         return site_config()
+    _refuse_sections(overrides, allowed=False, where="strategy")
     return build([("", overrides)], base=site_config(), strategy=True)
+
+
+def account_sync_config(overrides: Any, *, account: str = "") -> AccountSyncConfig:
+    """An exchange account's ``accountSync``: site config plus the account's overrides.
+
+    Only the ``accountSync`` section may be overridden per account; the one validator
+    (``build``) checks it and names the account in every error.
+    """
+    if not overrides:
+        return site_config().account_sync
+    _refuse_sections(overrides, allowed=True, where="per-account")
+    source = f"account {account}" if account else ""
+    return build([(source, overrides)], base=site_config()).account_sync
 
 
 # --- documentation ------------------------------------------------------------------------

@@ -365,6 +365,11 @@ RUNPLATFORM_PORT = env_int("RUNPLATFORM_PORT", 8000)
 PLATFORM_STARTUP_HOOKS: list[str] = ["operations.recovery.platform_recover"]
 PLATFORM_SHUTDOWN_HOOKS: list[str] = ["operations.shutdown.platform_shutdown"]
 PLATFORM_STOP_CHECKS: list[str] = ["operations.shutdown.shutdown_requested"]
+# Long-lived services of a trading process (runplatform with a worker or beat, and every
+# production Celery worker), as dotted paths to classes with start/stop/is_alive: the
+# account streams (one owner per account across processes) and the deadline scheduler.
+PLATFORM_SERVICES: list[str] = ["execution.streams.StreamSupervisor",
+                                "lifecycle.deadlines.DeadlineScheduler"]
 RUNPLATFORM_WORKER_THREADS = env_int("RUNPLATFORM_WORKER_THREADS", 4)
 
 # --- Notifications and the watchdog (notifications/, README "Notifications and the watchdog")

@@ -1,5 +1,7 @@
 """Settings for the test suite: the environment-driven settings, made fast and hermetic."""
 
+import os
+
 from tradingsite.settings import *
 from tradingsite.settings import VAR_DIR
 
@@ -18,3 +20,6 @@ WATCHDOG_EMBEDDED = False
 NOTIFY_URLS = ""
 WATCHDOG_NOTIFY_URLS = ""
 SITE_URL = "https://trading.example.test"
+# None in-process; a test starting real processes may name some (comma-separated).
+PLATFORM_SERVICES: list[str] = [name for name in os.environ.get(
+    "TEST_PLATFORM_SERVICES", "").split(",") if name]

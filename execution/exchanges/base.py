@@ -62,12 +62,34 @@ class Ticker:
     ask: Decimal | None
     last: Decimal | None
     timestamp: datetime | None = None
+    mark: Decimal | None = None  # the exchange's mark price (derivatives), when it says
 
     @property
     def mid(self) -> Decimal | None:
         if self.bid and self.ask:
             return (self.bid + self.ask) / 2
         return self.last
+
+    @property
+    def mark_price(self) -> Decimal | None:
+        """What an open position is valued at: the exchange's mark, else the mid, else last."""
+        price = self.mark or self.mid
+        return price if price is not None and price > 0 else None
+
+
+@dataclass(frozen=True)
+class TradeFill:
+    """One execution of one of the account's orders, as the exchange lists it."""
+
+    id: str
+    order_id: str
+    client_order_id: str
+    symbol: str
+    side: str
+    amount: Decimal
+    price: Decimal
+    fee: Decimal = Decimal("0")
+    timestamp: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +142,11 @@ class ExchangePosition:
     entry_price: Decimal | None
     mark_price: Decimal | None = None
     unrealised_pnl: Decimal | None = None
+    opened_at: datetime | None = None  # when the exchange says the position was opened
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        return self.quantity if self.side == "long" else -self.quantity
 
 
 @dataclass(frozen=True)
@@ -170,6 +197,15 @@ class Exchange(ABC):
 
     @abstractmethod
     def fetch_ticker(self, symbol: str) -> Ticker: ...
+
+    def fetch_tickers(self, symbols: list[str]) -> dict[str, Ticker]:
+        """Tickers of several symbols; exchanges that can answer in one request override this."""
+        return {symbol: self.fetch_ticker(symbol) for symbol in symbols}
+
+    def fetch_my_trades(self, symbol: str, *, since: datetime | None = None,
+                        limit: int = 100) -> list[TradeFill]:
+        """The account's executions in ``symbol`` since ``since``, oldest first."""
+        raise NotImplementedError(f"{self.name} does not list the account's trades")
 
     @abstractmethod
     def fetch_order_book(self, symbol: str, depth: int = 25) -> OrderBook: ...

@@ -39,6 +39,7 @@ from execution.exchanges.base import (
     OrderRequest,
     OrderSnapshot,
     Ticker,
+    TradeFill,
 )
 from execution.exchanges.errors import (
     DuplicateOrderError,
@@ -75,6 +76,22 @@ class ExchangeProfile:
                                                                     "paginationCalls": 200})
     # Exchange error codes whose ccxt class misleads: code → our class.
     error_codes: dict[str, type[ExchangeError]] = field(default_factory=dict)
+    # The websocket URLs (ccxt's ``urls['api']['ws']``) under a replaced API base URL;
+    # ``None``: unknown, so an account with ``api_base_url`` gets no stream (its
+    # credentials must not go to the exchange's own hosts).
+    ws_urls: Callable[[str], dict[str, Any]] | None = None
+    # The private websocket must authenticate before it is usable (``open`` waits for it).
+    ws_authenticates: bool = False
+
+
+def bybit_ws_urls(base: str) -> dict[str, Any]:
+    """Bybit v5's websocket URLs on the host of ``base`` (http → ws, https → wss)."""
+    root = "ws" + base[len("http"):] if base.startswith("http") else base
+    private = f"{root}/v5/private"
+    return {"public": {kind: f"{root}/v5/public/{kind}"
+                       for kind in ("spot", "linear", "inverse", "option")},
+            "private": {"spot": {"unified": private, "nonUnified": private},
+                        "contract": private, "usdc": private, "trade": f"{root}/v5/trade"}}
 
 
 PROFILES: dict[str, ExchangeProfile] = {
@@ -99,6 +116,8 @@ PROFILES: dict[str, ExchangeProfile] = {
             "10004": FatalError,  # invalid signature
             "10005": FatalError,  # permission denied
         },
+        ws_urls=bybit_ws_urls,
+        ws_authenticates=True,
     ),
 }
 DEFAULT_PROFILE = ExchangeProfile()
@@ -159,6 +178,57 @@ def _ms_to_datetime(ms: Any) -> datetime | None:
     return datetime.fromtimestamp(int(ms) / 1000, tz=UTC) if ms else None
 
 
+def snapshot_from_ccxt(raw: dict[str, Any], request: OrderRequest | None = None
+                       ) -> OrderSnapshot:
+    """Our ``OrderSnapshot`` from a ccxt order (REST or websocket)."""
+    fee = raw.get("fee") or {}
+    filled = _dec(raw.get("filled")) or Decimal("0")
+    average = _dec(raw.get("average"))
+    cost = _dec(raw.get("cost"))
+    if average is None and cost and filled:
+        average = cost / filled
+    return OrderSnapshot(
+        id=str(raw.get("id") or ""),
+        client_order_id=raw.get("clientOrderId") or (request.client_order_id
+                                                     if request else ""),
+        symbol=raw.get("symbol") or (request.symbol if request else ""),
+        side=raw.get("side") or (request.side if request else ""),
+        order_type=raw.get("type") or (request.order_type if request else ""),
+        status=raw.get("status"),
+        amount=_dec(raw.get("amount")) or (request.amount if request else None),
+        filled=filled, average=average, price=_dec(raw.get("price")),
+        fee=_dec(fee.get("cost")) or Decimal("0"), fee_currency=fee.get("currency") or "",
+        timestamp=_ms_to_datetime(raw.get("timestamp")))
+
+
+def ticker_from_ccxt(raw: dict[str, Any], symbol: str = "") -> Ticker:
+    """Our ``Ticker`` from a ccxt ticker (REST or websocket)."""
+    return Ticker(raw.get("symbol") or symbol, _dec(raw.get("bid")), _dec(raw.get("ask")),
+                  _dec(raw.get("last")), _ms_to_datetime(raw.get("timestamp")),
+                  mark=_dec(raw.get("markPrice")))
+
+
+def trade_from_ccxt(raw: dict[str, Any]) -> TradeFill:
+    """Our ``TradeFill`` from a ccxt trade of the account (``fetch_my_trades``, ``watch_my_trades``)."""
+    fee = raw.get("fee") or {}
+    info = raw.get("info") or {}
+    return TradeFill(
+        id=str(raw.get("id") or ""), order_id=str(raw.get("order") or ""),
+        client_order_id=str(raw.get("clientOrderId") or info.get("orderLinkId") or ""),
+        symbol=raw.get("symbol") or "", side=raw.get("side") or "",
+        amount=_dec(raw.get("amount")) or Decimal("0"), price=_dec(raw.get("price"))
+        or Decimal("0"), fee=_dec(fee.get("cost")) or Decimal("0"),
+        timestamp=_ms_to_datetime(raw.get("timestamp")))
+
+
+def position_from_ccxt(raw: dict[str, Any], contracts: Decimal) -> ExchangePosition:
+    """Our ``ExchangePosition`` from a ccxt position with ``contracts`` held."""
+    return ExchangePosition(raw["symbol"], raw.get("side") or "", contracts,
+                            _dec(raw.get("entryPrice")), _dec(raw.get("markPrice")),
+                            _dec(raw.get("unrealizedPnl")),
+                            opened_at=_ms_to_datetime(raw.get("timestamp")))
+
+
 @dataclass(frozen=True)
 class CcxtSettings:
     """Everything needed to build a client; the credentials never leave this object."""
@@ -203,14 +273,19 @@ _markets: dict[tuple, tuple[dict, dict | None]] = {}
 _cache_lock = threading.Lock()
 
 
-def build_client(cfg: CcxtSettings) -> Any:
-    """A configured ccxt client (markets not loaded)."""
+def build_client(cfg: CcxtSettings, *, module: Any = ccxt, options: dict | None = None) -> Any:
+    """A configured ccxt client (markets not loaded); ``module=ccxt.pro`` for a stream client.
+
+    With ``api_base_url`` every REST URL goes there, and a websocket client's URLs go
+    to the same host (the profile's ``ws_urls``) or the client is refused.
+    """
     try:
-        client_class = getattr(ccxt, cfg.exchange_id)
+        client_class = getattr(module, cfg.exchange_id)
     except AttributeError:
         raise FatalError(f"unknown ccxt exchange id {cfg.exchange_id!r}", code="config") from None
     profile = PROFILES.get(cfg.exchange_id, DEFAULT_PROFILE)
-    options = {**profile.options, **profile.market_type_options(cfg.market_type)}
+    options = {**profile.options, **profile.market_type_options(cfg.market_type),
+               **(options or {})}
     client = client_class({**cfg.credentials, "timeout": cfg.timeout_ms,
                            "enableRateLimit": cfg.enable_rate_limit, "options": options})
     if cfg.testnet:
@@ -219,8 +294,19 @@ def build_client(cfg: CcxtSettings) -> Any:
         except ccxt.NotSupported as exc:
             raise FatalError(f"{cfg.exchange_id} has no testnet in ccxt", code="config") from exc
     if cfg.api_base_url:
-        client.urls["api"] = {key: cfg.api_base_url for key in client.urls["api"]}
+        has_ws = "ws" in client.urls["api"]
+        client.urls["api"] = {key: cfg.api_base_url for key in client.urls["api"] if key != "ws"}
+        if has_ws:
+            if profile.ws_urls is None:
+                raise FatalError(f"{cfg.exchange_id}: websocket URLs under api_base_url "
+                                 "unknown: no stream", code="config")
+            client.urls["api"]["ws"] = profile.ws_urls(cfg.api_base_url)
     return client
+
+
+def cached_markets(cfg: CcxtSettings) -> tuple[dict, dict | None] | None:
+    """The markets (and currencies) loaded for this configuration in this process, if any."""
+    return _markets.get(cfg.markets_key)
 
 
 def reset_ccxt_clients() -> None:
@@ -289,24 +375,7 @@ class CcxtExchange(Exchange):
 
     def _snapshot(self, raw: dict[str, Any], request: OrderRequest | None = None
                   ) -> OrderSnapshot:
-        fee = raw.get("fee") or {}
-        filled = _dec(raw.get("filled")) or Decimal("0")
-        average = _dec(raw.get("average"))
-        cost = _dec(raw.get("cost"))
-        if average is None and cost and filled:
-            average = cost / filled
-        return OrderSnapshot(
-            id=str(raw.get("id") or ""),
-            client_order_id=raw.get("clientOrderId") or (request.client_order_id
-                                                         if request else ""),
-            symbol=raw.get("symbol") or (request.symbol if request else ""),
-            side=raw.get("side") or (request.side if request else ""),
-            order_type=raw.get("type") or (request.order_type if request else ""),
-            status=raw.get("status"),
-            amount=_dec(raw.get("amount")) or (request.amount if request else None),
-            filled=filled, average=average, price=_dec(raw.get("price")),
-            fee=_dec(fee.get("cost")) or Decimal("0"), fee_currency=fee.get("currency") or "",
-            timestamp=_ms_to_datetime(raw.get("timestamp")))
+        return snapshot_from_ccxt(raw, request)
 
     def place_order(self, request: OrderRequest) -> OrderSnapshot:
         params: dict[str, Any] = {"clientOrderId": request.client_order_id}
@@ -348,9 +417,22 @@ class CcxtExchange(Exchange):
     # --- market data, balance, positions ---------------------------------------------
 
     def fetch_ticker(self, symbol: str) -> Ticker:
-        raw = self._call("fetch_ticker", symbol)
-        return Ticker(symbol, _dec(raw.get("bid")), _dec(raw.get("ask")), _dec(raw.get("last")),
-                      _ms_to_datetime(raw.get("timestamp")))
+        return ticker_from_ccxt(self._call("fetch_ticker", symbol), symbol)
+
+    def fetch_tickers(self, symbols: list[str]) -> dict[str, Ticker]:
+        """One request for every symbol (the account's rate limit is paid once)."""
+        if not symbols:
+            return {}
+        raw = self._call("fetch_tickers", list(symbols))
+        return {symbol: ticker_from_ccxt(raw[symbol], symbol) for symbol in symbols
+                if symbol in raw}
+
+    def fetch_my_trades(self, symbol: str, *, since: datetime | None = None,
+                        limit: int = 100) -> list[TradeFill]:
+        since_ms = int(since.timestamp() * 1000) if since else None
+        return sorted((trade_from_ccxt(raw) for raw in self._call("fetch_my_trades", symbol,
+                                                                     since_ms, limit)),
+                      key=lambda t: (t.timestamp is None, t.timestamp, t.id))
 
     def fetch_order_book(self, symbol: str, depth: int = 25) -> OrderBook:
         raw = self._call("fetch_order_book", symbol, depth)
@@ -382,9 +464,7 @@ class CcxtExchange(Exchange):
             contracts = _dec(raw.get("contracts")) or Decimal("0")
             if not contracts:
                 continue
-            out.append(ExchangePosition(raw["symbol"], raw.get("side") or "", contracts,
-                                        _dec(raw.get("entryPrice")), _dec(raw.get("markPrice")),
-                                        _dec(raw.get("unrealizedPnl"))))
+            out.append(position_from_ccxt(raw, contracts))
         return out
 
     # --- precision -----------------------------------------------------------------

@@ -47,6 +47,7 @@ from execution.exchanges.base import (
     OrderRequest,
     OrderSnapshot,
     Ticker,
+    TradeFill,
     round_to_step,
 )
 from execution.exchanges.errors import (
@@ -122,6 +123,11 @@ class PaperOrder:
 class PaperPosition:
     size: Decimal = ZERO  # signed: long > 0
     entry_price: Decimal = ZERO
+    opened_at: datetime | None = None
+
+
+# What the paper exchange tells its stream subscribers: (topic, payload).
+StreamListener = Callable[[str, Any], None]
 
 
 class PaperExchange(Exchange):
@@ -144,6 +150,10 @@ class PaperExchange(Exchange):
         self._delayed: list[tuple[datetime, OrderRequest]] = []
         self._faults_held = False
         self.calls: Counter[str] = Counter()
+        self.fills: list[TradeFill] = []
+        self._fill_ids = itertools.count(1)
+        self._listeners: list[StreamListener] = []
+        self.streams_down = False
         self.configure(config)
         self.cash.update(config.balances)
 
@@ -166,6 +176,69 @@ class PaperExchange(Exchange):
         with self._lock:
             self._feeds[symbol] = ManualFeed(Decimal(price))
             self._match(symbol)
+            self._publish("ticker", self.current_ticker(symbol))
+
+    # --- the stream (what ``PaperStream`` subscribes to) ------------------------------
+
+    def subscribe(self, listener: StreamListener) -> Callable[[], None]:
+        """Hear every order update, fill, position change and price move; returns the
+        unsubscribe. ``TransientError`` while the streams are down (``drop_streams``)."""
+        with self._lock:
+            if self.streams_down:
+                raise TransientError("paper: stream connection refused", code="stream_down")
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def drop_streams(self) -> None:
+        """Fault injection: every stream connection drops and none connects until
+        ``resume_streams``; what happens meanwhile is never sent (no backfill)."""
+        with self._lock:
+            self.streams_down = True
+            listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            listener("disconnect", "paper: stream connection dropped")
+
+    def resume_streams(self) -> None:
+        with self._lock:
+            self.streams_down = False
+
+    def _publish(self, topic: str, payload: Any) -> None:
+        for listener in list(self._listeners):
+            listener(topic, payload)
+
+    def current_ticker(self, symbol: str) -> Ticker:
+        """The ticker now, without counting a call or consuming a fault (the stream's view)."""
+        with self._lock:
+            book = self._book(symbol, depth=1)
+            mid = self._mid(symbol)
+            return Ticker(symbol, book.bids[0][0], book.asks[0][0], mid, book.timestamp,
+                          mark=mid)
+
+    def _position_view(self, symbol: str) -> ExchangePosition:
+        """One symbol's position as the exchange shows it (quantity 0: flat)."""
+        position = self.positions.get(symbol, PaperPosition())
+        mark = self._mid(symbol)
+        direction = 1 if position.size >= 0 else -1
+        return ExchangePosition(
+            symbol, "long" if direction > 0 else "short", abs(position.size),
+            position.entry_price or None, mark,
+            (mark - position.entry_price) * abs(position.size) * direction,
+            opened_at=position.opened_at if position.size else None)
+
+    def trade_elsewhere(self, symbol: str, side: str, amount: Decimal) -> OrderSnapshot:
+        """A market order placed on the account by someone else (by hand, another bot):
+        no client order id of ours, filled at once."""
+        with self._lock:
+            request = OrderRequest(symbol=symbol, side=side, order_type="market",
+                                   amount=Decimal(amount),
+                                   client_order_id=f"manual-{next(self._ids)}")
+            return self._snapshot(self._create(request))
 
     def clear_faults(self) -> None:
         """Drop every fault still queued (the config's and the injected ones)."""
@@ -396,6 +469,12 @@ class PaperExchange(Exchange):
         if order.filled >= order.amount:
             order.status = CLOSED
         self._book_fill(order, quantity, price, fee)
+        fill = TradeFill(f"paper-t{next(self._fill_ids)}", order.id, order.client_order_id,
+                         order.symbol, order.side, quantity, price, fee, timezone.now())
+        self.fills.append(fill)
+        self._publish("trade", fill)
+        self._publish("order", self._snapshot(order))
+        self._publish("position", self._position_view(order.symbol))
 
     def _book_fill(self, order: PaperOrder, quantity: Decimal, price: Decimal, fee: Decimal
                    ) -> None:
@@ -416,6 +495,8 @@ class PaperExchange(Exchange):
             total = position.size + signed
             position.entry_price = (abs(position.size) * position.entry_price
                                     + abs(signed) * price) / abs(total)
+            if not position.size:
+                position.opened_at = timezone.now()
             position.size = total
 
     def _match(self, symbol: str | None = None) -> None:
@@ -459,6 +540,7 @@ class PaperExchange(Exchange):
             if order is None or order.status != OPEN:
                 raise OrderNotFound("order not exists or too late to cancel", code="110001")
             order.status = CANCELED
+            self._publish("order", self._snapshot(order))
             self._after("cancel")
 
     def fetch_orders(self, symbol: str, *, since: datetime | None = None) -> list[OrderSnapshot]:
@@ -474,9 +556,23 @@ class PaperExchange(Exchange):
         with self._lock:
             self._enter("ticker")
             self._match(symbol)
-            book = self._book(symbol, depth=1)
-            return Ticker(symbol, book.bids[0][0], book.asks[0][0], self._mid(symbol),
-                          book.timestamp)
+            return self.current_ticker(symbol)
+
+    def fetch_tickers(self, symbols: list[str]) -> dict[str, Ticker]:
+        """One call for every symbol, like a real exchange's batched tickers."""
+        with self._lock:
+            self._enter("ticker")
+            for symbol in symbols:
+                self._match(symbol)
+            return {symbol: self.current_ticker(symbol) for symbol in symbols}
+
+    def fetch_my_trades(self, symbol: str, *, since: datetime | None = None,
+                        limit: int = 100) -> list[TradeFill]:
+        with self._lock:
+            self._enter("trades")
+            rows = [f for f in self.fills if f.symbol == symbol
+                    and (since is None or (f.timestamp and f.timestamp >= since))]
+            return rows[-limit:]
 
     def fetch_order_book(self, symbol: str, depth: int = 25) -> OrderBook:
         with self._lock:
@@ -521,17 +617,9 @@ class PaperExchange(Exchange):
         with self._lock:
             self._enter("positions")
             self._match()
-            out = []
-            for symbol, position in sorted(self.positions.items()):
-                if not position.size or (symbols and symbol not in symbols):
-                    continue
-                mark = self._mid(symbol)
-                direction = 1 if position.size > 0 else -1
-                out.append(ExchangePosition(
-                    symbol, "long" if direction > 0 else "short", abs(position.size),
-                    position.entry_price, mark,
-                    (mark - position.entry_price) * abs(position.size) * direction))
-            return out
+            return [self._position_view(symbol) for symbol, position
+                    in sorted(self.positions.items())
+                    if position.size and (not symbols or symbol in symbols)]
 
     # --- test helpers ----------------------------------------------------------------
 

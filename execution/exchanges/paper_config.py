@@ -27,7 +27,7 @@ price) starting at ``feed.prices[symbol]`` or ``feed.defaultPrice``. With
 
 Faults are consumed in order, each ``times`` times (default 1), on the call named
 by ``on`` (``place``, ``fetch``, ``find``, ``cancel``, ``orders`` (the listing),
-``ticker``, ``book``, ``balance``, ``positions``, ``candles`` or ``any``). Kinds:
+``ticker``, ``book``, ``balance``, ``positions``, ``candles``, ``trades`` or ``any``). Kinds:
 
 - before the exchange acts: ``timeout``, ``drop`` (connection dropped),
   ``rate_limit``, ``unavailable``, ``reject`` (with ``error``: ``insufficient_funds``,
@@ -62,7 +62,7 @@ from tradingsite.live_config import camel_to_snake
 
 FEED_TYPES = ("candle_replay", "random_walk", "manual")
 CALLS = ("place", "fetch", "find", "cancel", "orders", "ticker", "book", "balance", "positions",
-         "candles", "any")
+         "candles", "trades", "any")
 BEFORE_KINDS = ("timeout", "drop", "rate_limit", "unavailable", "reject", "auth")
 AFTER_KINDS = ("timeout_after_accept", "drop_after_accept", "rate_limit_after_accept",
                "unavailable_after_accept")

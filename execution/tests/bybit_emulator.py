@@ -33,6 +33,17 @@ category (linear perpetuals and spot pairs), order books, tickers, klines that h
 (``replay_candles``) on a clock aligned to now, so a bot sees fresh candles — and,
 for futures, the risk-limit table, mark/index/premium-index price klines and the
 funding-rate history.
+
+The account's executions are listed (``v5/execution/list``); ``fill_order`` fills a
+resting order and ``trade_elsewhere`` places and fills an order nobody on the platform
+sent (a trade by hand, another bot).
+
+Websockets (Bybit v5, on the same port): ``/v5/public/linear`` (``tickers.<id>``)
+and ``/v5/private`` (the ``auth`` op — ``HMAC-SHA256(secret, "GET/realtime" +
+expires)`` —, then ``order``, ``execution`` and ``position``); ``ping`` is answered.
+Every fill, cancel and price change is pushed to the subscribers. ``drop_streams``
+closes every websocket and refuses new ones until ``resume_streams``: what happens
+meanwhile is never sent (Bybit has no backfill either).
 """
 
 from __future__ import annotations
@@ -43,8 +54,10 @@ import hashlib
 import hmac
 import itertools
 import json
+import socket
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -54,6 +67,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
+
+from websockets.exceptions import InvalidState
+from websockets.frames import Opcode
+from websockets.server import ServerProtocol
 
 DATA = Path(__file__).resolve().parent / "data"
 FEE_RATE = Decimal("0.00055")
@@ -183,6 +200,39 @@ class EmulatorState:
     frozen: set[str] = field(default_factory=set)  # orders that never fill by themselves
     faults_held: bool = False
     candles: dict[str, CandleReplay] = field(default_factory=dict)
+    opened_ms: dict[str, int] = field(default_factory=dict)  # symbol → when its position opened
+    executions: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _Socket:
+    """One websocket connection (sans-I/O protocol over the handler's socket)."""
+
+    def __init__(self, sock: socket.socket, protocol: ServerProtocol, kind: str):
+        self.sock, self.protocol, self.kind = sock, protocol, kind
+        self.topics: set[str] = set()
+        self.authenticated = False
+        self.lock = threading.Lock()
+        self.conn_id = uuid.uuid4().hex[:20]
+
+    def flush(self) -> None:
+        with self.lock:
+            data = b"".join(self.protocol.data_to_send())
+            if data:
+                self.sock.sendall(data)
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            with self.lock:
+                self.protocol.send_text(json.dumps(message).encode())
+                self.sock.sendall(b"".join(self.protocol.data_to_send()))
+        except (OSError, InvalidState):
+            pass  # the client went away; its handler thread ends the connection
+
+    def drop(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 class BybitEmulator:
@@ -207,6 +257,9 @@ class BybitEmulator:
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
+        self._sockets: list[_Socket] = []
+        self.streams_down = False
+        self.ws_messages: list[dict[str, Any]] = []  # what clients sent over websockets
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -225,8 +278,13 @@ class BybitEmulator:
     def stop(self) -> None:
         BybitEmulator.running.discard(self)
         self._release.set()
+        self.drop_streams()
         self._server.shutdown()
         self._server.server_close()
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.base_url[len("http"):]
 
     def __enter__(self) -> BybitEmulator:
         return self.start()
@@ -241,6 +299,42 @@ class BybitEmulator:
         with self._lock:
             self.state = EmulatorState()
             self._ids = itertools.count(1)
+            self.ws_messages = []
+        self.resume_streams()
+
+    def drop_streams(self) -> None:
+        """Every websocket drops; none is accepted until ``resume_streams``."""
+        with self._lock:
+            self.streams_down = True
+            sockets, self._sockets = self._sockets, []
+        for ws in sockets:
+            ws.drop()
+
+    def resume_streams(self) -> None:
+        with self._lock:
+            self.streams_down = False
+
+    def stream_clients(self, kind: str = "private") -> int:
+        with self._lock:
+            return sum(1 for ws in self._sockets if ws.kind == kind and (
+                ws.authenticated or kind == "public"))
+
+    def fill_order(self, order_id: str, price: Decimal | None = None) -> None:
+        """A resting order fills (the market crossed it), at its limit price by default."""
+        with self._lock:
+            row = self.state.orders[order_id]
+            self._fill(row, Decimal(row["leavesQty"]), Decimal(price or row["price"]))
+
+    def trade_elsewhere(self, symbol_id: str, side: str, qty: str) -> str:
+        """A market order placed by someone else on the account: filled at once."""
+        answer = self._route("POST", "v5/order/create", {
+            "category": "linear", "symbol": symbol_id, "side": side, "orderType": "Market",
+            "qty": qty})
+        return answer["result"]["orderId"]
+
+    def position_opened_ms(self, symbol_id: str) -> int | None:
+        with self._lock:
+            return self.state.opened_ms.get(symbol_id)
 
     def fail_next(self, path: str, kind: str, *, code: int = 0, message: str = "",
                   times: int = 1, ratio: Decimal | str = "0.5", seconds: float = 5.0,
@@ -273,6 +367,10 @@ class BybitEmulator:
             for row in list(self.state.orders.values()):
                 if row["symbol"] == symbol_id and row["orderStatus"] in OPEN_STATUSES:
                     self._match_limit(row, resting=True)
+            ticker = self._ticker_row(symbol_id)
+        self._push("public", f"tickers.{symbol_id}", {
+            "topic": f"tickers.{symbol_id}", "type": "snapshot", "data": ticker, "cs": 1,
+            "ts": _ms()})
 
     def hold_position(self, symbol_id: str, size: Decimal, entry_price: Decimal) -> None:
         """Give the account a position (signed size, long > 0) it did not trade here."""
@@ -329,6 +427,9 @@ class BybitEmulator:
                 return
 
             def do_GET(self) -> None:
+                if self.headers.get("Upgrade", "").lower() == "websocket":
+                    emulator._websocket(self)
+                    return
                 self._serve("GET")
 
             def do_POST(self) -> None:
@@ -451,6 +552,7 @@ class BybitEmulator:
             "v5/order/cancel": self._cancel,
             "v5/account/wallet-balance": self._balance,
             "v5/position/list": self._positions,
+            "v5/execution/list": self._executions,
         }.get(path)
         if handler is None:
             return {"retCode": 10001, "retMsg": f"unknown path {path}", "result": {},
@@ -479,14 +581,20 @@ class BybitEmulator:
             return mid - half, mid + half
         return mid - Decimal("0.5"), mid + Decimal("0.5")
 
-    def _tickers(self, params: dict[str, Any]) -> dict[str, Any]:
-        symbol = params.get("symbol", "BTCUSDT")
+    def _ticker_row(self, symbol: str) -> dict[str, Any]:
         row = copy.deepcopy(self._recorded["methods"]["fetchTicker"][0]["httpResponse"]
                             ["result"]["list"][0])
         bid, ask = self._touch(symbol)
-        row.update(symbol=symbol, lastPrice=str(self._mid(symbol)), bid1Price=str(bid),
+        price = str(self._mid(symbol))
+        row.update(symbol=symbol, lastPrice=price, markPrice=price, bid1Price=str(bid),
                    ask1Price=str(ask))
-        return _ok({"category": params.get("category", "linear"), "list": [row]})
+        return row
+
+    def _tickers(self, params: dict[str, Any]) -> dict[str, Any]:
+        """One symbol, or every symbol of the category (ccxt's batched ``fetch_tickers``)."""
+        symbols = [params["symbol"]] if params.get("symbol") else sorted(self.state.prices)
+        return _ok({"category": params.get("category", "linear"),
+                    "list": [self._ticker_row(symbol) for symbol in symbols]})
 
     def _orderbook(self, params: dict[str, Any]) -> dict[str, Any]:
         symbol = params["symbol"]
@@ -584,6 +692,8 @@ class BybitEmulator:
                 self._fill(row, Decimal(params["qty"]), ask if params["side"] == "Buy" else bid)
             elif params["orderType"] == "Limit":
                 self._match_limit(row, resting=False)
+        if row["orderStatus"] == "New":
+            self._push_later("order", [copy.deepcopy(row)])
         return _ok({"orderId": order_id, "orderLinkId": link_id})
 
     def _match_limit(self, row: dict[str, Any], *, resting: bool) -> None:
@@ -620,8 +730,38 @@ class BybitEmulator:
         if signed and not row["reduceOnly"]:
             total = held + signed
             entry = (abs(held) * entry + abs(signed) * price) / abs(total)
+            if not held:
+                self.state.opened_ms[row["symbol"]] = _ms()
             held = total
         self.state.positions[row["symbol"]] = (held, entry)
+        execution = {
+            "symbol": row["symbol"], "orderId": row["orderId"],
+            "orderLinkId": row["orderLinkId"], "side": row["side"], "orderPrice": row["price"],
+            "orderQty": row["qty"], "leavesQty": row["leavesQty"], "orderType": row["orderType"],
+            "stopOrderType": "", "execFee": str(quantity * price * FEE_RATE),
+            "execId": str(uuid.uuid4()), "execPrice": str(price), "execQty": str(quantity),
+            "execType": "Trade", "execValue": str(quantity * price), "execTime": str(_ms()),
+            "isMaker": row["orderType"] != "Market", "feeRate": str(FEE_RATE), "tradeIv": "",
+            "markIv": "", "markPrice": str(price), "indexPrice": "", "underlyingPrice": "",
+            "blockTradeId": "", "closedSize": "", "seq": 1}
+        self.state.executions.append(execution)
+        # what Bybit pushes after a fill: the order, the execution, the position
+        self._push_later("order", [copy.deepcopy(row)])
+        self._push_later("execution", [copy.deepcopy(execution)])
+        self._push_later("position", [self._position_row(row["symbol"])])
+
+    def _push_later(self, topic: str, data: list[dict[str, Any]]) -> None:
+        """Push to the private subscribers once the request that caused it has answered."""
+        message = {"id": uuid.uuid4().hex, "topic": topic, "creationTime": _ms(),
+                   "data": [{**row, "category": "linear"} for row in data]}
+        threading.Thread(target=self._push, args=("private", topic, message),
+                         daemon=True).start()
+
+    def _push(self, kind: str, topic: str, message: dict[str, Any]) -> None:
+        with self._lock:  # after the state change that caused it (its caller holds the lock)
+            targets = [ws for ws in self._sockets if ws.kind == kind and topic in ws.topics]
+        for ws in targets:
+            ws.send(message)
 
     def _matching(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         rows = list(self.state.orders.values())
@@ -657,27 +797,116 @@ class BybitEmulator:
         if not rows or rows[0]["orderStatus"] not in OPEN_STATUSES:
             return _error(110001, "order not exists or too late to cancel")
         rows[0].update(orderStatus="Cancelled", updatedTime=str(_ms()))
+        self._push_later("order", [copy.deepcopy(rows[0])])
         return _ok({"orderId": rows[0]["orderId"], "orderLinkId": rows[0]["orderLinkId"]})
 
     def _balance(self, params: dict[str, Any]) -> dict[str, Any]:
         return _ok(copy.deepcopy(self._recorded["methods"]["fetchBalance"][0]["httpResponse"]
                                  ["result"]))
 
-    def _positions(self, params: dict[str, Any]) -> dict[str, Any]:
-        """The positions the fills built, in the shape of the recorded answer."""
+    def _position_row(self, symbol: str) -> dict[str, Any]:
+        """One symbol's position in the recorded ``v5/position/list`` shape (size 0: flat)."""
         template = self._recorded["methods"]["fetchPositions"][0]["httpResponse"]["result"][
             "list"][0]
-        rows = []
-        for symbol, (size, entry) in sorted(self.state.positions.items()):
-            if not size:
-                continue
-            mark = self.state.prices[symbol]
-            rows.append(dict(copy.deepcopy(template), symbol=symbol,
-                             side="Buy" if size > 0 else "Sell", size=str(abs(size)),
-                             avgPrice=str(entry), markPrice=str(mark),
-                             positionValue=str(abs(size) * entry),
-                             unrealisedPnl=str((mark - entry) * size)))
+        size, entry = self.state.positions.get(symbol, (Decimal("0"), Decimal("0")))
+        mark = self._mid(symbol)
+        return dict(copy.deepcopy(template), symbol=symbol,
+                    side="Buy" if size > 0 else "Sell" if size < 0 else "",
+                    size=str(abs(size)), avgPrice=str(entry), markPrice=str(mark),
+                    positionValue=str(abs(size) * entry),
+                    unrealisedPnl=str((mark - entry) * size),
+                    createdTime=str(self.state.opened_ms.get(symbol, template["createdTime"])),
+                    updatedTime=str(_ms()))
+
+    def _positions(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The positions the fills built, in the shape of the recorded answer."""
+        rows = [self._position_row(symbol) for symbol, (size, _) in sorted(
+            self.state.positions.items()) if size]
         return _ok({"category": "linear", "list": rows, "nextPageCursor": ""})
+
+    def _executions(self, params: dict[str, Any]) -> dict[str, Any]:
+        since = int(params.get("startTime") or 0)
+        rows = [e for e in reversed(self.state.executions)  # newest first, like Bybit
+                if (not params.get("symbol") or e["symbol"] == params["symbol"])
+                and int(e["execTime"]) >= since]
+        return _ok({"category": "linear", "list": copy.deepcopy(rows), "nextPageCursor": ""})
+
+    # --- websockets ------------------------------------------------------------------------
+
+    def _websocket(self, handler: BaseHTTPRequestHandler) -> None:
+        """Serve one websocket on the handler's connection until it closes."""
+        path = urlsplit(handler.path).path
+        kind = {"/v5/public/linear": "public", "/v5/private": "private"}.get(path)
+        handler.close_connection = True
+        protocol = ServerProtocol()
+        # The HTTP server parsed the handshake already: hand it to the protocol as it came.
+        head = "".join(f"{name}: {value}\r\n" for name, value in handler.headers.items())
+        protocol.receive_data(handler.raw_requestline + head.encode("latin-1") + b"\r\n")
+        [request] = protocol.events_received()
+        if kind is None or self.streams_down:
+            response = protocol.reject(503 if kind else 404, "unavailable\n")
+        else:
+            response = protocol.accept(request)
+        protocol.send_response(response)
+        ws = _Socket(handler.connection, protocol, kind or "")
+        ws.flush()
+        if response.status_code != 101:
+            return
+        with self._lock:
+            self._sockets.append(ws)
+        try:
+            while True:
+                try:
+                    data = ws.sock.recv(65536)
+                except OSError:
+                    break
+                if not data:
+                    protocol.receive_eof()
+                    break
+                protocol.receive_data(data)
+                for frame in protocol.events_received():
+                    if frame.opcode == Opcode.TEXT:
+                        self._ws_message(ws, json.loads(frame.data))
+                ws.flush()  # pongs and close frames the protocol queued
+        finally:
+            with self._lock:
+                if ws in self._sockets:
+                    self._sockets.remove(ws)
+
+    def _ws_message(self, ws: _Socket, message: dict[str, Any]) -> None:
+        with self._lock:
+            self.ws_messages.append(message)
+        op, req_id = message.get("op"), message.get("req_id")
+        if op == "ping":
+            ws.send({"success": True, "ret_msg": "pong", "conn_id": ws.conn_id,
+                     "req_id": req_id, "op": "ping"})
+        elif op == "auth":
+            key, expires, sign = (list(message.get("args") or []) + [None] * 3)[:3]
+            expected = hmac.new(self.api_secret.encode(), f"GET/realtime{expires}".encode(),
+                                hashlib.sha256).hexdigest()
+            ws.authenticated = key == self.api_key and hmac.compare_digest(expected,
+                                                                           str(sign or ""))
+            answer = {"success": ws.authenticated, "ret_msg": "", "op": "auth",
+                      "conn_id": ws.conn_id}
+            if not ws.authenticated:  # Bybit names the request it refuses
+                answer.update(ret_msg="error:USVC1111", request={"op": "auth",
+                                                                 "args": message.get("args")})
+            ws.send(answer)
+        elif op == "subscribe":
+            topics = [str(t) for t in message.get("args") or []]
+            allowed = ws.kind == "public" or ws.authenticated
+            if allowed:
+                ws.topics.update(topics)
+            ws.send({"success": allowed, "ret_msg": "" if allowed else "Request not authorized",
+                     "conn_id": ws.conn_id, "req_id": req_id, "op": "subscribe"})
+            for topic in topics if allowed and ws.kind == "public" else []:
+                symbol = topic.split(".", 1)[-1]
+                with self._lock:
+                    known = symbol in self.state.prices or symbol in self.state.candles
+                    ticker = self._ticker_row(symbol) if known else None
+                if ticker:
+                    ws.send({"topic": topic, "type": "snapshot", "data": ticker, "cs": 1,
+                             "ts": _ms()})
 
 
 def _ok(result: dict[str, Any]) -> dict[str, Any]:

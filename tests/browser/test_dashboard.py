@@ -260,3 +260,31 @@ def test_staff_request_an_emergency_close_from_the_table(page, live_url, book, u
     action = Action.objects.get(position=btc)
     assert (action.kind, action.state, action.reason, action.requested_by) == (
         "emergency_close", "pending", "manual", "operator")
+
+
+def test_the_accounts_panel_and_a_pushed_mark_show_the_live_account_truth(page, live_url, book,
+                                                                          users):
+    from execution.models import AccountStream, ExchangeAccount
+
+    account = ExchangeAccount.objects.get(name="paper-main")
+    AccountStream.objects.create(
+        account=account, owner="host:1:a", mode="stream", connected=True, reconnects=2,
+        lease_until=timezone.now() + timezone.timedelta(seconds=20),
+        last_message_at=timezone.now(), last_reconcile_at=timezone.now(),
+        balances={"USDT": {"free": "20000", "used": "5000", "total": "25000"}},
+        balances_at=timezone.now())
+    log_in(page, live_url, STAFF)
+    block = page.locator('#accounts-list .account[data-account="paper-main"]')
+    expect(block).to_contain_text("stream · connected")
+    expect(block).to_contain_text("2 reconnects")
+    expect(block.locator("dl.kv dd").first).to_have_text("25,000.00 USDT")
+    expect(block.locator("tbody tr")).to_have_count(6)  # one exposure row per symbol held
+
+    btc = book.positions["BTC"]
+    in_worker(send_now, "positions.marked", {
+        "account": account.pk, "account_name": "paper-main", "at": timezone.now().isoformat(),
+        "marks": {btc.symbol: "60000.5"}})
+    target = row(page, btc.pk)
+    expect(target.locator('[data-role="mark"]')).to_contain_text("60,000.5",
+                                                                timeout=LIVE_TIMEOUT_MS)
+    expect(target.locator('[data-role="mark-age"]')).to_have_text(re.compile(r"^[0-9]s ago$"))

@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, SolarSchedule
 
 from analytics.models import MetricSnapshot
-from execution.models import ExchangeAccount
+from execution.models import AccountStream, ExchangeAccount
 from guard.models import GuardTrip, OrderRefusal, TradingScope
 from lifecycle.models import Position
 from notifications.models import (
@@ -41,10 +41,13 @@ def every_model(db, monkeypatch, staff_user):
     monkeypatch.setenv("EXCHANGE_TEST_KEY", API_KEY)
     monkeypatch.setenv("EXCHANGE_TEST_SECRET", API_SECRET)
     seed_demo(username="demo-admin")
-    ExchangeAccount.objects.create(name="bybit-live", exchange_id="bybit",
-                                   api_key_env="EXCHANGE_TEST_KEY",
-                                   api_secret_env="EXCHANGE_TEST_SECRET",
-                                   api_base_url="http://127.0.0.1:9/")
+    bybit = ExchangeAccount.objects.create(name="bybit-live", exchange_id="bybit",
+                                           api_key_env="EXCHANGE_TEST_KEY",
+                                           api_secret_env="EXCHANGE_TEST_SECRET",
+                                           api_base_url="http://127.0.0.1:9/")
+    AccountStream.objects.create(account=bybit, owner="host:1:a", mode="stream",
+                                 last_error="stream dropped",
+                                 balances={"USDT": {"free": "1", "used": "0", "total": "1"}})
     position = Position.objects.order_by("opened_at").first()
     ActionFactory(position=position, requested_by="timeout")
     HealthSnapshotFactory(position=position)

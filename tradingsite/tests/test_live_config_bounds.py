@@ -87,7 +87,7 @@ def test_the_repro_value_is_refused_naming_the_key_and_the_layer():
 
 def test_every_numeric_key_has_both_bounds_and_they_hold_at_the_edges():
     keys = _numeric_keys()
-    assert len(keys) == 49 + 8  # + the portfolio limits, off (null) by default
+    assert len(keys) == 49 + 8 + 2  # + the portfolio limits, off (null) by default
     for key, low, high in keys:
         base = LiveTradingConfig()
         default = _get(base, key)
@@ -207,7 +207,7 @@ def test_the_readme_documents_every_bound():
     assert bounds_markdown() in readme
     assert ("| `lifecycle.maxHoldingTimeMinutes` | 240 | 1 … 525,600 minutes | "
             in bounds_markdown())
-    assert len(bounds_table()) == 57 + 9 + 1  # numeric keys + switches + onTrip
+    assert len(bounds_table()) == 59 + 11 + 1  # numeric keys + switches + onTrip
 
 
 # --- every layer goes through the same validator ------------------------------------------
@@ -405,3 +405,48 @@ def test_manage_py_check_names_a_binary_config_file(tmp_path):
     assert "Traceback" not in result.stderr
     assert (f"?: (live_trading.E001) LIVE_TRADING_CONFIG={path}: not UTF-8 text (byte 0xff at "
             "offset 1): not a JSON config file" in result.stderr.splitlines())
+
+
+# --- accountSync: per account, through the same validator -----------------------------------
+
+
+def test_an_account_overrides_only_its_account_sync_section_with_its_name_in_errors():
+    from tradingsite.live_config import account_sync_config
+
+    cfg = account_sync_config({"accountSync": {"markRefreshSeconds": 2,
+                                               "adoptExternalPositions": True}},
+                              account="bybit-main")
+    assert (cfg.mark_refresh_seconds, cfg.adopt_external_positions,
+            cfg.reconcile_interval_seconds, cfg.streams) == (2, True, 60, True)
+    with pytest.raises(LiveConfigError) as info:
+        account_sync_config({"accountSync": {"reconcileIntervalSeconds": 4}}, account="bybit-main")
+    assert info.value.errors == [("liveTrading.accountSync.reconcileIntervalSeconds",
+                                  "must be between 5 and 3600 s, got 4 (in account bybit-main)")]
+    with pytest.raises(LiveConfigError) as info:
+        account_sync_config({"lifecycle": {"maxHoldingTimeMinutes": 90}}, account="bybit-main")
+    assert info.value.errors == [("liveTrading.lifecycle", "not a per-account setting: set it "
+                                                           "on the strategy or the site config")]
+
+
+def test_a_strategy_may_not_set_account_sync():
+    from tradingsite.live_config import strategy_config
+
+    with pytest.raises(LiveConfigError) as info:
+        strategy_config({"account_sync": {"markRefreshSeconds": 2}})
+    assert info.value.errors == [("liveTrading.accountSync",
+                                  "not a strategy setting: set it on the exchange account")]
+
+
+def test_the_account_model_refuses_a_bad_override_naming_the_field(db):
+    from django.core.exceptions import ValidationError
+
+    from tradingsite.testing.factories import ExchangeAccountFactory
+
+    account = ExchangeAccountFactory(name="acct-bad", live_trading={
+        "accountSync": {"markRefreshSeconds": 0}})
+    with pytest.raises(ValidationError) as info:
+        account.full_clean()
+    assert info.value.message_dict["live_trading"] == [
+        "liveTrading.accountSync.markRefreshSeconds: must be between 1 and 300 s, got 0 "
+        "(in account acct-bad)"]
+    assert account.sync_settings().mark_refresh_seconds == 5  # running on: the site config

@@ -10,6 +10,7 @@ import {
 } from "./format.js";
 import { GuardPanel } from "./guard.js";
 import { Freshness } from "./freshness.js";
+import { applyHealthMarks, applyMarks, startAccounts } from "./accounts.js";
 import { bindHaltControls, renderHalt } from "./halt.js";
 import { bindLiveStatus, LiveChannel } from "./live.js";
 import { ClosedTrades, loadAccounts, loadStrategies, ProfitTable } from "./overview.js";
@@ -451,6 +452,8 @@ const handlers = {
   "trading.resumed": (p) => { renderHalt(p); reloadGuardSoon(); },
   "guard.state_changed": reloadGuardSoon,
   "guard.order_refused": reloadGuardSoon,
+  "positions.marked": (p) => { if (applyMarks(positions, p)) renderPositions(); },
+  "health.marked": (p) => { if (applyHealthMarks(positions, p)) renderPositions(); },
 };
 
 function start() {
@@ -474,6 +477,7 @@ function start() {
   guard.render();
   setInterval(() => guard.reload(), 15000);  // equity and marks move without events
   setInterval(() => loadAccounts(state), 30000);
+  startAccounts();
   setInterval(() => {
     tickClocks($("positions-body").rows, positions);
     renderNextTimeout();

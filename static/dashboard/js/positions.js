@@ -2,7 +2,7 @@
 // A row is rendered from the API's position JSON; live 'health.updated' entries are merged in.
 
 import {
-  fmtCountdown, fmtDuration, fmtMoney, fmtPct, fmtPrice, fmtQty, h, signClass, splitSymbol, toNumber,
+  fmtAgo, fmtCountdown, fmtDuration, fmtMoney, fmtPct, fmtPrice, fmtQty, h, signClass, splitSymbol, toNumber,
 } from "./format.js";
 
 export const COMPONENTS = [
@@ -160,8 +160,14 @@ export function positionRow(position, { staff = false, onClose = null, currency 
       ` · #${position.id} · ${position.strategy}`)),
   h("td", { class: "num hide-phone", "data-label": "Size" }, fmtQty(position.quantity)),
   h("td", { class: "num hide-phone", "data-label": "Entry" }, fmtPrice(position.entry_price)),
-  h("td", { class: "num", "data-role": "mark", "data-label": "Mark" }, fmtPrice(position.mark_price)),
-  h("td", { class: `num pnl ${signClass(upnl)}`, "data-label": "uPnL",
+  h("td", { class: `num${position.mark_stale ? " stale" : ""}`, "data-role": "mark", "data-label": "Mark",
+            title: position.mark_price_at ? `mark read ${fmtAgo(position.mark_price_at)}${position.mark_stale ? " (stale)" : ""}` : "no mark yet" },
+    fmtPrice(position.mark_price),
+    position.mark_price_at ? h("span", {
+      class: "sub", "data-role": "mark-age",
+      dataset: { at: position.mark_price_at, account: position.account || "" },
+    }, fmtAgo(position.mark_price_at)) : null),
+  h("td", { class: `num pnl ${signClass(upnl)}`, "data-role": "upnl", "data-label": "uPnL",
             title: `gross at the mark price, before fees${unit ? ` (${unit})` : ""}` },
     ...pnlContent(upnl, position.unrealised_pnl_percent, unit)),
   h("td", { "data-role": "state", "data-label": "State" }, h("span", { class: `badge ${position.state}` }, position.state)),

@@ -1,0 +1,117 @@
+// Live account truth on the dashboard: each account's stream (owner, connection, age of
+// the last message and reconcile), its balance, equity and exposure per symbol with the
+// age of the marks behind it; and the marks pushed live onto the open positions.
+
+import { apiFetch } from "./api.js";
+import { fmtAgo, fmtMoney, fmtPrice, fmtQty, fmtTime, h, initialState, signClass, splitSymbol } from "./format.js";
+import { grossPnl } from "./positions.js";
+
+const REFRESH_MS = 5000;
+const refreshSeconds = new Map(); // account name → its markRefreshSeconds
+
+/** Age every mark on the page once a second; flag it stale past three refresh intervals. */
+function tickMarkAges(now = Date.now()) {
+  for (const span of document.querySelectorAll('[data-role="mark-age"]')) {
+    span.textContent = fmtAgo(span.dataset.at, now);
+    const limit = 3 * (refreshSeconds.get(span.dataset.account) ?? 5);
+    const stale = (now - new Date(span.dataset.at).getTime()) / 1000 > limit;
+    span.parentElement?.classList.toggle("stale", stale);
+  }
+}
+
+/**
+ * Apply a ``positions.marked`` push ({account, account_name, at, marks: {symbol: price}})
+ * to the positions map; returns how many positions moved.
+ */
+export function applyMarks(positions, payload) {
+  let moved = 0;
+  for (const [id, position] of positions) {
+    const mark = payload.marks?.[position.symbol];
+    if (mark === undefined || position.account !== payload.account_name) continue;
+    positions.set(id, {
+      ...position, mark_price: mark, mark_price_at: payload.at, mark_stale: false,
+      unrealised_pnl: grossPnl(position, mark),
+    });
+    moved += 1;
+  }
+  return moved;
+}
+
+/** Apply a ``health.marked`` push (the price-driven danger recomputed on a fresh mark). */
+export function applyHealthMarks(positions, payload) {
+  let moved = 0;
+  for (const entry of payload.positions || []) {
+    const position = positions.get(entry.position_id);
+    if (!position) continue;
+    positions.set(entry.position_id, {
+      ...position, health_score: entry.score, danger_level: entry.danger_level,
+    });
+    moved += 1;
+  }
+  return moved;
+}
+
+function streamLine(account) {
+  const stream = account.stream;
+  if (!stream) return h("span", { class: "faint" }, "no owner yet");
+  const ok = stream.connected || stream.mode === "rest";
+  return h("span", { class: ok ? "" : "neg", title: stream.last_error || "" },
+    `${stream.mode || "starting"} · ${stream.connected ? "connected" : "not connected"}`,
+    ` · msg ${fmtAgo(stream.last_message_at)} · reconcile ${fmtAgo(stream.last_reconcile_at)}`,
+    ` · ${stream.reconnects} reconnects`,
+    stream.owner_alive ? "" : " · owner gone: taking over");
+}
+
+function exposureRows(entry) {
+  return entry.exposure.map((s) => h("tr", { class: s.mark_stale ? "stale" : "" },
+    h("td", {}, splitSymbol(s.symbol).pair),
+    h("td", { class: "num" }, fmtQty(s.net_quantity)),
+    h("td", { class: "num", title: s.mark_stale ? "stale mark" : "" },
+      fmtPrice(s.mark_price), " ",
+      h("span", { class: `faint small${s.mark_stale ? " neg" : ""}` },
+        s.mark_age_seconds === null ? "no mark" : `${Math.round(s.mark_age_seconds)}s`)),
+    h("td", { class: "num" }, fmtMoney(s.gross_notional, { signed: false })),
+    h("td", { class: "num" }, s.percent_of_equity === null ? "—" : `${s.percent_of_equity}%`)));
+}
+
+function accountBlock(account, entry) {
+  return h("div", { class: "account", dataset: { account: account.name } },
+    h("div", { class: "account-head" }, h("strong", {}, account.name),
+      h("span", { class: "faint" }, ` ${account.exchange_id}`)),
+    h("div", { class: "small" }, streamLine(account)),
+    entry ? h("dl", { class: "kv" },
+      h("dt", {}, "Balance"), h("dd", {}, `${fmtMoney(entry.balance, { signed: false })} ${entry.currency}`),
+      h("dt", {}, "Unrealised"), h("dd", { class: signClass(entry.unrealised_pnl) }, fmtMoney(entry.unrealised_pnl)),
+      h("dt", {}, "Equity"), h("dd", {}, fmtMoney(entry.equity, { signed: false })),
+      h("dt", {}, "Exposure"), h("dd", {}, entry.percent_of_equity === null ? "—" : `${entry.percent_of_equity}% of equity`))
+      : null,
+    entry && entry.exposure.length ? h("table", { class: "data compact" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Symbol"), h("th", { class: "num" }, "Net"),
+        h("th", { class: "num" }, "Mark · age"), h("th", { class: "num" }, "Notional"),
+        h("th", { class: "num" }, "% eq"))),
+      h("tbody", {}, ...exposureRows(entry))) : null);
+}
+
+async function refresh(endpoints) {
+  try {
+    const [accounts, exposure] = await Promise.all([
+      apiFetch(endpoints.live_accounts), apiFetch(endpoints.exposure)]);
+    const byName = new Map(exposure.map((e) => [e.account, e]));
+    const list = accounts.results.filter((a) => a.enabled);
+    for (const a of list) refreshSeconds.set(a.name, a.sync.mark_refresh_seconds);
+    document.getElementById("live-accounts-list").replaceChildren(
+      ...list.map((a) => accountBlock(a, byName.get(a.name))));
+    document.getElementById("live-accounts-empty").hidden = list.length > 0;
+    document.getElementById("live-accounts-updated").textContent = fmtTime(new Date().toISOString());
+  } catch (err) {
+    document.getElementById("live-accounts-updated").textContent = `unavailable: ${err.message}`;
+  }
+}
+
+export function startAccounts() {
+  const { endpoints } = initialState();
+  if (!document.getElementById("live-accounts-panel")) return;
+  refresh(endpoints);
+  setInterval(() => refresh(endpoints), REFRESH_MS);
+  setInterval(tickMarkAges, 1000);
+}

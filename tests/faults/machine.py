@@ -33,6 +33,8 @@ consumed.
 from __future__ import annotations
 
 import itertools
+import os
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -170,6 +172,21 @@ class HarnessPlatform(Platform):
 PLATFORM: list[HarnessPlatform] = []  # the current run's (Task.apply_async goes there)
 
 
+@dataclass
+class Stats:
+    """How far a harness test got: examples started, and when a promise first broke."""
+
+    started: float = 0.0
+    examples: int = 0
+    first_failure: tuple[int, float] | None = None
+
+    def restart(self) -> None:
+        self.started, self.examples, self.first_failure = time.monotonic(), 0, None
+
+
+STATS = Stats()
+
+
 def route_tasks_to_the_harness(monkeypatch: Any) -> None:
     from celery.app.task import Task
 
@@ -213,6 +230,8 @@ class FaultHarness(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
+        STATS.examples += 1
+        self.example = STATS.examples
         self.log = Log()
         self._atomic = transaction.atomic()
         self._atomic.__enter__()
@@ -253,6 +272,12 @@ class FaultHarness(RuleBasedStateMachine):
     def _held_positions(self) -> list[Position]:
         return list(Position.objects.filter(state__in=PositionState.active()).order_by("pk"))
 
+    def _broken(self, message: str) -> None:
+        """A promise broke: remember the first time (example, seconds into the run), fail."""
+        if STATS.first_failure is None:
+            STATS.first_failure = (self.example, time.monotonic() - STATS.started)
+        raise AssertionError(message)
+
     def _changed_since_last_check(self) -> bool:
         """Something ran or was asked since the last check (arming a fault changes nothing)."""
         mark = (timezone.now(), len(self.platform.sent), sum(
@@ -264,9 +289,9 @@ class FaultHarness(RuleBasedStateMachine):
         if grace == GRACE and not self._changed_since_last_check():
             return
         check = check_promises(grace=grace)
-        assert check.violations == [], "\n".join(
-            ["promises broken:", *(f"  {v}" for v in check.violations), "run:",
-             *self.log.lines])
+        if check.violations:
+            self._broken("\n".join(["promises broken:", *(f"  {v}" for v in check.violations),
+                                    "run:", *self.log.lines]))
         # The harness's paper book holds every order of the run: empty is not "restarted".
         unread = [reason for reason in check.unreadable if not (
             reason.endswith("restarted empty with this process") and self.venue.name == "paper")]
@@ -282,9 +307,10 @@ class FaultHarness(RuleBasedStateMachine):
             exits[order.position_id] = exits.get(order.position_id, Decimal("0")) + filled.get(
                 order.client_order_id, Decimal("0"))
         for position in Position.objects.filter(pk__in=exits):
-            assert exits[position.pk] <= position.initial_quantity, (
-                f"position {position.pk} held {position.initial_quantity}, its exit orders "
-                f"filled {exits[position.pk]} on the exchange\n" + "\n".join(self.log.lines))
+            if exits[position.pk] > position.initial_quantity:
+                self._broken(f"position {position.pk} held {position.initial_quantity}, its "
+                             f"exit orders filled {exits[position.pk]} on the exchange\n"
+                             + "\n".join(self.log.lines))
 
     # --- what traders, operators and the risk monitor do -----------------------------------
 
@@ -464,13 +490,11 @@ class FaultHarness(RuleBasedStateMachine):
             "positions": list(Position.objects.filter(state__in=PositionState.active())
                               .values_list("pk", "state", "attention")),
         }
-        assert left == {"orders": [], "actions": [], "positions": []}, (
-            f"not settled after {SETTLE_LIMIT}: {left}\n" + "\n".join(self.log.lines))
+        if left != {"orders": [], "actions": [], "positions": []}:
+            self._broken(f"not settled after {SETTLE_LIMIT}: {left}\n" + "\n".join(
+                self.log.lines))
         self._promises_hold_now(grace=timedelta(0))
-        import os
         if os.environ.get("FAULT_DEBUG"):
-            print(f"run: {len(self.log.lines)} log lines, {Order.objects.count()} orders, "
-                  f"{Position.objects.count()} positions, killed {self.platform.killed}, "
-                  f"virtual {timezone.now() - START}")
-            if os.environ.get("FAULT_DEBUG") == "2":
-                print("\n".join(self.log.lines))
+            print(f"run {self.example}: {len(self.log.lines)} steps, {Order.objects.count()} "
+                  f"orders, {Position.objects.count()} positions, workers killed "
+                  f"{self.platform.killed}, {timezone.now() - START} virtual")

@@ -59,7 +59,7 @@ from execution.exchanges.paper import PaperExchange, reset_paper_exchanges
 from execution.models import Action, ActionKind, ActionState, Order, OrderPurpose, OrderStatus
 from lifecycle.models import Position, PositionState
 from lifecycle.services import position_request_close
-from tests.faults.venues import FAULTS, LOOKUP_FAULTS, PRICE, SYMBOL, Fault
+from tests.faults.venues import LOOKUP_FAULTS, OTHER_FAULTS, PLACE_FAULTS, PRICE, SYMBOL, Fault
 from tests.integration.harness import Platform
 from tradingsite.celery import app as celery_app
 from tradingsite.invariants import GRACE
@@ -314,9 +314,16 @@ class FaultHarness(RuleBasedStateMachine):
 
     # --- what traders, operators and the risk monitor do -----------------------------------
 
-    @initialize(side=st.sampled_from(["buy", "sell"]), lots=st.integers(1, 10))
-    def first_entry(self, side: str, lots: int) -> None:
-        """Every run trades: it starts with a market entry."""
+    @initialize(side=st.sampled_from(["buy", "sell"]), lots=st.integers(1, 10),
+                max_retries=st.sampled_from([3, 1, 0]))
+    def first_entry(self, side: str, lots: int, max_retries: int = 3) -> None:
+        """Every run trades: it starts with a market entry. Fewer retries of a send whose
+        outcome is unknown bring the lookups in doubt sooner (``maxRetries``)."""
+        if max_retries != STRATEGY_CONFIG["orderExecution"]["maxRetries"]:
+            self.strategy.live_trading = {**STRATEGY_CONFIG, "orderExecution": {
+                **STRATEGY_CONFIG["orderExecution"], "maxRetries": max_retries}}
+            self.strategy.save(update_fields=["live_trading"])
+            self.log.add(f"maxRetries {max_retries}")
         self.enter(side, lots, limit=False, keyed=True)
 
     @rule(side=st.sampled_from(["buy", "sell"]), lots=st.integers(1, 10),
@@ -432,7 +439,8 @@ class FaultHarness(RuleBasedStateMachine):
 
     # --- the exchange ----------------------------------------------------------------------------
 
-    @rule(name=st.sampled_from(FAULTS), times=st.integers(1, 2),
+    @rule(name=st.one_of(st.sampled_from(PLACE_FAULTS), st.sampled_from(LOOKUP_FAULTS),
+                         st.sampled_from(OTHER_FAULTS)), times=st.integers(1, 2),
           ratio=st.sampled_from(["0.3", "0.5", "1"]), seconds=st.integers(1, 8), then=THEN)
     def the_exchange_fails(self, name: str, times: int, ratio: str, seconds: int,
                            then: int = 0) -> None:
@@ -441,9 +449,12 @@ class FaultHarness(RuleBasedStateMachine):
             if self.last_lookup_fault and now < self.last_lookup_fault + LOOKUP_FAULT_COOLDOWN:
                 return  # a lag longer than inDoubtLookups lookups is outside the promise
             self.last_lookup_fault = now
-        fault = Fault(name, times, ratio, seconds)
-        self.venue.inject(fault)
-        self.log.add(f"exchange fault {fault}")
+        faults = [Fault(name, times, ratio, seconds)]
+        if name == "lost_then_lagging":  # the answer is lost, then the listing lags
+            faults = [Fault("place_timeout_after"), Fault("lookup_empty", times)]
+        for fault in faults:
+            self.venue.inject(fault)
+            self.log.add(f"exchange fault {fault}")
         self._run_for(then)
 
     # --- after every step -------------------------------------------------------------------------

@@ -70,6 +70,9 @@ INVARIANT_ALERT = "invariant_violated"
 UNCHECKED_ALERT = "invariant_unchecked"
 REALERT = timedelta(hours=1)
 ALERT_LINES = 20
+# The beat task reads each exchange with this request timeout: a hung exchange costs the
+# check seconds (and is reported unchecked), not the account's full request timeout.
+CHECK_TIMEOUT_MS = 3000
 
 ExchangeOf = Callable[[ExchangeAccount], Exchange]
 
@@ -597,7 +600,16 @@ def _position_exists(violation: Violation) -> bool:
         pk=violation.position_id).exists()
 
 
+def checking_exchange(account: ExchangeAccount) -> Exchange:
+    """The exchange of ``account`` as the periodic check reads it (short request timeout)."""
+    if account.is_paper:
+        return exchange_for(account)
+    from execution.exchanges.ccxt_exchange import CcxtExchange
+
+    return CcxtExchange.from_account(account, timeout_ms=CHECK_TIMEOUT_MS)
+
+
 def check_and_alert(*, now: datetime | None = None) -> AlertPass:
     """Check every promise and alert on what is broken (the beat task, every minute)."""
     now = now or timezone.now()
-    return alert_violations(check_all(now=now), now=now)
+    return alert_violations(check_all(now=now, exchange_of=checking_exchange), now=now)

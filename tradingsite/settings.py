@@ -361,7 +361,7 @@ RUNPLATFORM_PORT = env_int("RUNPLATFORM_PORT", 8000)
 # Hooks of the embedded platform (tradingsite/runtime.py), as dotted paths: startup and
 # shutdown hooks ``def hook(platform) -> None`` run before start and on SIGINT/SIGTERM;
 # stop checks ``def check(platform) -> str`` are polled, a non-empty reason stops it.
-# Recovery on start and the graceful shutdown sequence: tradingsite/recovery.py, shutdown.py.
+# Recovery on start and the graceful shutdown sequence: operations/recovery.py, shutdown.py.
 PLATFORM_STARTUP_HOOKS: list[str] = ["operations.recovery.platform_recover"]
 PLATFORM_SHUTDOWN_HOOKS: list[str] = ["operations.shutdown.platform_shutdown"]
 PLATFORM_STOP_CHECKS: list[str] = ["operations.shutdown.shutdown_requested"]

@@ -438,3 +438,13 @@ def test_the_scenario_check_reports_what_is_broken(clock, paper_strategy, paper)
     assert str(found) == (f"net_positions_match: paper-recovery {SYMBOL}: net 0.5 in the "
                           f"database (positions [{Position.objects.get().pk}]), 0.2 on the "
                           "exchange")
+
+
+def test_the_beat_check_reads_a_ccxt_exchange_with_a_short_timeout(paper_account, paper):
+    from operations.invariants import CHECK_TIMEOUT_MS, checking_exchange
+    from tradingsite.testing.factories import ExchangeAccountFactory
+
+    bybit = ExchangeAccountFactory(name="bybit-check", exchange_id="bybit")
+
+    assert checking_exchange(bybit).cfg.timeout_ms == CHECK_TIMEOUT_MS == 3000
+    assert checking_exchange(paper_account) is paper

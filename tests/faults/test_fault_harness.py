@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -16,6 +17,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from execution.tests.bybit_emulator import BybitEmulator
 from tests.faults.machine import (
+    STATS,
     FaultHarness,
     Pick,
     install_crash_points,
@@ -76,13 +78,25 @@ def replay(venue, steps: list[tuple[str, dict]]) -> None:
         state.teardown()
 
 
+def run_harness(venue) -> None:
+    """Run the machine; a failure says which example first broke a promise, and when."""
+    STATS.restart()
+    try:
+        run_state_machine_as_test(machine_on(venue), settings=harness_settings(venue.name))
+    finally:
+        first = STATS.first_failure
+        print(f"fault harness on {venue.name}: {STATS.examples} examples run in "
+              f"{time.monotonic() - STATS.started:.1f} s" + (
+                  f"; a promise first broke in example {first[0]}, {first[1]:.1f} s in"
+                  if first else ""))
+
+
 def test_the_promises_hold_under_faults_on_the_paper_exchange(harness):
-    run_state_machine_as_test(machine_on(PaperVenue()), settings=harness_settings("paper"))
+    run_harness(PaperVenue())
 
 
 def test_the_promises_hold_under_faults_on_bybit_through_ccxt(harness, emulator):
-    run_state_machine_as_test(machine_on(BybitVenue(emulator)),
-                              settings=harness_settings("bybit"))
+    run_harness(BybitVenue(emulator))
 
 
 # --- interleavings the harness found, replayed ------------------------------------------------

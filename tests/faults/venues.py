@@ -44,8 +44,9 @@ class Fault:
 PLACE_FAULTS = ("place_timeout", "place_drop", "place_5xx", "place_timeout_after",
                 "place_drop_after", "place_5xx_after", "place_429_after", "place_truncated",
                 "place_delayed", "place_partial", "place_stay_open")
-# Faults on the targeted lookups by client order id (the listing lags, or fails).
-LOOKUP_FAULTS = ("lookup_empty", "lookup_5xx")
+# Faults on the targeted lookups by client order id (the listing lags, or fails); the
+# last: a send whose answer is lost, then a listing that lags (the duplicate close).
+LOOKUP_FAULTS = ("lookup_empty", "lookup_5xx", "lost_then_lagging")
 OTHER_FAULTS = ("fetch_5xx", "cancel_fill", "cancel_timeout_after")
 FAULTS = PLACE_FAULTS + LOOKUP_FAULTS + OTHER_FAULTS
 

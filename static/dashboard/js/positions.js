@@ -167,7 +167,7 @@ export function positionRow(position, { staff = false, onClose = null, currency 
       class: "sub", "data-role": "mark-age",
       dataset: { at: position.mark_price_at, account: position.account || "" },
     }, fmtAgo(position.mark_price_at)) : null),
-  h("td", { class: `num pnl ${signClass(upnl)}`, "data-role": "upnl", "data-label": "uPnL",
+  h("td", { class: `num pnl ${signClass(upnl)}`, "data-label": "uPnL",
             title: `gross at the mark price, before fees${unit ? ` (${unit})` : ""}` },
     ...pnlContent(upnl, position.unrealised_pnl_percent, unit)),
   h("td", { "data-role": "state", "data-label": "State" }, h("span", { class: `badge ${position.state}` }, position.state)),

@@ -274,7 +274,7 @@ def test_the_accounts_panel_and_a_pushed_mark_show_the_live_account_truth(page, 
         balances={"USDT": {"free": "20000", "used": "5000", "total": "25000"}},
         balances_at=timezone.now())
     log_in(page, live_url, STAFF)
-    block = page.locator('#accounts-list .account[data-account="paper-main"]')
+    block = page.locator('#live-accounts-list .account[data-account="paper-main"]')
     expect(block).to_contain_text("stream · connected")
     expect(block).to_contain_text("2 reconnects")
     expect(block.locator("dl.kv dd").first).to_have_text("25,000.00 USDT")

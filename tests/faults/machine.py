@@ -423,7 +423,8 @@ class FaultHarness(RuleBasedStateMachine):
     def a_task_is_delivered_twice(self, data: st.DataObject, then: int = 0) -> None:
         ran = [m for m in self.platform.sent if m.ran_at and m.short_name in (
             "drive_order", "process_action", "expire_overdue_orders")]
-        message = self._pick(data, ran[-10:])
+        # a replayed pick names its message: look through every task that ran
+        message = self._pick(data, ran if isinstance(data, Pick) and data.where else ran[-10:])
         self.platform.send(message.task, message.args, message.kwargs, queue=message.queue)
         self.log.add(f"redelivered {message.short_name}{message.args}")
         self._run_for(then)

@@ -119,11 +119,16 @@ def celery_processes(env: dict[str, str], logs: Path) -> Iterator[CeleryProcesse
 def publishing_to(broker_url: str) -> Iterator[None]:
     """Send this process's task messages to ``broker_url`` (the workers' broker).
 
-    The app's connection and producer pools are dropped, as after a fork, so the next
-    message opens a connection to the new broker; the old broker is restored after.
+    The app's connection and producer pools (and the control mailbox's) are dropped, as after
+    a fork, so the next message opens a connection to the new broker; the old broker is
+    restored after.
     """
     def drop_pools() -> None:
         celery_app._after_fork()
+        # The control mailbox caches the producer pool it first used (kombu's cached_property):
+        # after an in-process worker has replied through it, pings would still go to the old
+        # broker and no worker on the new one would ever answer.
+        celery_app.control.mailbox.__dict__.pop("producer_pool", None)
 
     previous = celery_app.conf.broker_url
     drop_pools()

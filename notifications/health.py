@@ -10,8 +10,8 @@ Nothing about trading is in the answer (no positions, orders, accounts or hosts)
 statuses, ages and counts only. A failure's detail is its error type; the full
 message goes to the log, masked.
 
-Adding a component (e.g. an account stream's age once streams exist): write a probe
-that returns ``Probe(status, {"age_seconds": …})`` and add it to ``HEALTH_PROBES``.
+Adding a component: write a probe that returns ``Probe(status, {"age_seconds": …})`` and
+add it to ``HEALTH_PROBES``.
 """
 
 from __future__ import annotations
@@ -160,11 +160,47 @@ def worker_probe(timeout: float) -> Probe:
 
 
 def account_streams_probe(timeout: float) -> Probe:
-    """Account streams (live orders and fills per account) do not exist yet: none to age.
-
-    When they do, each account's stream reports the age of its last message here.
+    """Every enabled account's live link has an owner that renews its lease, and its last REST
+    reconciliation is no older than three of its intervals (plus a lease's worth of time for a
+    take-over). Counts and the oldest ages only: no account names, no balances.
     """
-    return Probe(NONE_CONFIGURED, {"streams": {}})
+    from execution.models import AccountStream, ExchangeAccount
+    from execution.streams import lease_seconds
+
+    now = timezone.now()
+    accounts = list(ExchangeAccount.objects.filter(enabled=True))
+    if not accounts:
+        return Probe(NONE_CONFIGURED, {"streams": {}})
+    streams = AccountStream.objects.in_bulk([account.pk for account in accounts])
+    unowned = stale = connected = 0
+    oldest_reconcile: float | None = None
+    oldest_message: float | None = None
+    for account in accounts:
+        stream = streams.get(account.pk)
+        if stream is None or not stream.owner or not stream.lease_until or (
+                stream.lease_until < now):
+            unowned += 1
+            continue
+        connected += stream.connected
+        interval = account.sync_settings().reconcile_interval_seconds
+        allowed = 3 * interval + lease_seconds(account)
+        reconciled = _age(now, stream.last_reconcile_at)
+        if reconciled is None:
+            reconciled = _age(now, stream.owner_since)  # still doing its first one
+        if reconciled is None or reconciled > allowed:
+            stale += 1
+        oldest_reconcile = max(oldest_reconcile or 0.0, reconciled or 0.0)
+        message = _age(now, stream.last_message_at)
+        if message is not None:
+            oldest_message = max(oldest_message or 0.0, message)
+    details = {"accounts": len(accounts), "unowned": unowned, "stale": stale,
+               "connected": connected, "oldest_reconcile_age_seconds": oldest_reconcile,
+               "oldest_message_age_seconds": oldest_message}
+    return Probe(FAILING if unowned or stale else OK, details)
+
+
+def _age(now: datetime, moment: datetime | None) -> float | None:
+    return None if moment is None else round(max((now - moment).total_seconds(), 0.0), 1)
 
 
 # --- running them ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import time_machine
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from execution.models import AccountStream
 from notifications.health import (
     FAILING,
     OK,
@@ -24,7 +25,7 @@ from notifications.health import (
     worker_probe,
 )
 from tradingsite.schedule import ensure_periodic_tasks
-from tradingsite.testing.factories import PositionFactory
+from tradingsite.testing.factories import ExchangeAccountFactory, PositionFactory
 
 RELEASE = threading.Event()
 
@@ -49,6 +50,16 @@ REAL = {"database": "notifications.health.database_probe",
         "account_streams": "notifications.health.account_streams_probe"}
 
 
+def stream_owned(account, *, reconciled_ago: timedelta) -> None:
+    """The account's stream held by a live owner, connected, last reconciled that long ago."""
+    now = timezone.now()
+    AccountStream.objects.update_or_create(account=account, defaults={
+        "owner": "host:1:abc", "lease_until": now + timedelta(seconds=10), "owner_since": now,
+        "mode": AccountStream.Mode.STREAM, "connected": True,
+        "last_message_at": now - timedelta(seconds=2),
+        "last_reconcile_at": now - reconciled_ago})
+
+
 def beat_ran(ago: timedelta = timedelta(0)) -> None:
     """Every periodic task was just sent (as beat records it)."""
     ensure_periodic_tasks()
@@ -58,9 +69,10 @@ def beat_ran(ago: timedelta = timedelta(0)) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_healthz_answers_200_without_login_when_every_component_is_up(client, settings):
     settings.HEALTH_PROBES = REAL
-    PositionFactory(symbol="SECRET/USDT:USDT")  # trading data that must not show
+    position = PositionFactory(symbol="SECRET/USDT:USDT")  # trading data that must not show
     with time_machine.travel(timezone.now(), tick=False):  # the ages read exactly 0
         beat_ran()
+        stream_owned(position.strategy.account, reconciled_ago=timedelta(seconds=30))
         response = client.get("/healthz")
 
     assert response.status_code == 200
@@ -75,12 +87,14 @@ def test_healthz_answers_200_without_login_when_every_component_is_up(client, se
         assert broker["latency_ms"] < 1000
     else:
         assert broker == {"status": "ok", "kind": "in-memory (this process only)"}
-    assert report["components"]["account_streams"] == {"status": "none configured",
-                                                       "streams": {}}
+    assert report["components"]["account_streams"] == {
+        "status": "ok", "accounts": 1, "unowned": 0, "stale": 0, "connected": 1,
+        "oldest_reconcile_age_seconds": 30.0, "oldest_message_age_seconds": 2.0}
     beat = report["components"]["beat"]
     assert beat["tasks"]["lifecycle: check timeouts"] == {"every_seconds": 15.0,
                                                          "age_seconds": 0.0, "status": "ok"}
     assert "SECRET" not in response.content.decode()
+    assert position.strategy.account.name not in response.content.decode()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -103,13 +117,13 @@ def test_a_hung_probe_is_abandoned_within_its_timeout(monkeypatch):
     started = time.perf_counter()
     try:
         report = check_health({"stuck": "notifications.tests.test_health.hangs",
-                               "streams": "notifications.health.account_streams_probe"})
+                               "workers": "notifications.tests.test_health.workers_ok"})
     finally:
         RELEASE.set()
     assert time.perf_counter() - started < 2.0
     assert report["components"] == {
         "stuck": {"status": "failing", "error": "no answer within 0.2 s"},
-        "streams": {"status": "none configured", "streams": {}}}
+        "workers": {"status": "ok", "answered": 1}}
     assert report["status"] == FAILING
 
 
@@ -128,7 +142,7 @@ def test_healthz_takes_nothing_but_a_plain_get(client, method, path, status, set
 def test_concurrent_requests_share_one_run_of_the_probes(client, settings, monkeypatch):
     from notifications import health
 
-    settings.HEALTH_PROBES = {"streams": "notifications.health.account_streams_probe"}
+    settings.HEALTH_PROBES = {"workers": "notifications.tests.test_health.workers_ok"}
     runs = []
     real = health.check_health
     monkeypatch.setattr(health, "check_health", lambda: runs.append(1) or real())
@@ -221,13 +235,49 @@ def test_the_broker_probe_pings_redis_when_there_is_one(settings):
     assert probe.as_dict() == {"status": "failing", "error": "ConnectionError"}
 
 
-def test_no_stream_is_faked():
+@pytest.mark.django_db
+def test_without_an_enabled_account_no_stream_is_expected():
+    ExchangeAccountFactory(name="switched-off", enabled=False)
     assert account_streams_probe(1.0) == Probe("none configured", {"streams": {}})
+
+
+@pytest.mark.django_db
+def test_an_account_whose_stream_has_no_live_owner_fails_the_probe():
+    """Nothing runs the account's stream (or its owner died and nobody took over): the
+    platform is not watching that account, whatever the other components say."""
+    owned, orphaned, _never_started = (ExchangeAccountFactory(name=name)
+                              for name in ("owned", "orphaned", "never-started"))
+    stream_owned(owned, reconciled_ago=timedelta(seconds=10))
+    stream_owned(orphaned, reconciled_ago=timedelta(seconds=10))
+    AccountStream.objects.filter(pk=orphaned.pk).update(
+        lease_until=timezone.now() - timedelta(seconds=1))
+
+    probe = account_streams_probe(1.0)
+
+    assert probe.status == FAILING
+    assert (probe.details["accounts"], probe.details["unowned"], probe.details["stale"]) == (
+        3, 2, 0)
+
+
+@pytest.mark.django_db
+def test_a_stream_whose_reconciliation_stopped_fails_the_probe():
+    """Owned and renewing, but its REST reconciliation (the source of truth) has not run for
+    three intervals and a lease: stale. At the edge it still passes."""
+    account = ExchangeAccountFactory(name="stuck", live_trading={
+        "accountSync": {"reconcileIntervalSeconds": 60}})
+    allowed = 3 * 60 + 20  # three intervals + a lease (a third of 60 s)
+    stream_owned(account, reconciled_ago=timedelta(seconds=allowed))
+    assert account_streams_probe(1.0).status == OK
+
+    stream_owned(account, reconciled_ago=timedelta(seconds=allowed + 1))
+    probe = account_streams_probe(1.0)
+    assert (probe.status, probe.details["stale"]) == (FAILING, 1)
+    assert probe.details["oldest_reconcile_age_seconds"] == pytest.approx(allowed + 1, abs=0.2)
 
 
 @pytest.mark.django_db
 def test_healthz_is_not_redirected_to_https_the_rest_is(client, settings):
     settings.SECURE_SSL_REDIRECT = True
-    settings.HEALTH_PROBES = {"streams": "notifications.health.account_streams_probe"}
+    settings.HEALTH_PROBES = {"workers": "notifications.tests.test_health.workers_ok"}
     assert client.get("/healthz").status_code == 200
     assert client.get("/").status_code == 301

@@ -278,7 +278,10 @@ def test_the_accounts_panel_and_a_pushed_mark_show_the_live_account_truth(page, 
     expect(block).to_contain_text("stream · connected")
     expect(block).to_contain_text("2 reconnects")
     expect(block.locator("dl.kv dd").first).to_have_text("25,000.00 USDT")
+    expect(block.locator("dl.kv dt").first).to_contain_text("exchange (last reconcile)")
     expect(block.locator("tbody tr")).to_have_count(6)  # one exposure row per symbol held
+    expect(block.locator(".account-head")).to_contain_text("6 open")
+    expect(page.get_by_role("heading", name="Balances & exposure")).to_have_count(0)  # one panel
 
     btc = book.positions["BTC"]
     in_worker(send_now, "positions.marked", {

@@ -1,9 +1,10 @@
-// Live account truth on the dashboard: each account's stream (owner, connection, age of
-// the last message and reconcile), its balance, equity and exposure per symbol with the
+// Live account truth on the dashboard, one block per account: its stream (owner, connection,
+// age of the last message and reconcile), its balance (the exchange's, or starting capital +
+// realised where none was read) in its quote currency, equity, exposure per symbol with the
 // age of the marks behind it; and the marks pushed live onto the open positions.
 
 import { apiFetch } from "./api.js";
-import { fmtAgo, fmtMoney, fmtPrice, fmtQty, fmtTime, h, initialState, signClass, splitSymbol } from "./format.js";
+import { fmtAgo, fmtAmount, fmtPrice, fmtQty, fmtTime, h, initialState, signClass, splitSymbol } from "./format.js";
 import { grossPnl } from "./positions.js";
 
 const REFRESH_MS = 5000;
@@ -64,26 +65,32 @@ function streamLine(account) {
 
 function exposureRows(entry) {
   return entry.exposure.map((s) => h("tr", { class: s.mark_stale ? "stale" : "" },
-    h("td", {}, splitSymbol(s.symbol).pair),
+    h("td", {}, splitSymbol(s.symbol).pair, h("span", { class: "sub" }, `${s.positions} open`)),
     h("td", { class: "num" }, fmtQty(s.net_quantity)),
     h("td", { class: "num", title: s.mark_stale ? "stale mark" : "" },
       fmtPrice(s.mark_price), " ",
       h("span", { class: `faint small${s.mark_stale ? " neg" : ""}` },
         s.mark_age_seconds === null ? "no mark" : `${Math.round(s.mark_age_seconds)}s`)),
-    h("td", { class: "num" }, fmtMoney(s.gross_notional, { signed: false })),
+    h("td", { class: "num" }, fmtAmount(s.gross_notional, "", { signed: false })),
     h("td", { class: "num" }, s.percent_of_equity === null ? "—" : `${s.percent_of_equity}%`)));
 }
 
 function accountBlock(account, entry) {
+  const currency = entry?.currency ?? account.quote_currency;
+  const open = entry ? entry.exposure.reduce((n, s) => n + s.positions, 0) : 0;
   return h("div", { class: "account", dataset: { account: account.name } },
     h("div", { class: "account-head" }, h("strong", {}, account.name),
-      h("span", { class: "faint" }, ` ${account.exchange_id}`)),
+      h("span", { class: "faint small" }, ` ${account.exchange_id}${account.testnet ? " testnet" : ""}`),
+      h("span", { class: "grow" }), h("span", { class: "faint small" }, `${open} open`)),
     h("div", { class: "small" }, streamLine(account)),
-    entry ? h("dl", { class: "kv" },
-      h("dt", {}, "Balance"), h("dd", {}, `${fmtMoney(entry.balance, { signed: false })} ${entry.currency}`),
-      h("dt", {}, "Unrealised"), h("dd", { class: signClass(entry.unrealised_pnl) }, fmtMoney(entry.unrealised_pnl)),
-      h("dt", {}, "Equity"), h("dd", {}, fmtMoney(entry.equity, { signed: false })),
-      h("dt", {}, "Exposure"), h("dd", {}, entry.percent_of_equity === null ? "—" : `${entry.percent_of_equity}% of equity`))
+    entry ? h("dl", { class: "kv tight" },
+      h("dt", {}, "Balance", h("span", { class: "faint small block" }, entry.balance_source)),
+      h("dd", { "data-role": "balance", title: entry.balance_at ? `read ${fmtTime(entry.balance_at)}` : "" },
+        fmtAmount(entry.balance, currency, { signed: false })),
+      h("dt", {}, "Unrealised"), h("dd", { class: signClass(entry.unrealised_pnl) }, fmtAmount(entry.unrealised_pnl, currency)),
+      h("dt", {}, "Equity"), h("dd", {}, fmtAmount(entry.equity, currency, { signed: false })),
+      h("dt", {}, "Exposure"), h("dd", { class: "stacked" }, fmtAmount(entry.gross_notional, currency, { signed: false }),
+        h("span", { class: "faint small block" }, entry.percent_of_equity === null ? "" : `${entry.percent_of_equity}% of equity`)))
       : null,
     entry && entry.exposure.length ? h("table", { class: "data compact" },
       h("thead", {}, h("tr", {}, h("th", {}, "Symbol"), h("th", { class: "num" }, "Net"),
@@ -106,6 +113,15 @@ async function refresh(endpoints) {
   } catch (err) {
     document.getElementById("live-accounts-updated").textContent = `unavailable: ${err.message}`;
   }
+}
+
+let soon = null;
+/** A position opened or closed, a trade closed: read the accounts again (once for a burst). */
+export function reloadAccountsSoon(delayMs = 300) {
+  const { endpoints } = initialState();
+  if (!document.getElementById("live-accounts-panel")) return;
+  clearTimeout(soon);
+  soon = setTimeout(() => refresh(endpoints), delayMs);
 }
 
 export function startAccounts() {

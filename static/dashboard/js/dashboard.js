@@ -10,10 +10,10 @@ import {
 } from "./format.js";
 import { GuardPanel } from "./guard.js";
 import { Freshness } from "./freshness.js";
-import { applyHealthMarks, applyMarks, startAccounts } from "./accounts.js";
+import { applyHealthMarks, applyMarks, reloadAccountsSoon, startAccounts } from "./accounts.js";
 import { bindHaltControls, renderHalt } from "./halt.js";
 import { bindLiveStatus, LiveChannel } from "./live.js";
-import { ClosedTrades, loadAccounts, loadStrategies, ProfitTable } from "./overview.js";
+import { ClosedTrades, loadStrategies, ProfitTable } from "./overview.js";
 import { countdownSeconds, mergeHealth, positionRow, tickClocks } from "./positions.js";
 
 const state = initialState();
@@ -416,13 +416,7 @@ function reloadReports() {
   clearTimeout(reportsReload);
   reportsReload = setTimeout(() => Promise.all([
     loadPerformance(), closedTrades.load(), profitTable.load(), loadStrategies(state, currentPeriod),
-    loadAccounts(state)]), 250);
-}
-
-let accountsReload = null;
-function reloadAccountsSoon() {
-  clearTimeout(accountsReload);
-  accountsReload = setTimeout(() => loadAccounts(state), 500);
+    reloadAccountsSoon(0)]), 250);
 }
 
 async function reloadHalt() {
@@ -432,7 +426,7 @@ async function reloadHalt() {
 /** Everything the page shows, read again (after a reconnect: events may have been missed). */
 function reloadAll() {
   return Promise.all([reloadPositions(), reloadAlerts(), reloadHalt(), loadExecution(), loadPerformance(),
-    closedTrades.load(), profitTable.load(), loadStrategies(state, currentPeriod), loadAccounts(state)]);
+    closedTrades.load(), profitTable.load(), loadStrategies(state, currentPeriod), reloadAccountsSoon(0)]);
 }
 
 // --- live wiring --------------------------------------------------------------------------
@@ -471,12 +465,10 @@ function start() {
   loadStrategies(state, state.periods[0]);
   closedTrades.load();
   profitTable.load();
-  loadAccounts(state);
   loadExecution();
   setInterval(loadExecution, 30000);
   guard.render();
   setInterval(() => guard.reload(), 15000);  // equity and marks move without events
-  setInterval(() => loadAccounts(state), 30000);
   startAccounts();
   setInterval(() => {
     tickClocks($("positions-body").rows, positions);

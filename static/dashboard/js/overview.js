@@ -144,24 +144,3 @@ export async function loadStrategies(state, period) {
   }
 }
 
-// --- balances and exposure ----------------------------------------------------------------------------
-
-export async function loadAccounts(state) {
-  try {
-    const { accounts } = await apiFetch(state.endpoints.accounts);
-    $("accounts-list").replaceChildren(...(accounts.length ? accounts.map((a) => h("div", { class: "account", dataset: { account: a.account } },
-      h("div", { class: "account-head" }, h("strong", {}, a.account),
-        h("span", { class: "faint small" }, a.paper ? "paper" : a.exchange_id), h("span", { class: "grow" }),
-        h("span", { class: "faint small" }, `${a.open_positions} open`)),
-      h("dl", { class: "kv tight" },
-        h("dt", {}, "Balance"), h("dd", { "data-role": "balance" }, fmtAmount(a.balance, a.currency, { signed: false })),
-        h("dt", {}, "Unrealised"), h("dd", { class: signClass(a.unrealised_pnl) }, fmtAmount(a.unrealised_pnl, a.currency)),
-        h("dt", {}, "Equity"), h("dd", {}, fmtAmount(a.equity, a.currency, { signed: false })),
-        h("dt", {}, "Exposure", h("span", { class: "faint small block" },
-          `long ${fmtAmount(a.long_exposure, "", { signed: false })} · short ${fmtAmount(a.short_exposure, "", { signed: false })}`)),
-        h("dd", { class: "stacked" }, fmtAmount(a.gross_exposure, a.currency, { signed: false }),
-          h("span", { class: "faint small block" }, toNumber(a.exposure_percent) === null ? "" : `${fmtPct(a.exposure_percent, { digits: 1 })} of equity`))))) : [h("div", { class: "panel-empty" }, "No exchange accounts.")]));
-  } catch (err) {
-    $("accounts-list").replaceChildren(h("div", { class: "panel-empty" }, `Unavailable: ${err.message}`));
-  }
-}

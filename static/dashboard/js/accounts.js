@@ -65,14 +65,14 @@ function streamLine(account) {
 
 function exposureRows(entry) {
   return entry.exposure.map((s) => h("tr", { class: s.mark_stale ? "stale" : "" },
-    h("td", {}, splitSymbol(s.symbol).pair, h("span", { class: "sub" }, `${s.positions} open`)),
-    h("td", { class: "num" }, fmtQty(s.net_quantity)),
+    h("td", {}, splitSymbol(s.symbol).pair,
+      h("span", { class: "sub" }, `${fmtQty(s.net_quantity)} net · ${s.positions} open`)),
     h("td", { class: "num", title: s.mark_stale ? "stale mark" : "" },
-      fmtPrice(s.mark_price), " ",
-      h("span", { class: `faint small${s.mark_stale ? " neg" : ""}` },
-        s.mark_age_seconds === null ? "no mark" : `${Math.round(s.mark_age_seconds)}s`)),
-    h("td", { class: "num" }, fmtAmount(s.gross_notional, "", { signed: false })),
-    h("td", { class: "num" }, s.percent_of_equity === null ? "—" : `${s.percent_of_equity}%`)));
+      fmtPrice(s.mark_price),
+      h("span", { class: `sub${s.mark_stale ? " neg" : ""}` },
+        s.mark_age_seconds === null ? "no mark" : `${Math.round(s.mark_age_seconds)}s old`)),
+    h("td", { class: "num" }, fmtAmount(s.gross_notional, "", { signed: false }),
+      h("span", { class: "sub" }, s.percent_of_equity === null ? "—" : `${s.percent_of_equity}% eq`))));
 }
 
 function accountBlock(account, entry) {
@@ -93,9 +93,8 @@ function accountBlock(account, entry) {
         h("span", { class: "faint small block" }, entry.percent_of_equity === null ? "" : `${entry.percent_of_equity}% of equity`)))
       : null,
     entry && entry.exposure.length ? h("table", { class: "data compact" },
-      h("thead", {}, h("tr", {}, h("th", {}, "Symbol"), h("th", { class: "num" }, "Net"),
-        h("th", { class: "num" }, "Mark · age"), h("th", { class: "num" }, "Notional"),
-        h("th", { class: "num" }, "% eq"))),
+      h("thead", {}, h("tr", {}, h("th", {}, "Symbol · net"), h("th", { class: "num" }, "Mark · age"),
+        h("th", { class: "num" }, "Notional · % eq"))),
       h("tbody", {}, ...exposureRows(entry))) : null);
 }
 

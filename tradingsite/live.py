@@ -8,8 +8,8 @@ depends on whether this process's channel layer reaches the dashboards:
   platform): to the event loop its websockets live on;
 * the in-memory layer anywhere else (a management command, a shell, a second process
   without Redis): into the live-event outbox, a table that the process serving the
-  dashboards relays to its channel layer every ``live_outbox.RELAY_INTERVAL_SECONDS``
-  (``tradingsite.live_outbox``).
+  dashboards relays to its channel layer as soon as the writer wakes it, at the latest
+  every ``live_outbox.RELAY_INTERVAL_SECONDS`` (``tradingsite.live_outbox``).
 
 So a ``halt_trading`` run from a shell reaches the browser in the embedded default as
 it does with Redis.

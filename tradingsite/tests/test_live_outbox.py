@@ -203,3 +203,55 @@ async def test_events_of_the_serving_process_go_to_its_dashboards_loop(in_memory
     finally:
         await communicator.disconnect()
         await database_sync_to_async(connections.close_all)()
+
+
+# --- waking the relay ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def state_dir(settings, tmp_path):
+    settings.STATE_DIR = tmp_path
+    return tmp_path
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_writer_wakes_the_relay_instead_of_waiting_for_its_poll(
+        in_memory_layer, session_cookie, state_dir, monkeypatch):
+    """With the poll pushed out to a minute, only the wake-up can deliver the event."""
+    communicator = await _connect(session_cookie)
+    try:
+        monkeypatch.setattr(live_outbox, "RELAY_INTERVAL_SECONDS", 60.0)
+        await asyncio.sleep(0.3)  # the relay's first look is over; now it waits on the poll
+        registrations = list((state_dir / "live-relays").glob("*.port"))
+        assert len(registrations) == 1
+        await database_sync_to_async(outbox_write)([("trading.halted", '{"reason": "shell"}')])
+        assert await communicator.receive_json_from(timeout=2) == {
+            "event": "trading.halted", "payload": {"reason": "shell"}}
+    finally:
+        await communicator.disconnect()
+        await database_sync_to_async(connections.close_all)()
+    assert not list((state_dir / "live-relays").glob("*.port"))  # stopped: unregistered
+
+
+def test_waking_tolerates_stale_and_broken_registrations(state_dir):
+    folder = state_dir / "live-relays"
+    folder.mkdir()
+    (folder / "1-1.port").write_text("9")  # nothing listens there
+    (folder / "2-2.port").write_text("not a port")
+    assert live_outbox.relays_wake() == 1
+    assert live_outbox.relays_wake() == 1  # a datagram to nobody is not an error
+
+
+def test_a_starting_relay_forgets_the_registrations_of_dead_processes(state_dir):
+    import os
+    import subprocess
+    import sys
+
+    folder = state_dir / "live-relays"
+    folder.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (folder / f"{gone}-1.port").write_text("9")
+    (folder / f"{os.getpid()}-1.port").write_text("9")
+    live_outbox._forget_dead_relays(folder)
+    assert [entry.name for entry in folder.glob("*.port")] == [f"{os.getpid()}-1.port"]

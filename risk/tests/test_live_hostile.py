@@ -196,3 +196,6 @@ async def test_a_flooding_client_is_limited_then_disconnected(cookie, monkeypatc
     await communicator.send_json_to({"event": "ping"})
     assert await communicator.receive_output(timeout=5) == {"type": "websocket.close",
                                                             "code": 4429}
+    # What the ASGI server does after the app closed a socket: tell it the client is gone (its
+    # dashboard bookkeeping and the outbox relay with its database connection stop then).
+    await communicator.disconnect()

@@ -24,13 +24,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import connections
 from django.db.models import Count, DecimalField, F, Max, Min, Q, Sum
 from django.db.models.functions import Coalesce
 
 from execution.models import Candle, ExchangeAccount, Order, OrderPurpose, OrderStatus
 from guard.models import ScopeKind
 from lifecycle.models import Position, PositionSide, PositionState, Strategy, Trade
+from tradingsite.sql import connection_for, orm_convert, orm_converters
 
 ZERO = Decimal("0")
 _SUM = DecimalField(max_digits=40, decimal_places=12)
@@ -124,32 +124,18 @@ def _market_marks(markets: set[tuple[str, str]], now: datetime
            f"c.symbol = m.symbol AND c.timeframe = m.timeframe AND c.open_time = m.newest")
     marks: dict[tuple[str, str], tuple[Decimal, datetime]] = {}
     # Model instances would cost more than the statement: the ORM's converters on tuples.
-    candles = Candle.objects.raw(sql, [*exchanges, *symbols, now - MARK_LOOKBACK])
-    db = connections[candles.db]
-    convert = {name: _converters(Candle._meta.get_field(name), db)
-               for name in ("open_time", "close")}
+    db = connection_for(Candle)
+    open_time_of, close_of = orm_converters(Candle, ("open_time", "close"), db.alias)
     with db.cursor() as cursor:
         cursor.execute(sql, [*exchanges, *symbols, now - MARK_LOOKBACK])
         rows = cursor.fetchall()
     for _, exchange_id, symbol, timeframe, open_time, close in rows:
-        open_time, close = convert["open_time"](open_time), convert["close"](close)
+        open_time, close = orm_convert(open_time, open_time_of, db), orm_convert(close, close_of, db)
         closed_at = open_time + timedelta(seconds=TIMEFRAME_SECONDS.get(timeframe, 0))
         key = (exchange_id, symbol)
         if key in markets and (key not in marks or closed_at > marks[key][1]):
             marks[key] = (close, closed_at)
     return marks
-
-
-def _converters(field: Any, db: Any) -> Any:
-    """What the ORM would apply to a column of ``field`` read by a raw cursor."""
-    column = field.get_col(field.model._meta.db_table)
-    chain = db.ops.get_db_converters(column) + field.get_db_converters(db)
-
-    def convert(value: Any) -> Any:
-        for converter in chain:
-            value = converter(value, column, db)
-        return value
-    return convert
 
 
 class Book:

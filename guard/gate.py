@@ -39,7 +39,7 @@ from guard.limits import ScopeLimits, scope_limits
 from guard.models import GuardTrip, ReasonCode, ScopeKind, ScopeLedger, TradingScope, TradingState
 from lifecycle.models import Position, PositionSide, PositionState
 from tradingsite.live_config import site_config
-from tradingsite.sql import update_rows
+from tradingsite.sql import orm_convert, orm_converters, update_rows
 
 RATE_WINDOW_SECONDS = 60.0
 MAX_RECENT = 1000  # the bound of maxOrdersPerMinute
@@ -86,22 +86,6 @@ def _ledgers_sql(vendor: str, count: int) -> str:
             f"scope_id IN ({marks}) ORDER BY CASE scope_id {rank} END{lock}")
 
 
-@cache
-def _converters(model: type[Model], names: tuple[str, ...], alias: str
-                ) -> list[tuple[Any, list[Any]]]:
-    """Each column's expression and the converters the ORM would apply to it."""
-    db = connections[alias]
-    order = [f.attname for f in model._meta.concrete_fields]
-    if [name for name in order if name in names] != list(names):
-        raise ValueError(f"columns of {model.__name__} must be given in the model's order")
-    out = []
-    for name in names:
-        field = model._meta.get_field(name)
-        column = field.get_col(model._meta.db_table)
-        out.append((column, db.ops.get_db_converters(column) + field.get_db_converters(db)))
-    return out
-
-
 Part = tuple[type[Model], tuple[str, ...]]
 
 
@@ -117,11 +101,9 @@ def _fetch(parts: tuple[Part, ...], sql: str, params: list[Any]) -> list[list[An
         instances, start = [], 0
         for model, names in parts:
             values = []
-            for value, (column, chain) in zip(row[start:start + len(names)],
-                                              _converters(model, names, db.alias), strict=True):
-                for convert in chain:
-                    value = convert(value, column, db)
-                values.append(value)
+            for value, converter in zip(row[start:start + len(names)],
+                                        orm_converters(model, names, db.alias), strict=True):
+                values.append(orm_convert(value, converter, db))
             instances.append(model.from_db(db.alias, names, values))
             start += len(names)
         out.append(instances)

@@ -50,6 +50,31 @@ def connection_for(model: type[Model]) -> BaseDatabaseWrapper:
     return connections[router.db_for_write(model)]
 
 
+@cache
+def orm_converters(model: type[Model], names: tuple[str, ...], alias: str
+                   ) -> list[tuple[Any, list[Any]]]:
+    """Each column's expression and the converters the ORM would apply to it, for rows read
+    by a raw cursor (``names`` in the model's field order)."""
+    db = connections[alias]
+    order = [f.attname for f in model._meta.concrete_fields]
+    if [name for name in order if name in names] != list(names):
+        raise ValueError(f"columns of {model.__name__} must be given in the model's order")
+    out = []
+    for name in names:
+        field = model._meta.get_field(name)
+        column = field.get_col(model._meta.db_table)
+        out.append((column, db.ops.get_db_converters(column) + field.get_db_converters(db)))
+    return out
+
+
+def orm_convert(value: Any, converter: tuple[Any, list[Any]], db: BaseDatabaseWrapper) -> Any:
+    """``value`` as the ORM would load it, through one column's ``orm_converters`` entry."""
+    column, chain = converter
+    for convert in chain:
+        value = convert(value, column, db)
+    return value
+
+
 # --- single rows -------------------------------------------------------------------------
 
 # This transaction may be acknowledged before its WAL reaches disk.

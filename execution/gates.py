@@ -17,6 +17,7 @@ from typing import Any
 
 from execution import handlers
 from tradingsite.errors import ConflictError, TradingHalted
+from tradingsite.sql import Write
 
 TRADING_HALTED = "TRADING_HALTED"
 
@@ -52,13 +53,14 @@ def order_refused(reason_code: str, message: str, *, scope: str = "",
     return kind(reason_code, message, scope=scope, numbers=numbers)
 
 
-def pretrade_check(order: Any) -> None:
+def pretrade_check(order: Any) -> Write | None:
     """Run every gate on ``order`` (unsaved); ``OrderRefused`` when one refuses.
 
-    Call it inside the transaction that records the order.
+    Call it inside the transaction that records the order, and pass what it returns
+    (the gate's count of the order, if any) to the order's insert as a rider.
     """
     try:
-        handlers.pretrade_gate(order)
+        return handlers.pretrade_gate(order)
     except OrderRefused as refused:
         refused.order = order
         raise

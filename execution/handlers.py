@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from execution.gates import OrderRefused
     from execution.models import Action, ExchangeAccount, Order
     from tradingsite.live_config import OrderExecutionConfig
+    from tradingsite.sql import Write
 
 HOOKS = {
     "order_config": "the orderExecution config an order runs under (its strategy's)",
@@ -41,7 +42,8 @@ HOOKS = {
     "close_action_settle": "the close order of an action ended: settle the action",
     "markets_in_use": "(account, symbol, timeframe) of every market a position is held in",
     "pretrade_gate": "every order before it is recorded (in that transaction): refuse it "
-                     "(execution.gates.OrderRefused) or let it through",
+                     "(execution.gates.OrderRefused) or let it through, with the write "
+                     "that counts it in (tradingsite.sql.Write, run with the order's insert)",
     "order_refusal_store": "keep an order the gate refused, with its reason code and numbers",
 }
 
@@ -147,9 +149,10 @@ def markets_in_use() -> list[tuple[ExchangeAccount, str, str]]:
     return _handler("markets_in_use")()
 
 
-def pretrade_gate(order: Order) -> None:
-    """``OrderRefused`` when the order may not be recorded (``execution.gates``)."""
-    _handler("pretrade_gate")(order)
+def pretrade_gate(order: Order) -> Write | None:
+    """``OrderRefused`` when the order may not be recorded (``execution.gates``); else the
+    gate's write that counts it in (``None``: nothing to count), for the order's insert."""
+    return _handler("pretrade_gate")(order)
 
 
 def order_refusal_store(refused: OrderRefused) -> None:

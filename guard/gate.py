@@ -39,7 +39,7 @@ from guard.limits import ScopeLimits, scope_limits
 from guard.models import GuardTrip, ReasonCode, ScopeKind, ScopeLedger, TradingScope, TradingState
 from lifecycle.models import Position, PositionSide, PositionState
 from tradingsite.live_config import site_config
-from tradingsite.sql import orm_convert, orm_converters, update_rows
+from tradingsite.sql import Write, orm_convert, orm_converters, update_rows_write
 
 RATE_WINDOW_SECONDS = 60.0
 MAX_RECENT = 1000  # the bound of maxOrdersPerMinute
@@ -154,21 +154,25 @@ def reduces_position(order: Any) -> bool:
             and Decimal(order.quantity) <= position.quantity)
 
 
-def gate_order(order: Any) -> None:
-    """Refuse ``order`` (``OrderRefused``) or let it through, counting it where limits count."""
+def gate_order(order: Any) -> Write | None:
+    """Refuse ``order`` (``OrderRefused``) or let it through.
+
+    Where limits count, the order is counted in: the ledgers' new values come back as a
+    ``Write`` that the caller runs with the order's insert (one round trip; the ledgers
+    stay locked until then).
+    """
     scopes, ledgers = order_scopes(order)
     reduces = reduces_position(order)
     binding = max(scopes, key=lambda s: (TradingState.strictness(s.state), -s.level))
     if binding.state != TradingState.ACTIVE and not reduces:
         raise state_refusal(binding, order)
     if reduces:
-        return  # closes go on in every state and are never limited
+        return None  # closes go on in every state and are never limited
     limits = [(scope, scope_limits(scope, strategy=order.strategy)) for scope in scopes]
     decision = _Decision(order, timezone.now(), limits, ledgers)
     decision.check_notional()
     counted = [(scope, lim) for scope, lim in limits if lim.counted]
-    if counted:
-        decision.check_counted(counted)
+    return decision.check_counted(counted) if counted else None
 
 
 def state_refusal(scope: TradingScope, order: Any) -> OrderRefused:
@@ -268,7 +272,7 @@ class _Decision:
 
     # --- counted, under the ledger locks ------------------------------------------------------
 
-    def check_counted(self, counted: list[tuple[TradingScope, ScopeLimits]]) -> None:
+    def check_counted(self, counted: list[tuple[TradingScope, ScopeLimits]]) -> Write:
         ledgers = self.ledgers
         if ledgers is None:
             ids = [scope.pk for scope, _ in counted]
@@ -286,7 +290,7 @@ class _Decision:
                 check.run(step)
         for check in checks:
             check.admit(opens)
-        update_rows(ScopeLedger, LEDGER_FIELDS, [check.row() for check in checks])
+        return update_rows_write(ScopeLedger, LEDGER_FIELDS, [check.row() for check in checks])
 
 
 def _market_price(order: Any) -> Decimal | None:
@@ -432,7 +436,8 @@ class _Counted:
                 or self.limits.max_symbol_exposure_percent is not None)
 
     def row(self) -> tuple[Any, ...]:
-        """``(pk, *LEDGER_FIELDS)``: the decision writes every ledger it holds in one statement."""
+        """``(pk, *LEDGER_FIELDS)``: the decision writes every ledger it holds in one statement
+        (riding in the order's insert)."""
         ledger = self.ledger
         return (ledger.pk, ledger.tracked, ledger.open_positions, ledger.exposure,
                 self.recent[-MAX_RECENT:], ledger.exact_at, ledger.symbol_exposure)

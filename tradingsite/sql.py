@@ -24,9 +24,11 @@ Sets of rows (the timeout pass, the risk check over 10,000 positions):
 * ``update_rows`` / ``insert_rows`` — many rows, each with its own values, in one
   statement: ``UPDATE … FROM unnest(arrays)`` and ``COPY`` on PostgreSQL (array
   literals built directly), one ``executemany`` with the fields' preparation
-  elsewhere. Values must be plain Python values the columns accept (``Decimal``,
-  ``int``, ``str``, ``bool``, aware ``datetime``, ``None``; JSON fields any
-  JSON-serialisable value).
+  elsewhere. ``update_rows_write`` is the same update as a ``Write``, run later or
+  riding in the round trip of an ``insert_row`` (the gate's count of an order).
+  Values must be plain Python values the columns accept (``Decimal``, ``int``,
+  ``str``, ``bool``, aware ``datetime``, ``None``; JSON fields any JSON-serialisable
+  value).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -135,7 +138,7 @@ def _run(db: BaseDatabaseWrapper, sql: str, params: list[Any], *, async_commit: 
 
 
 def insert_row(instance: Model, *, unless: str | None = None,
-               ignore_conflicts: bool = False) -> bool:
+               ignore_conflicts: bool = False, riders: Sequence[Write] = ()) -> bool:
     """INSERT ``instance`` (its primary key is set); False if the ``unless`` query finds a row.
 
     ``unless`` is an SQL query without parameters (``SELECT 1 FROM … WHERE …``):
@@ -143,10 +146,24 @@ def insert_row(instance: Model, *, unless: str | None = None,
     ``ignore_conflicts``: a row that would break a unique constraint is not written
     (False), instead of raising; on PostgreSQL the statement first waits for a
     concurrent transaction that holds the same key, and sees its outcome.
+    ``riders``: writes that belong with this row (the gate's count of it). On
+    PostgreSQL they run in the insert's statement (``WITH … INSERT``: one round trip, and
+    they run even when ``unless`` finds a row); elsewhere each runs just before it.
     """
     db = connection_for(type(instance))
     sql, fields = _insert_sql(type(instance), unless, ignore_conflicts)
-    _, row = _run(db, sql, _prepared(db, instance, fields, add=True), async_commit=False)
+    params = _prepared(db, instance, fields, add=True)
+    riding = []
+    for write in riders:
+        if db.vendor == "postgresql" and not write.many:
+            riding.append(write)
+        else:
+            write_run(write)
+    if riding:
+        sql = "WITH " + ", ".join(f"rider_{i} AS ({w.sql})" for i, w in enumerate(riding)) + (
+            f" {sql}")
+        params = [*(p for w in riding for p in w.params), *params]
+    _, row = _run(db, sql, params, async_commit=False)
     if row is None:
         return False
     instance.pk = row[0]
@@ -264,6 +281,61 @@ def insert_select(model: type[Model], source: QuerySet, columns: Mapping[str, An
 
 # --- sets of rows with values of their own ---------------------------------------------
 
+@dataclass(frozen=True)
+class Write:
+    """A statement prepared now and run later — alone (``write_run``), or riding in the round
+    trip of a row's insert (``insert_row(..., riders=)``). ``many``: one set of parameters
+    per row, run with ``executemany`` (never rides: it runs just before the insert)."""
+
+    model: type[Model]
+    sql: str
+    params: list[Any]
+    many: bool = False
+
+
+@cache
+def _update_rows_sql(model: type[Model], fields: tuple[str, ...], alias: str) -> str:
+    meta = model._meta
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    targets = [meta.get_field(name) for name in fields]
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    if connection.vendor == "postgresql":
+        columns = [meta.pk, *targets]
+        arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in columns)
+        names = ", ".join(quote(field.column) for field in columns)
+        assignments = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in targets)
+        return (f"UPDATE {table} AS t SET {assignments} FROM unnest({arrays}) "
+                f"AS v({names}) WHERE t.{pk} = v.{pk}")
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in targets)
+    return f"UPDATE {table} SET {assignments} WHERE {pk} = %s"
+
+
+def update_rows_write(model: type[Model], fields: Sequence[str], rows: Sequence[Sequence[Any]]
+                      ) -> Write:
+    """``update_rows`` as a ``Write``, to run later (``rows`` must not be empty)."""
+    meta = model._meta
+    connection = connection_for(model)
+    sql = _update_rows_sql(model, tuple(fields), connection.alias)
+    targets = [meta.get_field(name) for name in fields]
+    if connection.vendor == "postgresql":
+        return Write(model, sql, [_pg_array(column, field) for field, column in zip(
+            [meta.pk, *targets], zip(*rows, strict=True), strict=True)])
+    return Write(model, sql, [(*_prepared_values(row[1:], targets, connection),
+                               meta.pk.get_db_prep_save(row[0], connection)) for row in rows],
+                 many=True)
+
+
+def write_run(write: Write) -> int:
+    """Run a ``Write`` now; the number of rows it changed."""
+    with connection_for(write.model).cursor() as cursor:
+        if write.many:
+            cursor.executemany(write.sql, write.params)
+        else:
+            cursor.execute(write.sql, write.params)
+        return cursor.rowcount
+
+
 def update_rows(model: type[Model], fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
     """Set ``fields`` of many rows to per-row values; ``rows`` are ``(pk, value, …)``.
 
@@ -271,27 +343,7 @@ def update_rows(model: type[Model], fields: Sequence[str], rows: Sequence[Sequen
     """
     if not rows:
         return 0
-    meta = model._meta
-    connection = connection_for(model)
-    quote = connection.ops.quote_name
-    targets = [meta.get_field(name) for name in fields]
-    columns = [meta.pk, *targets]
-    table, pk = quote(meta.db_table), quote(meta.pk.column)
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            arrays = ", ".join(f"%s::{field.db_type(connection)}[]" for field in columns)
-            names = ", ".join(quote(field.column) for field in columns)
-            assignments = ", ".join(f"{quote(f.column)} = v.{quote(f.column)}" for f in targets)
-            literals = [_pg_array(column, field) for field, column
-                        in zip(columns, zip(*rows, strict=True), strict=True)]
-            cursor.execute(f"UPDATE {table} AS t SET {assignments} FROM unnest({arrays}) "
-                           f"AS v({names}) WHERE t.{pk} = v.{pk}", literals)
-        else:
-            assignments = ", ".join(f"{quote(f.column)} = %s" for f in targets)
-            cursor.executemany(f"UPDATE {table} SET {assignments} WHERE {pk} = %s",
-                               [(*_prepared_values(row[1:], targets, connection),
-                                 meta.pk.get_db_prep_save(row[0], connection)) for row in rows])
-        return cursor.rowcount
+    return write_run(update_rows_write(model, fields, rows))
 
 
 def insert_rows(model: type[Model], fields: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:

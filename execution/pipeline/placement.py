@@ -89,8 +89,8 @@ def order_submit(*, account: ExchangeAccount, symbol: str, side: str, quantity: 
         # The gate's row locks hold until the order is recorded; inside the caller's
         # transaction this is a savepoint, so a refusal or a duplicate id undoes only it.
         with transaction.atomic():
-            pretrade_check(order)
-            recorded = insert_row(order, unless=guard)
+            counted = pretrade_check(order)
+            recorded = insert_row(order, unless=guard, riders=(counted,) if counted else ())
     except OrderRefused as refused:
         refusal_record(refused)
         raise

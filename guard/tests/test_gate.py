@@ -231,3 +231,66 @@ def test_limits_are_off_by_default(book_strategy):
         entry(book_strategy, quantity="100")
     assert Order.objects.count() == 20
     assert not ScopeLedger.objects.filter(tracked=True).exists()
+
+
+# --- the count of an order rides with its insert -------------------------------------------
+
+def test_an_admitted_entry_is_counted_in_its_insert_statement(book_strategy, limits):
+    """The decision is one locked read; the ledgers' write travels in the order's INSERT
+    on PostgreSQL (one round trip fewer per order), just before it elsewhere."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    limits(maxOpenPositions=10, maxOrdersPerMinute=100, maxExposurePercent=500)
+    entry(book_strategy)
+    guard_evaluate()  # the ledgers counted exactly and each scope's equity known
+    with time_machine.travel(T0, tick=False), CaptureQueriesContext(connection) as queries:
+        second = entry(book_strategy, symbol=ETH, quantity="2", price="2500")
+
+    statements = [q["sql"] for q in queries.captured_queries
+                  if "SAVEPOINT" not in q["sql"].upper()]
+    ledger_updates = [sql for sql in statements if sql.startswith('UPDATE "guard_scopeledger"')]
+    inserts = [sql for sql in statements if 'INSERT INTO "execution_order"' in sql]
+    if connection.vendor == "postgresql":
+        assert ledger_updates == [] and len(inserts) == 1
+        assert inserts[0].startswith('WITH rider_0 AS (UPDATE "guard_scopeledger"')
+        assert len(statements) == 2  # the locked read of scopes and ledgers, the insert
+    else:
+        # executemany (logged as "3 times: UPDATE …") just before the insert
+        assert statements[-2].startswith('3 times: UPDATE "guard_scopeledger"')
+        assert statements[-1].startswith('INSERT INTO "execution_order"')
+        assert ledger_updates == [] and len(inserts) == 1
+    account = ScopeLedger.objects.get(scope__kind="account")
+    assert second.pk is not None
+    assert (account.open_positions, account.exposure) == (2, Decimal("10000"))
+    assert {symbol: Decimal(value) for symbol, value in account.symbol_exposure.items()} == {
+        BTC: Decimal("5000"), ETH: Decimal("5000")}
+    assert len(ScopeLedger.objects.get(scope__kind="global").recent_entries) == 2
+
+
+def test_an_entry_whose_client_order_id_is_taken_counts_nothing(book_strategy, limits,
+                                                                monkeypatch):
+    """Two deliveries of one task race: the second's lookup misses the first's order, the
+    gate admits it, its insert fails on the duplicate id, and the count that rode with the
+    insert is undone with it."""
+    from execution.pipeline import placement
+
+    limits(maxOpenPositions=10, maxOrdersPerMinute=100)
+    first = entry(book_strategy, client_order_id="dup-1")
+    before = {row.scope_id: (row.open_positions, len(row.recent_entries))
+              for row in ScopeLedger.objects.all()}
+    real, calls = placement._recorded_as, []
+
+    def recorded_as(order):  # the first lookup misses (the other delivery had not committed)
+        calls.append(order.client_order_id)
+        return None if len(calls) == 1 else real(order)
+
+    monkeypatch.setattr(placement, "_recorded_as", recorded_as)
+
+    again = entry(book_strategy, client_order_id="dup-1")
+
+    assert again.pk == first.pk and Order.objects.count() == 1
+    assert calls == ["dup-1", "dup-1"]  # looked up again after the duplicate insert failed
+    assert {row.scope_id: (row.open_positions, len(row.recent_entries))
+            for row in ScopeLedger.objects.all()} == before
+    assert before[TradingScope.objects.get(kind="global").pk] == (1, 1)

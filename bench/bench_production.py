@@ -7,8 +7,11 @@ driven by real ``ccxt.bybit``, or the paper exchange inside each worker.
 
 1. **Order placed through the API.** ``POST /api/execution/orders/place`` (token
    auth) → the order row → a task on Redis → a worker → order book, create, fetch →
-   the final write. Latency is from just before the request to the order's
-   ``finalized_at`` (one clock: the same machine), one order at a time; throughput
+   the final write. Latency is from just before the request to the final write of the
+   order (its ``updated_at``, stamped as that statement is prepared, after the fetch
+   that saw the fill and the position's rows; one clock: the same machine), one order
+   at a time. (``finalized_at`` would be short of the truth: it is the create's
+   answer, before the fetch that learned the order was filled.) Throughput
    fires orders from several client threads at once. The raw-ccxt baseline makes the
    same three exchange calls from one process against the same emulator; the
    overhead row is the difference of the medians (zero-latency emulator) and their
@@ -16,8 +19,9 @@ driven by real ``ccxt.bybit``, or the paper exchange inside each worker.
 2. **Close request → close order sent.** A position handed over through the API is
    closed by ``POST /api/lifecycle/positions/<id>/close`` (the operator) or by
    ``position_request_close`` as the timeout pass and the risk monitor call it; the
-   figure is the time to the close order's ``submitted_at`` (claimed for its first
-   attempt, the moment before the request leaves for the exchange).
+   figure is the time to the close order's ``acknowledged_at``: the exchange answered
+   its create, so it was sent (``submitted_at`` is the start of the worker's step, before
+   the order book is read: it would flatter by one round trip).
 
 Runs on its own database (``BENCH_PRODUCTION_DATABASE_URL``, default
 ``postgres://postgres@127.0.0.1:5432/trading_bench_production``) and Redis database
@@ -281,12 +285,13 @@ def _order_final(order_id: int) -> Any:
     from execution.models import Order
 
     order = Order.objects.filter(pk=order_id).only(
-        "status", "created_at", "submitted_at", "finalized_at").first()
+        "status", "created_at", "submitted_at", "finalized_at", "updated_at").first()
     return order if order is not None and order.finalized_at is not None else None
 
 
-# Where an order's time goes: request → row recorded → claimed for sending → final write.
-SEGMENTS = ("request → recorded", "recorded → claimed", "claimed → final")
+# Where an order's time goes: request → row recorded (the order built in the API) → the
+# worker's step begins → the final write (book, create, fetch and the write in between).
+SEGMENTS = ("request → recorded", "recorded → worker's step", "step → final write")
 
 
 def place_latencies(api: Api, strategy: str, count: int) -> tuple[list[float], list[tuple]]:
@@ -303,10 +308,10 @@ def place_latencies(api: Api, strategy: str, count: int) -> tuple[list[float], l
                           what=f"order {order['id']} final")
         if final.status != OrderStatus.FILLED:
             raise RuntimeError(f"order {order['id']} ended {final.status}")
-        latencies.append(_since(started, final.finalized_at))
+        latencies.append(_since(started, final.updated_at))
         recorded = _since(started, final.created_at)
-        claimed = _since(started, final.submitted_at)
-        segments.append((recorded, claimed - recorded, latencies[-1] - claimed))
+        stepped = _since(started, final.submitted_at)
+        segments.append((recorded, stepped - recorded, latencies[-1] - stepped))
     return latencies, segments
 
 
@@ -349,7 +354,7 @@ def place_throughput(api: Api, strategy: str, count: int, clients: int = 8) -> f
     filled = Order.objects.filter(pk__in=ids, status=OrderStatus.FILLED).count()
     if filled != count:
         raise RuntimeError(f"{filled} of {count} orders filled")
-    last = max(Order.objects.filter(pk__in=ids).values_list("finalized_at", flat=True))
+    last = max(Order.objects.filter(pk__in=ids).values_list("updated_at", flat=True))
     return count / (last.timestamp() - started)
 
 
@@ -374,7 +379,7 @@ def raw_ccxt_latencies(base_url: str, count: int) -> list[float]:
 
 
 def close_latencies(api: Api, strategy: Any, count: int, *, operator: bool) -> list[float]:
-    """Close request → close order claimed for sending (ms each), one close at a time."""
+    """Close request → close order acknowledged by the exchange (ms each), one at a time."""
     from django.db import transaction
 
     from execution.models import Order
@@ -397,8 +402,8 @@ def close_latencies(api: Api, strategy: Any, count: int, *, operator: bool) -> l
 
         def sent(pk: int = position["id"]) -> Any:
             return Order.objects.filter(position_id=pk,
-                                        submitted_at__isnull=False).values_list(
-                "submitted_at", flat=True).first()
+                                        acknowledged_at__isnull=False).values_list(
+                "acknowledged_at", flat=True).first()
 
         latencies.append(_since(started, _wait_for(sent, timeout=30,
                                                    what=f"close of {position['id']} sent")))
@@ -489,8 +494,9 @@ def run(quick: bool = False) -> list[dict]:
                                    else "timeout/risk close (service)")
                             p95 = _percentile(closes, 0.95)
                             rows.append({
-                                "workload": f"production: {who} → close order sent, 1 worker, "
-                                            "Bybit emulator", "size": close_count,
+                                "workload": f"production: {who} → close order sent "
+                                            "(create acknowledged), 1 worker, Bybit emulator",
+                                "size": close_count,
                                 "figure": _summary(closes),
                                 "target": f"p95 <= {TARGET_CLOSE_P95_MS:g} ms",
                                 "met": p95 <= TARGET_CLOSE_P95_MS})

@@ -88,9 +88,14 @@ def process_owner() -> str:
 
 
 def lease_seconds(account: ExchangeAccount) -> float:
-    """A third of the account's reconcile interval, 2–20 s: a survivor takes over well
-    within one interval."""
-    return min(max(account.sync_settings().reconcile_interval_seconds / 3, 2.0), 20.0)
+    """The lease of an account's stream (``interval_lease_seconds`` of its reconcile interval)."""
+    return interval_lease_seconds(account.sync_settings().reconcile_interval_seconds)
+
+
+def interval_lease_seconds(reconcile_interval_seconds: float) -> float:
+    """A third of the reconcile interval, 2–20 s: a survivor takes over well within one
+    interval."""
+    return min(max(reconcile_interval_seconds / 3, 2.0), 20.0)
 
 
 # --- the lease ------------------------------------------------------------------------------

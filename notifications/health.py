@@ -165,7 +165,7 @@ def account_streams_probe(timeout: float) -> Probe:
     take-over). Counts and the oldest ages only: no account names, no balances.
     """
     from execution.models import AccountStream, ExchangeAccount
-    from execution.streams import lease_seconds
+    from execution.streams import interval_lease_seconds
 
     now = timezone.now()
     accounts = list(ExchangeAccount.objects.filter(enabled=True))
@@ -183,7 +183,7 @@ def account_streams_probe(timeout: float) -> Probe:
             continue
         connected += stream.connected
         interval = account.sync_settings().reconcile_interval_seconds
-        allowed = 3 * interval + lease_seconds(account)
+        allowed = 3 * interval + interval_lease_seconds(interval)
         reconciled = _age(now, stream.last_reconcile_at)
         if reconciled is None:
             reconciled = _age(now, stream.owner_since)  # still doing its first one

@@ -148,14 +148,16 @@ def insert_row(instance: Model, *, unless: str | None = None,
     concurrent transaction that holds the same key, and sees its outcome.
     ``riders``: writes that belong with this row (the gate's count of it). On
     PostgreSQL they run in the insert's statement (``WITH … INSERT``: one round trip, and
-    they run even when ``unless`` finds a row); elsewhere each runs just before it.
+    they run even when ``unless`` finds a row); elsewhere, or when a router puts one on
+    another database, each runs just before it.
     """
     db = connection_for(type(instance))
     sql, fields = _insert_sql(type(instance), unless, ignore_conflicts)
     params = _prepared(db, instance, fields, add=True)
     riding = []
     for write in riders:
-        if db.vendor == "postgresql" and not write.many:
+        if (db.vendor == "postgresql" and not write.many
+                and connection_for(write.model).alias == db.alias):
             riding.append(write)
         else:
             write_run(write)

@@ -76,3 +76,32 @@ def test_an_async_commit_write_sends_the_setting_and_the_statement_in_one_round_
     with connection.cursor() as cursor:  # the setting ended with that statement
         cursor.execute("SHOW synchronous_commit")
         assert cursor.fetchone()[0] == "on"
+
+
+def test_a_rider_travels_with_the_insert_and_runs_even_when_its_guard_refuses(account):
+    """The gate's count of an order rides in the order's INSERT on PostgreSQL (one
+    statement); elsewhere it runs just before. Either way it runs, guard or not."""
+    from tradingsite.sql import update_rows_write
+
+    first, second = _order(account, client_order_id="o-1"), _order(account, client_order_id="o-2")
+    insert_row(first)
+    insert_row(second)
+    rider = update_rows_write(Order, ("attempts", "last_error"), [(first.pk, 3, "counted"),
+                                                                  (second.pk, 4, "also")])
+    with CaptureQueriesContext(connection) as queries:
+        recorded = insert_row(_order(account, client_order_id="o-3"), riders=(rider,))
+    trading_halt(reason="test", actor="test")
+    rider_again = update_rows_write(Order, ("attempts",), [(first.pk, 5)])
+    refused = insert_row(_order(account, client_order_id="o-4"), unless=trading_halted_sql(),
+                         riders=(rider_again,))
+
+    assert (recorded, refused) == (True, False)
+    assert sorted(Order.objects.values_list("client_order_id", "attempts", "last_error")) == [
+        ("o-1", 5, "counted"), ("o-2", 4, "also"), ("o-3", 0, "")]
+    statements = [q["sql"] for q in queries.captured_queries]
+    if connection.vendor == "postgresql":
+        assert len(statements) == 1 and statements[0].startswith('WITH rider_0 AS (UPDATE ')
+    else:
+        assert len(statements) == 2  # executemany, logged as "2 times: UPDATE …", then the insert
+        assert statements[0].startswith('2 times: UPDATE "execution_order"')
+        assert statements[1].startswith('INSERT INTO "execution_order"')

@@ -342,7 +342,7 @@ def test_the_stop_check_answers_a_request_made_by_shutdown_platform(clock):
 @pytest.fixture
 def fake_runplatform():
     """A process whose command line names runplatform, as ``manage.py runplatform`` does."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "runplatform"])
+    proc = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()", "runplatform"])
     yield proc
     if proc.poll() is None:
         proc.kill()
@@ -366,7 +366,7 @@ def test_shutdown_platform_signals_the_local_runplatform_and_sets_the_flag(
 
 
 def test_shutdown_platform_never_signals_a_process_that_is_not_runplatform(clock, capsys):
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
     try:
         write_json_atomic(pid_path(), {"pid": other.pid, "host": socket.gethostname(),
                                        "started_at": START.isoformat()})

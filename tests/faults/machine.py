@@ -16,11 +16,17 @@ happens to a trading platform:
 - exchange faults: timeouts and dropped replies before and after processing, 5xx and
   429 after processing, truncated replies, processing delayed past the client timeout,
   listings that answer empty (or fail) for N lookups, partial fills, fills during the
-  cancel, orders that stay open.
+  cancel, orders that stay open;
+- the portfolio guard: a run may limit the strategy's open positions and the account's
+  entries per minute, and the operator moves the platform, the account or the strategy
+  to ``REDUCING`` or ``HALTED`` and back. Every entry is admitted or refused exactly as
+  the harness's own count says (the strictest state, the rate, positions held plus
+  entries on their way), and closes and timeouts go on in every state.
 
 After every step the promises hold with their allowances (``operations.invariants``,
-default grace), no position's exit orders filled more than it held, and a client key
-always names the same order. At the end the faults stop, the platform runs until it is
+default grace), no position's exit orders filled more than it held, a client key
+always names the same order, and the strategy holds no more positions (with entries on
+their way) than its limit. At the end the faults stop, the platform runs until it is
 quiet, and every promise must hold with no grace at all, every position be closed, every
 order and action finished.
 
@@ -56,8 +62,11 @@ from hypothesis.stateful import (
 from execution import services
 from execution.exchanges.ccxt_exchange import CcxtExchange, reset_ccxt_clients
 from execution.exchanges.paper import PaperExchange, reset_paper_exchanges
+from execution.gates import OrderRefused
 from execution.models import Action, ActionKind, ActionState, Order, OrderPurpose, OrderStatus
 from execution.pipeline import placement
+from guard.models import TradingState
+from guard.services import scope_get, scope_portfolio_set, scope_state_set
 from lifecycle import close_actions
 from lifecycle.models import Position, PositionState
 from lifecycle.services import position_request_close
@@ -85,6 +94,8 @@ REDELIVERY_DELAY = 10.0  # a killed worker's unacknowledged task comes back afte
 SETTLE_LIMIT = timedelta(minutes=40)
 CRASH_POINTS = ("after_claim", "after_send", "before_close_order", "before_settle",
                 "after_cancel_sent")
+SCOPES = ("global", "account", "strategy")
+RATE_WINDOW = timedelta(seconds=60)  # maxOrdersPerMinute counts the entries of the last minute
 
 
 class WorkerKilled(BaseException):
@@ -256,6 +267,11 @@ class FaultHarness(RuleBasedStateMachine):
         self.last_lookup_fault: datetime | None = None
         self.price = PRICE
         self.writes = 0  # outside events that wrote to the database or the exchange
+        # the guard: the operator's states, the run's limits, the entries it admitted
+        self.states = dict.fromkeys(SCOPES, TradingState.ACTIVE)
+        self.max_open: int | None = None
+        self.max_rate: int | None = None
+        self.admitted: list[datetime] = []
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -315,7 +331,53 @@ class FaultHarness(RuleBasedStateMachine):
                              f"exit orders filled {exits[position.pk]} on the exchange\n"
                              + "\n".join(self.log.lines))
 
+    def _open_positions(self) -> int:
+        """What ``maxOpenPositions`` counts: positions held plus entries on their way."""
+        return (Position.objects.filter(strategy=self.strategy,
+                                        state__in=PositionState.active()).count()
+                + Order.objects.filter(strategy=self.strategy, purpose=OrderPurpose.ENTRY,
+                                       position__isnull=True,
+                                       status__in=OrderStatus.active()).count())
+
+    def _refusals_due(self) -> set[str]:
+        """The reason codes an entry must be refused with now (empty: it must pass)."""
+        binding = max(self.states.values(), key=TradingState.strictness)
+        if binding == TradingState.HALTED:
+            return {"TRADING_HALTED"}
+        if binding == TradingState.REDUCING:
+            return {"REDUCING_ONLY"}
+        due = set()
+        now = timezone.now()
+        if self.max_rate is not None and sum(
+                1 for at in self.admitted if at > now - RATE_WINDOW) >= self.max_rate:
+            due.add("ORDER_RATE")
+        if self.max_open is not None and self._open_positions() >= self.max_open:
+            due.add("MAX_OPEN_POSITIONS")
+        return due
+
+    def _within_limits(self) -> None:
+        if self.max_open is not None and (held := self._open_positions()) > self.max_open:
+            self._broken(f"the strategy holds {held} positions and entries, maxOpenPositions "
+                         f"{self.max_open}\n" + "\n".join(self.log.lines))
+
     # --- what traders, operators and the risk monitor do -----------------------------------
+
+    @initialize(max_open=st.sampled_from([None, 2, 3]), max_rate=st.sampled_from([None, 3]))
+    def guard_limits(self, max_open: int | None, max_rate: int | None) -> None:
+        """The strategy's ``maxOpenPositions`` (its own override) and the account's
+        ``maxOrdersPerMinute`` (the account scope's overrides), or no limits."""
+        if max_open is not None:
+            self.strategy.refresh_from_db()
+            self.strategy.live_trading = {**self.strategy.live_trading,
+                                          "portfolio": {"maxOpenPositions": max_open}}
+            self.strategy.save(update_fields=["live_trading"])
+        if max_rate is not None:
+            scope_portfolio_set(scope=scope_get(f"account:{self.account.name}"),
+                                overrides={"maxOrdersPerMinute": max_rate}, actor="operator",
+                                reason="harness limits")
+        self.max_open, self.max_rate = max_open, max_rate
+        self.log.add(f"limits: maxOpenPositions {max_open}, maxOrdersPerMinute {max_rate}")
+
 
     @initialize(side=st.sampled_from(["buy", "sell"]), lots=st.integers(1, 10),
                 max_retries=st.sampled_from([3, 1, 0]))
@@ -323,7 +385,8 @@ class FaultHarness(RuleBasedStateMachine):
         """Every run trades: it starts with a market entry. Fewer retries of a send whose
         outcome is unknown bring the lookups in doubt sooner (``maxRetries``)."""
         if max_retries != STRATEGY_CONFIG["orderExecution"]["maxRetries"]:
-            self.strategy.live_trading = {**STRATEGY_CONFIG, "orderExecution": {
+            self.strategy.refresh_from_db()
+            self.strategy.live_trading = {**self.strategy.live_trading, "orderExecution": {
                 **STRATEGY_CONFIG["orderExecution"], "maxRetries": max_retries}}
             self.strategy.save(update_fields=["live_trading"])
             self.log.add(f"maxRetries {max_retries}")
@@ -340,9 +403,23 @@ class FaultHarness(RuleBasedStateMachine):
             away = Decimal("0.995") if side == "buy" else Decimal("1.005")
             fields["price"] = (self.price * away).quantize(Decimal("0.1"))
         key = f"entry-{len(self.keys)}" if keyed else None
-        order, created = services.order_request(caller=self.caller, strategy=self.strategy,
-                                                idempotency_key=key, **fields)
+        due = self._refusals_due()
+        try:
+            order, created = services.order_request(caller=self.caller, strategy=self.strategy,
+                                                    idempotency_key=key, **fields)
+        except OrderRefused as refused:
+            if refused.reason_code not in due:
+                self._broken(f"entry refused {refused.reason_code} ({refused}); due: "
+                             f"{sorted(due) or 'none'}\n" + "\n".join(self.log.lines))
+            self.writes += 1  # the refusal is recorded (the key stays free)
+            self.log.add(f"enter {side} {fields['quantity']} refused {refused.reason_code}")
+            self._run_for(then)
+            return
+        if due:
+            self._broken(f"entry {order.client_order_id} admitted; due: {sorted(due)}\n"
+                         + "\n".join(self.log.lines))
         assert created
+        self.admitted.append(timezone.now())
         if key:
             self.keys[key] = (order.pk, fields)
         self.writes += 1
@@ -396,6 +473,19 @@ class FaultHarness(RuleBasedStateMachine):
         self.venue.set_price(self.price)
         self.writes += 1
         self.log.add(f"price {self.price}")
+        self._run_for(then)
+
+    @rule(scope=st.sampled_from(SCOPES), state=st.sampled_from(TradingState.values), then=THEN)
+    def operator_sets_state(self, scope: str, state: str, then: int = 0) -> None:
+        """The operator halts, reduces or re-activates the platform, the account or the
+        strategy; closes and holding-time timeouts must go on whatever the state."""
+        label = {"global": "global", "account": f"account:{self.account.name}",
+                 "strategy": f"strategy:{self.strategy.name}"}[scope]
+        scope_state_set(scope=scope_get(label), state=state, reason="harness operator",
+                        actor="operator")
+        self.states[scope] = state
+        self.writes += 1
+        self.log.add(f"operator sets {label} {state}")
         self._run_for(then)
 
     # --- time ---------------------------------------------------------------------------------
@@ -466,6 +556,7 @@ class FaultHarness(RuleBasedStateMachine):
     @invariant()
     def promises_hold(self) -> None:
         self._promises_hold_now()
+        self._within_limits()
         for key, (order_id, _) in self.keys.items():
             assert Order.objects.filter(pk=order_id).exists(), key
 

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from execution.tests.bybit_emulator import BybitEmulator
+from lifecycle.models import Position, PositionState
 from tests.faults.machine import (
     STATS,
     FaultHarness,
@@ -134,3 +135,57 @@ def test_found_closing_one_side_of_a_symbol_held_both_ways_on_paper(harness):
 
 def test_found_closing_one_side_of_a_symbol_held_both_ways_on_bybit(harness, emulator):
     replay(BybitVenue(emulator), OPPOSITE_POSITIONS)
+
+
+
+# The guard in the harness, step by step: the strategy's limit refuses the entry over it,
+# a halted strategy refuses entries while its position still times out and closes, a
+# reducing account refuses them too, and the account's rate limit counts the last minute.
+def test_the_guard_refuses_and_closes_go_on_in_the_harness(harness):
+    state = machine_on(PaperVenue())()
+    try:
+        state.guard_limits(max_open=2, max_rate=3)
+        state.first_entry(side="buy", lots=1)
+        state.enter(side="buy", lots=2, limit=True, keyed=True)  # rests: an entry on its way
+        state.enter(side="sell", lots=1, limit=False, keyed=True)
+        state.operator_sets_state(scope="strategy", state="HALTED")
+        state.enter(side="buy", lots=1, limit=False, keyed=False)
+        state.time_passes(seconds=150)  # the resting entry expires, the position times out
+        held_while_halted = Position.objects.filter(state__in=PositionState.active()).count()
+        closed_while_halted = list(Position.objects.values_list("state", "close_reason"))
+        state.operator_sets_state(scope="strategy", state="ACTIVE")
+        state.operator_sets_state(scope="account", state="REDUCING")
+        state.enter(side="buy", lots=1, limit=False, keyed=False)
+        state.operator_sets_state(scope="account", state="ACTIVE")
+        state.enter(side="buy", lots=1, limit=False, keyed=True)
+        state.enter(side="sell", lots=1, limit=False, keyed=True)
+        state.a_moment_passes(seconds=5)
+        state.enter(side="buy", lots=1, limit=False, keyed=False)
+        for _ in range(2):
+            state.operator_closes(data=Pick(0), emergency=False, then=5)
+        state.enter(side="buy", lots=1, limit=False, keyed=False)  # the third in 20 s
+        state.enter(side="sell", lots=1, limit=False, keyed=False)
+        state.promises_hold()
+    finally:
+        state.teardown()
+
+    steps = [line.split(" ", 1)[1] for line in state.log.lines]
+    assert [step.split(" → ")[0] for step in steps
+            if step.startswith(("enter", "operator sets", "limits"))] == [
+        "limits: maxOpenPositions 2, maxOrdersPerMinute 3",
+        "enter buy 0.001 market",
+        "enter buy 0.002 limit",
+        "enter sell 0.001 refused MAX_OPEN_POSITIONS",
+        "operator sets strategy:harness HALTED",
+        "enter buy 0.001 refused TRADING_HALTED",
+        "operator sets strategy:harness ACTIVE",
+        "operator sets account:paper-harness REDUCING",
+        "enter buy 0.001 refused REDUCING_ONLY",
+        "operator sets account:paper-harness ACTIVE",
+        "enter buy 0.001 market",
+        "enter sell 0.001 market",
+        "enter buy 0.001 refused MAX_OPEN_POSITIONS",
+        "enter buy 0.001 market",
+        "enter sell 0.001 refused ORDER_RATE",
+    ]
+    assert (held_while_halted, closed_while_halted) == (0, [("CLOSED", "timeout")])

@@ -11,6 +11,9 @@
    the exchange holds no order the database does not.
 5. ``net_positions_match``: per account and symbol, the net quantity of the positions
    held in the database equals the exchange's.
+6. ``trips_held``: a scope the portfolio guard tripped stays at least as strict as the
+   trip set it (``REDUCING`` or ``HALTED``) until an operator re-arms it, and a re-arm
+   names the operator and the reason — never by itself.
 
 The database is read directly, the exchange through its adapter (``fetch_orders``,
 ``fetch_positions`` and, before an order counts as missing, the targeted lookup by
@@ -44,6 +47,7 @@ from execution.exchanges.errors import ExchangeError
 from execution.models import ActionKind, ActionState, ExchangeAccount, Order, OrderPurpose
 from execution.models import OrderStatus as S
 from execution.pipeline import order_config, order_locate, plain
+from guard.models import GuardTrip, TradingState
 from lifecycle.models import Position, PositionState
 from lifecycle.selectors import limits_of, strategy_limits
 from lifecycle.timeouts import close_retry_delay
@@ -56,8 +60,9 @@ CLIENT_IDS_ONCE = "client_ids_once"
 ACTIVE_ORDERS_KNOWN = "active_orders_known"
 FILLS_MATCH = "fills_match"
 NET_POSITIONS_MATCH = "net_positions_match"
+TRIPS_HELD = "trips_held"
 INVARIANTS = (POSITIONS_CLOSED_IN_TIME, CLIENT_IDS_ONCE, ACTIVE_ORDERS_KNOWN, FILLS_MATCH,
-              NET_POSITIONS_MATCH)
+              NET_POSITIONS_MATCH, TRIPS_HELD)
 # Not a promise broken: an exchange that could not be read, so its promises are unchecked.
 EXCHANGE_UNREADABLE = "exchange_unreadable"
 
@@ -476,6 +481,38 @@ def net_positions_match(*, views: list[AccountOnExchange] | None = None,
     return violations
 
 
+# --- 6. a tripped scope stays tripped until an operator re-arms it ---------------------------
+
+def trips_held() -> list[Violation]:
+    """Open trips whose scope is looser than the trip left it; re-arms without an operator.
+
+    The database alone decides (the state is the guard's own); nothing is in flight:
+    the trip and its state are written in one transaction, a re-arm in another.
+    """
+    violations = []
+    for trip in GuardTrip.objects.select_related("scope__account", "scope__strategy").filter(
+            Q(rearmed_at__isnull=True) | Q(rearmed_by="") | Q(rearm_reason="")).order_by("pk"):
+        scope = trip.scope
+        evidence = _evidence(scope=scope.label, trip=trip.pk, code=trip.code,
+                             tripped_at=trip.tripped_at, trip_state=trip.state_after,
+                             state=scope.state, state_by=scope.state_by,
+                             state_since=scope.state_since, rearmed_at=trip.rearmed_at,
+                             rearmed_by=trip.rearmed_by)
+        if trip.rearmed_at is not None:
+            violations.append(Violation(
+                TRIPS_HELD, f"{scope.label} trip {trip.pk}",
+                f"{trip.code} trip re-armed at {trip.rearmed_at:%Y-%m-%d %H:%M:%S} without "
+                f"{'an operator' if not trip.rearmed_by else 'a reason'}", evidence))
+        elif TradingState.strictness(scope.state) < TradingState.strictness(trip.state_after):
+            violations.append(Violation(
+                TRIPS_HELD, f"{scope.label} trip {trip.pk}",
+                f"{trip.code} trip of {trip.tripped_at:%Y-%m-%d %H:%M:%S} set "
+                f"{trip.state_after}, the scope is {scope.state} (set by "
+                f"{scope.state_by or 'unknown'} at {scope.state_since:%H:%M:%S}) and was "
+                "never re-armed", evidence))
+    return violations
+
+
 # --- all of them -------------------------------------------------------------------------------
 
 def check_all(*, now: datetime | None = None, grace: timedelta = GRACE,
@@ -498,6 +535,7 @@ def check_read(views: list[AccountOnExchange], *, now: datetime, grace: timedelt
         ACTIVE_ORDERS_KNOWN: active_orders_known(views=views, now=now, grace=grace),
         FILLS_MATCH: fills_match(views=views, now=now, grace=grace),
         NET_POSITIONS_MATCH: net_positions_match(views=views, now=now, grace=grace),
+        TRIPS_HELD: trips_held(),
     }
     if problems := unreadable(views):
         result[EXCHANGE_UNREADABLE] = problems

@@ -15,6 +15,8 @@ from execution.exchanges.errors import TransientError
 from execution.models import Action, ActionKind, ActionState, Order, OrderStatus
 from execution.pipeline import order_submit
 from execution.services import order_place, run_inline
+from guard.models import GuardTrip, TradingScope
+from guard.services import scope_get, scope_state_set
 from lifecycle.models import Position
 from operations import invariants
 from operations.invariants import (
@@ -24,6 +26,7 @@ from operations.invariants import (
     INVARIANTS,
     POSITIONS_CLOSED_IN_TIME,
     REALERT,
+    TRIPS_HELD,
     UNCHECKED_ALERT,
     Violation,
     active_orders_known,
@@ -33,6 +36,7 @@ from operations.invariants import (
     fills_match,
     net_positions_match,
     positions_closed_in_time,
+    trips_held,
 )
 from operations.tests.conftest import (
     START,
@@ -261,6 +265,57 @@ def test_a_net_position_the_exchange_does_not_hold_is_a_violation_once_no_order_
     assert (found.position_id, entry.position_id) == (position.pk, position.pk)
 
 
+# --- 6. a tripped scope stays tripped until an operator re-arms it ---------------------------
+
+def tripped(label: str, state: str) -> GuardTrip:
+    """``label`` tripped by its daily loss into ``state``, as the evaluation writes it."""
+    scope = scope_get(label)
+    TradingScope.objects.filter(pk=scope.pk).update(
+        state=state, trip_code="DAILY_LOSS", state_by="guard", state_since=START,
+        state_reason="daily loss 210 reached dailyLossLimitAmount 200")
+    return GuardTrip.objects.create(scope=scope, code="DAILY_LOSS", tripped_at=START,
+                                    message="daily loss 210 reached dailyLossLimitAmount 200",
+                                    state_before="ACTIVE", state_after=state)
+
+
+def test_a_tripped_scope_loosened_without_a_re_arm_breaks_the_promise(clock, paper_strategy):
+    trip = tripped("account:paper-recovery", "REDUCING")
+    scope_state_set(scope=scope_get("account:paper-recovery"), state="HALTED",
+                    reason="stricter while we look", actor="alice")
+    assert trips_held() == []  # stricter keeps the trip open, and holds it
+
+    TradingScope.objects.filter(pk=trip.scope_id).update(state="ACTIVE", state_by="sql")
+    [found] = trips_held()
+
+    assert found == Violation(
+        TRIPS_HELD, f"account:paper-recovery trip {trip.pk}",
+        "DAILY_LOSS trip of 2026-03-02 12:00:00 set REDUCING, the scope is ACTIVE (set by sql "
+        "at 12:00:00) and was never re-armed",
+        {"scope": "account:paper-recovery", "trip": trip.pk, "code": "DAILY_LOSS",
+         "tripped_at": "2026-03-02T12:00:00+00:00", "trip_state": "REDUCING",
+         "state": "ACTIVE", "state_by": "sql", "state_since": "2026-03-02T12:00:00+00:00",
+         "rearmed_at": None, "rearmed_by": ""})
+    assert [v.subject for v in check_all()[TRIPS_HELD]] == [found.subject]
+
+
+def test_an_operators_re_arm_keeps_the_promise_and_one_without_an_operator_breaks_it(
+        clock, paper_strategy):
+    platform = tripped("global", "HALTED")
+    account = tripped("account:paper-recovery", "HALTED")
+    scope_state_set(scope=scope_get("global"), state="ACTIVE", reason="loss accepted",
+                    actor="alice")
+    assert trips_held() == []  # the platform re-armed, the account still halted by its trip
+    assert GuardTrip.objects.get(pk=platform.pk).rearmed_by == "alice"
+
+    GuardTrip.objects.filter(pk=account.pk).update(rearmed_at=START)
+    TradingScope.objects.filter(pk=account.scope_id).update(state="ACTIVE", trip_code="")
+    [found] = trips_held()
+
+    assert (found.subject, found.message) == (
+        f"account:paper-recovery trip {account.pk}",
+        "DAILY_LOSS trip re-armed at 2026-03-02 12:00:00 without an operator")
+
+
 # --- all of them --------------------------------------------------------------------------------
 
 def test_a_round_trip_keeps_every_promise(clock, paper_strategy, paper):
@@ -380,7 +435,8 @@ def test_the_command_prints_each_promise_and_exits_1_on_a_violation(clock, overd
         f"  position {overdue.pk}: held past its limit of 240 min (due 2026-03-02 11:59:00), no "
         "close in flight (0 closes so far)",
         "client_ids_once: holds", "active_orders_known: holds", "fills_match: holds",
-        "net_positions_match: holds", "exchange_unreadable: 1 accounts not checked",
+        "net_positions_match: holds", "trips_held: holds",
+        "exchange_unreadable: 1 accounts not checked",
         "  account paper-recovery: not checked: the paper book restarted empty with this "
         "process"]
 
@@ -392,7 +448,8 @@ def test_the_command_exits_0_when_every_promise_holds(clock, paper_strategy, cap
 
     assert capsys.readouterr().out.splitlines() == [
         "positions_closed_in_time: holds", "client_ids_once: holds",
-        "active_orders_known: holds", "fills_match: holds", "net_positions_match: holds"]
+        "active_orders_known: holds", "fills_match: holds", "net_positions_match: holds",
+        "trips_held: holds"]
 
 
 def test_the_command_exits_2_when_an_exchange_could_not_be_read(clock, paper_strategy, capsys,

@@ -573,13 +573,21 @@ class AccountSync:
         return self._publish(list(tickers.values()), at)
 
     def flush_ticks(self) -> int:
-        """Streamed ticks since the last flush become marks (one announcement)."""
+        """Streamed ticks since the last flush become marks (one announcement).
+
+        A write that fails (a database hiccup) keeps them due: the owner's next step
+        writes them, instead of the marks aging until the next tick or REST refresh.
+        """
         dirty, self._dirty = self._dirty, set()
         self._last_flush = time.monotonic()
         tickers = [self._ticks[s][0] for s in sorted(dirty) if s in self._ticks]
         if not tickers:
             return 0
-        return self._publish(tickers, max(self._ticks[t.symbol][1] for t in tickers))
+        try:
+            return self._publish(tickers, max(self._ticks[t.symbol][1] for t in tickers))
+        except Exception:
+            self._dirty |= dirty
+            raise
 
     def _publish(self, tickers: list[Ticker], at: datetime) -> int:
         count = marks_publish(self.account_id, tickers, at)

@@ -27,6 +27,7 @@ from lifecycle.models import Position, PositionFill, PositionSource, PositionSta
 from lifecycle.services import position_open, timeout_pass_run
 from risk.models import RiskAlert
 from tradingsite.testing.factories import ExchangeAccountFactory, StrategyFactory
+from tradingsite.testing.threads import row_beside_writers as fetch
 
 BTC = "BTC/USDT:USDT"
 WAIT = 20.0
@@ -73,10 +74,6 @@ def owner():
     yield start
     for sync in started:
         sync.stop()
-
-
-def fetch(model, pk):
-    return model.objects.get(pk=pk)
 
 
 # --- the stream session itself ------------------------------------------------------------------

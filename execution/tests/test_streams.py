@@ -12,8 +12,11 @@ from decimal import Decimal
 
 import pytest
 import time_machine
+from django.db import OperationalError
+from django.utils import timezone
 
-from execution.exchanges.base import OrderSnapshot
+from execution import streams
+from execution.exchanges.base import OrderSnapshot, Ticker
 from execution.exchanges.paper import paper_exchange_for, reset_paper_exchanges
 from execution.models import AccountStream, Order, OrderPurpose, OrderStatus
 from execution.pipeline import order_submit
@@ -30,6 +33,7 @@ from execution.streams import (
 from lifecycle.models import Position, PositionFill, PositionState
 from lifecycle.services import position_begin_close, position_open
 from tradingsite.testing.factories import ExchangeAccountFactory, StrategyFactory
+from tradingsite.testing.threads import row_beside_writers as fetch
 
 BTC = "BTC/USDT:USDT"
 ETH = "ETH/USDT:USDT"
@@ -70,10 +74,6 @@ def limit_entry(strategy, price: str, quantity: str = "0.5") -> Order:
     step = order_advance(order)
     assert step.order.status == OrderStatus.OPEN, step.order.last_error
     return step.order
-
-
-def fetch(model, pk):
-    return model.objects.get(pk=pk)
 
 
 # --- the lease ------------------------------------------------------------------------------
@@ -245,6 +245,32 @@ def test_streamed_tickers_become_marks_on_the_held_positions(strategy, account, 
     marked = fetch(Position, position.pk)
     assert marked.trough_price == Decimal("48000")
     assert marked.unrealised_pnl() == Decimal("-1000")
+
+
+def test_streamed_ticks_a_failed_flush_could_not_write_are_written_by_the_next(
+        strategy, account, monkeypatch):
+    position = position_open(strategy=strategy, symbol=BTC, side="long",
+                             quantity=Decimal("0.5"), entry_price=Decimal("50000"))
+    sync = AccountSync(account.pk, owner="test:1:paper")
+    timers = {"flush": float("inf")}
+    at = timezone.now()
+    sync._handle(("tickers", [Ticker(BTC, Decimal("47990"), Decimal("48010"), Decimal("48000"))],
+                  at), account, None, timers)
+    publish = streams.marks_publish
+
+    def locked_once(*args):
+        monkeypatch.setattr(streams, "marks_publish", publish)
+        raise OperationalError("database table is locked: lifecycle_position")
+
+    monkeypatch.setattr(streams, "marks_publish", locked_once)
+    with pytest.raises(OperationalError):
+        sync.flush_ticks()  # the owner logs it and steps again a second later
+    assert fetch(Position, position.pk).last_price == Decimal("50000")  # the entry's
+
+    assert sync.flush_ticks() == 1
+    marked = fetch(Position, position.pk)
+    assert (marked.last_price, marked.last_price_at) == (Decimal("48000"), at)
+    assert sync.flush_ticks() == 0  # written once
 
 
 @pytest.mark.django_db(transaction=True)

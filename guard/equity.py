@@ -100,6 +100,15 @@ def _scope_filter(kind: str, target: int | None, *, account: str, strategy: str
     return {}
 
 
+def entry_times(kind: str, target: int | None, *, since: datetime) -> list[float]:
+    """When the scope's entry orders were recorded after ``since`` (epoch s, oldest first):
+    the rate window of a ledger that starts counting (its limit was just set)."""
+    return [at.timestamp() for at in Order.objects.filter(
+        purpose=OrderPurpose.ENTRY, created_at__gt=since,
+        **_scope_filter(kind, target, account="account_id", strategy="strategy_id"))
+        .order_by("created_at").values_list("created_at", flat=True)]
+
+
 # A candle older than this is no mark (a daily candle closes once a day).
 MARK_LOOKBACK = timedelta(days=1)
 

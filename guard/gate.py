@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from execution.gates import OrderRefused, order_refused
 from execution.models import Candle, OrderPurpose, OrderSide
-from guard.equity import plain, scope_figures
+from guard.equity import entry_times, plain, scope_figures
 from guard.limits import ScopeLimits, scope_limits
 from guard.models import GuardTrip, ReasonCode, ScopeKind, ScopeLedger, TradingScope, TradingState
 from lifecycle.models import Position, PositionSide, PositionState
@@ -323,14 +323,21 @@ class _Counted:
         self._equity: Decimal | None = scope.equity
 
     def recount(self) -> None:
-        """Count what the scope holds now (it is locked: nobody adds to it meanwhile)."""
-        figures = scope_figures(self.scope.kind, _target(self.scope), now=self.decision.now)
-        ledger = self.ledger
+        """Count what the scope holds now (it is locked: nobody adds to it meanwhile).
+
+        A ledger that starts counting (a limit was just set) takes its rate window from
+        the entries recorded in the last minute, not only those it counted itself.
+        """
+        now, ledger = self.decision.now, self.ledger
+        figures = scope_figures(self.scope.kind, _target(self.scope), now=now)
+        if not ledger.tracked:
+            self.recent = entry_times(self.scope.kind, _target(self.scope),
+                                      since=now - timedelta(seconds=RATE_WINDOW_SECONDS))
         ledger.open_positions, ledger.exposure = figures.open_positions, figures.exposure
         ledger.symbol_exposure = ({symbol: str(value)
                                    for symbol, value in figures.symbol_exposure.items()}
                                   if self.scope.kind == ScopeKind.ACCOUNT else {})
-        ledger.exact_at, ledger.tracked = self.decision.now, True
+        ledger.exact_at, ledger.tracked = now, True
         if figures.equity is not None and self._equity is None:
             self._equity = figures.equity
         self.recounted = True

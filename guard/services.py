@@ -310,8 +310,10 @@ def guard_evaluate(*, now: datetime | None = None) -> EvaluationResult:
             held = figures.get((scope.kind, _target(scope))) or ScopeFigures()
             symbols = ({symbol: str(value) for symbol, value in held.symbol_exposure.items()}
                        if scope.kind == ScopeKind.ACCOUNT else {})  # the symbol limit's scope
-            rows.append((ledger.pk, scope_limits(scope).counted, held.open_positions,
-                         held.exposure, now, symbols))
+            # the gate starts a ledger's tracking itself (its rate window needs the
+            # entries of the last minute); the count here keeps or ends it
+            rows.append((ledger.pk, ledger.tracked and scope_limits(scope).counted,
+                         held.open_positions, held.exposure, now, symbols))
         update_rows(ScopeLedger, ("tracked", "open_positions", "exposure", "exact_at",
                                   "symbol_exposure"), rows)
     result = EvaluationResult(scopes=len(scopes))

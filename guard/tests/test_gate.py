@@ -142,6 +142,30 @@ def test_order_rate_refuses_the_entry_over_the_rate_and_counts_no_close(book_str
         "ORDER_RATE", 3)
 
 
+@pytest.mark.parametrize("evaluated", [False, True], ids=["gate", "evaluation-between"])
+def test_a_rate_limit_set_mid_minute_counts_the_entries_already_placed(
+        book_strategy, limits, evaluated):
+    """Found by the fault harness: the rate window held only what the gate had counted, so
+    a limit set after two entries let three more through in the same minute."""
+    with time_machine.travel(T0, tick=False) as clock:
+        entry(book_strategy)
+        clock.shift(10)
+        entry(book_strategy)
+        clock.shift(10)
+        limits(maxOrdersPerMinute=3)
+        if evaluated:
+            guard_evaluate()  # the beat's count between the new limit and the next entry
+        allowed = entry(book_strategy)
+        clock.shift(10)
+        refusal = refused(entry, book_strategy)
+        clock.shift(30.5)  # the first entry leaves the window
+        again = entry(book_strategy)
+
+    assert allowed.pk is not None and again.pk is not None
+    assert (refusal.reason_code, refusal.numbers) == (
+        "ORDER_RATE", {"entries_last_minute": 3, "limit": 3, "retry_after_seconds": 30.0})
+
+
 def test_open_positions_count_held_positions_and_entries_on_their_way(book_strategy, limits):
     limits(maxOpenPositions=3)
     positions = held(book_strategy, 2)

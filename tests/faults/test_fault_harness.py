@@ -138,6 +138,27 @@ def test_found_closing_one_side_of_a_symbol_held_both_ways_on_bybit(harness, emu
 
 
 
+# The account's maxOrdersPerMinute 3 set after the run's first entry: the gate's rate window
+# held only the entries it had counted itself, so a fourth entry went through within the
+# minute. A ledger that starts counting now takes the entries of the last minute from the
+# database (``guard.gate._Counted.recount``).
+RATE_LIMIT_SET_MID_MINUTE = [
+    ("first_entry", {"side": "buy", "lots": 5, "max_retries": 3}),
+    ("guard_limits", {"max_open": None, "max_rate": 3}),
+    ("a_moment_passes", {"seconds": 1}),
+    ("enter", {"keyed": True, "limit": False, "lots": 7, "side": "buy", "then": 1}),
+    *[("a_moment_passes", {"seconds": 1})] * 3,
+    ("enter", {"keyed": False, "limit": False, "lots": 1, "side": "buy", "then": 0}),
+    ("a_task_is_delivered_twice", {"data": Pick(where=lambda m: m.short_name == "drive_order")}),
+    *[("a_moment_passes", {"seconds": 1})] * 2,
+    ("enter", {"keyed": False, "limit": False, "lots": 1, "side": "buy", "then": 0}),
+]
+
+
+def test_found_a_rate_limit_set_mid_minute_on_paper(harness):
+    replay(PaperVenue(), RATE_LIMIT_SET_MID_MINUTE)
+
+
 # The guard in the harness, step by step: the strategy's limit refuses the entry over it,
 # a halted strategy refuses entries while its position still times out and closes, a
 # reducing account refuses them too, and the account's rate limit counts the last minute.

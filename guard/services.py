@@ -26,7 +26,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from execution.gates import OrderRefused
-from execution.models import ActionKind, ExchangeAccount
+from execution.models import ActionKind, ExchangeAccount, Order, OrderPurpose, OrderStatus
+from execution.services import order_request_cancel
 from guard.equity import Book, ScopeFigures, plain
 from guard.limits import ScopeLimits, account_portfolio_validate, scope_limits
 from guard.models import (
@@ -275,11 +276,13 @@ class EvaluationResult:
     scopes: int = 0
     trips: list[str] = field(default_factory=list)
     closes_requested: int = 0
+    entries_cancelled: int = 0
     equity: Decimal | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"scopes": self.scopes, "trips": self.trips,
                 "closes_requested": self.closes_requested,
+                "entries_cancelled": self.entries_cancelled,
                 "equity": None if self.equity is None else str(self.equity)}
 
 
@@ -335,7 +338,7 @@ def guard_evaluate(*, now: datetime | None = None) -> EvaluationResult:
         update_rows(TradingScope, EQUITY_FIELDS,
                     [(scope.pk, *(getattr(scope, name) for name in EQUITY_FIELDS))
                      for scope in evaluated])
-    result.closes_requested = trip_closes_request()
+    result.closes_requested, result.entries_cancelled = trip_closes_request()
     return result
 
 
@@ -444,13 +447,32 @@ def _scope_positions(scope: TradingScope) -> Any:
     return held
 
 
-def trip_closes_request() -> int:
-    """Queue the closes of open trips with ``closeAllOnTrip`` (resumable: a worker that died
-    half-way is followed by the next evaluation; a close already open stands)."""
-    queued = 0
+def _scope_resting_entries(scope: TradingScope) -> Any:
+    entries = Order.objects.filter(purpose=OrderPurpose.ENTRY, status__in=[
+        status for status in OrderStatus.active() if status != OrderStatus.CANCELLING])
+    if scope.kind == ScopeKind.ACCOUNT:
+        return entries.filter(account_id=scope.account_id)
+    if scope.kind == ScopeKind.STRATEGY:
+        return entries.filter(strategy_id=scope.strategy_id)
+    return entries
+
+
+def trip_closes_request() -> tuple[int, int]:
+    """Queue, for open trips with ``closeAllOnTrip``, the cancel of every entry order still
+    on its way (one that filled later would open a position in the tripped scope), then
+    the close of every position; ``(closes, cancels)`` queued. Resumable: a worker that
+    died half-way is followed by the next evaluation; a close or cancel already open stands.
+    """
+    queued = cancelled = 0
     for trip in GuardTrip.objects.filter(rearmed_at__isnull=True, close_all=True,
                                          closes_requested_at__isnull=True).select_related(
             "scope__account", "scope__strategy"):
+        for order in _scope_resting_entries(trip.scope).order_by("id"):
+            try:
+                _, created = order_request_cancel(order, actor=GUARD_ACTOR)
+            except InvalidStateTransition:
+                continue  # ended meanwhile
+            cancelled += created
         count = 0
         for position in _scope_positions(trip.scope).order_by("id"):
             try:
@@ -464,5 +486,5 @@ def trip_closes_request() -> int:
         GuardTrip.objects.filter(pk=trip.pk, closes_requested_at__isnull=True).update(
             closes_requested_at=timezone.now(), closes_requested=count)
         queued += count
-    return queued
+    return queued, cancelled
 

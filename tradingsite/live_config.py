@@ -212,7 +212,8 @@ class PortfolioConfig:
     on_trip: str = field(default="HALTED", metadata=_choice(
         "REDUCING", "HALTED", doc="State a tripped scope moves to (closes go on in both)."))
     close_all_on_trip: bool = field(default=False, metadata=_switch(
-        "Emergency-close every position of a tripped scope through the action queue."))
+        "Cancel the entry orders still on their way and emergency-close every position of a "
+        "tripped scope, through the action queue."))
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ import time_machine
 
 from execution.gates import OrderRefused
 from execution.models import Action, ActionKind
+from execution.pipeline import order_submit
 from guard.models import GuardTrip, TradingScope
 from guard.services import guard_evaluate, scope_get, scope_portfolio_set, scope_state_set
-from guard.tests.conftest import close_of, entry, held
+from guard.tests.conftest import BTC, close_of, entry, held
 from lifecycle.models import Position
 from risk.models import RiskAlert
 from tradingsite.models import AuditEvent, PlatformState
@@ -221,6 +222,38 @@ def test_close_all_on_trip_closes_every_position_of_the_tripped_account_only(
     assert (trip.closes_requested, trip.closes_requested_at is not None) == (2, True)
     assert guard_evaluate().closes_requested == 0  # requested once per trip
     assert not Action.objects.filter(position=untouched).exists()
+
+
+def resting_entry(strategy):
+    return order_submit(account=strategy.account, strategy=strategy, symbol=BTC, side="buy",
+                        quantity=Decimal("0.01"), order_type="limit", price=Decimal("49000"))
+
+
+def test_close_all_on_trip_cancels_the_tripped_accounts_resting_entries(
+        book_strategy, limits, clock):
+    """Flat means no position and none on its way: a resting entry that filled after the
+    close-all would open a position in a tripped scope."""
+    scope_portfolio_set(scope=scope_get("account:guarded"), actor="alice", reason="tighter",
+                        overrides={"dailyLossLimitAmount": 100, "closeAllOnTrip": True})
+    [losing] = held(book_strategy, quantity=Decimal("1"), entry_price=Decimal("1000"),
+                    last_price=Decimal("1000"))
+    resting = resting_entry(book_strategy)
+    elsewhere = StrategyFactory(name="elsewhere", account=ExchangeAccountFactory(
+        name="elsewhere", starting_capital=Decimal("1000000")))
+    untouched = resting_entry(elsewhere)
+    guard_evaluate()
+    mark(losing, "850")
+
+    result = guard_evaluate()
+
+    assert (result.closes_requested, result.entries_cancelled) == (1, 1)
+    assert sorted((a.kind, a.position_id, a.order_id, a.requested_by)
+                  for a in Action.objects.all()) == [
+        (ActionKind.CANCEL_ORDER, None, resting.pk, "guard"),
+        (ActionKind.EMERGENCY_CLOSE, losing.pk, None, "guard")]
+    assert guard_evaluate().entries_cancelled == 0  # once per trip
+    assert not Action.objects.filter(order=untouched).exists()
+    assert AuditEvent.objects.filter(action="order.cancel_request", actor="guard").count() == 1
 
 
 def test_a_close_all_interrupted_half_way_is_finished_by_the_next_evaluation(

@@ -17,11 +17,13 @@ happens to a trading platform:
   429 after processing, truncated replies, processing delayed past the client timeout,
   listings that answer empty (or fail) for N lookups, partial fills, fills during the
   cancel, orders that stay open;
-- the portfolio guard: a run may limit the strategy's open positions and the account's
-  entries per minute, and the operator moves the platform, the account or the strategy
-  to ``REDUCING`` or ``HALTED`` and back. Every entry is admitted or refused exactly as
-  the harness's own count says (the strictest state, the rate, positions held plus
-  entries on their way), and closes and timeouts go on in every state.
+- the portfolio guard: a run may limit the strategy's open positions, the account's
+  entries per minute and its daily loss (a trip to ``REDUCING`` or ``HALTED``, with or
+  without closing every position), and the operator moves the platform, the account or
+  the strategy to ``REDUCING`` or ``HALTED`` and back (re-arming a trip). Every entry is
+  admitted or refused exactly as the harness's own count says (the strictest state and
+  its trip, the rate, positions held plus entries on their way), and closes, timeouts
+  and a trip's close-all go on in every state.
 
 After every step the promises hold with their allowances (``operations.invariants``,
 default grace), no position's exit orders filled more than it held, a client key
@@ -60,11 +62,13 @@ from hypothesis.stateful import (
 )
 
 from execution import services
+from execution.exchanges.base import Ticker
 from execution.exchanges.ccxt_exchange import CcxtExchange, reset_ccxt_clients
 from execution.exchanges.paper import PaperExchange, reset_paper_exchanges
 from execution.gates import OrderRefused
 from execution.models import Action, ActionKind, ActionState, Order, OrderPurpose, OrderStatus
 from execution.pipeline import placement
+from execution.streams import marks_publish
 from guard.models import TradingState
 from guard.services import scope_get, scope_portfolio_set, scope_state_set
 from lifecycle import close_actions
@@ -86,7 +90,7 @@ STRATEGY_CONFIG = {
                        "actionLeaseSeconds": 15},
 }
 BEAT = {"lifecycle.tasks.check_timeouts": 15, "execution.tasks.sweep_actions": 5,
-        "execution.tasks.sweep_order_timeouts": 5}
+        "execution.tasks.sweep_order_timeouts": 5, "guard.tasks.evaluate": 5}
 CHECK_EVERY = timedelta(seconds=15)  # the promises are checked at least this often
 LOOKUP_FAULT_COOLDOWN = timedelta(minutes=2)
 THEN = st.sampled_from([0, 1, 5])  # seconds the platform runs after an outside event
@@ -267,8 +271,7 @@ class FaultHarness(RuleBasedStateMachine):
         self.last_lookup_fault: datetime | None = None
         self.price = PRICE
         self.writes = 0  # outside events that wrote to the database or the exchange
-        # the guard: the operator's states, the run's limits, the entries it admitted
-        self.states = dict.fromkeys(SCOPES, TradingState.ACTIVE)
+        # the guard: the run's limits and the entries it admitted
         self.max_open: int | None = None
         self.max_rate: int | None = None
         self.admitted: list[datetime] = []
@@ -339,13 +342,20 @@ class FaultHarness(RuleBasedStateMachine):
                                        position__isnull=True,
                                        status__in=OrderStatus.active()).count())
 
+    def _label(self, scope: str) -> str:
+        return {"global": "global", "account": f"account:{self.account.name}",
+                "strategy": f"strategy:{self.strategy.name}"}[scope]
+
     def _refusals_due(self) -> set[str]:
-        """The reason codes an entry must be refused with now (empty: it must pass)."""
-        binding = max(self.states.values(), key=TradingState.strictness)
-        if binding == TradingState.HALTED:
-            return {"TRADING_HALTED"}
-        if binding == TradingState.REDUCING:
-            return {"REDUCING_ONLY"}
+        """The reason codes an entry must be refused with now (empty: it must pass): the
+        strictest state of its scopes (the platform's first) with its trip's code, else
+        each counted limit it meets."""
+        scopes = [scope_get(self._label(scope)) for scope in SCOPES]
+        binding = max(scopes, key=lambda scope: (TradingState.strictness(scope.state),
+                                                 -scope.level))
+        if binding.state != TradingState.ACTIVE:
+            return {binding.trip_code or ("TRADING_HALTED" if binding.state == TradingState.HALTED
+                                          else "REDUCING_ONLY")}
         due = set()
         now = timezone.now()
         if self.max_rate is not None and sum(
@@ -362,21 +372,36 @@ class FaultHarness(RuleBasedStateMachine):
 
     # --- what traders, operators and the risk monitor do -----------------------------------
 
-    @initialize(max_open=st.sampled_from([None, 2, 3]), max_rate=st.sampled_from([None, 3]))
-    def guard_limits(self, max_open: int | None, max_rate: int | None) -> None:
-        """The strategy's ``maxOpenPositions`` (its own override) and the account's
-        ``maxOrdersPerMinute`` (the account scope's overrides), or no limits."""
+    @initialize(max_open=st.sampled_from([None, 2, 3]), max_rate=st.sampled_from([None, 3]),
+                daily_loss=st.sampled_from([None, 1]),
+                on_trip=st.sampled_from([TradingState.REDUCING, TradingState.HALTED]),
+                close_all=st.booleans())
+    def guard_limits(self, max_open: int | None, max_rate: int | None,
+                     daily_loss: int | None = None, on_trip: str = TradingState.HALTED,
+                     close_all: bool = False) -> None:
+        """The strategy's ``maxOpenPositions`` (its own override); the account's
+        ``maxOrdersPerMinute`` and ``dailyLossLimitAmount`` in USDT (a few fees, or a
+        small move against a position, trip it) with its ``onTrip`` and ``closeAllOnTrip``
+        (the account scope's overrides); or no limits."""
         if max_open is not None:
             self.strategy.refresh_from_db()
             self.strategy.live_trading = {**self.strategy.live_trading,
                                           "portfolio": {"maxOpenPositions": max_open}}
             self.strategy.save(update_fields=["live_trading"])
+        overrides: dict[str, Any] = {}
         if max_rate is not None:
-            scope_portfolio_set(scope=scope_get(f"account:{self.account.name}"),
-                                overrides={"maxOrdersPerMinute": max_rate}, actor="operator",
-                                reason="harness limits")
+            overrides["maxOrdersPerMinute"] = max_rate
+        if daily_loss is not None:
+            overrides.update(dailyLossLimitAmount=daily_loss, onTrip=on_trip,
+                             closeAllOnTrip=close_all)
+        if overrides:
+            scope_portfolio_set(scope=scope_get(self._label("account")), overrides=overrides,
+                                actor="operator", reason="harness limits")
         self.max_open, self.max_rate = max_open, max_rate
-        self.log.add(f"limits: maxOpenPositions {max_open}, maxOrdersPerMinute {max_rate}")
+        trips = (f", dailyLossLimitAmount {daily_loss} → {on_trip}"
+                 f"{' closing all' if close_all else ''}" if daily_loss is not None else "")
+        self.log.add(f"limits: maxOpenPositions {max_open}, maxOrdersPerMinute {max_rate}"
+                     + trips)
 
 
     @initialize(side=st.sampled_from(["buy", "sell"]), lots=st.integers(1, 10),
@@ -469,8 +494,11 @@ class FaultHarness(RuleBasedStateMachine):
 
     @rule(percent=st.sampled_from([-1, 1]), then=THEN)
     def price_moves(self, percent: int, then: int = 0) -> None:
+        """The market moves; the account's stream owner publishes the mark (the held
+        positions' unrealised PnL, which the guard's daily loss counts)."""
         self.price = (self.price * (1 + Decimal(percent) / 100)).quantize(Decimal("0.1"))
         self.venue.set_price(self.price)
+        marks_publish(self.account.pk, [Ticker(SYMBOL, None, None, self.price)], timezone.now())
         self.writes += 1
         self.log.add(f"price {self.price}")
         self._run_for(then)
@@ -478,14 +506,15 @@ class FaultHarness(RuleBasedStateMachine):
     @rule(scope=st.sampled_from(SCOPES), state=st.sampled_from(TradingState.values), then=THEN)
     def operator_sets_state(self, scope: str, state: str, then: int = 0) -> None:
         """The operator halts, reduces or re-activates the platform, the account or the
-        strategy; closes and holding-time timeouts must go on whatever the state."""
-        label = {"global": "global", "account": f"account:{self.account.name}",
-                 "strategy": f"strategy:{self.strategy.name}"}[scope]
+        strategy (ACTIVE or REDUCING re-arms a trip); closes and holding-time timeouts must
+        go on whatever the state."""
+        label = self._label(scope)
+        tripped = scope_get(label).trip_code
         scope_state_set(scope=scope_get(label), state=state, reason="harness operator",
                         actor="operator")
-        self.states[scope] = state
         self.writes += 1
-        self.log.add(f"operator sets {label} {state}")
+        self.log.add(f"operator sets {label} {state}"
+                     + (f" ({tripped} trip)" if tripped else ""))
         self._run_for(then)
 
     # --- time ---------------------------------------------------------------------------------

@@ -10,12 +10,16 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
+from execution.models import Order
 from execution.tests.bybit_emulator import BybitEmulator
+from guard.models import GuardTrip
+from guard.services import scope_get
 from lifecycle.models import Position, PositionState
 from tests.faults.machine import (
     STATS,
@@ -210,3 +214,40 @@ def test_the_guard_refuses_and_closes_go_on_in_the_harness(harness):
         "enter sell 0.001 refused ORDER_RATE",
     ]
     assert (held_while_halted, closed_while_halted) == (0, [("CLOSED", "timeout")])
+
+
+def test_a_trip_closes_every_position_and_holds_until_re_armed_in_the_harness(harness):
+    state = machine_on(PaperVenue())()
+    try:
+        state.guard_limits(max_open=None, max_rate=None, daily_loss=1, on_trip="REDUCING",
+                           close_all=True)
+        state.first_entry(side="buy", lots=10)
+        state.enter(side="sell", lots=2, limit=True, keyed=False)  # rests above the market
+        state.a_moment_passes(seconds=5)  # the day's starting equity is counted
+        state.price_moves(percent=-1, then=5)  # 0.01 BTC 500 lower: −5 USDT, the limit is 1
+        trip = GuardTrip.objects.get()
+        held_after_trip = Position.objects.filter(state__in=PositionState.active()).count()
+        resting_after_trip = list(Order.objects.filter(order_type="limit").values_list(
+            "status", "filled_quantity"))
+        state.enter(side="buy", lots=1, limit=False, keyed=False)
+        state.time_passes(seconds=60)
+        still_tripped = scope_get("account:paper-harness").state
+        state.operator_sets_state(scope="account", state="ACTIVE")
+        state.enter(side="buy", lots=1, limit=False, keyed=False)
+        state.promises_hold()
+        trip.refresh_from_db()
+    finally:
+        state.teardown()
+
+    steps = [line.split(" ", 1)[1].split(" → ")[0] for line in state.log.lines]
+    assert [step for step in steps if step.startswith(("enter", "operator sets"))] == [
+        "enter buy 0.010 market",
+        "enter sell 0.002 limit",
+        "enter buy 0.001 refused DAILY_LOSS",
+        "operator sets account:paper-harness ACTIVE (DAILY_LOSS trip)",
+        "enter buy 0.001 market",
+    ]
+    assert (trip.code, trip.state_after, trip.close_all, trip.closes_requested) == (
+        "DAILY_LOSS", "REDUCING", True, 1)
+    assert (held_after_trip, still_tripped, trip.rearmed_by) == (0, "REDUCING", "operator")
+    assert resting_after_trip == [("cancelled", Decimal("0"))]  # flat: nothing on its way

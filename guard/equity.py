@@ -91,8 +91,9 @@ class _Pending:
     notional: Decimal
 
 
-def _scope_filter(kind: str, target: int | None, *, account: str, strategy: str
-                  ) -> dict[str, Any]:
+def scope_filter(kind: str, target: int | None, *, account: str, strategy: str
+                 ) -> dict[str, Any]:
+    """The filter of a scope's rows: ``account``/``strategy`` name the lookups to its target."""
     if kind == ScopeKind.ACCOUNT:
         return {account: target}
     if kind == ScopeKind.STRATEGY:
@@ -105,7 +106,7 @@ def entry_times(kind: str, target: int | None, *, since: datetime) -> list[float
     the rate window of a ledger that starts counting (its limit was just set)."""
     return [at.timestamp() for at in Order.objects.filter(
         purpose=OrderPurpose.ENTRY, created_at__gt=since,
-        **_scope_filter(kind, target, account="account_id", strategy="strategy_id"))
+        **scope_filter(kind, target, account="account_id", strategy="strategy_id"))
         .order_by("created_at").values_list("created_at", flat=True)]
 
 
@@ -153,7 +154,7 @@ class Book:
     def __init__(self, *, kind: str = ScopeKind.GLOBAL, target: int | None = None,
                  now: datetime) -> None:
         self.kind, self.target, self.now = kind, target, now
-        self.accounts = {row["id"]: row for row in ExchangeAccount.objects.filter(**_scope_filter(
+        self.accounts = {row["id"]: row for row in ExchangeAccount.objects.filter(**scope_filter(
             kind, target, account="id", strategy="strategies__id")).values(
             "id", "exchange_id", "starting_capital")}
         held, pending = self._held_rows(), self._pending_rows()
@@ -169,7 +170,7 @@ class Book:
         strategy (grouping by it would join and sort every position: a third of the time)."""
         rows = list(Position.objects.filter(
             state__in=PositionState.active(),
-            **_scope_filter(self.kind, self.target, account="strategy__account_id",
+            **scope_filter(self.kind, self.target, account="strategy__account_id",
                             strategy="strategy_id"))
             .values("strategy_id", "symbol", "side")
             .annotate(count=Count("id"), held=Sum("quantity"),
@@ -216,7 +217,7 @@ class Book:
         return list(Order.objects.filter(
             status__in=OrderStatus.active(), purpose=OrderPurpose.ENTRY, position__isnull=True,
             strategy__isnull=False,
-            **_scope_filter(self.kind, self.target, account="account_id",
+            **scope_filter(self.kind, self.target, account="account_id",
                             strategy="strategy_id"))
             .values("account_id", "strategy_id", "symbol")
             .annotate(count=Count("id"),
@@ -241,7 +242,7 @@ class Book:
         return mark[0] if mark else None
 
     def _load_realised(self) -> dict[int, Decimal]:
-        trades = Trade.objects.filter(**_scope_filter(
+        trades = Trade.objects.filter(**scope_filter(
             self.kind, self.target, account="strategy__account_id", strategy="strategy_id"))
         return {row["strategy__account_id"]: row["pnl"] or ZERO for row in trades.values(
             "strategy__account_id").annotate(pnl=Sum("pnl")).order_by()}

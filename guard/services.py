@@ -28,7 +28,7 @@ from django.utils import timezone
 from execution.gates import OrderRefused
 from execution.models import ActionKind, ExchangeAccount, Order, OrderPurpose, OrderStatus
 from execution.services import order_request_cancel
-from guard.equity import Book, ScopeFigures, plain
+from guard.equity import Book, ScopeFigures, plain, scope_filter
 from guard.limits import ScopeLimits, account_portfolio_validate, scope_limits
 from guard.models import (
     GuardTrip,
@@ -439,22 +439,15 @@ def _after_trip(scope: TradingScope, trip: GuardTrip) -> None:
 
 
 def _scope_positions(scope: TradingScope) -> Any:
-    held = Position.objects.filter(state__in=PositionState.holding())
-    if scope.kind == ScopeKind.ACCOUNT:
-        return held.filter(strategy__account_id=scope.account_id)
-    if scope.kind == ScopeKind.STRATEGY:
-        return held.filter(strategy_id=scope.strategy_id)
-    return held
+    return Position.objects.filter(state__in=PositionState.holding(), **scope_filter(
+        scope.kind, _target(scope), account="strategy__account_id", strategy="strategy_id"))
 
 
 def _scope_resting_entries(scope: TradingScope) -> Any:
-    entries = Order.objects.filter(purpose=OrderPurpose.ENTRY, status__in=[
-        status for status in OrderStatus.active() if status != OrderStatus.CANCELLING])
-    if scope.kind == ScopeKind.ACCOUNT:
-        return entries.filter(account_id=scope.account_id)
-    if scope.kind == ScopeKind.STRATEGY:
-        return entries.filter(strategy_id=scope.strategy_id)
-    return entries
+    return Order.objects.filter(
+        purpose=OrderPurpose.ENTRY, status__in=[
+            status for status in OrderStatus.active() if status != OrderStatus.CANCELLING],
+        **scope_filter(scope.kind, _target(scope), account="account_id", strategy="strategy_id"))
 
 
 def trip_closes_request() -> tuple[int, int]:

@@ -403,7 +403,6 @@ class FaultHarness(RuleBasedStateMachine):
         self.log.add(f"limits: maxOpenPositions {max_open}, maxOrdersPerMinute {max_rate}"
                      + trips)
 
-
     @initialize(side=st.sampled_from(["buy", "sell"]), lots=st.integers(1, 10),
                 max_retries=st.sampled_from([3, 1, 0]))
     def first_entry(self, side: str, lots: int, max_retries: int = 3) -> None:
@@ -508,12 +507,11 @@ class FaultHarness(RuleBasedStateMachine):
         """The operator halts, reduces or re-activates the platform, the account or the
         strategy (ACTIVE or REDUCING re-arms a trip); closes and holding-time timeouts must
         go on whatever the state."""
-        label = self._label(scope)
-        tripped = scope_get(label).trip_code
-        scope_state_set(scope=scope_get(label), state=state, reason="harness operator",
-                        actor="operator")
+        row = scope_get(self._label(scope))
+        tripped = row.trip_code
+        scope_state_set(scope=row, state=state, reason="harness operator", actor="operator")
         self.writes += 1
-        self.log.add(f"operator sets {label} {state}"
+        self.log.add(f"operator sets {row.label} {state}"
                      + (f" ({tripped} trip)" if tripped else ""))
         self._run_for(then)
 

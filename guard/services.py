@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from execution.gates import OrderRefused
@@ -451,23 +452,30 @@ def _scope_resting_entries(scope: TradingScope) -> Any:
 
 
 def trip_closes_request() -> tuple[int, int]:
-    """Queue, for open trips with ``closeAllOnTrip``, the cancel of every entry order still
-    on its way (one that filled later would open a position in the tripped scope), then
-    the close of every position; ``(closes, cancels)`` queued. Resumable: a worker that
-    died half-way is followed by the next evaluation; a close or cancel already open stands.
+    """Keep every scope tripped with ``closeAllOnTrip`` flat: ``(closes, cancels)`` queued.
+
+    The first pass of a trip queues the cancel of every entry order of the scope still on
+    its way (one that filled later would open a position in the tripped scope), then the
+    close of every position; each later pass closes what appeared since (an entry in doubt
+    that turned out filled, a hand-over), each position once. Resumable: a worker that died
+    half-way is followed by the next evaluation; a close or cancel already open stands.
     """
     queued = cancelled = 0
-    for trip in GuardTrip.objects.filter(rearmed_at__isnull=True, close_all=True,
-                                         closes_requested_at__isnull=True).select_related(
+    for trip in GuardTrip.objects.filter(rearmed_at__isnull=True, close_all=True).select_related(
             "scope__account", "scope__strategy"):
-        for order in _scope_resting_entries(trip.scope).order_by("id"):
-            try:
-                _, created = order_request_cancel(order, actor=GUARD_ACTOR)
-            except InvalidStateTransition:
-                continue  # ended meanwhile
-            cancelled += created
+        first = trip.closes_requested_at is None
+        if first:
+            for order in _scope_resting_entries(trip.scope).order_by("id"):
+                try:
+                    _, created = order_request_cancel(order, actor=GUARD_ACTOR)
+                except InvalidStateTransition:
+                    continue  # ended meanwhile
+                cancelled += created
+        positions = _scope_positions(trip.scope)
+        if not first:  # a position the guard already asked to close is left to that close
+            positions = positions.exclude(actions__requested_by=GUARD_ACTOR)
         count = 0
-        for position in _scope_positions(trip.scope).order_by("id"):
+        for position in positions.order_by("id"):
             try:
                 _, created = position_request_close(
                     position=position, reason=CloseReason.RISK, actor=GUARD_ACTOR,
@@ -476,8 +484,11 @@ def trip_closes_request() -> tuple[int, int]:
             except InvalidStateTransition:
                 continue  # closed meanwhile
             count += created
-        GuardTrip.objects.filter(pk=trip.pk, closes_requested_at__isnull=True).update(
-            closes_requested_at=timezone.now(), closes_requested=count)
+        if first:
+            GuardTrip.objects.filter(pk=trip.pk, closes_requested_at__isnull=True).update(
+                closes_requested_at=timezone.now(), closes_requested=count)
+        elif count:
+            GuardTrip.objects.filter(pk=trip.pk).update(
+                closes_requested=F("closes_requested") + count)
         queued += count
     return queued, cancelled
-

@@ -256,6 +256,28 @@ def test_close_all_on_trip_cancels_the_tripped_accounts_resting_entries(
     assert AuditEvent.objects.filter(action="order.cancel_request", actor="guard").count() == 1
 
 
+def test_a_position_that_appears_in_a_tripped_close_all_scope_is_closed_too(
+        book_strategy, limits, clock):
+    """An entry in doubt that turns out filled, or a hand-over: flat while tripped."""
+    limits(dailyLossLimitAmount=100, closeAllOnTrip=True)
+    [losing] = held(book_strategy, quantity=Decimal("1"), entry_price=Decimal("1000"),
+                    last_price=Decimal("1000"))
+    guard_evaluate()
+    mark(losing, "850")
+    assert guard_evaluate().closes_requested == 1
+    clock.shift(5)
+    [late] = held(book_strategy, quantity=Decimal("0.1"), entry_price=Decimal("1000"),
+                  last_price=Decimal("1000"))
+
+    assert guard_evaluate().closes_requested == 1
+    assert guard_evaluate().closes_requested == 0  # each position once
+    assert sorted(Action.objects.values_list("position_id", "requested_by")) == [
+        (losing.pk, "guard"), (late.pk, "guard")]
+    # the platform and the account tripped together: the account's trip asked first
+    assert sorted(GuardTrip.objects.values_list("scope__kind", "closes_requested")) == [
+        ("account", 2), ("global", 0)]
+
+
 def test_a_close_all_interrupted_half_way_is_finished_by_the_next_evaluation(
         book_strategy, limits, clock, monkeypatch):
     from guard import services

@@ -252,6 +252,7 @@ class BybitEmulator:
         self._recorded = _recorded()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._order_created = threading.Condition()  # tests wait on it for a placement
         self._release = threading.Event()
         self.delayed_processed = threading.Event()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
@@ -386,6 +387,12 @@ class BybitEmulator:
         with self._lock:
             self.state.candles[symbol_id] = CandleReplay(path)
             self.state.prices.pop(symbol_id, None)
+
+    def wait_for_order(self, link_id: str, timeout: float) -> bool:
+        """Block until an order with ``link_id`` was created (False after ``timeout`` s)."""
+        with self._order_created:  # notified under ``_lock``: the check must not take it
+            return self._order_created.wait_for(
+                lambda: link_id in self.state.by_link_id, timeout)
 
     def orders_with_link_id(self, link_id: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -694,6 +701,8 @@ class BybitEmulator:
                 self._match_limit(row, resting=False)
         if row["orderStatus"] == "New":
             self._push_later("order", [copy.deepcopy(row)])
+        with self._order_created:
+            self._order_created.notify_all()
         return _ok({"orderId": order_id, "orderLinkId": link_id})
 
     def _match_limit(self, row: dict[str, Any], *, resting: bool) -> None:

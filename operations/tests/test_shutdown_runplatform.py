@@ -246,10 +246,7 @@ def test_a_platform_killed_while_the_exchange_takes_its_order_recovers_it_exactl
     emulator.fail_next("v5/order/create", "timeout_after_accept")  # accepted, answer held
     order = platform.place(strategy="bybit-s", side="buy", quantity="0.01")
     link_id = order["client_order_id"]
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not emulator.orders_with_link_id(link_id):
-        assert time.monotonic() < deadline, platform.output
-        time.sleep(0.05)
+    assert emulator.wait_for_order(link_id, WAIT_SECONDS), platform.output
 
     platform.proc.send_signal(signal.SIGKILL)  # kill -9 while the placement waits
     assert platform.finish() == -signal.SIGKILL
